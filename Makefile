@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both create the virtual environment from the lock file when it is missing
+# or older than pyproject.toml / requirements.lock.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SCENARIO ?= core-link-cut
+SPEED  ?= 4
+
+.PHONY: demo demo-headless test lint bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ispvm demo --scenario $(SCENARIO) --speed $(SPEED)
+
+demo-headless: $(STAMP)
+	$(BIN)/ispvm demo --headless --scenario $(SCENARIO) --speed 20 --json
+
+test: $(STAMP)
+	$(BIN)/ruff check ispvm_tui tests bench
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check ispvm_tui tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.poll_scale
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,95 @@
+"""What a poll returns: plain, immutable values shared by every collector.
+
+Collectors never raise for a router's misbehaviour: a timeout, refused
+connection, failed login or malformed reply becomes a PollResult with
+``ok=False`` (device level) or a ``stale`` entry (one family), so one bad
+router or one missing menu never stops anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ErrorKind = Literal["timeout", "refused", "auth", "protocol", "tls", "error"]
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    identity: str | None = None  # /system/identity or sysName
+    version: str | None = None  # "7.16.2"
+    board: str | None = None
+    uptime_s: float | None = None
+    cpu_load: int | None = None  # percent
+    total_memory: int | None = None  # bytes
+    free_memory: int | None = None
+    descr: str | None = None  # sysDescr
+    object_id: str | None = None  # sysObjectID
+    temperature_c: float | None = None  # /system/health (board or CPU sensor)
+    voltage_v: float | None = None  # /system/health supply voltage
+
+
+@dataclass(frozen=True)
+class InterfaceStat:
+    name: str
+    ifindex: int | None = None
+    type: str | None = None
+    admin_up: bool | None = None
+    oper_up: bool | None = None
+    speed_bps: int | None = None
+    mtu: int | None = None
+    mac: str | None = None
+    alias: str | None = None  # RouterOS comment / ifAlias
+    rx_bytes: int | None = None
+    tx_bytes: int | None = None
+    rx_packets: int | None = None
+    tx_packets: int | None = None
+    counter_bits: int = 64  # 32 when only ifInOctets/ifOutOctets were available
+    link_downs: int | None = None
+
+
+@dataclass(frozen=True)
+class IpAddress:
+    address: str  # "10.0.0.1/30"
+    interface: str
+    network: str | None = None
+
+
+@dataclass(frozen=True)
+class BgpSession:
+    name: str  # peer/connection name as configured on the router, e.g. "UPSTREAM1"
+    remote_address: str | None
+    remote_as: int | None
+    state: str  # lower-case RouterOS/BGP4-MIB word: established, idle, active, connect, ...
+    established: bool
+    local_as: int | None = None
+    uptime_s: float | None = None
+    prefixes: int | None = None
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class OspfNeighbor:
+    router_id: str
+    address: str | None
+    interface: str | None
+    state: str  # "full", "down", "init", "2-way", ...
+    full: bool
+
+
+@dataclass(frozen=True)
+class PollResult:
+    device: str
+    collector: Literal["api", "snmp"]
+    started_at: float  # clock epoch seconds
+    duration_s: float  # real seconds the poll took
+    ok: bool
+    error: str | None = None  # human-readable, never contains a secret
+    error_kind: ErrorKind | None = None
+    system: SystemInfo | None = None
+    interfaces: tuple[InterfaceStat, ...] = ()
+    addresses: tuple[IpAddress, ...] = ()
+    bgp: tuple[BgpSession, ...] | None = None  # None = not collected (or stale)
+    ospf: tuple[OspfNeighbor, ...] | None = None
+    # family -> reason, for families that failed while the device answered
+    stale: dict[str, str] = field(default_factory=dict)

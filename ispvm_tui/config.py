@@ -1,0 +1,263 @@
+"""The inventory and settings file (config.toml), validated with pydantic.
+
+Every problem is reported as ``FILE:LINE: field: message`` (see
+tomlsource.py), and ``load_config`` reports all of them at once, so an
+engineer fixes a broken file in one pass. Secrets never live here: fields
+ending in ``_secret`` name an entry in the secret store (keyring or the
+encrypted file), see secrets.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, validate
+
+Role = Literal["core", "edge", "aggregation", "access", "cpe"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(Strict):
+    database: str = "ispvm.duckdb"  # relative paths are relative to the config file
+    base_url: str = "http://localhost:8080"  # deep links in notifications: BASE/incidents/<id>
+    timezone: str = "UTC"
+
+
+class Tenant(Strict):
+    id: UUID
+    name: str | None = None
+
+
+class Polling(Strict):
+    interval_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0)
+    concurrency: int = Field(64, ge=1, le=4096)
+    jitter: float = Field(0.1, ge=0, le=0.5)  # fraction of the interval
+    backoff_max_s: float = Field(600.0, gt=0)  # unreachable routers are retried at most this far apart
+
+
+class Rules(Strict):
+    unreachable_after_polls: int = Field(2, ge=1)  # failed polls in a row before "device unreachable"
+    interface_down_after_polls: int = Field(1, ge=1)
+    bgp_down_after_polls: int = Field(1, ge=1)
+    recover_after_polls: int = Field(1, ge=1)  # good polls in a row before an alert resolves
+
+
+class Incidents(Strict):
+    close_after_s: float = Field(120.0, ge=0)  # recovery must hold this long before an incident closes
+    correlate_every_s: float = Field(5.0, gt=0)
+
+
+class Retention(Strict):
+    samples_days: int = Field(14, ge=1)
+    events_days: int = Field(365, ge=1)
+
+
+class ConsoleLocation(Strict):
+    # Devices through which the monitoring host reaches the network: where root-cause analysis starts.
+    attach: list[str] = Field(min_length=1)
+
+
+class Site(Strict):
+    name: str = Field(min_length=1)
+    subscribers: int | None = Field(None, ge=0)
+    description: str = ""
+
+
+class Credential(Strict):
+    username: str = Field(min_length=1)
+    password_secret: str = Field(min_length=1)
+
+
+class SnmpProfile(Strict):
+    version: Literal["2c", "3"] = "2c"
+    port: int = Field(161, ge=1, le=65535)
+    community_secret: str | None = None
+    v3_user: str | None = None
+    v3_auth_proto: Literal["SHA", "SHA256", "SHA512", "MD5"] = "SHA"
+    v3_auth_secret: str | None = None
+    v3_priv_proto: Literal["AES", "AES256", "DES"] = "AES"
+    v3_priv_secret: str | None = None
+    timeout_s: float = Field(2.0, gt=0)
+    retries: int = Field(1, ge=0, le=5)
+
+
+class Device(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    site: str
+    role: Role
+    vendor: Literal["mikrotik", "other"] = "mikrotik"
+    address: str
+    api_port: int = Field(8728, ge=1, le=65535)
+    api_tls: bool = False
+    api_tls_verify: bool = True
+    credential: str | None = None  # a [credentials.NAME]; enables RouterOS API polling
+    snmp: str | None = None  # a [snmp.NAME] profile; enables SNMP polling
+    snmp_port: int | None = Field(None, ge=1, le=65535)  # overrides the profile's port
+    tags: list[str] = []
+    subscribers: int | None = Field(None, ge=0)  # subscribers served directly by this device
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            if not v or " " in v:
+                raise ValueError("must be an IP address or host name") from None
+        return v
+
+
+class Link(Strict):
+    a: str = Field(pattern=r"^[^:\s]+:\S+$", description="DEVICE:interface")
+    b: str = Field(pattern=r"^[^:\s]+:\S+$")
+    speed_mbps: int | None = Field(None, gt=0)
+
+    @property
+    def id(self) -> str:
+        return link_id(self.a, self.b)
+
+
+class BgpPeer(Strict):
+    device: str
+    name: str  # as configured on the router (v6 peer name / v7 connection name)
+    remote_as: int | None = None
+    remote_address: str | None = None
+    provider: str | None = None  # labels incidents, e.g. the transit provider
+
+    @property
+    def id(self) -> str:
+        return f"{self.device}:{self.name}"
+
+
+class Service(Strict):
+    name: str
+    depends_on: list[str] = Field(min_length=1)  # entity ids: devices, links, BGP peers, sites
+    subscribers: int | None = Field(None, ge=0)
+    category: str | None = None  # e.g. "transit": becomes an incident label
+
+
+class Webhook(Strict):
+    name: str
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None  # secret-store entry holding the HMAC key
+    events: list[Literal["incident.opened", "incident.updated", "incident.acked", "incident.closed"]] = [
+        "incident.opened",
+        "incident.updated",
+        "incident.acked",
+        "incident.closed",
+    ]
+    timeout_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(8, ge=1, le=50)
+    max_age_s: float = Field(86400.0, gt=0)
+
+
+class Notify(Strict):
+    webhooks: list[Webhook] = []
+
+
+class Config(Strict):
+    ispvm: Settings = Settings()
+    tenant: Tenant | None = None
+    polling: Polling = Polling()
+    rules: Rules = Rules()
+    incidents: Incidents = Incidents()
+    retention: Retention = Retention()
+    console: ConsoleLocation
+    sites: list[Site] = Field(min_length=1)
+    credentials: dict[str, Credential] = {}
+    snmp: dict[str, SnmpProfile] = {}
+    devices: list[Device] = Field(min_length=1)
+    links: list[Link] = []
+    bgp_peers: list[BgpPeer] = []
+    services: list[Service] = []
+    notify: Notify = Notify()
+
+    def device(self, name: str) -> Device:
+        return next(d for d in self.devices if d.name == name)
+
+    def database_path(self, base: Path) -> Path:
+        p = Path(self.ispvm.database).expanduser()
+        return p if p.is_absolute() else base / p
+
+
+def link_id(a: str, b: str) -> str:
+    """Links are named by their two ends in sorted order, so either spelling is the same link."""
+    x, y = sorted((a, b))
+    return f"{x}--{y}"
+
+
+def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") -> list[Problem]:
+    """References between sections: every name used must exist, once."""
+
+    def problem(loc: tuple[str | int, ...], message: str) -> Problem:
+        if source is not None:
+            return source.problem(loc, message)
+        return Problem(name, None, ".".join(str(p) for p in loc), message)
+
+    problems: list[Problem] = []
+    sites = {s.name for s in cfg.sites}
+    devices: dict[str, int] = {}
+    for i, dev in enumerate(cfg.devices):
+        if dev.name in devices:
+            problems.append(problem(("devices", i, "name"), f"duplicate device name {dev.name!r}"))
+        devices[dev.name] = i
+        if dev.site not in sites:
+            problems.append(problem(("devices", i, "site"), f"unknown site {dev.site!r} (not in [[sites]])"))
+        if dev.credential is not None and dev.credential not in cfg.credentials:
+            problems.append(problem(("devices", i, "credential"), f"unknown credential {dev.credential!r}"))
+        if dev.snmp is not None and dev.snmp not in cfg.snmp:
+            problems.append(problem(("devices", i, "snmp"), f"unknown SNMP profile {dev.snmp!r}"))
+        if dev.credential is None and dev.snmp is None:
+            problems.append(problem(("devices", i), "no collector: set credential (API) and/or snmp"))
+    for i, site in enumerate(cfg.sites):
+        if sum(1 for s in cfg.sites if s.name == site.name) > 1:
+            problems.append(problem(("sites", i, "name"), f"duplicate site name {site.name!r}"))
+    for i, dev_name in enumerate(cfg.console.attach):
+        if dev_name not in devices:
+            problems.append(problem(("console", "attach", i), f"unknown device {dev_name!r}"))
+    ends: dict[str, int] = {}
+    for i, link in enumerate(cfg.links):
+        for side in ("a", "b"):
+            end = getattr(link, side)
+            dev_name = end.split(":", 1)[0]
+            if dev_name not in devices:
+                problems.append(problem(("links", i, side), f"unknown device {dev_name!r}"))
+            if end in ends:
+                problems.append(problem(("links", i, side), f"interface {end} is already used by link {ends[end]}"))
+            ends[end] = i
+        if link.a.split(":")[0] == link.b.split(":")[0]:
+            problems.append(problem(("links", i), "a link must join two different devices"))
+    peers = set()
+    for i, peer in enumerate(cfg.bgp_peers):
+        if peer.device not in devices:
+            problems.append(problem(("bgp_peers", i, "device"), f"unknown device {peer.device!r}"))
+        peers.add(peer.id)
+    known = set(devices) | sites | peers | {link.id for link in cfg.links}
+    for i, svc in enumerate(cfg.services):
+        for j, dep in enumerate(svc.depends_on):
+            if dep not in known:
+                problems.append(problem(("services", i, "depends_on", j),
+                                        f"unknown entity {dep!r} (a device, site, link id or DEVICE:PEER)"))
+    for i, hook in enumerate(cfg.notify.webhooks):
+        if sum(1 for h in cfg.notify.webhooks if h.name == hook.name) > 1:
+            problems.append(problem(("notify", "webhooks", i, "name"), f"duplicate webhook name {hook.name!r}"))
+    return problems
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and cross-check a config file; raises SourceError listing every problem."""
+    source = read_toml(path)
+    cfg = validate(source, Config)
+    problems = cross_check(cfg, source)
+    if problems:
+        raise SourceError(problems)
+    return cfg

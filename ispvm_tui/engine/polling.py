@@ -1,0 +1,165 @@
+"""Scheduling polls: one APScheduler job per device, bounded concurrency.
+
+Each device's job runs at most once at a time (``max_instances=1``), starts
+at a random offset inside the first interval and carries jitter, so a fleet
+never polls in lockstep. A device that keeps failing is backed off
+exponentially (up to ``backoff_max_s``) so dead routers do not eat the
+concurrency budget of live ones. Collectors never raise for a router's
+misbehaviour; anything unexpected is still caught here and recorded as a
+failed poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from ispvm_tui.clock import Clock
+from ispvm_tui.collectors.results import PollResult
+from ispvm_tui.config import Config, Device
+from ispvm_tui.secrets import SecretError, SecretSource
+
+log = logging.getLogger(__name__)
+
+
+class Collector(Protocol):
+    async def poll(self) -> PollResult: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class DeviceSchedule:
+    name: str
+    collectors: list[Collector]
+    failures: int = 0
+    next_allowed: float = 0.0  # clock time before which the device is skipped (backoff)
+    polls: int = 0
+    last_results: list[PollResult] = field(default_factory=list)
+    setup_error: str | None = None  # e.g. a missing secret: reported, never raised
+
+
+def build_collectors(config: Config, device: Device, secrets: SecretSource, clock: Clock) -> list[Collector]:
+    """The collectors a device's config asks for. Raises SecretError with a clear message."""
+    collectors: list[Collector] = []
+    timeout = config.polling.timeout_s
+    if device.credential:
+        from ispvm_tui.collectors.routeros import ApiTarget, RouterOSCollector
+
+        cred = config.credentials[device.credential]
+        password = secrets.get(cred.password_secret)
+        if password is None:
+            raise SecretError(f"{device.name}: secret {cred.password_secret!r} (credential {device.credential!r}) "
+                              f"is not in the keyring or the secrets file; add it with "
+                              f"`ispvm secret set {cred.password_secret}`")
+        target = ApiTarget(name=device.name, address=device.address, username=cred.username, password=password,
+                           port=device.api_port, tls=device.api_tls, tls_verify=device.api_tls_verify)
+        collectors.append(RouterOSCollector(target, clock=clock, timeout=timeout))
+    if device.snmp:
+        from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
+
+        prof = config.snmp[device.snmp]
+
+        def need(name: str | None, what: str) -> str:
+            value = secrets.get(name) if name else None
+            if value is None:
+                raise SecretError(f"{device.name}: SNMP profile {device.snmp!r} needs {what} "
+                                  f"(secret {name!r} not found)")
+            return value
+
+        port = device.snmp_port or prof.port
+        if prof.version == "2c":
+            target = SnmpTarget(name=device.name, address=device.address, port=port, version="2c",
+                                community=need(prof.community_secret, "a community"),
+                                timeout=prof.timeout_s, retries=prof.retries)
+        else:
+            target = SnmpTarget(
+                name=device.name, address=device.address, port=port, version="3", v3_user=prof.v3_user,
+                v3_auth_key=need(prof.v3_auth_secret, "an auth key"), v3_auth_proto=prof.v3_auth_proto,
+                v3_priv_key=need(prof.v3_priv_secret, "a privacy key"), v3_priv_proto=prof.v3_priv_proto,
+                timeout=prof.timeout_s, retries=prof.retries,
+            )
+        collectors.append(SnmpCollector(target, clock=clock))
+    return collectors
+
+
+class Poller:
+    """Runs every device's collectors on schedule and hands results to ``on_results``."""
+
+    def __init__(self, config: Config, clock: Clock, schedules: dict[str, DeviceSchedule],
+                 on_results: Callable[[str, list[PollResult]], Awaitable[None]],
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.schedules = schedules
+        self.on_results = on_results
+        self._sem = asyncio.Semaphore(config.polling.concurrency)
+        self._rng = rng or random.Random()
+        self._scheduler: AsyncIOScheduler | None = None
+        self.poll_seconds: deque[float] = deque(maxlen=1000)  # real seconds per device poll, recent
+
+    def start(self) -> None:
+        interval = self.clock.to_real(self.config.polling.interval_s)
+        jitter = interval * self.config.polling.jitter
+        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        for name in self.schedules:
+            first = time.time() + self._rng.uniform(0.05, max(0.1, min(interval, 5.0)))
+            self._scheduler.add_job(
+                self.poll_device, IntervalTrigger(seconds=interval, jitter=jitter or None,
+                                                  start_date=datetime.fromtimestamp(first, UTC)),
+                args=[name], id=f"poll:{name}", max_instances=1, coalesce=True, misfire_grace_time=int(interval) + 1,
+            )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        for sched in self.schedules.values():
+            for c in sched.collectors:
+                try:
+                    await asyncio.wait_for(c.close(), 2)
+                except Exception:  # closing a dead connection may fail; nothing to keep
+                    log.debug("closing collector for %s failed", sched.name, exc_info=True)
+
+    async def poll_device(self, name: str) -> list[PollResult] | None:
+        sched = self.schedules[name]
+        now = self.clock.now()
+        if now < sched.next_allowed or not sched.collectors:
+            return None
+        async with self._sem:
+            started = time.monotonic()
+            results = list(await asyncio.gather(*(self._safe_poll(name, c) for c in sched.collectors)))
+            self.poll_seconds.append(time.monotonic() - started)
+        sched.polls += 1
+        sched.last_results = results
+        if any(r.ok for r in results):
+            sched.failures, sched.next_allowed = 0, 0.0
+        else:
+            sched.failures += 1
+            grace = self.config.rules.unreachable_after_polls
+            if sched.failures > grace:  # back off only once the device is known to be down
+                delay = min(self.config.polling.interval_s * 2 ** (sched.failures - grace - 1),
+                            self.config.polling.backoff_max_s)
+                sched.next_allowed = now + delay
+        await self.on_results(name, results)
+        return results
+
+    async def _safe_poll(self, name: str, collector: Collector) -> PollResult:
+        try:
+            return await collector.poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a collector bug must not stop the fleet
+            log.exception("collector for %s raised", name)
+            kind = "api" if "RouterOS" in type(collector).__name__ else "snmp"
+            return PollResult(device=name, collector=kind, started_at=self.clock.now(), duration_s=0.0, ok=False,
+                              error=f"internal error: {type(exc).__name__}", error_kind="error")

@@ -1,0 +1,52 @@
+"""Versioned DuckDB schema. Append migrations; never edit an applied one."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "samples, alerts, incidents, outbox, deliveries, audit",
+        """
+        CREATE TABLE poll_log (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, collector VARCHAR NOT NULL, ok BOOLEAN NOT NULL,
+            duration_s DOUBLE, error_kind VARCHAR, error VARCHAR, stale VARCHAR);
+        CREATE TABLE interface_samples (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, interface VARCHAR NOT NULL, collector VARCHAR,
+            ifindex INTEGER, admin_up BOOLEAN, oper_up BOOLEAN, speed_bps BIGINT,
+            rx_bytes UBIGINT, tx_bytes UBIGINT, rx_bps DOUBLE, tx_bps DOUBLE);
+        CREATE TABLE health_samples (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, collector VARCHAR, uptime_s DOUBLE, cpu_load INTEGER,
+            total_memory BIGINT, free_memory BIGINT, version VARCHAR);
+        CREATE TABLE bgp_samples (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, peer VARCHAR NOT NULL, remote_address VARCHAR,
+            remote_as BIGINT, state VARCHAR, established BOOLEAN, uptime_s DOUBLE, prefixes BIGINT);
+        CREATE TABLE ospf_samples (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, router_id VARCHAR NOT NULL, address VARCHAR,
+            interface VARCHAR, state VARCHAR, full_adjacency BOOLEAN);
+        CREATE TABLE alerts (
+            id VARCHAR PRIMARY KEY, rule VARCHAR NOT NULL, entity_type VARCHAR NOT NULL,
+            entity_id VARCHAR NOT NULL, severity VARCHAR NOT NULL, state VARCHAR NOT NULL,
+            starts_at DOUBLE NOT NULL, ends_at DOUBLE, summary VARCHAR, evidence JSON, labels JSON,
+            incident_id VARCHAR, suppressed BOOLEAN DEFAULT false);
+        CREATE TABLE incidents (
+            id VARCHAR PRIMARY KEY, root_key VARCHAR NOT NULL, title VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            severity VARCHAR NOT NULL, priority VARCHAR NOT NULL, opened_at DOUBLE NOT NULL, closed_at DOUBLE,
+            acked_by VARCHAR, acked_at DOUBLE, root_causes JSON, impact JSON, evidence JSON, labels JSON,
+            alert_ids JSON, updated_at DOUBLE NOT NULL, recovering_since DOUBLE);
+        CREATE SEQUENCE outbox_seq;
+        CREATE TABLE outbox (
+            event_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL DEFAULT nextval('outbox_seq'),
+            endpoint VARCHAR NOT NULL, incident_id VARCHAR NOT NULL, event_type VARCHAR NOT NULL,
+            incident JSON NOT NULL, created_at DOUBLE NOT NULL, status VARCHAR NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at DOUBLE NOT NULL, last_error VARCHAR,
+            finished_at DOUBLE);
+        CREATE TABLE deliveries (
+            delivery_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, endpoint VARCHAR NOT NULL,
+            attempt INTEGER NOT NULL, attempted_at DOUBLE NOT NULL, http_status INTEGER, outcome VARCHAR NOT NULL,
+            error VARCHAR, duration_s DOUBLE);
+        CREATE TABLE audit (
+            ts DOUBLE NOT NULL, actor VARCHAR NOT NULL, action VARCHAR NOT NULL, target VARCHAR, detail VARCHAR);
+        CREATE INDEX interface_samples_dev_ts ON interface_samples(device, ts);
+        """,
+    ),
+]

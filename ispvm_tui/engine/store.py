@@ -1,0 +1,238 @@
+"""The embedded DuckDB store: one file, one writer thread, batched writes.
+
+DuckDB allows one read-write process per file, and inside a process one
+connection with a cursor per thread. All writes go through a single writer
+thread: sample rows are buffered and flushed in one transaction every
+``flush_s`` or ``batch_rows``; ``transaction(fn)`` jobs (an incident change
+and its outbox rows) run one per transaction, in submission order, so a
+notification is durable exactly when the change that caused it is.
+Reads use per-thread cursors and never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from ispvm_tui.engine.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ROWS_PER_INSERT = 400  # multi-row VALUES statements: far faster than executemany in DuckDB
+
+
+class StoreError(Exception):
+    """A database problem with a message meant for the operator."""
+
+
+class StoreLocked(StoreError):
+    pass
+
+
+@dataclass
+class _Job:
+    fn: Callable[[duckdb.DuckDBPyConnection], Any]
+    future: Future[Any]
+
+
+_STOP = object()
+
+
+def _open(path: Path) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            pid = re.search(r"PID (\d+)", text)
+            holder = f"process {pid.group(1)}" if pid else "another process"
+            raise StoreLocked(
+                f"database {path} is in use by {holder} (another ispvm?). DuckDB allows one writer per file: "
+                f"stop that process, or point [ispvm].database at another file."
+            ) from None
+        raise StoreError(f"cannot open database {path}: {text}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from None
+
+
+class Store:
+    def __init__(self, path: str | Path, *, flush_s: float = 1.0, batch_rows: int = 5000) -> None:
+        self.path = Path(path)
+        self._con = _open(self.path)
+        self._flush_s = flush_s
+        self._batch_rows = batch_rows
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self.rows_written = 0
+        self.flushes = 0
+        self.last_error: str | None = None
+        self.migrate()
+        self._writer = threading.Thread(target=self._run, name="ispvm-store-writer", daemon=True)
+        self._closed = False
+        self._writer.start()
+
+    # ---- schema -------------------------------------------------------
+    def migrate(self) -> int:
+        con = self._con
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at DOUBLE)"
+        )
+        done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        for version, description, sql in MIGRATIONS:
+            if version in done:
+                continue
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, description, time.time()])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            log.info("applied migration %d: %s", version, description)
+        return max((m[0] for m in MIGRATIONS), default=0)
+
+    def schema_version(self) -> int:
+        return self.query("SELECT max(version) FROM schema_migrations")[0][0]
+
+    # ---- writes -------------------------------------------------------
+    def append(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Queue sample rows; they reach disk within flush_s, in one transaction per flush."""
+        if rows:
+            self._queue.put((table, list(rows)))
+
+    def transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        """Run ``fn(con)`` in its own transaction on the writer thread."""
+        fut: Future[T] = Future()
+        if self._closed:
+            fut.set_exception(StoreError("store is closed"))
+            return fut
+        self._queue.put(_Job(fn, fut))
+        return fut
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything queued so far is on disk."""
+        self.transaction(lambda con: None).result(timeout)
+
+    def _run(self) -> None:
+        buffers: dict[str, list[tuple[Any, ...]]] = {}
+        pending = 0
+        deadline = time.monotonic() + self._flush_s
+        while True:
+            timeout = max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._flush_samples(buffers)
+                return
+            if isinstance(item, tuple):
+                table, rows = item
+                buffers.setdefault(table, []).extend(rows)
+                pending += len(rows)
+            elif isinstance(item, _Job):
+                # Samples queued before a job are written before it: readers see a consistent order.
+                self._flush_samples(buffers)
+                pending = 0
+                self._run_job(item)
+            if pending >= self._batch_rows or time.monotonic() >= deadline:
+                self._flush_samples(buffers)
+                pending = 0
+                deadline = time.monotonic() + self._flush_s
+
+    def _run_job(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            self._con.execute("BEGIN TRANSACTION")
+            result = job.fn(self._con)
+            self._con.execute("COMMIT")
+        except BaseException as exc:  # the caller gets the error; the writer lives on
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("ROLLBACK")
+            self.last_error = str(exc)
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+    def _flush_samples(self, buffers: dict[str, list[tuple[Any, ...]]]) -> None:
+        if not any(buffers.values()):
+            return
+        try:
+            self._con.execute("BEGIN TRANSACTION")
+            count = 0
+            for table, rows in buffers.items():
+                for start in range(0, len(rows), ROWS_PER_INSERT):
+                    chunk = rows[start:start + ROWS_PER_INSERT]
+                    width = len(chunk[0])
+                    values = ",".join(["(" + ",".join(["?"] * width) + ")"] * len(chunk))
+                    params = [v for row in chunk for v in row]
+                    self._con.execute(f"INSERT INTO {table} VALUES {values}", params)
+                    count += len(chunk)
+            self._con.execute("COMMIT")
+            self.rows_written += count
+            self.flushes += 1
+        except duckdb.Error as exc:
+            # Keep the rows and try again at the next flush rather than lose them.
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("ROLLBACK")
+            self.last_error = f"sample flush failed: {exc}"
+            log.error("%s", self.last_error)
+            return
+        buffers.clear()
+
+    # ---- reads --------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+            with self._cursors_lock:
+                self._cursors.append(cur)
+        return cur
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._cursor().execute(sql, params or []).fetchall()
+
+    def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self._cursor().execute(sql, params or [])
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    # ---- lifecycle ----------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._writer.join(timeout=30)
+        with self._cursors_lock:
+            for cur in self._cursors:
+                with contextlib.suppress(duckdb.Error):
+                    cur.close()
+        with contextlib.suppress(duckdb.Error):
+            self._con.execute("CHECKPOINT")
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,355 @@
+"""One live model of the simulated ISP: links, power, counters, BGP, OSPF.
+
+Every lab router's API server and SNMP agent read from this model, so what
+the pollers see over both protocols is one consistent network. The timeline
+(scenario faults) only flips state here; reachability from the monitoring
+host and interface running flags are derived from that state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from ispvm_tui.clock import Clock
+from ispvm_tui.config import link_id
+from ispvm_tui.lab.scenario import Scenario, TimelineEntry, normalise_link
+from ispvm_tui.lab.sim import (
+    LabModelLike,
+    RouterHandle,
+    SimAddress,
+    SimBgpPeer,
+    SimDevice,
+    SimInterface,
+    SimNeighbor,
+    SimOspfNeighbor,
+)
+
+REBOOT_S = 45.0  # simulated seconds a rebooting router is away
+BACKGROUND_BPS = 200_000  # traffic on interfaces without a modelled link
+
+
+@dataclass
+class LinkState:
+    id: str
+    a: tuple[str, str]  # (device, interface)
+    b: tuple[str, str]
+    speed_bps: int
+    utilisation: float
+    up: bool = True
+    congestion: float | None = None  # overrides utilisation while set
+    congestion_until: float | None = None
+    flap_down: bool = False  # toggled by a flap entry
+
+
+@dataclass
+class AppliedEvent:
+    at: float  # clock epoch seconds
+    offset: float  # scenario seconds
+    action: str
+    target: str
+    note: str = ""
+
+
+@dataclass
+class PendingChange:
+    due: float  # clock epoch seconds
+    apply: str  # what to do
+    target: str
+
+
+@dataclass
+class LabModel(LabModelLike):
+    scenario: Scenario
+    clock: Clock
+    devices: dict[str, SimDevice] = field(default_factory=dict)
+    links: dict[str, LinkState] = field(default_factory=dict)
+    powered: dict[str, bool] = field(default_factory=dict)
+    ospf_down: set[frozenset[str]] = field(default_factory=set)
+    history: list[AppliedEvent] = field(default_factory=list)
+    maintenance: list[TimelineEntry] = field(default_factory=list)
+    _pending: list[PendingChange] = field(default_factory=list)
+    _last_advance: float = 0.0
+    _reachable: set[str] = field(default_factory=set)
+    started_at: float = 0.0
+
+    # ---- construction -------------------------------------------------
+    @classmethod
+    def build(cls, scenario: Scenario, clock: Clock, address_base: str | None = None) -> LabModel:
+        model = cls(scenario=scenario, clock=clock)
+        now = clock.now()
+        model.started_at = now
+        model._last_advance = now
+        base = ipaddress.ip_address(address_base or scenario.lab.address_base)
+        rng = random.Random(scenario.scenario.name)
+        for n, spec in enumerate(scenario.devices, start=1):
+            version = "7.16.2" if spec.ros_version == 7 else "6.49.10"
+            dev = SimDevice(
+                name=spec.name,
+                address=str(base + n),
+                ros_major=spec.ros_version,
+                version=version,
+                board=spec.board or ("CCR2004-16G-2S+" if spec.ros_version == 7 else "CCR1036-8G-2S+"),
+                serial=hashlib.sha1(spec.name.encode()).hexdigest()[:12].upper(),
+                boot_time=now - rng.uniform(3 * 86400, 90 * 86400),
+                cpu_load=rng.randint(2, 12),
+                router_id=f"10.255.0.{n}",
+            )
+            for i, itf in enumerate(scenario.interfaces_of(spec.name), start=1):
+                mac = f"4C:5E:0C:{n:02X}:{i:02X}:{rng.randint(0, 255):02X}"
+                dev.interfaces[itf] = SimInterface(
+                    name=itf, ifindex=i, mac=mac, last_change=dev.boot_time,
+                    rx_bytes=rng.randint(10**9, 10**12), tx_bytes=rng.randint(10**9, 10**12),
+                    rx_packets=rng.randint(10**6, 10**9), tx_packets=rng.randint(10**6, 10**9),
+                )
+            dev.config = {
+                "system": f'/system identity set name="{spec.name}"\n',
+                "interfaces": "".join(f"/interface ethernet set [ find default-name={i} ]\n" for i in dev.interfaces),
+                "bgp": "", "ospf": "", "firewall": "/ip firewall filter add chain=input action=accept\n",
+            }
+            model.devices[spec.name] = dev
+            model.powered[spec.name] = True
+        for k, link in enumerate(scenario.links, start=1):
+            a_dev, a_itf = link.a.split(":", 1)
+            b_dev, b_itf = link.b.split(":", 1)
+            state = LinkState(link.id, (a_dev, a_itf), (b_dev, b_itf), link.speed_mbps * 1_000_000, link.utilisation)
+            model.links[link.id] = state
+            for (dev_name, itf), (peer_name, peer_itf) in (((a_dev, a_itf), (b_dev, b_itf)),
+                                                          ((b_dev, b_itf), (a_dev, a_itf))):
+                dev, peer = model.devices[dev_name], model.devices[peer_name]
+                dev.interfaces[itf].speed_bps = state.speed_bps
+                dev.interfaces[itf].comment = f"to {peer_name} {peer_itf}"
+                low = 1 if dev_name == min(a_dev, b_dev) else 2
+                dev.addresses.append(SimAddress(f"10.0.{k}.{low}/30", f"10.0.{k}.0", itf))
+                dev.neighbors.append(SimNeighbor(
+                    interface=itf, identity=peer_name, address=f"10.0.{k}.{3 - low}",
+                    mac=peer.interfaces[peer_itf].mac, version=f"{peer.version} (stable)", board=peer.board,
+                    interface_name=peer_itf,
+                ))
+        for peer in scenario.bgp_peers:
+            dev = model.devices[peer.device]
+            dev.bgp_peers.append(SimBgpPeer(
+                name=peer.name, remote_address=peer.remote_address, remote_as=peer.remote_as,
+                local_as=peer.local_as, provider=peer.provider or "", state="established",
+                established_since=now - rng.uniform(86400, 30 * 86400), prefix_count=peer.prefixes,
+            ))
+            dev.config["bgp"] += f"/routing bgp connection add name={peer.name} remote.as={peer.remote_as}\n"
+        for ospf in scenario.ospf_neighbors:
+            for me, other in ((ospf.device, ospf.neighbor), (ospf.neighbor, ospf.device)):
+                link = scenario.link_between(me, other)
+                assert link is not None  # checked when the scenario was loaded
+                my_end = link.a if link.a.startswith(me + ":") else link.b
+                addr = next(a for a in model.devices[other].addresses
+                            if a.interface == (link.b if my_end == link.a else link.a).split(":", 1)[1])
+                model.devices[me].ospf_neighbors.append(SimOspfNeighbor(
+                    router_id=model.devices[other].router_id, address=addr.address.split("/")[0],
+                    interface=my_end.split(":", 1)[1], adjacency_since=now - rng.uniform(3600, 86400),
+                ))
+                model.devices[me].config["ospf"] += f"/routing ospf interface-template add interfaces={my_end}\n"
+        model._refresh()
+        return model
+
+    # ---- what the servers ask ----------------------------------------
+    def now(self) -> float:
+        return self.clock.now()
+
+    def answering(self, device: str) -> bool:
+        self._apply_due()
+        return device in self._reachable
+
+    def handle(self, name: str) -> RouterHandle:
+        lab = self.scenario.lab
+        return RouterHandle(self.devices[name], lab.username, lab.password, self)
+
+    def advance(self) -> None:
+        """Move counters to now (each link carries its utilisation both ways)."""
+        now = self.clock.now()
+        self._apply_due()
+        dt = now - self._last_advance
+        if dt <= 0:
+            return
+        self._last_advance = now
+        carried: set[tuple[str, str]] = set()
+        for link in self.links.values():
+            if not self._link_passes(link):
+                continue
+            util = link.congestion if link.congestion is not None else link.utilisation
+            for (src, src_itf), (dst, dst_itf), skew in ((link.a, link.b, 1.0), (link.b, link.a, 0.6)):
+                nbytes = int(link.speed_bps * util * skew / 8 * dt)
+                out, inn = self.devices[src].interfaces[src_itf], self.devices[dst].interfaces[dst_itf]
+                out.tx_bytes += nbytes
+                out.tx_packets += nbytes // 900
+                inn.rx_bytes += nbytes
+                inn.rx_packets += nbytes // 900
+                carried.update({(src, src_itf), (dst, dst_itf)})
+        for dev in self.devices.values():
+            if not self.powered[dev.name]:
+                continue
+            for itf in dev.interfaces.values():
+                if (dev.name, itf.name) not in carried and itf.running and not itf.disabled:
+                    nbytes = int(BACKGROUND_BPS / 8 * dt)
+                    itf.rx_bytes += nbytes
+                    itf.tx_bytes += nbytes // 2
+                    itf.rx_packets += nbytes // 600
+                    itf.tx_packets += nbytes // 1200
+
+    # ---- timeline -----------------------------------------------------
+    def apply(self, entry: TimelineEntry) -> None:
+        now = self.clock.now()
+        self.advance()
+        target = entry.link or entry.peer or entry.interface or entry.device or ",".join(entry.scope or []) or "*"
+        getattr(self, f"_do_{entry.action}")(entry, now)
+        self.history.append(AppliedEvent(now, now - self.started_at, entry.action, target, entry.note))
+        self._refresh()
+
+    def _do_link_down(self, e: TimelineEntry, now: float) -> None:
+        self.links[normalise_link(e.link or "")].up = False
+
+    def _do_link_up(self, e: TimelineEntry, now: float) -> None:
+        self.links[normalise_link(e.link or "")].up = True
+
+    def _do_device_down(self, e: TimelineEntry, now: float) -> None:
+        self.powered[e.device or ""] = False
+
+    def _do_device_up(self, e: TimelineEntry, now: float) -> None:
+        self._boot(e.device or "", now)
+
+    def _do_reboot(self, e: TimelineEntry, now: float) -> None:
+        self.powered[e.device or ""] = False
+        self._pending.append(PendingChange(now + REBOOT_S, "boot", e.device or ""))
+
+    def _do_bgp_down(self, e: TimelineEntry, now: float) -> None:
+        self._bgp(e.peer or "").state = "active"
+
+    def _do_bgp_up(self, e: TimelineEntry, now: float) -> None:
+        peer = self._bgp(e.peer or "")
+        if peer.state != "established":
+            peer.state, peer.established_since = "established", now
+
+    def _do_ospf_down(self, e: TimelineEntry, now: float) -> None:
+        self.ospf_down.add(frozenset((e.device or "", e.neighbor or "")))
+
+    def _do_ospf_up(self, e: TimelineEntry, now: float) -> None:
+        self.ospf_down.discard(frozenset((e.device or "", e.neighbor or "")))
+
+    def _do_congestion(self, e: TimelineEntry, now: float) -> None:
+        link = self.links[normalise_link(e.link or "")]
+        link.congestion = (e.percent or 100) / 100
+        link.congestion_until = now + (e.duration_s or 0)
+        self._pending.append(PendingChange(link.congestion_until, "uncongest", link.id))
+
+    def _do_flap(self, e: TimelineEntry, now: float) -> None:
+        # count down/up cycles spread evenly over the period
+        step = (e.period_s or 1) / ((e.count or 1) * 2)
+        link = self._link_of_interface(e.interface or "")
+        for i in range((e.count or 1) * 2):
+            self._pending.append(PendingChange(now + i * step, "flap_down" if i % 2 == 0 else "flap_up",
+                                               link.id if link else e.interface or ""))
+
+    def _do_config_change(self, e: TimelineEntry, now: float) -> None:
+        dev = self.devices[e.device or ""]
+        section = e.section or "system"
+        dev.config[section] = dev.config.get(section, "") + f"# changed at {int(now)}: {e.note or 'lab change'}\n"
+
+    def _do_maintenance(self, e: TimelineEntry, now: float) -> None:
+        # Nothing changes on the routers: maintenance is the engine's business.
+        self.maintenance.append(e)
+
+    def _do_restore(self, e: TimelineEntry, now: float) -> None:
+        for link in self.links.values():
+            link.up, link.congestion, link.flap_down = True, None, False
+        for name, on in list(self.powered.items()):
+            if not on:
+                self._boot(name, now)
+        for dev in self.devices.values():
+            for peer in dev.bgp_peers:
+                if peer.state != "established":
+                    peer.state, peer.established_since = "established", now
+        self.ospf_down.clear()
+        self._pending = [p for p in self._pending if p.apply == "boot"]
+
+    # ---- derived state -----------------------------------------------
+    def _apply_due(self) -> None:
+        if not self._pending:
+            return
+        now = self.clock.now()
+        due = [p for p in self._pending if p.due <= now]
+        if not due:
+            return
+        self._pending = [p for p in self._pending if p.due > now]
+        for p in sorted(due, key=lambda p: p.due):
+            if p.apply == "boot":
+                self._boot(p.target, p.due)
+            elif p.apply == "uncongest":
+                self.links[p.target].congestion = None
+            elif p.apply in ("flap_down", "flap_up") and p.target in self.links:
+                self.links[p.target].flap_down = p.apply == "flap_down"
+        self._refresh()
+
+    def _boot(self, name: str, now: float) -> None:
+        dev = self.devices[name]
+        self.powered[name] = True
+        dev.boot_time = now
+        for itf in dev.interfaces.values():  # counters restart from zero after a reboot
+            itf.rx_bytes = itf.tx_bytes = itf.rx_packets = itf.tx_packets = 0
+
+    def _bgp(self, peer_id: str) -> SimBgpPeer:
+        dev_name, _, name = peer_id.partition(":")
+        return next(p for p in self.devices[dev_name].bgp_peers if p.name == name)
+
+    def _link_of_interface(self, end: str) -> LinkState | None:
+        dev, _, itf = end.partition(":")
+        return next((lk for lk in self.links.values() if (dev, itf) in (lk.a, lk.b)), None)
+
+    def _link_passes(self, link: LinkState) -> bool:
+        return link.up and not link.flap_down and self.powered[link.a[0]] and self.powered[link.b[0]]
+
+    def _refresh(self) -> None:
+        """Recompute running flags, OSPF/BGP side effects and reachability."""
+        now = self.clock.now()
+        for link in self.links.values():
+            passes = self._link_passes(link)
+            for dev_name, itf_name in (link.a, link.b):
+                itf = self.devices[dev_name].interfaces[itf_name]
+                if itf.running != passes:
+                    itf.running = passes
+                    itf.last_change = now
+                    if not passes:
+                        itf.link_downs += 1
+        for dev in self.devices.values():
+            for nb in dev.ospf_neighbors:
+                other = self._device_by_router_id(nb.router_id)
+                link = self._link_of_interface(f"{dev.name}:{nb.interface}")
+                full = (other is not None and link is not None and self._link_passes(link)
+                        and frozenset((dev.name, other)) not in self.ospf_down)
+                if full and nb.state != "Full":
+                    nb.state, nb.adjacency_since, nb.state_changes = "Full", now, nb.state_changes + 1
+                elif not full and nb.state == "Full":
+                    nb.state, nb.adjacency_since, nb.state_changes = "Down", None, nb.state_changes + 1
+        self._reachable = self._compute_reachable()
+
+    def _device_by_router_id(self, rid: str) -> str | None:
+        return next((d.name for d in self.devices.values() if d.router_id == rid), None)
+
+    def _compute_reachable(self) -> set[str]:
+        start = [d for d in self.scenario.console.attach if self.powered[d]]
+        seen, queue = set(start), deque(start)
+        while queue:
+            here = queue.popleft()
+            for link in self.links.values():
+                if not self._link_passes(link):
+                    continue
+                ends = {link.a[0], link.b[0]}
+                if here in ends:
+                    (there,) = ends - {here}
+                    if there not in seen:
+                        seen.add(there)
+                        queue.append(there)
+        return seen
+
+    # ---- views for the console's lab panel and tests ------------------
+    def link_state(self, a: str, b: str) -> bool:
+        return self._link_passes(self.links[link_id(a, b)])

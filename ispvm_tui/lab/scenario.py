@@ -1,0 +1,285 @@
+"""Lab scenario files: a small ISP's topology plus a timeline of faults.
+
+The format is a public interface (see docs/scenarios.md): every problem is
+reported with file, line and field, including references to devices,
+interfaces, links and peers that do not exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ispvm_tui.config import Role, link_id
+from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, validate
+
+Action = Literal[
+    "link_down", "link_up", "device_down", "device_up", "bgp_down", "bgp_up", "ospf_down", "ospf_up",
+    "congestion", "flap", "reboot", "config_change", "maintenance", "restore",
+]
+
+# Which fields each action needs; checked so a typo fails at load time, not mid-demo.
+ACTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "link_down": ("link",), "link_up": ("link",),
+    "device_down": ("device",), "device_up": ("device",),
+    "bgp_down": ("peer",), "bgp_up": ("peer",),
+    "ospf_down": ("device", "neighbor"), "ospf_up": ("device", "neighbor"),
+    "congestion": ("link", "percent", "duration_s"),
+    "flap": ("interface", "count", "period_s"),
+    "reboot": ("device",),
+    "config_change": ("device", "section"),
+    "maintenance": ("scope", "duration_s"),
+    "restore": (),
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScenarioInfo(Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    duration_s: float = Field(gt=0)  # simulated seconds the headless demo runs
+    poll_interval_s: float = Field(10.0, gt=0)  # simulated seconds between polls of one router
+
+
+class LabSettings(Strict):
+    address_base: str = "127.77.0.0"  # routers get base+1, base+2, ... on loopback
+    api_port: int = Field(8728, ge=1, le=65535)
+    snmp_port: int = Field(1161, ge=1, le=65535)
+    username: str = "admin"
+    password: str = "ispvm-lab"  # lab routers only; real credentials live in the secret store
+    community: str = "public"
+
+    @field_validator("address_base")
+    @classmethod
+    def _loopback(cls, v: str) -> str:
+        addr = ipaddress.ip_address(v)
+        if addr.version != 4 or not addr.is_loopback:
+            raise ValueError("must be an IPv4 address in 127.0.0.0/8")
+        return v
+
+
+class ConsoleSpec(Strict):
+    attach: list[str] = Field(min_length=1)
+
+
+class SiteSpec(Strict):
+    name: str
+    subscribers: int | None = Field(None, ge=0)
+
+
+class DeviceSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    site: str
+    role: Role
+    ros_version: Literal[6, 7] = 7
+    board: str | None = None
+    interfaces: list[str] = []  # link ends are added automatically
+    tags: list[str] = []
+    subscribers: int | None = Field(None, ge=0)
+
+
+class LinkSpec(Strict):
+    a: str = Field(pattern=r"^[^:\s]+:\S+$")
+    b: str = Field(pattern=r"^[^:\s]+:\S+$")
+    speed_mbps: int = Field(1000, gt=0)
+    utilisation: float = Field(0.2, ge=0, le=1)  # baseline, each direction
+
+    @property
+    def id(self) -> str:
+        return link_id(self.a, self.b)
+
+
+class BgpSpec(Strict):
+    device: str
+    name: str
+    remote_as: int = Field(ge=1, le=4294967295)
+    remote_address: str
+    local_as: int = Field(65000, ge=1, le=4294967295)
+    provider: str | None = None
+    prefixes: int = Field(1000, ge=0)
+
+    @property
+    def id(self) -> str:
+        return f"{self.device}:{self.name}"
+
+
+class OspfSpec(Strict):
+    device: str
+    neighbor: str  # another lab device, joined to this one by a link
+
+
+class ServiceSpec(Strict):
+    name: str
+    depends_on: list[str] = Field(min_length=1)
+    subscribers: int | None = Field(None, ge=0)
+    category: str | None = None
+
+
+class TimelineEntry(Strict):
+    at: float = Field(ge=0)  # simulated seconds from the start
+    action: Action
+    link: str | None = None
+    device: str | None = None
+    interface: str | None = None  # DEVICE:interface
+    peer: str | None = None  # DEVICE:PEER
+    neighbor: str | None = None
+    percent: float | None = Field(None, gt=0, le=100)
+    duration_s: float | None = Field(None, gt=0)
+    count: int | None = Field(None, ge=1)
+    period_s: float | None = Field(None, gt=0)
+    section: Literal["bgp", "ospf", "interfaces", "firewall", "system"] | None = None
+    scope: list[str] | None = None  # maintenance: sites, devices, tags ("tag:x") or services
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _fields_for_action(self) -> TimelineEntry:
+        missing = [f for f in ACTION_FIELDS[self.action] if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"action {self.action!r} needs: {', '.join(missing)}")
+        return self
+
+
+class Expect(Strict):
+    incidents: int | None = Field(None, ge=0)
+    root_cause: str | None = None  # entity id of the (first) incident's top root cause
+    root_cause_type: str | None = None
+    impact_devices_min: int | None = Field(None, ge=0)
+    labels: dict[str, str] = {}
+    webhook_events: list[str] | None = None  # event types received, in order
+    first_incident_within_s: float | None = Field(None, gt=0)  # after the first fault
+    all_closed: bool | None = None
+
+
+class Scenario(Strict):
+    scenario: ScenarioInfo
+    lab: LabSettings = LabSettings()
+    console: ConsoleSpec
+    sites: list[SiteSpec] = Field(min_length=1)
+    devices: list[DeviceSpec] = Field(min_length=1)
+    links: list[LinkSpec] = []
+    bgp_peers: list[BgpSpec] = []
+    ospf_neighbors: list[OspfSpec] = []
+    services: list[ServiceSpec] = []
+    timeline: list[TimelineEntry] = []
+    expect: Expect | None = None
+
+    def device(self, name: str) -> DeviceSpec:
+        return next(d for d in self.devices if d.name == name)
+
+    def interfaces_of(self, name: str) -> list[str]:
+        """Declared interfaces plus every link end on this device, in a stable order."""
+        names = list(self.device(name).interfaces)
+        for link in self.links:
+            for end in (link.a, link.b):
+                dev, itf = end.split(":", 1)
+                if dev == name and itf not in names:
+                    names.append(itf)
+        return names or ["ether1"]
+
+    def link_between(self, a: str, b: str) -> LinkSpec | None:
+        for link in self.links:
+            ends = {link.a.split(":")[0], link.b.split(":")[0]}
+            if ends == {a, b}:
+                return link
+        return None
+
+
+def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
+    problems: list[Problem] = []
+    sites = {s.name for s in sc.sites}
+    devices = [d.name for d in sc.devices]
+    known_devices = set(devices)
+
+    def device_ref(loc: tuple[str | int, ...], name: str) -> None:
+        if name not in known_devices:
+            problems.append(source.problem(loc, f"unknown device {name!r}"))
+
+    for i, name in enumerate(devices):
+        if devices.count(name) > 1 and devices.index(name) != i:
+            problems.append(source.problem(("devices", i, "name"), f"duplicate device name {name!r}"))
+    for i, dev in enumerate(sc.devices):
+        if dev.site not in sites:
+            problems.append(source.problem(("devices", i, "site"), f"unknown site {dev.site!r}"))
+    for i, name in enumerate(sc.console.attach):
+        device_ref(("console", "attach", i), name)
+    for i, link in enumerate(sc.links):
+        device_ref(("links", i, "a"), link.a.split(":")[0])
+        device_ref(("links", i, "b"), link.b.split(":")[0])
+    for i, peer in enumerate(sc.bgp_peers):
+        device_ref(("bgp_peers", i, "device"), peer.device)
+    for i, ospf in enumerate(sc.ospf_neighbors):
+        device_ref(("ospf_neighbors", i, "device"), ospf.device)
+        device_ref(("ospf_neighbors", i, "neighbor"), ospf.neighbor)
+        if ospf.device in known_devices and ospf.neighbor in known_devices and not sc.link_between(
+            ospf.device, ospf.neighbor
+        ):
+            problems.append(source.problem(("ospf_neighbors", i), "no link joins these two devices"))
+    links = {link.id for link in sc.links}
+    peers = {p.id for p in sc.bgp_peers}
+    entities = known_devices | sites | links | peers
+    for i, svc in enumerate(sc.services):
+        for j, dep in enumerate(svc.depends_on):
+            if dep not in entities:
+                problems.append(source.problem(("services", i, "depends_on", j), f"unknown entity {dep!r}"))
+    for i, ev in enumerate(sc.timeline):
+        loc = ("timeline", i)
+        if ev.device is not None:
+            device_ref((*loc, "device"), ev.device)
+        if ev.neighbor is not None:
+            device_ref((*loc, "neighbor"), ev.neighbor)
+        if ev.link is not None and _normalise_link(ev.link) not in links:
+            problems.append(source.problem((*loc, "link"), f"unknown link {ev.link!r} (use A:if--B:if)"))
+        if ev.peer is not None and ev.peer not in peers:
+            problems.append(source.problem((*loc, "peer"), f"unknown BGP peer {ev.peer!r} (use DEVICE:NAME)"))
+        if ev.interface is not None:
+            dev, _, itf = ev.interface.partition(":")
+            if dev not in known_devices:
+                device_ref((*loc, "interface"), dev)
+            elif itf not in sc.interfaces_of(dev):
+                problems.append(source.problem((*loc, "interface"), f"unknown interface {ev.interface!r}"))
+        for j, item in enumerate(ev.scope or []):
+            target = item.removeprefix("tag:")
+            if not item.startswith("tag:") and target not in entities | {s.name for s in sc.services}:
+                problems.append(source.problem((*loc, "scope", j), f"unknown scope entry {item!r}"))
+        if ev.at > sc.scenario.duration_s:
+            problems.append(source.problem((*loc, "at"), "after the end of the scenario (scenario.duration_s)"))
+    return problems
+
+
+def _normalise_link(text: str) -> str:
+    a, sep, b = text.partition("--")
+    return link_id(a, b) if sep else text
+
+
+def normalise_link(text: str) -> str:
+    return _normalise_link(text)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load a scenario by path, or by the name of a built-in one (e.g. "core-link-cut")."""
+    source = read_toml(resolve_scenario_path(path))
+    sc = validate(source, Scenario)
+    problems = _cross_check(sc, source)
+    if problems:
+        raise SourceError(problems)
+    return sc
+
+
+def builtin_scenarios() -> list[str]:
+    folder = resources.files("ispvm_tui.lab") / "scenarios"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def resolve_scenario_path(name: str | Path) -> Path:
+    p = Path(name)
+    if p.exists() or p.suffix == ".toml" or "/" in str(name):
+        return p
+    builtin = resources.files("ispvm_tui.lab") / "scenarios" / f"{name}.toml"
+    return Path(str(builtin))

@@ -1,0 +1,166 @@
+"""State of one simulated router, as the lab's protocol servers see it.
+
+The lab model (``lab/model.py``) owns these objects and moves them along the
+scenario timeline; the RouterOS API server and the SNMP agent only *render*
+them (``routeros_menus.py``, ``snmp_mibs.py``). Counters are advanced by the
+model before a server reads them, so a server never computes traffic itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SimInterface:
+    name: str
+    ifindex: int
+    mac: str
+    type: str = "ether"
+    mtu: int = 1500
+    speed_bps: int = 1_000_000_000
+    comment: str = ""
+    disabled: bool = False  # admin state: disabled = admin down
+    running: bool = True  # oper state
+    rx_bytes: int = 0  # 64-bit, never reset except by reboot
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+    link_downs: int = 0
+    last_change: float = 0.0  # epoch seconds of the last oper change
+
+
+@dataclass
+class SimAddress:
+    address: str  # "10.0.0.1/30"
+    network: str  # "10.0.0.0"
+    interface: str
+
+
+@dataclass
+class SimBgpPeer:
+    name: str  # "UPSTREAM1"
+    remote_address: str
+    remote_as: int
+    local_as: int
+    provider: str = ""
+    disabled: bool = False
+    # RouterOS state words: "established", "idle", "active", "connect", "opensent", "openconfirm"
+    state: str = "established"
+    established_since: float | None = None
+    prefix_count: int = 0
+
+
+@dataclass
+class SimOspfNeighbor:
+    router_id: str
+    address: str
+    interface: str
+    state: str = "Full"  # RouterOS words: Full, Down, Init, 2-Way, ExStart, Exchange, Loading
+    state_changes: int = 1
+    adjacency_since: float | None = None
+
+
+@dataclass
+class SimNeighbor:
+    """One /ip/neighbor row (MNDP/LLDP discovery of a directly attached router)."""
+
+    interface: str
+    identity: str
+    address: str
+    mac: str
+    platform: str = "MikroTik"
+    version: str = ""
+    board: str = ""
+    interface_name: str = ""  # the remote side's interface
+
+
+@dataclass
+class SimDevice:
+    name: str
+    address: str  # management address on loopback, e.g. 127.77.0.2
+    ros_major: int  # 6 or 7: decides which menus exist and their shape
+    version: str  # "7.16.2", "6.49.10"
+    board: str = "CCR2004-16G-2S+"
+    architecture: str = "arm64"
+    serial: str = "HEX0000000"
+    boot_time: float = 0.0  # epoch seconds of the last boot
+    cpu_load: int = 3  # percent
+    total_memory: int = 4 * 1024**3
+    free_memory: int = 3 * 1024**3
+    temperature_c: float = 41.0
+    voltage_v: float = 24.1
+    router_id: str = ""
+    interfaces: dict[str, SimInterface] = field(default_factory=dict)
+    addresses: list[SimAddress] = field(default_factory=list)
+    bgp_peers: list[SimBgpPeer] = field(default_factory=list)
+    ospf_neighbors: list[SimOspfNeighbor] = field(default_factory=list)
+    neighbors: list[SimNeighbor] = field(default_factory=list)
+    route_count: int = 12
+    # config sections as RouterOS export text, keyed by section ("bgp", "ospf", "interfaces", ...)
+    config: dict[str, str] = field(default_factory=dict)
+
+    def uptime(self, now: float) -> float:
+        return max(0.0, now - self.boot_time)
+
+    def interface_by_index(self, ifindex: int) -> SimInterface | None:
+        for itf in self.interfaces.values():
+            if itf.ifindex == ifindex:
+                return itf
+        return None
+
+
+def format_ros_duration(seconds: float) -> str:
+    """RouterOS duration words: 1w2d3h4m5s (no zero parts, '0s' for zero)."""
+    s = int(max(0, seconds))
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+    if s or not parts:
+        parts.append(f"{s}s")
+    return "".join(parts)
+
+
+class RouterHandle:
+    """What a protocol server needs of one lab router.
+
+    ``answering()`` is False while the router is powered off or cut off from
+    the monitoring host: servers then behave like a black hole (read, never
+    reply), which is what a poller sees across a dead path.
+    """
+
+    def __init__(self, device: SimDevice, username: str, password: str, model: LabModelLike) -> None:
+        self.device = device
+        self.username = username
+        self.password = password
+        self._model = model
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    def now(self) -> float:
+        return self._model.now()
+
+    def answering(self) -> bool:
+        return self._model.answering(self.device.name)
+
+    def state(self) -> SimDevice:
+        """The device with its counters advanced to now."""
+        self._model.advance()
+        return self.device
+
+
+class LabModelLike:
+    """The slice of the lab model a RouterHandle uses (see lab/model.py)."""
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def answering(self, device: str) -> bool:
+        raise NotImplementedError
+
+    def advance(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,137 @@
+"""Secrets: router passwords, SNMP communities and keys, webhook HMAC keys.
+
+The config only names a secret (``password_secret = "routers/noc"``); the
+value lives in the OS keyring, or, on a headless host with no keyring
+service, in an encrypted file (Fernet, key derived with scrypt from the
+passphrase in ``ISPVM_SECRETS_PASSPHRASE``). Values are never printed,
+logged or shown after entry; ``Secret`` wraps them so an accidental repr or
+log line shows ``'***'``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+KEYRING_SERVICE = "ispvm"
+PASSPHRASE_ENV = "ISPVM_SECRETS_PASSPHRASE"
+DEFAULT_FILE = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ispvm" / "secrets.enc"
+
+
+class SecretError(Exception):
+    pass
+
+
+class SecretSource(Protocol):
+    def get(self, name: str) -> str | None: ...
+
+
+class StaticSecrets:
+    """In-memory secrets: the built-in lab's own credentials, and tests."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def get(self, name: str) -> str | None:
+        return self._values.get(name)
+
+    def __repr__(self) -> str:
+        return f"StaticSecrets({sorted(self._values)} = ***)"
+
+
+class KeyringSecrets:
+    def __init__(self, service: str = KEYRING_SERVICE) -> None:
+        self.service = service
+
+    def available(self) -> bool:
+        try:
+            import keyring
+            from keyring.backends import fail
+
+            return not isinstance(keyring.get_keyring(), fail.Keyring)
+        except Exception:
+            return False
+
+    def get(self, name: str) -> str | None:
+        if not self.available():
+            return None
+        import keyring
+
+        try:
+            return keyring.get_password(self.service, name)
+        except Exception as exc:  # a locked or broken keyring must not crash polling
+            raise SecretError(f"keyring lookup of {name!r} failed: {type(exc).__name__}") from None
+
+    def set(self, name: str, value: str) -> None:
+        import keyring
+
+        keyring.set_password(self.service, name, value)
+
+
+class EncryptedFileSecrets:
+    """A JSON map encrypted with Fernet; the key comes from a passphrase via scrypt."""
+
+    def __init__(self, path: Path = DEFAULT_FILE, passphrase: str | None = None) -> None:
+        self.path = path
+        self._passphrase = passphrase
+
+    def _key(self, salt: bytes) -> bytes:
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+        passphrase = self._passphrase or os.environ.get(PASSPHRASE_ENV)
+        if not passphrase:
+            raise SecretError(f"{self.path} is encrypted: set {PASSPHRASE_ENV} to read it")
+        return base64.urlsafe_b64encode(Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.encode()))
+
+    def _load(self) -> tuple[bytes, dict[str, str]]:
+        from cryptography.fernet import Fernet, InvalidToken
+
+        if not self.path.exists():
+            return os.urandom(16), {}
+        raw = json.loads(self.path.read_text())
+        salt = base64.b64decode(raw["salt"])
+        try:
+            data = Fernet(self._key(salt)).decrypt(raw["token"].encode())
+        except InvalidToken:
+            raise SecretError(f"cannot decrypt {self.path}: wrong passphrase") from None
+        return salt, json.loads(data)
+
+    def get(self, name: str) -> str | None:
+        if not self.path.exists():
+            return None
+        return self._load()[1].get(name)
+
+    def set(self, name: str, value: str) -> None:
+        from cryptography.fernet import Fernet
+
+        salt, values = self._load()
+        values[name] = value
+        token = Fernet(self._key(salt)).encrypt(json.dumps(values).encode()).decode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"salt": base64.b64encode(salt).decode(), "token": token}, fh)
+        os.replace(tmp, self.path)
+
+
+class ChainSecrets:
+    """First source that knows the name wins."""
+
+    def __init__(self, *sources: SecretSource) -> None:
+        self.sources = sources
+
+    def get(self, name: str) -> str | None:
+        for source in self.sources:
+            value = source.get(name)
+            if value is not None:
+                return value
+        return None
+
+
+def default_secrets() -> ChainSecrets:
+    return ChainSecrets(KeyringSecrets(), EncryptedFileSecrets())
