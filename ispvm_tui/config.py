@@ -54,6 +54,7 @@ class Rules(Strict):
 class Incidents(Strict):
     close_after_s: float = Field(120.0, ge=0)  # recovery must hold this long before an incident closes
     correlate_every_s: float = Field(5.0, gt=0)
+    update_every_s: float = Field(60.0, ge=0)  # at most one incident.updated per incident this often
 
 
 class Retention(Strict):

@@ -70,7 +70,7 @@ class Engine:
         self.secrets = secrets
         self.topology = Topology(config)
         self.rules = RuleEngine(config)
-        self.book = IncidentBook(config.incidents.close_after_s)
+        self.book = IncidentBook(config.incidents.close_after_s, config.incidents.update_every_s)
         self.alerts: dict[str, Alert] = {}
         self.runtime: dict[str, DeviceRuntime] = {d.name: DeviceRuntime() for d in config.devices}
         self.setup_errors: dict[str, str] = {}
@@ -83,11 +83,11 @@ class Engine:
         self._tasks: list[asyncio.Task[Any]] = []
         self._correlate_soon = asyncio.Event()
         self._counters: dict[tuple[str, str, str], tuple[float, int, int, float | None]] = {}
-        self._snapshot = self._build_snapshot()
         self.poller: Poller | None = None
         self.dispatcher: outbox.OutboxDispatcher | None = None
         self.polls_total = 0
         self.polls_failed = 0
+        self._snapshot = self._build_snapshot()
 
     def _endpoints(self) -> list[webhooks.WebhookEndpoint]:
         out = []
@@ -161,6 +161,10 @@ class Engine:
         self._store_samples(device, results)
         self._update_runtime(device, results, now)
         transitions = self.rules.observe(device, results, now)
+        if any(not t.fired for t in transitions) and self.poller is not None:
+            # Something came back: whatever was backed off behind it may be back too, so ask now.
+            for sched in self.poller.schedules.values():
+                sched.next_allowed = 0.0
         if transitions:
             await self._persist_alerts(transitions)
             self._correlate_soon.set()

@@ -86,7 +86,7 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float) -
                 continue
         standalone.append(alert)
 
-    plans = [_graph_plan(node, g["root"], g["sup"], g["sym"], config, now) for node, g in groups.items()]
+    plans = [_graph_plan(node, g["root"], g["sup"], g["sym"], config, topo, now) for node, g in groups.items()]
     plans += [_standalone_plan(alert, config, now) for alert in standalone]
     return sorted(plans, key=lambda p: (SEVERITY_ORDER.index(p.severity), p.key))
 
@@ -124,9 +124,13 @@ def _labels(impact: Impact, config: Config, root_type: str, provider: str | None
 
 
 def _graph_plan(node: str, root_alerts: list[Alert], suppressed: list[Alert], symptoms: list[str],
-                config: Config, now: float) -> Plan:
+                config: Config, topo: Topology, now: float) -> Plan:
     entity_type, entity_id = _entity_of_node(node)
-    symptom_devices = {s for s in symptoms if not s.startswith("link:")}
+    confirmed = {s for s in symptoms if not s.startswith("link:")}
+    # Devices with no other path are cut off by definition, before their own polls time out: counting
+    # them at once gives the first notification its true impact instead of a string of updates.
+    behind = topo.downstream_of(node)
+    symptom_devices = confirmed | behind
     devices = symptom_devices | ({entity_id} if entity_type == "device" else set())
     suppressed_entities = {a.entity_id for a in suppressed}
     impact = _impact(config, devices, suppressed_entities | {entity_id})
@@ -134,7 +138,7 @@ def _graph_plan(node: str, root_alerts: list[Alert], suppressed: list[Alert], sy
     if entity_type == "link":
         confidence = 0.85 + (0.1 if symptom_devices else 0.0)
         if symptom_devices:
-            title = f"Link down: {entity_id} ({len(symptom_devices)} devices unreachable)"
+            title = f"Link down: {entity_id} ({len(symptom_devices)} devices cut off)"
         else:
             title = f"Redundancy degraded: link {entity_id} down"
     else:
@@ -144,8 +148,8 @@ def _graph_plan(node: str, root_alerts: list[Alert], suppressed: list[Alert], sy
         title = f"Device unreachable: {entity_id}{behind}"
     if symptom_devices:
         names = ", ".join(sorted(symptom_devices))
-        evidence.append(f"{len(symptom_devices)} devices unreachable behind it: {names} "
-                        f"(every path from the console crosses {entity_id})")
+        evidence.append(f"{len(symptom_devices)} devices behind it have no other path: {names} "
+                        f"({len(confirmed)} confirmed unreachable)")
     evidence += [f"suppressed: {a.summary}" for a in suppressed if a.rule != "device_unreachable"]
     severity = _max_severity([a.severity for a in root_alerts])
     if entity_type == "link" and not symptom_devices:
@@ -158,7 +162,7 @@ def _graph_plan(node: str, root_alerts: list[Alert], suppressed: list[Alert], sy
         alert_ids=[a.id for a in root_alerts] + [a.id for a in suppressed],
         suppressed_ids=[a.id for a in suppressed], impact=impact, evidence=evidence,
         labels=_labels(impact, config, entity_type, None),
-        symptoms=sorted(_entity_of_node(s)[1] for s in symptoms) + sorted(suppressed_entities),
+        symptoms=sorted({_entity_of_node(s)[1] for s in symptoms} | symptom_devices | suppressed_entities),
     )
 
 

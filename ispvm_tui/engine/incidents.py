@@ -39,6 +39,9 @@ class Incident:
     acked_by: str | None = None
     acked_at: float | None = None
     recovering_since: float | None = None
+    entities: list[str] = field(default_factory=list)  # root and every symptom seen while open
+    notified_at: float = 0.0  # last opened/updated event: updates are coalesced
+    update_pending: bool = False
 
     @property
     def priority(self) -> str:
@@ -60,7 +63,8 @@ class Incident:
             self.closed_at, self.acked_by, self.acked_at,
             json.dumps([rc.__dict__ for rc in self.root_causes]),
             json.dumps(_impact_dict(self.impact)), json.dumps(self.evidence), json.dumps(self.labels),
-            json.dumps(self.alert_ids), self.updated_at, self.recovering_since,
+            json.dumps(self.alert_ids), self.updated_at, self.recovering_since, json.dumps(self.entities),
+            self.notified_at, self.update_pending,
         ]
 
     @classmethod
@@ -75,6 +79,8 @@ class Incident:
             impact=Impact(**impact), evidence=json.loads(r["evidence"]), labels=json.loads(r["labels"]),
             alert_ids=json.loads(r["alert_ids"]), closed_at=r["closed_at"], acked_by=r["acked_by"],
             acked_at=r["acked_at"], recovering_since=r["recovering_since"],
+            entities=json.loads(r["entities"] or "[]"), notified_at=r["notified_at"] or 0.0,
+            update_pending=bool(r["update_pending"]),
         )
 
 
@@ -85,7 +91,7 @@ def _impact_dict(impact: Impact) -> dict[str, Any]:
     return d
 
 
-UPSERT_INCIDENT = "INSERT OR REPLACE INTO incidents VALUES (" + ",".join(["?"] * 17) + ")"
+UPSERT_INCIDENT = "INSERT OR REPLACE INTO incidents VALUES (" + ",".join(["?"] * 20) + ")"
 
 
 @dataclass
@@ -108,8 +114,9 @@ def _significant(old: Incident, plan: Plan) -> bool:
 class IncidentBook:
     """Open and recently closed incidents, reconciled with each round of plans."""
 
-    def __init__(self, close_after_s: float) -> None:
+    def __init__(self, close_after_s: float, update_every_s: float = 60.0) -> None:
         self.close_after_s = close_after_s
+        self.update_every_s = update_every_s
         self.open: dict[str, Incident] = {}  # id -> incident (open or acked)
         self.closed: list[Incident] = []  # most recent last, bounded
 
@@ -124,35 +131,49 @@ class IncidentBook:
         changes: list[Change] = []
         matched: set[str] = set()
         for plan in plans:
+            entities = [plan.key, *plan.symptoms]
             related = [inc for inc in self.open.values() if inc.id not in matched
-                       and (inc.root_key == plan.key or inc.root_key in plan.symptoms)]
+                       and (inc.root_key == plan.key or inc.root_key in plan.symptoms or plan.key in inc.entities)]
             related.sort(key=lambda i: (i.root_key != plan.key, i.opened_at))
             if not related:
                 inc = Incident(
                     id=str(uuid.uuid4()), root_key=plan.key, title=plan.title, status="open",
                     severity=plan.severity, opened_at=now, updated_at=now, root_causes=plan.root_causes,
                     impact=plan.impact, evidence=plan.evidence, labels=plan.labels, alert_ids=plan.alert_ids,
+                    entities=entities, notified_at=now,
                 )
                 self.open[inc.id] = inc
                 matched.add(inc.id)
                 changes.append(Change(inc, "incident.opened", replace(inc)))
                 continue
             keep, merged = related[0], related[1:]
-            significant = _significant(keep, plan) or keep.root_key != plan.key
+            matched.add(keep.id)
+            keep.alert_ids = list(dict.fromkeys(keep.alert_ids + plan.alert_ids))
+            keep.entities = list(dict.fromkeys(keep.entities + entities))
             was_recovering = keep.recovering_since is not None
+            keep.recovering_since = None
+            if plan.key != keep.root_key and plan.key in keep.entities and keep.root_key not in plan.symptoms:
+                # A former symptom still failing after its root recovered (polls catch up one by one):
+                # the outage is ending, not a new one. Keep the incident and its root as they are.
+                if was_recovering:
+                    keep.updated_at = now
+                    changes.append(Change(keep, None, replace(keep)))
+                continue
+            keep.update_pending |= _significant(keep, plan) or keep.root_key != plan.key
             keep.root_key, keep.title, keep.severity = plan.key, plan.title, plan.severity
             keep.root_causes, keep.impact, keep.evidence = plan.root_causes, plan.impact, plan.evidence
             keep.labels = plan.labels
-            keep.alert_ids = list(dict.fromkeys(keep.alert_ids + plan.alert_ids))
-            keep.recovering_since = None
-            matched.add(keep.id)
-            if significant or was_recovering:
-                keep.updated_at = now
-                changes.append(Change(keep, "incident.updated" if significant else None, replace(keep)))
             for other in merged:
                 other.evidence = [*other.evidence, f"merged into incident {keep.id[:8]} ({plan.title})"]
                 changes.append(self._close(other, now))
                 keep.alert_ids = list(dict.fromkeys(keep.alert_ids + other.alert_ids))
+                keep.entities = list(dict.fromkeys(keep.entities + other.entities))
+            if keep.update_pending and now - keep.notified_at >= self.update_every_s:
+                keep.update_pending, keep.notified_at, keep.updated_at = False, now, now
+                changes.append(Change(keep, "incident.updated", replace(keep)))
+            elif was_recovering:
+                keep.updated_at = now
+                changes.append(Change(keep, None, replace(keep)))
         for inc in list(self.open.values()):
             if inc.id in matched:
                 continue

@@ -32,7 +32,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             id VARCHAR PRIMARY KEY, root_key VARCHAR NOT NULL, title VARCHAR NOT NULL, status VARCHAR NOT NULL,
             severity VARCHAR NOT NULL, priority VARCHAR NOT NULL, opened_at DOUBLE NOT NULL, closed_at DOUBLE,
             acked_by VARCHAR, acked_at DOUBLE, root_causes JSON, impact JSON, evidence JSON, labels JSON,
-            alert_ids JSON, updated_at DOUBLE NOT NULL, recovering_since DOUBLE);
+            alert_ids JSON, updated_at DOUBLE NOT NULL, recovering_since DOUBLE, entities JSON,
+            notified_at DOUBLE, update_pending BOOLEAN);
         CREATE SEQUENCE outbox_seq;
         CREATE TABLE outbox (
             event_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL DEFAULT nextval('outbox_seq'),

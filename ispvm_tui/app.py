@@ -1,0 +1,405 @@
+"""The Textual console: three tabs (home, incidents, topology), detail and help on top.
+
+The app only talks to the engine through ``EngineAPI``: it polls ``snapshot()``
+(an in-memory copy, fine on the event loop) on an interval and as soon as an
+engine event arrives, and awaits action futures without blocking the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.message import Message
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+
+from ispvm_tui.engine.api import SEVERITY_ORDER, EngineAPI, EngineEvent, IncidentView, Snapshot
+from ispvm_tui.screens.help import HelpScreen
+from ispvm_tui.screens.home import HomePane
+from ispvm_tui.screens.incident_detail import IncidentDetailScreen
+from ispvm_tui.screens.incidents import IncidentsPane
+from ispvm_tui.screens.topology import TopologyPane
+from ispvm_tui.screens.widgets import SEVERITY_STYLE, ConsoleAction, bindings_for, selected_row_key
+
+MIN_REFRESH_S = 1.0
+TABS = ("home", "incidents", "topology")
+ANSI_THEMES = ("textual-ansi", "ansi-dark")  # the name differs between Textual versions
+# Events worth a toast; every event triggers a refresh anyway.
+NOTIFY_EVENTS: dict[str, SeverityLevel] = {
+    "incident.opened": "warning",
+    "delivery.dead": "error",
+    "engine.error": "error",
+}
+
+# The one list of actions: key bindings, the help screen and the command palette come from it.
+ACTIONS: tuple[ConsoleAction, ...] = (
+    ConsoleAction("1", "show_tab('home')", "Home", "Severity counts, sites, latest incidents, topology"),
+    ConsoleAction("2", "show_tab('incidents')", "Incidents", "All incidents; a and enter act on the selection"),
+    ConsoleAction("3", "show_tab('topology')", "Topology", "Devices and links from the console host outwards"),
+    ConsoleAction("enter", "open_incident", "Open", "Open the selected incident's detail"),
+    ConsoleAction("a", "acknowledge", "Ack", "Acknowledge the selected (or shown) open incident", writes=True),
+    ConsoleAction("/", "filter", "Filter", "Filter incidents by title, root cause, severity or status"),
+    ConsoleAction("escape", "go_back", "Back", "Close the screen on top, or clear the filter"),
+    ConsoleAction("r", "refresh_now", "Refresh", "Take a new snapshot from the engine now"),
+    ConsoleAction("?", "help", "Help", "Show this help"),
+    ConsoleAction("q", "quit_or_back", "Quit/back", "Back from a screen; quit from the main view"),
+)
+
+
+def actions_for(readonly: bool) -> tuple[ConsoleAction, ...]:
+    return tuple(a for a in ACTIONS if not (readonly and a.writes))
+
+
+def pick_theme(wanted: str | None, available: Iterable[str]) -> str | None:
+    """``ansi`` picks whichever ANSI theme this Textual has; other values must name a theme."""
+    if not wanted:
+        return None
+    names = set(available)
+    if wanted.lower() == "ansi":
+        return next((name for name in ANSI_THEMES if name in names), None)
+    return wanted if wanted in names else None
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry / no USER in a bare container
+        return "unknown"
+
+
+class EngineEventArrived(Message):
+    """Posted from the engine's thread; handled on the app's loop."""
+
+    def __init__(self, event: EngineEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class AckFinished(Message):
+    def __init__(self, incident: IncidentView, error: str | None) -> None:
+        super().__init__()
+        self.incident = incident
+        self.error = error
+
+
+class IspvmApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "ispvm"
+
+    def __init__(
+        self,
+        engine: EngineAPI,
+        *,
+        title: str = "ispvm",
+        actor: str | None = None,
+        readonly: bool = False,
+        refresh_s: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.actor = actor or default_actor()
+        self.readonly = readonly
+        self.refresh_s = max(MIN_REFRESH_S, refresh_s)
+        self.host = socket.gethostname()
+        self.title = title
+        self.sub_title = f"{self.actor}@{self.host}" + (" · READ-ONLY" if readonly else "")
+        self.actions = actions_for(readonly)
+        # Bindings are per instance so read-only mode can leave write actions out entirely.
+        for binding in bindings_for(self.actions):
+            self._bindings.key_to_bindings.setdefault(binding.key, []).append(binding)
+        theme = pick_theme(os.environ.get("ISPVM_THEME"), self.available_themes)
+        if theme:
+            self.theme = theme
+
+        self.snapshot: Snapshot | None = None
+        self.snapshots_taken = 0
+        self.snapshot_failures = 0
+        self._snapshot_error: str | None = None
+        self._refresh_pending = False
+        self._acking: set[str] = set()
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial="tab-home", id="tabs"):
+            with TabPane("1 Home", id="tab-home"):
+                yield HomePane()
+            with TabPane("2 Incidents", id="tab-incidents"):
+                yield IncidentsPane()
+            with TabPane("3 Topology", id="tab-topology"):
+                yield TopologyPane(self.host)
+        yield Static(Text("Synchronizing…", style="italic"), id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Keep references: app.query_one() searches the current screen, which may be a pushed one.
+        self.home_pane = self.query_one(HomePane)
+        self.incidents_pane = self.query_one(IncidentsPane)
+        self.topology_pane = self.query_one(TopologyPane)
+        self.status_line = self.query_one("#status", Static)
+        self.main_screen = self.screen
+        self.home_pane.query_one("#home-incidents", DataTable).focus()
+        try:
+            self._unsubscribe = self.engine.subscribe(self._on_engine_event)
+        except Exception as exc:
+            self.notify(f"Live updates unavailable, polling only: {exc}", severity="warning")
+        self.set_interval(self.refresh_s, self.refresh_snapshot)
+        # First snapshot after the first paint, so "Synchronizing…" is what shows until then.
+        self.call_after_refresh(self.refresh_snapshot)
+
+    def on_unmount(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            # The engine may already be stopped; then there is nothing left to detach from.
+            with contextlib.suppress(Exception):
+                unsubscribe()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for action in self.actions:
+            if action.key not in ("enter", "escape"):
+                yield SystemCommand(action.description, action.help, partial(self.run_action, action.action))
+
+    # -- snapshots and events -------------------------------------------------------------------
+
+    def refresh_snapshot(self) -> None:
+        """Take a snapshot and push it to every view; cheap when nothing changed."""
+        self._refresh_pending = False
+        try:
+            snapshot = self.engine.snapshot()
+        except Exception as exc:
+            self.snapshot_failures += 1
+            self._snapshot_error = str(exc) or type(exc).__name__
+            self._update_status()
+            return
+        self._snapshot_error = None
+        self.snapshots_taken += 1
+        if snapshot is not self.snapshot:
+            self.snapshot = snapshot
+            with self.batch_update():
+                self.home_pane.apply_snapshot(snapshot)
+                self.incidents_pane.apply_snapshot(snapshot)
+                self.topology_pane.apply_snapshot(snapshot)
+                for screen in self.screen_stack:
+                    if isinstance(screen, IncidentDetailScreen):
+                        screen.apply_snapshot(snapshot)
+        self._update_status()
+
+    def request_refresh(self) -> None:
+        """Coalesce bursts of events into one snapshot after the queued messages."""
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            self.call_later(self.refresh_snapshot)
+
+    def _on_engine_event(self, event: EngineEvent) -> None:
+        # Runs on the engine's thread, possibly after the app has exited.
+        if not self.is_running:
+            return
+        # RuntimeError: the event loop closed under us, so the console is gone.
+        with contextlib.suppress(RuntimeError):
+            self.post_message(EngineEventArrived(event))
+
+    @on(EngineEventArrived)
+    def _engine_event(self, message: EngineEventArrived) -> None:
+        event = message.event
+        severity = NOTIFY_EVENTS.get(event.kind)
+        if severity is not None:
+            self.notify(event.summary, title=event.kind, severity=severity)
+        self.request_refresh()
+
+    def status_text(self) -> Text:
+        snapshot = self.snapshot
+        text = Text()
+        if snapshot is None:
+            text.append("Synchronizing…  ", style="bold italic")
+        else:
+            text.append(f"snapshot {time.strftime('%H:%M:%S', time.localtime(snapshot.taken_at))}  ")
+            if snapshot.polls_total == 0:
+                text.append("Synchronizing… no poll results yet  ", style="bold italic")
+            ok = snapshot.polls_total - snapshot.polls_failed
+            text.append(
+                f"polls {ok:,} ok / {snapshot.polls_failed:,} failed  ",
+                style="bold red" if snapshot.polls_failed else "",
+            )
+            counts = snapshot.severity_counts()
+            text.append("open:")
+            for severity in SEVERITY_ORDER:
+                symbol, word, style = SEVERITY_STYLE[severity]
+                text.append(f" {symbol} {word} {counts[severity]}", style=style if counts[severity] else "dim")
+            text.append("  ")
+        pane = getattr(self, "incidents_pane", None)
+        if pane is not None and pane.filter_text:
+            text.append(f"filter “{pane.filter_text}” {pane.shown}/{pane.total}  ", style="bold")
+        else:
+            text.append("filter: none  ", style="dim")
+        if self._snapshot_error:
+            text.append(f"⚠ snapshot failed ×{self.snapshot_failures}: {self._snapshot_error}  ", style="bold red")
+        if self.readonly:
+            text.append("READ-ONLY", style="bold")
+        return text
+
+    def _update_status(self) -> None:
+        status = getattr(self, "status_line", None)
+        if status is not None:
+            status.update(self.status_text())
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self._update_status()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Hide keys that mean nothing on the screen on top (keeps the footer honest).
+        screen = self.screen
+        if action == "open_incident":
+            return screen is getattr(self, "main_screen", screen)
+        if action == "acknowledge":
+            return not isinstance(screen, HelpScreen)
+        return True
+
+    # -- selection ------------------------------------------------------------------------------
+
+    def selected_incident_id(self) -> str | None:
+        """The incident shown in detail, else the row under the cursor on the visible tab."""
+        screen = self.screen
+        if isinstance(screen, IncidentDetailScreen):
+            return screen.incident_id
+        if screen is not self.main_screen:
+            return None
+        active = self.main_screen.query_one("#tabs", TabbedContent).active
+        if active == "tab-incidents":
+            return selected_row_key(self.incidents_pane.query_one("#incidents-table", DataTable))
+        if active == "tab-home":
+            return selected_row_key(self.home_pane.query_one("#home-incidents", DataTable))
+        return None
+
+    @on(DataTable.RowSelected, "#incidents-table, #home-incidents")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.open_incident(event.row_key.value)
+
+    def open_incident(self, incident_id: str) -> None:
+        screen = IncidentDetailScreen(incident_id, readonly=self.readonly)
+        self.push_screen(screen)
+
+    # -- actions (bound from ACTIONS) -----------------------------------------------------------
+
+    async def _back_to_main(self) -> None:
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+
+    async def action_show_tab(self, tab: str) -> None:
+        if tab not in TABS:
+            return
+        await self._back_to_main()
+        self.main_screen.query_one("#tabs", TabbedContent).active = f"tab-{tab}"
+        self._focus_tab(tab)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_tab((event.pane.id or "").removeprefix("tab-"))
+
+    def _focus_tab(self, tab: str) -> None:
+        selector = {
+            "home": "#home-incidents",
+            "incidents": "#incidents-table",
+            "topology": "#topology-tree",
+        }.get(tab)
+        if selector is None:
+            return
+        pane = f"tab-{tab}"
+
+        def focus() -> None:
+            # Deferred, so check again: focusing a widget in another pane would switch tabs back.
+            tabs = self.main_screen.query_one("#tabs", TabbedContent)
+            focused = self.main_screen.focused
+            if tabs.active != pane or (focused is not None and tabs.active_pane in focused.ancestors):
+                return
+            self.main_screen.query_one(selector).focus()
+
+        self.call_after_refresh(focus)
+
+    def action_open_incident(self) -> None:
+        incident_id = self.selected_incident_id()
+        if isinstance(self.screen, IncidentDetailScreen):
+            return
+        if incident_id is None:
+            self.notify("No incident selected (2: incidents)", severity="warning")
+            return
+        self.open_incident(incident_id)
+
+    def action_acknowledge(self) -> None:
+        if self.readonly:  # never bound then; guards palette or scripted calls
+            self.notify("Read-only console: acknowledge is disabled", severity="warning")
+            return
+        incident_id = self.selected_incident_id()
+        incident = self.snapshot.incident(incident_id) if self.snapshot and incident_id else None
+        if incident is None:
+            self.notify("No incident selected (2: incidents)", severity="warning")
+            return
+        if incident.status != "open":
+            by = f" by {incident.acked_by}" if incident.acked_by else ""
+            self.notify(f"{incident.title} is already {incident.status}{by}")
+            return
+        if incident.id in self._acking:
+            return
+        self._acking.add(incident.id)
+        self.run_worker(self._acknowledge(incident), group="acknowledge", exit_on_error=False)
+
+    async def _acknowledge(self, incident: IncidentView) -> None:
+        # The engine resolves the future on its own thread; awaiting it keeps our loop free.
+        try:
+            await asyncio.wrap_future(self.engine.acknowledge(incident.id, self.actor))
+        except Exception as exc:
+            self.post_message(AckFinished(incident, str(exc) or type(exc).__name__))
+        else:
+            self.post_message(AckFinished(incident, None))
+
+    @on(AckFinished)
+    def _ack_finished(self, message: AckFinished) -> None:
+        self._acking.discard(message.incident.id)
+        if message.error is None:
+            self.notify(f"Acknowledged {message.incident.title}")
+        else:
+            self.notify(
+                f"Acknowledge failed for {message.incident.title}: {message.error}", severity="error", timeout=10
+            )
+        self.refresh_snapshot()
+
+    async def action_filter(self) -> None:
+        await self._back_to_main()
+        self.main_screen.query_one("#tabs", TabbedContent).active = "tab-incidents"
+        self.incidents_pane.open_filter()
+
+    async def action_go_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            await self.pop_screen()
+        elif self.incidents_pane.clear_filter():
+            self._update_status()
+
+    def action_refresh_now(self) -> None:
+        self.refresh_snapshot()
+
+    async def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            await self.pop_screen()
+            return
+        await self.push_screen(HelpScreen(self.actions, readonly=self.readonly))
+
+    async def action_quit_or_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            await self.pop_screen()
+        else:
+            self.exit()

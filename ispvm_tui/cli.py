@@ -1,0 +1,326 @@
+"""Command line: ``ispvm demo | run | lab | config check | secret``.
+
+stdout carries data (JSON, tables a script may read); diagnostics and
+progress go to stderr. Textual is imported only by the commands that open
+the console, so headless commands start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ispvm_tui.tomlsource import SourceError
+
+# Locals in tracebacks could include passwords: never show them.
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="ispvm: a NOC console for small ISPs.")
+config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
+secret_app = typer.Typer(no_args_is_help=True, help="Store secrets in the keyring or the encrypted file.")
+app.add_typer(config_app, name="config")
+app.add_typer(secret_app, name="secret")
+
+EXIT_BAD_INPUT = 2
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _setup_logging(verbose: bool, to_file: Path | None = None) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING
+    handler: logging.Handler = logging.FileHandler(to_file) if to_file else logging.StreamHandler(sys.stderr)
+    logging.basicConfig(level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load_config(path: Path):  # -> Config
+    from ispvm_tui.config import load_config
+
+    try:
+        return load_config(path)
+    except SourceError as exc:
+        for p in exc.problems:
+            err(str(p))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _load_scenario(name: str):  # -> Scenario
+    from ispvm_tui.lab.scenario import load_scenario
+
+    try:
+        return load_scenario(name)
+    except SourceError as exc:
+        for p in exc.problems:
+            err(str(p))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+# ---- config -----------------------------------------------------------------
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="config.toml to check")]) -> None:
+    """Validate a config file; print every problem as FILE:LINE: field: message."""
+    cfg = _load_config(file)
+    typer.echo(f"{file}: OK: {len(cfg.sites)} sites, {len(cfg.devices)} devices, {len(cfg.links)} links, "
+               f"{len(cfg.services)} services, {len(cfg.notify.webhooks)} webhooks")
+
+
+# ---- secrets ----------------------------------------------------------------
+@secret_app.command("set")
+def secret_set(
+    name: Annotated[str, typer.Argument(help="secret name as used in the config, e.g. routers/noc")],
+    file: Annotated[bool, typer.Option("--file", help="use the encrypted file even if a keyring exists")] = False,
+) -> None:
+    """Prompt for a secret's value (never echoed) and store it."""
+    from ispvm_tui.secrets import PASSPHRASE_ENV, EncryptedFileSecrets, KeyringSecrets, SecretError
+
+    value = getpass.getpass(f"value for {name}: ")
+    if not value:
+        err("empty value: nothing stored")
+        raise typer.Exit(1)
+    ring = KeyringSecrets()
+    try:
+        if not file and ring.available():
+            ring.set(name, value)
+            err(f"stored {name} in the OS keyring")
+        else:
+            store = EncryptedFileSecrets()
+            store.set(name, value)
+            err(f"stored {name} in {store.path} (encrypted; readers need {PASSPHRASE_ENV})")
+    except SecretError as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+
+
+@secret_app.command("check")
+def secret_check(config: Annotated[Path, typer.Option("--config", "-c")]) -> None:
+    """List the secrets a config needs and whether each is found (values are never shown)."""
+    from ispvm_tui.secrets import SecretError, default_secrets
+
+    cfg = _load_config(config)
+    names = {c.password_secret for c in cfg.credentials.values()}
+    for prof in cfg.snmp.values():
+        names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
+    names |= {h.secret for h in cfg.notify.webhooks if h.secret}
+    source, missing = default_secrets(), 0
+    for name in sorted(names):
+        try:
+            found = source.get(name) is not None
+        except SecretError as exc:
+            found = False
+            err(str(exc))
+        missing += not found
+        typer.echo(f"{'found  ' if found else 'MISSING'} {name}")
+    raise typer.Exit(1 if missing else 0)
+
+
+# ---- lab --------------------------------------------------------------------
+@app.command()
+def lab(
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="scenario file or built-in name")] = "core-link-cut",
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
+    address_base: Annotated[str | None, typer.Option(help="first loopback address, overrides [lab]")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start a scenario's routers on loopback (RouterOS API + SNMP) until Ctrl-C."""
+    from ispvm_tui.clock import ScaledClock
+    from ispvm_tui.lab.runner import Lab, LabStartError
+
+    _setup_logging(verbose)
+    sc = _load_scenario(scenario)
+
+    async def main() -> None:
+        lab_ = Lab(sc, ScaledClock(speed), address_base=address_base)
+        try:
+            await lab_.start()
+        except LabStartError as exc:
+            err(str(exc))
+            raise typer.Exit(1) from None
+        typer.echo(f"lab {sc.scenario.name}: {len(lab_.model.devices)} routers, speed x{speed:g}; "
+                   f"login {sc.lab.username} / {sc.lab.password}, SNMP community {sc.lab.community}")
+        typer.echo(f"{'router':<14} {'address':<15} {'api':>6} {'snmp':>6}  RouterOS")
+        for name, addr, api_port, snmp_port in lab_.routers():
+            typer.echo(f"{name:<14} {addr:<15} {api_port:>6} {snmp_port:>6}  {lab_.model.devices[name].version}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        seen = 0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            for event in lab_.model.history[seen:]:
+                err(f"t={event.offset:6.0f}s {event.action} {event.target} {event.note}".rstrip())
+            seen = len(lab_.model.history)
+        await lab_.stop()
+
+    asyncio.run(main())
+
+
+# ---- run --------------------------------------------------------------------
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="config.toml")],
+    headless: Annotated[bool, typer.Option(help="no console: events to stdout/stderr")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="headless: one JSON event per line on stdout")] = False,
+    duration: Annotated[float | None, typer.Option(help="headless: stop after this many seconds")] = None,
+    readonly: Annotated[bool, typer.Option(help="console without write actions")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Poll the configured network: the console, or --headless for services and scripts."""
+    from ispvm_tui.clock import SystemClock
+    from ispvm_tui.engine.core import Engine
+    from ispvm_tui.engine.store import Store, StoreError
+    from ispvm_tui.secrets import SecretError, default_secrets
+
+    cfg = _load_config(config)
+    db = cfg.database_path(config.resolve().parent)
+    try:
+        store = Store(db)
+    except StoreError as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+    try:
+        engine = Engine(cfg, store=store, clock=SystemClock(), secrets=default_secrets())
+    except SecretError as exc:
+        store.close()
+        err(str(exc))
+        raise typer.Exit(1) from None
+    if headless:
+        _setup_logging(verbose)
+        try:
+            asyncio.run(_headless(engine, json_out, duration))
+        finally:
+            store.close()
+        return
+    _setup_logging(verbose, to_file=db.with_suffix(".log"))
+    from ispvm_tui.aioloop import BackgroundLoop
+
+    loop = BackgroundLoop()
+    try:
+        loop.run(engine.start(), timeout=60)
+        _open_console(engine, title=f"ispvm · {config.name}", readonly=readonly)
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run(engine.stop(), timeout=30)
+        loop.stop()
+        store.close()
+
+
+def _event_line(event: Any, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"kind": event.kind, "at": event.at, "summary": event.summary,
+                           "incident_id": event.incident_id})
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(event.at, UTC).strftime("%H:%M:%SZ")
+    return f"{at} {event.kind:<18} {event.summary}"
+
+
+async def _headless(engine: Any, as_json: bool, duration: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def on_event(event: Any) -> None:
+        line = _event_line(event, as_json)
+        if as_json or event.kind.startswith("incident."):
+            print(line, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    engine.subscribe(on_event)
+    await engine.start()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
+    await engine.stop()
+
+
+def _open_console(engine: Any, *, title: str, readonly: bool = False, subtitle: str | None = None) -> None:
+    from ispvm_tui.app import IspvmApp
+
+    app_ = IspvmApp(engine, title=title, readonly=readonly)
+    if subtitle:
+        app_.sub_title = subtitle
+    app_.run()
+
+
+# ---- demo -------------------------------------------------------------------
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="scenario file or built-in name")] = "core-link-cut",
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 4.0,
+    headless: Annotated[bool, typer.Option(help="run the scenario to the end without the console")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="headless: print the result as JSON on stdout")] = False,
+    database: Annotated[Path | None, typer.Option(help="keep the demo's database here (default: temporary)")] = None,
+    address_base: Annotated[str | None, typer.Option(help="first loopback address, overrides [lab]")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the built-in scenarios")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start the built-in lab and the engine on it: the console, or --headless to check a scenario."""
+    from ispvm_tui.demo import describe_expectations, report, start_demo, wait_for_end
+    from ispvm_tui.lab.runner import LabStartError
+    from ispvm_tui.lab.scenario import builtin_scenarios
+
+    if list_:
+        for name in builtin_scenarios():
+            typer.echo(name)
+        return
+    sc = _load_scenario(scenario)
+    if speed <= 0:
+        err("--speed must be positive")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if headless:
+        _setup_logging(verbose)
+        err(f"scenario {sc.scenario.name}: {sc.scenario.description}")
+        err(f"runs {sc.scenario.duration_s:g} simulated seconds at x{speed:g} "
+            f"(about {sc.scenario.duration_s / speed:.0f}s); expecting:")
+        for line in describe_expectations(sc.expect):
+            err(f"  - {line}")
+    else:
+        log_dir = database.parent if database else Path.cwd()
+        _setup_logging(verbose, to_file=log_dir / "ispvm-demo.log")
+    try:
+        run_ = start_demo(sc, speed=speed, database=database, address_base=address_base)
+    except LabStartError as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+    try:
+        if headless:
+            wait_for_end(run_)
+            result = report(run_)
+        else:
+            _open_console(run_.engine, title=f"ispvm · lab {sc.scenario.name}",
+                          subtitle=f"simulated ISP on loopback, x{speed:g} speed")
+            return
+    finally:
+        run_.stop()
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for inc in result["incidents"]:
+            rc = inc["root_causes"][0] if inc["root_causes"] else {}
+            typer.echo(f"{inc['severity']:<8} {inc['status']:<6} {inc['title']}  "
+                       f"[root {rc.get('entity_id')} {rc.get('confidence', 0):.0%}]")
+    passed = result["expect"]["passed"]
+    err("PASS" if passed else "FAIL")
+    for failure in result["expect"]["failures"]:
+        err(f"  - {failure}")
+    raise typer.Exit(0 if passed else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,610 @@
+"""RouterOS API poller (TCP 8728 / API-SSL 8729) built on librouteros's asyncio client.
+
+One ``RouterOSCollector`` per router keeps one logged-in connection between
+polls and drops it after any failure, so the next poll starts clean. Which
+menus exist (v6 ``/routing/bgp/peer`` or v7 ``connection`` + ``session``,
+OSPF, health) is probed once per connection and again when the reported
+version changes, never guessed from the version string.
+
+Replies are read as raw words (not through librouteros's value casting) so
+every value arrives exactly as the router sent it: a comment ``"yes"`` stays
+a string and ``"007"`` keeps its zeros. Each family (system, interfaces,
+addresses, bgp, ospf, health) is isolated: a ``!trap`` or a missing menu marks
+only that family stale. Device-level failures (timeout, refused, login,
+TLS, connection lost, protocol garbage) become ``ok=False`` results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import logging
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import librouteros
+from librouteros.api import AsyncApi
+from librouteros.exceptions import ConnectionClosed, FatalError, ProtocolError, TrapError
+from librouteros.login import async_plain
+
+from ispvm_tui.clock import Clock
+from ispvm_tui.collectors.results import (
+    BgpSession,
+    ErrorKind,
+    InterfaceStat,
+    IpAddress,
+    OspfNeighbor,
+    PollResult,
+    SystemInfo,
+)
+
+_LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Row = dict[str, str]
+
+_DURATION_PART = re.compile(r"(\d+)(ms|us|w|d|h|m|s)")
+_DURATION_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+_TRUE = {"true", "yes"}
+_MISSING_MENU = ("no such command prefix", "no such command")
+
+# Attributes asked for per menu (.proplist keeps replies small on busy routers).
+_IFACE_PROPS = ("name", "type", "mtu", "mac-address", "running", "disabled", "comment",
+                "rx-byte", "tx-byte", "rx-packet", "tx-packet", "link-downs")
+_PEER_V6_PROPS = ("name", "instance", "remote-address", "remote-as", "state", "established",
+                  "uptime", "prefix-count", "disabled")
+_CONN_V7_PROPS = ("name", "as", "remote.address", "remote.as", "local.role", "disabled")
+_SESSION_V7_PROPS = ("name", "remote.address", "remote.as", "local.as", "established", "uptime", "prefix-count")
+_OSPF_PROPS = ("router-id", "address", "interface", "state")
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    name: str
+    address: str
+    username: str
+    password: str = field(repr=False)
+    port: int = 8728
+    tls: bool = False
+    tls_verify: bool = True
+    ca_file: str | None = None
+
+
+@dataclass
+class _Menus:
+    """Which optional menus this router has (probed once per connection)."""
+
+    version: str | None
+    bgp: str | None  # "v7" (connection + session), "v6" (peer + instance) or None
+    ospf: bool
+    health: bool
+
+
+class _LoginFailed(Exception):
+    pass
+
+
+class _MalformedReply(Exception):
+    """The reply could not be parsed; the connection can no longer be trusted."""
+
+
+@dataclass
+class _Poll:
+    """What one poll gathers before it becomes a PollResult."""
+
+    system: SystemInfo | None = None
+    interfaces: tuple[InterfaceStat, ...] = ()
+    addresses: tuple[IpAddress, ...] = ()
+    bgp: tuple[BgpSession, ...] | None = None
+    ospf: tuple[OspfNeighbor, ...] | None = None
+    stale: dict[str, str] = field(default_factory=dict)
+
+
+# ---- value parsing ------------------------------------------------------------------
+
+
+def parse_ros_duration(text: str | None) -> float | None:
+    """``1w2d3h4m5s``, ``18h8m41s680ms`` or ``01:02:03`` to seconds."""
+    if not text:
+        return None
+    if ":" in text:
+        try:
+            parts = [float(p) for p in text.split(":")]
+        except ValueError:
+            return None
+        total = 0.0
+        for part in parts:
+            total = total * 60 + part
+        return total
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _flag(value: str | None) -> bool | None:
+    return None if value is None else value.lower() in _TRUE
+
+
+def _bare_version(value: str | None) -> str | None:
+    return value.split()[0] if value else None
+
+
+def _bare_address(value: str | None) -> str | None:
+    """v7 may print ``10.0.0.2/32`` or ``fe80::1%ether1``; keep the address only."""
+    if not value:
+        return None
+    return value.split("/")[0].split("%")[0]
+
+
+def _attrs(words: Iterable[str]) -> Row:
+    row: Row = {}
+    for word in words:
+        if word.startswith("="):
+            key, sep, value = word[1:].partition("=")
+            if not sep or not key:
+                raise _MalformedReply(f"attribute word without value: {word[:40]!r}")
+            row[key] = value
+        elif not word.startswith("."):  # .tag / .section are API words, not attributes
+            raise _MalformedReply(f"unexpected word {word[:40]!r}")
+    return row
+
+
+# ---- collector ----------------------------------------------------------------------
+
+
+class RouterOSCollector:
+    """Polls one RouterOS router over the API; ``poll()`` never raises (except cancellation)."""
+
+    def __init__(self, target: ApiTarget, *, clock: Clock, timeout: float = 5.0) -> None:
+        self.target = target
+        self._clock = clock
+        self._timeout = timeout
+        self._api: AsyncApi | None = None
+        self._menus: _Menus | None = None
+        self._stage = "connect"
+        self._lock = asyncio.Lock()
+
+    async def poll(self) -> PollResult:
+        async with self._lock:
+            started_at = self._clock.now()
+            t0 = time.monotonic()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    got = await self._collect()
+            except asyncio.CancelledError:
+                self._abort()
+                raise
+            except Exception as exc:
+                self._abort()
+                kind, message = self._classify(exc)
+                _LOG.debug("%s: poll failed (%s): %s", self.target.name, kind, message)
+                return PollResult(
+                    device=self.target.name, collector="api", started_at=started_at,
+                    duration_s=time.monotonic() - t0, ok=False, error=message, error_kind=kind,
+                )
+            return PollResult(
+                device=self.target.name, collector="api", started_at=started_at,
+                duration_s=time.monotonic() - t0, ok=True, system=got.system,
+                interfaces=got.interfaces, addresses=got.addresses, bgp=got.bgp, ospf=got.ospf,
+                stale=got.stale,
+            )
+
+    async def close(self) -> None:
+        async with self._lock:  # never pull the connection from under a running poll
+            api, self._api, self._menus = self._api, None, None
+            if api is None:
+                return
+            try:
+                await asyncio.wait_for(api.close(), timeout=1.0)
+            except Exception:
+                _abort_api(api)
+
+    # ---- connection -----------------------------------------------------------
+
+    async def _connection(self) -> AsyncApi:
+        if self._api is not None and _alive(self._api):
+            return self._api
+        self._abort()  # the router closed an idle connection: start over quietly
+        t = self.target
+        self._stage = "connect"
+        try:
+            self._api = await librouteros.async_connect(
+                t.address, t.username, t.password, port=t.port, timeout=self._timeout,
+                ssl_wrapper=self._ssl_context() if t.tls else None,
+                login_method=self._login, encoding="utf-8",
+            )
+        except TrapError as exc:
+            raise _LoginFailed(str(exc)) from None
+        return self._api
+
+    async def _login(self, api: AsyncApi, username: str, password: str) -> None:
+        self._stage = "login"
+        await async_plain(api, username, password)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        t = self.target
+        if t.tls_verify:
+            return ssl.create_default_context(cafile=t.ca_file)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _abort(self) -> None:
+        api, self._api, self._menus = self._api, None, None
+        if api is not None:
+            _abort_api(api)
+
+    # ---- requests -------------------------------------------------------------
+
+    async def _print(self, menu: str, props: Iterable[str] = (), *words: str) -> list[Row]:
+        rows, _ = await self._command(f"{menu}/print", *_proplist(props), *words)
+        return rows
+
+    async def _count(self, menu: str) -> int | None:
+        _, done = await self._command(f"{menu}/print", "=count-only=")
+        return _int(done.get("ret"))
+
+    async def _command(self, command: str, *words: str) -> tuple[list[Row], Row]:
+        """Send one command and read to ``!done``: (rows, attributes of !done); raises TrapError."""
+        api = await self._connection()
+        self._stage = command
+        await api.protocol.writeSentence(command, *words)
+        rows: list[Row] = []
+        traps: list[Row] = []
+        while True:
+            reply, raw = await self._read_sentence(api)
+            attrs = _attrs(raw)
+            if reply == "!re":
+                rows.append(attrs)
+            elif reply == "!trap":
+                traps.append(attrs)
+            elif reply == "!done":
+                break
+            elif reply != "!empty":  # 7.18+ sends !empty before !done for no rows
+                raise _MalformedReply(f"unexpected reply word {reply[:40]!r}")
+        if traps:
+            trap = traps[0]
+            raise TrapError(message=trap.get("message", "unknown error"), category=_int(trap.get("category")))
+        return rows, attrs
+
+    @staticmethod
+    async def _read_sentence(api: AsyncApi) -> tuple[str, tuple[str, ...]]:
+        try:
+            return await api.protocol.readSentence()
+        except (FatalError, ConnectionClosed):
+            raise
+        except ProtocolError as exc:
+            raise _MalformedReply(str(exc)) from None
+        except (IndexError, UnicodeError) as exc:  # empty sentence, undecodable word
+            raise _MalformedReply(f"{type(exc).__name__}: {exc}") from None
+
+    # ---- poll -----------------------------------------------------------------
+
+    async def _collect(self) -> _Poll:
+        await self._connection()
+        got = _Poll()
+        got.system = await self._family(got, "system", self._system)
+        version = got.system.version if got.system else None
+        menus = self._menus
+        if menus is None or (version is not None and version != menus.version):
+            menus = self._menus = await self._detect(version)
+        got.interfaces = await self._family(got, "interfaces", self._interfaces) or ()
+        got.addresses = await self._family(got, "addresses", self._addresses) or ()
+        # menus is kept locally: a malformed reply below resets the per-connection cache
+        got.bgp = await self._optional(got, "bgp", menus.bgp is not None, lambda: self._bgp(menus.bgp),
+                                       "no BGP menu (/routing/bgp/connection or /routing/bgp/peer)")
+        got.ospf = await self._optional(got, "ospf", menus.ospf, lambda: self._ospf(got.addresses),
+                                        "no /routing/ospf/neighbor menu")
+        if menus.health and got.system is not None:
+            health = await self._family(got, "health", self._health)
+            if health is not None:
+                got.system = dataclasses.replace(got.system, temperature_c=health[0], voltage_v=health[1])
+        return got
+
+    async def _family(self, got: _Poll, family: str, fetch: Callable[[], Awaitable[T]]) -> T | None:
+        """Run one family; a trap or malformed reply marks it stale instead of failing the device."""
+        try:
+            return await fetch()
+        except TrapError as exc:
+            got.stale[family] = f"{self._stage}: {exc}"
+        except _MalformedReply as exc:
+            got.stale[family] = f"{self._stage}: malformed reply ({exc})"
+            self._abort()  # the stream is out of step; the next family reconnects
+        return None
+
+    async def _optional(self, got: _Poll, family: str, present: bool,
+                        fetch: Callable[[], Awaitable[T]], missing: str) -> T | None:
+        if not present:
+            got.stale[family] = missing
+            return None
+        return await self._family(got, family, fetch)
+
+    async def _detect(self, version: str | None) -> _Menus:
+        """Probe optional menus with cheap count-only prints."""
+        if await self._has_menu("/routing/bgp/connection"):
+            bgp: str | None = "v7"
+        elif await self._has_menu("/routing/bgp/peer"):
+            bgp = "v6"
+        else:
+            bgp = None
+        menus = _Menus(
+            version=version, bgp=bgp,
+            ospf=await self._has_menu("/routing/ospf/neighbor"),
+            health=await self._has_menu("/system/health"),
+        )
+        _LOG.debug("%s: menus %s", self.target.name, menus)
+        return menus
+
+    async def _has_menu(self, menu: str) -> bool:
+        try:
+            await self._count(menu)
+        except TrapError as exc:
+            # Only "no such command" means absent; any other trap is a menu that exists but failed.
+            return not any(m in str(exc) for m in _MISSING_MENU)
+        except _MalformedReply:
+            self._abort()
+            return True
+        return True
+
+    # ---- families -------------------------------------------------------------
+
+    async def _system(self) -> SystemInfo:
+        identity = await self._print("/system/identity", ("name",))
+        resource = await self._print(
+            "/system/resource", ("uptime", "version", "cpu-load", "free-memory", "total-memory", "board-name"))
+        ident = identity[0] if identity else {}
+        res = resource[0] if resource else {}
+        return SystemInfo(
+            identity=ident.get("name"),
+            version=_bare_version(res.get("version")),
+            board=res.get("board-name"),
+            uptime_s=parse_ros_duration(res.get("uptime")),
+            cpu_load=_int(res.get("cpu-load")),
+            total_memory=_int(res.get("total-memory")),
+            free_memory=_int(res.get("free-memory")),
+        )
+
+    async def _health(self) -> tuple[float | None, float | None]:
+        rows = await self._print("/system/health")
+        if len(rows) == 1 and "name" not in rows[0]:  # v6: one row, one property per sensor
+            row = rows[0]
+            return _float(row.get("temperature")), _float(row.get("voltage"))
+        sensors = {r.get("name", ""): r.get("value") for r in rows}  # v7: one row per sensor
+        return _pick_sensor(sensors, "temperature"), _pick_sensor(sensors, "voltage")
+
+    async def _interfaces(self) -> tuple[InterfaceStat, ...]:
+        rows = await self._print("/interface", _IFACE_PROPS)
+        return tuple(_interface(r) for r in rows if r.get("name"))
+
+    async def _addresses(self) -> tuple[IpAddress, ...]:
+        rows = await self._print("/ip/address", ("address", "network", "interface"), "?disabled=no")
+        return tuple(
+            IpAddress(address=r["address"], interface=r.get("interface", ""), network=r.get("network"))
+            for r in rows if r.get("address")
+        )
+
+    async def _bgp(self, flavour: str | None) -> tuple[BgpSession, ...]:
+        return await (self._bgp_v6() if flavour == "v6" else self._bgp_v7())
+
+    async def _bgp_v6(self) -> tuple[BgpSession, ...]:
+        instances = await self._print("/routing/bgp/instance", ("name", "as"))
+        local_as = {r.get("name", ""): _int(r.get("as")) for r in instances}
+        peers = await self._print("/routing/bgp/peer", _PEER_V6_PROPS)
+        return tuple(_peer_v6(p, local_as) for p in peers if p.get("name"))
+
+    async def _bgp_v7(self) -> tuple[BgpSession, ...]:
+        connections = await self._print("/routing/bgp/connection", _CONN_V7_PROPS)
+        sessions = await self._print("/routing/bgp/session", _SESSION_V7_PROPS)
+        return _merge_v7(connections, sessions)
+
+    async def _ospf(self, addresses: tuple[IpAddress, ...]) -> tuple[OspfNeighbor, ...]:
+        rows = await self._print("/routing/ospf/neighbor", _OSPF_PROPS)
+        return tuple(_ospf_neighbor(r, addresses) for r in rows if r.get("router-id"))
+
+    # ---- errors ---------------------------------------------------------------
+
+    def _classify(self, exc: Exception) -> tuple[ErrorKind, str]:
+        kind, message = self._describe(exc)
+        password = self.target.password
+        if password and password in message:
+            message = message.replace(password, "***")
+        return kind, message
+
+    def _waiting_for(self) -> str:
+        if self._stage == "connect":
+            return "waiting for TCP/TLS connect"
+        if self._stage == "login":
+            return "waiting for the login reply"
+        return f"waiting for the reply to {self._stage}"
+
+    def _describe(self, exc: Exception) -> tuple[ErrorKind, str]:
+        where = f"{self.target.address}:{self.target.port}"
+        if isinstance(exc, TimeoutError):
+            return "timeout", f"no answer from {where} within {self._timeout:g}s ({self._waiting_for()})"
+        if isinstance(exc, ConnectionRefusedError):
+            return "refused", f"connection refused by {where} (API service disabled or wrong port?)"
+        if isinstance(exc, _LoginFailed):
+            return "auth", f"login as {self.target.username!r} rejected by {where}: {exc}"
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            return "tls", f"TLS with {where} failed during {self._stage}: {exc}"
+        if isinstance(exc, FatalError):
+            return "protocol", f"{where} ended the API session during {self._stage}: {exc}"
+        if isinstance(exc, ConnectionClosed | ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
+            return "error", f"connection to {where} lost during {self._stage}"
+        if isinstance(exc, _MalformedReply | ProtocolError | TrapError):
+            return "protocol", f"bad reply from {where} to {self._stage}: {exc}"
+        if isinstance(exc, OSError):
+            return "error", f"{where}: {exc.strerror or exc} (during {self._stage})"
+        return "error", f"{type(exc).__name__} during {self._stage}: {exc}"
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+
+def _proplist(props: Iterable[str]) -> tuple[str, ...]:
+    joined = ",".join(props)
+    return (f"=.proplist={joined}",) if joined else ()
+
+
+def _alive(api: AsyncApi) -> bool:
+    transport = api.protocol.transport
+    reader, writer = transport.reader, transport.writer
+    return not (writer.is_closing() or reader.at_eof() or reader.exception() is not None)
+
+
+def _abort_api(api: AsyncApi) -> None:
+    # No goodbye: after a failure the session state is unknown.
+    api.protocol.transport.writer.transport.abort()
+
+
+def _pick_sensor(sensors: dict[str, str | None], kind: str) -> float | None:
+    """Prefer the plain sensor (``temperature``), then any ``*-temperature`` one."""
+    if kind in sensors:
+        return _float(sensors[kind])
+    for name, value in sensors.items():
+        if name.endswith(kind) and _float(value) is not None:
+            return _float(value)
+    return None
+
+
+def _interface(r: Row) -> InterfaceStat:
+    disabled = _flag(r.get("disabled"))
+    return InterfaceStat(
+        name=r["name"],
+        type=r.get("type"),
+        admin_up=None if disabled is None else not disabled,
+        oper_up=_flag(r.get("running")),
+        mtu=_int(r.get("mtu")),
+        mac=r.get("mac-address") or None,
+        alias=r.get("comment") or None,
+        rx_bytes=_int(r.get("rx-byte")),
+        tx_bytes=_int(r.get("tx-byte")),
+        rx_packets=_int(r.get("rx-packet")),
+        tx_packets=_int(r.get("tx-packet")),
+        link_downs=_int(r.get("link-downs")),
+    )
+
+
+def _peer_v6(p: Row, local_as: dict[str, int | None]) -> BgpSession:
+    established = bool(_flag(p.get("established")))
+    disabled = bool(_flag(p.get("disabled")))
+    state = (p.get("state") or "idle").lower()
+    return BgpSession(
+        name=p["name"],
+        remote_address=p.get("remote-address") or None,
+        remote_as=_int(p.get("remote-as")),
+        state="established" if established else state,
+        established=established,
+        local_as=local_as.get(p.get("instance", "default")),
+        uptime_s=parse_ros_duration(p.get("uptime")) if established else None,
+        prefixes=_int(p.get("prefix-count")) if established else None,
+        disabled=disabled,
+    )
+
+
+def _session_base(name: str) -> str:
+    """v7 names sessions ``<connection>-<n>``."""
+    base, sep, suffix = name.rpartition("-")
+    return base if sep and suffix.isdigit() else name
+
+
+def _merge_v7(connections: list[Row], sessions: list[Row]) -> tuple[BgpSession, ...]:
+    """A configured connection plus its live session, if any; no session means idle."""
+    by_name: dict[str, list[Row]] = {}
+    for s in sessions:
+        by_name.setdefault(_session_base(s.get("name", "")), []).append(s)
+    out: list[BgpSession] = []
+    for c in connections:
+        name = c.get("name", "")
+        matches = by_name.pop(name, None) or _pop_by_address(by_name, _bare_address(c.get("remote.address")))
+        out.append(_session_v7(name, c, _best_session(matches)))
+    for base, rest in by_name.items():  # dynamic sessions accepted through a template
+        out.append(_session_v7(base, {}, _best_session(rest)))
+    return tuple(out)
+
+
+def _pop_by_address(by_name: dict[str, list[Row]], address: str | None) -> list[Row]:
+    if address is None:
+        return []
+    for base, rows in by_name.items():
+        if any(_bare_address(r.get("remote.address")) == address for r in rows):
+            return by_name.pop(base)
+    return []
+
+
+def _best_session(rows: list[Row]) -> Row | None:
+    if not rows:
+        return None
+    return next((r for r in rows if _flag(r.get("established"))), rows[0])
+
+
+def _session_v7(name: str, conn: Row, session: Row | None) -> BgpSession:
+    disabled = bool(_flag(conn.get("disabled")))
+    s = session or {}
+    established = bool(_flag(s.get("established"))) and not disabled
+    if established:
+        state = "established"
+    elif session is not None and not disabled:
+        state = "active"  # v7 shows no FSM word: a session that is not up is still trying
+    else:
+        state = "idle"
+    remote = s.get("remote.address") or conn.get("remote.address")
+    return BgpSession(
+        name=name,
+        remote_address=_bare_address(remote),
+        remote_as=_int(s.get("remote.as") or conn.get("remote.as")),
+        state=state,
+        established=established,
+        local_as=_int(s.get("local.as") or conn.get("as")),
+        uptime_s=parse_ros_duration(s.get("uptime")) if established else None,
+        prefixes=_int(s.get("prefix-count")) if established else None,
+        disabled=disabled,
+    )
+
+
+def _ospf_neighbor(r: Row, addresses: tuple[IpAddress, ...]) -> OspfNeighbor:
+    state = (r.get("state") or "unknown").lower()
+    address = _bare_address(r.get("address"))
+    interface = r.get("interface") or _interface_for(address, addresses)
+    return OspfNeighbor(router_id=r["router-id"], address=address, interface=interface,
+                        state=state, full=state == "full")
+
+
+def _interface_for(address: str | None, addresses: tuple[IpAddress, ...]) -> str | None:
+    """v7 neighbour rows carry no interface: find the local subnet the neighbour lives on."""
+    if address is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    for a in addresses:
+        try:
+            if ip in ipaddress.ip_interface(a.address).network:
+                return a.interface
+        except ValueError:
+            continue
+    return None

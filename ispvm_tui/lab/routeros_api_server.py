@@ -1,0 +1,446 @@
+"""A RouterOS API server (TCP 8728, API-SSL 8729) for one lab router.
+
+It speaks the real wire protocol, so ``librouteros`` and any other RouterOS
+API client talk to it unchanged: words are length-prefixed, a sentence ends
+with a zero-length word, replies are ``!re`` rows then ``!done`` (``!trap``
+for errors, ``!fatal`` before closing). The rows come from
+``routeros_menus.render_menu`` over the live lab model, so counters and
+protocol states move with the scenario.
+
+Supported: plain login (6.43+) and the older MD5 challenge login, ``print``
+with ``.proplist``, ``?`` queries (equality, presence, ``<``/``>`` and the
+``?#`` stack operations), ``count-only``, ``.tag``, ``!empty`` on empty v7
+prints, ``/cancel`` and ``/quit``. While the router is not answering (powered
+off or cut off) the server is a black hole: it accepts and reads but never
+replies, which is what a poller sees across a dead path. ``Misbehaviour``
+adds the faults a collector must survive: slow replies, connections dropped
+mid-reply, traps and malformed sentences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from ispvm_tui.lab.routeros_menus import count_menu, render_menu
+from ispvm_tui.lab.sim import RouterHandle, SimDevice
+
+_LOG = logging.getLogger(__name__)
+
+_MAX_WORD = 1 << 20  # a command word longer than this is an attack, not a command
+_PRINT_VERBS = frozenset({"print", "getall"})
+_WRITE_VERBS = frozenset({"add", "set", "unset", "remove", "enable", "disable", "move", "edit", "reset-counters"})
+# What RouterOS answers when a routing process does not respond in time.
+_BUSY_MESSAGE = "action timed out - try again, if error continues contact MikroTik support and send a supout file (13)"
+_BAD_LOGIN = "invalid user name or password (6)"
+_BOOL = {"true": True, "yes": True, "false": False, "no": False}
+
+
+@dataclass
+class Misbehaviour:
+    """Knobs for tests of a misbehaving router (read on every request, so they can change live)."""
+
+    reply_delay_s: float = 0.0  # sleep before every reply
+    # close the TCP connection mid-reply after N reply sentences (counted per connection, after login)
+    drop_after_sentences: int | None = None
+    trap_paths: frozenset[str] = frozenset()  # these menus answer !trap
+    garbage_paths: frozenset[str] = frozenset()  # these menus answer a malformed sentence
+
+
+class WireError(Exception):
+    """The peer sent bytes that are not a RouterOS API sentence."""
+
+
+class _QueryError(Exception):
+    """A ``?#`` operation needed more values than the query stack held."""
+
+
+# ---- wire format -------------------------------------------------------------------
+
+
+def encode_length(length: int) -> bytes:
+    """RouterOS word length prefix: 1 to 5 bytes, the top bits of the first byte tell how many."""
+    if length < 0x80:
+        return bytes([length])
+    if length < 0x4000:
+        return (length | 0x8000).to_bytes(2, "big")
+    if length < 0x200000:
+        return (length | 0xC00000).to_bytes(3, "big")
+    if length < 0x10000000:
+        return (length | 0xE0000000).to_bytes(4, "big")
+    return b"\xf0" + length.to_bytes(4, "big")
+
+
+def encode_sentence(words: list[str]) -> bytes:
+    out = bytearray()
+    for word in words:
+        raw = word.encode("utf-8")
+        out += encode_length(len(raw)) + raw
+    out += b"\x00"
+    return bytes(out)
+
+
+async def _read_length(reader: asyncio.StreamReader) -> int:
+    first = (await reader.readexactly(1))[0]
+    if first < 0x80:
+        return first
+    if first < 0xC0:
+        extra, mask = 1, 0x3F
+    elif first < 0xE0:
+        extra, mask = 2, 0x1F
+    elif first < 0xF0:
+        extra, mask = 3, 0x0F
+    elif first == 0xF0:
+        return int.from_bytes(await reader.readexactly(4), "big")
+    else:
+        raise WireError(f"reserved control byte 0x{first:02x}")
+    rest = await reader.readexactly(extra)
+    return int.from_bytes(bytes([first & mask]) + rest, "big")
+
+
+async def read_sentence(reader: asyncio.StreamReader) -> list[str]:
+    """Read words up to the zero-length word that ends a sentence."""
+    words: list[str] = []
+    while True:
+        length = await _read_length(reader)
+        if length == 0:
+            return words
+        if length > _MAX_WORD:
+            raise WireError(f"word of {length} bytes")
+        words.append((await reader.readexactly(length)).decode("utf-8", "replace"))
+
+
+def _garbage_sentence() -> bytes:
+    # "!re" then a reserved length byte: no client can parse past it.
+    return encode_sentence(["!re"])[:-1] + b"\xf8\x01\x02\x03\x00"
+
+
+# ---- requests and queries ----------------------------------------------------------
+
+
+@dataclass
+class _Request:
+    command: str
+    attrs: dict[str, str] = field(default_factory=dict)
+    queries: list[str] = field(default_factory=list)
+    tag: str | None = None
+
+    @classmethod
+    def parse(cls, words: list[str]) -> _Request:
+        req = cls(command=words[0])
+        for word in words[1:]:
+            if word.startswith("="):
+                key, _, value = word[1:].partition("=")
+                req.attrs[key] = value
+            elif word.startswith(".tag="):
+                req.tag = word[5:]
+            elif word.startswith(".proplist="):
+                req.attrs[".proplist"] = word[10:]
+            elif word.startswith("?"):
+                req.queries.append(word[1:])
+        return req
+
+
+def _as_int(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _equal(actual: str | None, expected: str) -> bool:
+    if actual is None:
+        return expected == ""  # an unset property matches an empty value
+    if actual in _BOOL and expected in _BOOL:
+        return _BOOL[actual] == _BOOL[expected]
+    a, b = _as_int(actual), _as_int(expected)
+    if a is not None and b is not None:
+        return a == b
+    return actual == expected
+
+
+def _less(actual: str | None, expected: str) -> bool:
+    if actual is None:
+        return False
+    a, b = _as_int(actual), _as_int(expected)
+    return a < b if a is not None and b is not None else actual < expected
+
+
+def _stack_ops(ops: str, stack: list[bool]) -> None:
+    """``?#`` operations: ``!`` negate top, ``&``/``|`` combine two, ``.`` duplicate top, digit copies index."""
+    try:
+        for op in ops:
+            if op.isdigit():
+                stack.append(stack[int(op)])
+            elif op == "!":
+                stack[-1] = not stack[-1]
+            elif op == ".":
+                stack.append(stack[-1])
+            elif op in "&|":
+                right, left = stack.pop(), stack.pop()
+                stack.append(left and right if op == "&" else left or right)
+            else:
+                raise _QueryError(f"unknown query operation {op!r}")
+    except IndexError as exc:
+        raise _QueryError("query stack underflow") from exc
+
+
+def _push_query(row: dict[str, str], query: str, stack: list[bool]) -> None:
+    if query.startswith("#"):
+        _stack_ops(query[1:], stack)
+    elif query.startswith("-"):
+        stack.append(query[1:] not in row)
+    elif query[:1] in ("<", ">"):
+        key, _, value = query[1:].partition("=")
+        actual = row.get(key)
+        if query[0] == "<":
+            stack.append(_less(actual, value))
+        else:
+            stack.append(actual is not None and not _less(actual, value) and not _equal(actual, value))
+    else:
+        key, has_value, value = query.removeprefix("=").partition("=")
+        stack.append(_equal(row.get(key), value) if has_value else key in row)
+
+
+def _matches(row: dict[str, str], queries: list[str]) -> bool:
+    """RouterOS evaluates query words on a stack; a row matches when every value left is true."""
+    stack: list[bool] = []
+    for query in queries:
+        _push_query(row, query, stack)
+    return all(stack)
+
+
+def _row_words(row: dict[str, str], proplist: list[str] | None) -> list[str]:
+    if proplist is None:
+        return [f"={k}={v}" for k, v in row.items()]
+    return [f"={k}={row[k]}" for k in proplist if k in row]
+
+
+def _trap(message: str, category: int | None = None) -> list[list[str]]:
+    words = ["!trap"]
+    if category is not None:
+        words.append(f"=category={category}")
+    words.append(f"=message={message}")
+    return [words, ["!done"]]
+
+
+def _login_response(password: str, challenge: bytes) -> str:
+    digest = hashlib.md5(b"\x00" + password.encode("utf-8") + challenge, usedforsecurity=False)
+    return "00" + digest.hexdigest()
+
+
+def _same(a: str, b: str) -> bool:
+    return secrets.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+# ---- server ------------------------------------------------------------------------
+
+
+@dataclass
+class _Conn:
+    writer: asyncio.StreamWriter
+    logged_in: bool = False
+    challenge: bytes | None = None
+    sent: int = 0  # reply sentences after login, for Misbehaviour.drop_after_sentences
+    closing: bool = False
+
+
+@dataclass
+class _Reply:
+    sentences: list[list[str]]
+    garbage: bool = False  # replace the first sentence with a malformed one
+    close: bool = False  # close the session after sending (/quit)
+    counted: bool = True  # counts towards drop_after_sentences
+
+
+class RouterOSApiServer:
+    """RouterOS API endpoint of one lab router on ``host:port``."""
+
+    def __init__(
+        self,
+        router: RouterHandle,
+        host: str,
+        port: int = 8728,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        misbehaviour: Misbehaviour | None = None,
+    ) -> None:
+        self.router = router
+        self.host = host
+        self._port = port
+        self._ssl = ssl_context
+        self.misbehaviour = misbehaviour or Misbehaviour()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        # TLS is started per connection (not by the listener) so a black-holed
+        # router does not even complete the TLS handshake.
+        self._server = await asyncio.start_server(self._handle, self.host, self._port)
+        _LOG.debug("%s: RouterOS API on %s:%d%s", self.router.name, self.host, self.port,
+                   " (TLS)" if self._ssl else "")
+
+    async def stop(self) -> None:
+        """Close the listener and every open client connection."""
+        server, self._server = self._server, None
+        if server is not None:
+            self._port = int(server.sockets[0].getsockname()[1]) if server.sockets else self._port
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    # ---- connection ------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self._writers.add(writer)
+        peer = writer.get_extra_info("peername")
+        try:
+            if not self.router.answering():
+                await self._swallow(reader)
+                return
+            if self._ssl is not None:
+                await writer.start_tls(self._ssl)
+            await self._session(reader, _Conn(writer))
+        except asyncio.CancelledError:
+            pass  # server stopping; the finally block closes the socket
+        except (asyncio.IncompleteReadError, ConnectionError, WireError, ssl.SSLError, OSError) as exc:
+            _LOG.debug("%s: client %s: %s", self.router.name, peer, exc)
+        except Exception:
+            _LOG.debug("%s: client %s failed", self.router.name, peer, exc_info=True)
+        finally:
+            self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()  # graceful: lets a final !fatal or partial reply reach the client
+
+    @staticmethod
+    async def _swallow(reader: asyncio.StreamReader) -> None:
+        """Black hole: read whatever arrives, never answer, until the client gives up."""
+        while await reader.read(65536):
+            pass
+
+    async def _session(self, reader: asyncio.StreamReader, conn: _Conn) -> None:
+        while not conn.closing:
+            words = await read_sentence(reader)
+            if not words:
+                continue  # RouterOS ignores empty sentences
+            if not self.router.answering():
+                continue  # path went dark mid-session: the request is lost
+            await self._serve(conn, _Request.parse(words))
+
+    async def _serve(self, conn: _Conn, req: _Request) -> None:
+        delay = self.misbehaviour.reply_delay_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        reply = self._reply(conn, req)
+        await self._send(conn, reply, req.tag)
+        if reply.close:
+            conn.closing = True
+
+    async def _send(self, conn: _Conn, reply: _Reply, tag: str | None) -> None:
+        limit = self.misbehaviour.drop_after_sentences
+        for i, words in enumerate(reply.sentences):
+            if reply.counted and limit is not None and conn.sent >= limit:
+                conn.closing = True
+                conn.writer.close()  # FIN after what was already written
+                return
+            tagged = [words[0], f".tag={tag}", *words[1:]] if tag is not None else words
+            conn.writer.write(_garbage_sentence() if reply.garbage and i == 0 else encode_sentence(tagged))
+            if reply.counted:
+                conn.sent += 1
+        await conn.writer.drain()
+
+    # ---- commands --------------------------------------------------------------
+
+    def _reply(self, conn: _Conn, req: _Request) -> _Reply:
+        cmd = req.command
+        if cmd == "/quit":
+            return _Reply([["!fatal", "session terminated on request"]], close=True, counted=False)
+        if cmd == "/login":
+            return _Reply(self._login(conn, req), counted=False)
+        if not conn.logged_in:
+            return _Reply(_trap("not logged in"), counted=False)
+        if cmd == "/cancel":
+            return _Reply([["!done"]])  # every command here has already completed
+        device = self.router.state()
+        menu, _, verb = cmd.rpartition("/")
+        if verb in _PRINT_VERBS:
+            return self._print(device, menu or "/", req)
+        if count_menu(device, menu, self.router.now()) is None:
+            return _Reply(_trap("no such command prefix", 0))
+        if verb in _WRITE_VERBS:
+            return _Reply(_trap("not enough permissions (9)"))  # the lab user is read-only
+        return _Reply(_trap("no such command", 0))
+
+    def _login(self, conn: _Conn, req: _Request) -> list[list[str]]:
+        name = req.attrs.get("name")
+        if name is None:
+            # pre-6.43: hand out a challenge for an MD5 response
+            conn.challenge = secrets.token_bytes(16)
+            return [["!done", f"=ret={conn.challenge.hex()}"]]
+        expected_user, password = self.router.username, self.router.password
+        if "response" in req.attrs:
+            ok = conn.challenge is not None and _same(req.attrs["response"], _login_response(password, conn.challenge))
+        else:
+            ok = _same(req.attrs.get("password", ""), password)
+        ok = ok and _same(name, expected_user)
+        conn.challenge = None
+        if not ok:
+            return _trap(_BAD_LOGIN)
+        conn.logged_in = True
+        return [["!done"]]
+
+    def _print(self, device: SimDevice, menu: str, req: _Request) -> _Reply:
+        mis = self.misbehaviour
+        if menu in mis.trap_paths:
+            return _Reply(_trap(_BUSY_MESSAGE))
+        now = self.router.now()
+        count_only = "count-only" in req.attrs
+        if count_only and not req.queries:
+            total = count_menu(device, menu, now)
+            if total is None:
+                return _Reply(_trap("no such command prefix", 0))
+            return _Reply([["!done", f"=ret={total}"]], garbage=menu in mis.garbage_paths)
+        rows = render_menu(device, menu, now)
+        if rows is None:
+            return _Reply(_trap("no such command prefix", 0))
+        try:
+            rows = [row for row in rows if _matches(row, req.queries)]
+        except _QueryError as exc:
+            return _Reply(_trap(f"invalid query: {exc}", 1))
+        if count_only:
+            return _Reply([["!done", f"=ret={len(rows)}"]], garbage=menu in mis.garbage_paths)
+        return _Reply(self._rows(device, rows, req), garbage=menu in mis.garbage_paths)
+
+    @staticmethod
+    def _rows(device: SimDevice, rows: list[dict[str, str]], req: _Request) -> list[list[str]]:
+        raw = req.attrs.get(".proplist")
+        proplist = [p for p in raw.split(",") if p] if raw is not None else None
+        sentences = [["!re", *_row_words(row, proplist)] for row in rows]
+        if not sentences and device.ros_major >= 7:
+            sentences.append(["!empty"])  # RouterOS 7.18+ marks an empty result
+        sentences.append(["!done"])
+        return sentences
+

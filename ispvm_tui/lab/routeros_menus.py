@@ -1,0 +1,603 @@
+"""Render a lab router (``SimDevice``) as RouterOS API reply rows.
+
+Each menu renderer returns the ``!re`` rows that ``<menu>/print`` would
+produce on a real router of the device's major version, with every value as
+it travels on the wire: strings, ``true``/``false`` for flags, decimal
+integers and RouterOS durations. Field names and value formats follow real
+replies (see ``shared/fixtures/routeros-api``); a menu that does not exist on
+that major version renders as ``None`` so the server can ``!trap`` exactly
+like RouterOS does ("no such command prefix").
+
+Deliberate realities a collector has to cope with:
+
+* singleton menus (identity, resource, routerboard, v6 health) carry no
+  ``.id``, as on a real router;
+* v7 ``/routing/ospf/neighbor`` rows have no ``interface`` attribute;
+* v7 ``/routing/bgp/session`` rows exist only while the connection is
+  trying or up (not for idle or disabled connections) and carry no FSM state
+  word, only the ``established`` flag;
+* OSPF neighbours whose dead timer expired (``Down``) are gone from the
+  neighbour table instead of being listed as down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+
+from ispvm_tui.lab.sim import (
+    SimAddress,
+    SimBgpPeer,
+    SimDevice,
+    SimInterface,
+    SimNeighbor,
+    SimOspfNeighbor,
+    format_ros_duration,
+)
+
+Row = dict[str, str]
+Renderer = Callable[[SimDevice, float], list[Row] | None]
+
+# CPU names as /system/resource reports them per architecture-name.
+_CPU_BY_ARCH = {
+    "arm64": "ARM64",
+    "arm": "ARMv7",
+    "x86": "Intel(R)",
+    "x86_64": "Intel(R)",
+    "tile": "tilegx",
+    "mipsbe": "MIPS 24Kc V7.4",
+    "mmips": "MIPS 1004Kc V2.15",
+}
+_NON_ROUTERBOARD = {"x86", "CHR", "x86_64"}
+
+
+def render_menu(device: SimDevice, path: str, now: float) -> list[Row] | None:
+    """Rows for ``<path>/print`` on ``device`` at clock time ``now``; None if the menu does not exist."""
+    renderer = _MENUS.get(_normalise(path))
+    return None if renderer is None else renderer(device, now)
+
+
+def count_menu(device: SimDevice, path: str, now: float) -> int | None:
+    """What ``<path>/print =count-only=`` answers, without building large tables."""
+    path = _normalise(path)
+    if path == "/ip/route":
+        return max(0, device.route_count)
+    rows = render_menu(device, path, now)
+    return None if rows is None else len(rows)
+
+
+def menu_paths(device: SimDevice) -> list[str]:
+    """The menus this lab renders for ``device`` (for diagnostics and tests)."""
+    return [p for p in _MENUS if count_menu(device, p, device.boot_time) is not None]
+
+
+# ---- value formatting ---------------------------------------------------------
+
+
+def _normalise(path: str) -> str:
+    return "/" + path.strip().strip("/")
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _num(value: float) -> str:
+    """Sensor readings: integral values without a decimal point, others with one digit."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split()[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _version_word(device: SimDevice) -> str:
+    return device.version if "(" in device.version else f"{device.version} (stable)"
+
+
+def _bare_version(device: SimDevice) -> str:
+    return device.version.split()[0]
+
+
+def _datetime(device: SimDevice, epoch: float) -> str:
+    """v6 prints ``oct/04/2017 20:11:03``; v7 (7.10+) prints ``2017-10-04 20:11:03``."""
+    tm = time.gmtime(epoch)
+    if device.ros_major >= 7:
+        return time.strftime("%Y-%m-%d %H:%M:%S", tm)
+    return time.strftime("%b/%d/%Y %H:%M:%S", tm).lower()
+
+
+def _build_time(device: SimDevice) -> str:
+    if device.ros_major >= 7:
+        return "2024-11-04 14:12:35"
+    return "Nov/09/2023 10:30:41"
+
+
+def _rid(device: SimDevice) -> str:
+    return device.router_id or "0.0.0.0"
+
+
+def _star(index: int) -> str:
+    return f"*{index:X}"
+
+
+# ---- /system ------------------------------------------------------------------
+
+
+def _identity(device: SimDevice, now: float) -> list[Row]:
+    return [{"name": device.name}]
+
+
+def _resource(device: SimDevice, now: float) -> list[Row]:
+    uptime = device.uptime(now)
+    row = {
+        "uptime": format_ros_duration(uptime),
+        "version": _version_word(device),
+        "build-time": _build_time(device),
+        "factory-software": "7.1.5" if device.ros_major >= 7 else "6.44.6",
+        "free-memory": str(device.free_memory),
+        "total-memory": str(device.total_memory),
+        "cpu": _CPU_BY_ARCH.get(device.architecture, device.architecture.upper()),
+        "cpu-count": "4",
+        "cpu-frequency": "1700",
+        "cpu-load": str(device.cpu_load),
+        "free-hdd-space": "106233856",
+        "total-hdd-space": "135266304",
+        "write-sect-since-reboot": str(4000 + int(uptime) // 60),
+        "write-sect-total": str(550000 + int(uptime) // 60),
+        "bad-blocks": "0",
+        "architecture-name": device.architecture,
+        "board-name": device.board,
+        "platform": "MikroTik",
+    }
+    return [row]
+
+
+def _routerboard(device: SimDevice, now: float) -> list[Row]:
+    if device.board in _NON_ROUTERBOARD:
+        return [{"routerboard": "false"}]
+    row = {
+        "routerboard": "true",
+        "model": device.board,
+        "serial-number": device.serial,
+        "firmware-type": "al2" if device.architecture == "arm64" else "ipq8060",
+        "factory-firmware": "7.1.5" if device.ros_major >= 7 else "6.44.6",
+        "current-firmware": _bare_version(device),
+        "upgrade-firmware": _bare_version(device),
+    }
+    if device.ros_major >= 7:
+        row = {"routerboard": "true", "board-name": device.board, **row}
+    return [row]
+
+
+def _health(device: SimDevice, now: float) -> list[Row]:
+    if device.ros_major >= 7:
+        # v7: one row per sensor, like the CCR2004 fixture.
+        return [
+            {".id": "*D", "name": "voltage", "value": _num(device.voltage_v), "type": "V"},
+            {".id": "*E", "name": "temperature", "value": _num(device.temperature_c), "type": "C"},
+        ]
+    # v6: one row with a property per sensor.
+    return [{"voltage": _num(device.voltage_v), "temperature": _num(device.temperature_c)}]
+
+
+# ---- /interface, /ip ------------------------------------------------------------
+
+
+def _interface_row(device: SimDevice, itf: SimInterface) -> Row:
+    row: Row = {".id": _star(itf.ifindex), "name": itf.name}
+    if itf.type == "ether":
+        row["default-name"] = itf.name
+    row.update({"type": itf.type, "mtu": str(itf.mtu), "actual-mtu": str(itf.mtu)})
+    if itf.type == "ether":
+        row.update({"l2mtu": "1592", "max-l2mtu": "9578"})
+    row["mac-address"] = itf.mac
+    if itf.last_change > 0:
+        key = "last-link-up-time" if itf.running else "last-link-down-time"
+        row[key] = _datetime(device, itf.last_change)
+    row.update({
+        "link-downs": str(itf.link_downs),
+        "rx-byte": str(itf.rx_bytes),
+        "tx-byte": str(itf.tx_bytes),
+        "rx-packet": str(itf.rx_packets),
+        "tx-packet": str(itf.tx_packets),
+        "rx-drop": "0",
+        "tx-drop": "0",
+        "tx-queue-drop": "0",
+        "rx-error": "0",
+        "tx-error": "0",
+        "fp-rx-byte": str(itf.rx_bytes),
+        "fp-tx-byte": str(itf.tx_bytes),
+        "fp-rx-packet": str(itf.rx_packets),
+        "fp-tx-packet": str(itf.tx_packets),
+        "running": _flag(itf.running and not itf.disabled),
+        "slave": "false",
+        "disabled": _flag(itf.disabled),
+    })
+    if itf.comment:
+        row["comment"] = itf.comment
+    return row
+
+
+def _interfaces(device: SimDevice, now: float) -> list[Row]:
+    ordered = sorted(device.interfaces.values(), key=lambda i: i.ifindex)
+    return [_interface_row(device, itf) for itf in ordered]
+
+
+def _address_row(device: SimDevice, index: int, addr: SimAddress) -> Row:
+    exists = addr.interface in device.interfaces
+    return {
+        ".id": _star(index),
+        "address": addr.address,
+        "network": addr.network,
+        "interface": addr.interface,
+        "actual-interface": addr.interface,
+        "invalid": _flag(not exists),
+        "dynamic": "false",
+        "disabled": "false",
+    }
+
+
+def _addresses(device: SimDevice, now: float) -> list[Row]:
+    return [_address_row(device, i + 1, a) for i, a in enumerate(device.addresses)]
+
+
+def _neighbor_row(device: SimDevice, index: int, nb: SimNeighbor, now: float) -> Row:
+    row: Row = {
+        ".id": _star(index),
+        "interface": nb.interface,
+        "address": nb.address,
+        "address4": nb.address,
+        "mac-address": nb.mac,
+        "identity": nb.identity,
+        "platform": nb.platform,
+    }
+    if nb.version:
+        row["version"] = nb.version
+    row.update({"unpack": "none", "age": f"{int(now) % 30 + 1}s"})
+    if nb.board:
+        row["board"] = nb.board
+    if nb.interface_name:
+        row["interface-name"] = nb.interface_name
+    descr = " ".join(p for p in (nb.platform, "RouterOS", nb.version, nb.board) if p)
+    row.update({"system-description": descr, "system-caps": "bridge,router", "system-caps-enabled": "router"})
+    if device.ros_major >= 7:
+        row["discovered-by"] = "lldp,mndp"
+    return row
+
+
+def _neighbors(device: SimDevice, now: float) -> list[Row]:
+    return [_neighbor_row(device, i + 1, nb, now) for i, nb in enumerate(device.neighbors)]
+
+
+def _route_rows(device: SimDevice) -> list[Row]:
+    """Connected routes from the addresses, a default route, then synthetic routes up to route_count."""
+    rows: list[Row] = []
+    for addr in device.addresses:
+        prefix = addr.address.partition("/")[2] or "32"
+        rows.append(_route(device, f"{addr.network}/{prefix}", addr.interface, "0", connect=True))
+    rows.append(_route(device, "0.0.0.0/0", _default_gateway(device), "1", connect=False))
+    i = 0
+    while len(rows) < device.route_count:
+        net = ipaddress.IPv4Address(0x64400000 + (i << 8))  # 100.64.0.0/10 space, one /24 each
+        rows.append(_route(device, f"{net}/24", _default_gateway(device), "110", connect=False))
+        i += 1
+    rows = rows[: max(0, device.route_count)]
+    for index, row in enumerate(rows):
+        row[".id"] = _star(index + 1)
+    return rows
+
+
+def _default_gateway(device: SimDevice) -> str:
+    for addr in device.addresses:
+        iface = ipaddress.IPv4Interface(addr.address)
+        if iface.network.prefixlen <= 30 and iface.network.num_addresses > 1:
+            hosts = [h for h in iface.network.hosts() if h != iface.ip]
+            if hosts:
+                return str(hosts[0])
+    return "0.0.0.0"
+
+
+def _route(device: SimDevice, dst: str, gateway: str, distance: str, *, connect: bool) -> Row:
+    row: Row = {"dst-address": dst, "gateway": gateway, "distance": distance, "scope": "30" if not connect else "10"}
+    if device.ros_major >= 7:
+        row.update({"routing-table": "main", "immediate-gw": gateway, "target-scope": "10"})
+    row.update({
+        "active": "true",
+        "dynamic": _flag(connect),
+        "connect": _flag(connect),
+        "static": _flag(not connect and distance == "1"),
+    })
+    return row
+
+
+def _routes(device: SimDevice, now: float) -> list[Row]:
+    return _route_rows(device)
+
+
+# ---- BGP ------------------------------------------------------------------------
+
+
+def _local_as(device: SimDevice) -> int:
+    return device.bgp_peers[0].local_as if device.bgp_peers else 65000
+
+
+def _is_up(peer: SimBgpPeer) -> bool:
+    return peer.state == "established" and not peer.disabled
+
+
+def _role(peer: SimBgpPeer) -> str:
+    return "ibgp" if peer.remote_as == peer.local_as else "ebgp"
+
+
+def _peer_uptime(peer: SimBgpPeer, now: float) -> float:
+    return max(0.0, now - peer.established_since) if peer.established_since is not None else 0.0
+
+
+def _bgp_instance(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major >= 7:
+        return _bgp_instance_v720(device)
+    return [{
+        ".id": "*0",
+        "name": "default",
+        "as": str(_local_as(device)),
+        "router-id": _rid(device),
+        "redistribute-connected": "false",
+        "redistribute-static": "false",
+        "redistribute-rip": "false",
+        "redistribute-ospf": "false",
+        "redistribute-other-bgp": "false",
+        "out-filter": "",
+        "client-to-client-reflection": "true",
+        "ignore-as-path-len": "false",
+        "routing-table": "",
+        "default": "true",
+        "disabled": "false",
+    }]
+
+
+def _bgp_instance_v720(device: SimDevice) -> list[Row] | None:
+    """RouterOS 7.20 brought an instance menu back (holding the local AS and router-id)."""
+    if _version_tuple(device.version) < (7, 20):
+        return None
+    return [{
+        ".id": "*1",
+        "name": "bgp-instance-1",
+        "as": str(_local_as(device)),
+        "router-id": _rid(device),
+        "routing-table": "main",
+        "vrf": "main",
+        "disabled": "false",
+    }]
+
+
+def _bgp_peer_row(device: SimDevice, index: int, peer: SimBgpPeer, now: float) -> Row:
+    row: Row = {
+        ".id": _star(index),
+        "name": peer.name,
+        "instance": "default",
+        "remote-address": peer.remote_address,
+        "remote-as": str(peer.remote_as),
+        "tcp-md5-key": "",
+        "nexthop-choice": "default",
+        "multihop": "false",
+        "route-reflect": "false",
+        "hold-time": "3m",
+        "ttl": "default",
+        "in-filter": "",
+        "out-filter": "",
+        "address-families": "ip",
+        "default-originate": "never",
+        "remove-private-as": "false",
+        "as-override": "false",
+        "passive": "false",
+        "use-bfd": "false",
+    }
+    if _is_up(peer):
+        uptime = _peer_uptime(peer, now)
+        row.update({
+            "remote-id": peer.remote_address,
+            "local-address": _local_address_for(device, peer.remote_address),
+            "uptime": format_ros_duration(uptime),
+            "prefix-count": str(peer.prefix_count),
+            "updates-sent": str(1 + int(uptime) // 600),
+            "updates-received": str(peer.prefix_count + int(uptime) // 60),
+            "withdrawn-sent": "0",
+            "withdrawn-received": str(int(uptime) // 300),
+            "remote-hold-time": "3m",
+            "used-hold-time": "3m",
+            "used-keepalive-time": "1m",
+            "refresh-capability": "true",
+            "as4-capability": "true",
+        })
+    if not peer.disabled:
+        # A disabled v6 peer has no FSM, so RouterOS prints no state for it.
+        row["state"] = peer.state
+    row["established"] = _flag(_is_up(peer))
+    row["disabled"] = _flag(peer.disabled)
+    if peer.provider:
+        row["comment"] = peer.provider
+    return row
+
+
+def _bgp_peers_v6(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major >= 7:
+        return None
+    return [_bgp_peer_row(device, i, p, now) for i, p in enumerate(device.bgp_peers)]
+
+
+def _local_address_for(device: SimDevice, remote: str) -> str:
+    """The local address on the subnet shared with ``remote`` (what the TCP session binds to)."""
+    try:
+        target = ipaddress.IPv4Address(remote)
+    except ValueError:
+        return "0.0.0.0"
+    for addr in device.addresses:
+        iface = ipaddress.IPv4Interface(addr.address)
+        if target in iface.network:
+            return str(iface.ip)
+    return _rid(device)
+
+
+def _bgp_connection_row(device: SimDevice, index: int, peer: SimBgpPeer) -> Row:
+    row: Row = {".id": _star(index), "name": peer.name}
+    if _version_tuple(device.version) >= (7, 20):
+        row["instance"] = "bgp-instance-1"
+    row.update({
+        "as": str(peer.local_as),
+        "remote.address": peer.remote_address,
+        "remote.as": str(peer.remote_as),
+        "local.role": _role(peer),
+        "routing-table": "main",
+        "templates": "default",
+        "connect": "true",
+        "listen": "true",
+        "hold-time": "3m",
+        "keepalive-time": "1m",
+        "multihop": "false",
+        "inactive": "false",
+        "disabled": _flag(peer.disabled),
+    })
+    if peer.provider:
+        row["comment"] = peer.provider
+    return row
+
+
+def _bgp_connections_v7(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major < 7:
+        return None
+    return [_bgp_connection_row(device, i + 1, p) for i, p in enumerate(device.bgp_peers)]
+
+
+def _bgp_session_row(device: SimDevice, index: int, peer: SimBgpPeer, now: float) -> Row:
+    up = _is_up(peer)
+    uptime = _peer_uptime(peer, now) if up else 0.0
+    messages = 1 + int(uptime) // 60
+    row: Row = {
+        ".id": f"*{0x2800000 + index:X}",
+        "name": f"{peer.name}-1",
+        "remote.address": peer.remote_address,
+        "remote.as": str(peer.remote_as),
+    }
+    if up:
+        row.update({
+            "remote.id": peer.remote_address,
+            "remote.capabilities": "mp,rr,gr,as4",
+            "remote.afi": "ip",
+            "remote.messages": str(messages + peer.prefix_count // 50),
+            "remote.bytes": str(messages * 19 + peer.prefix_count * 60),
+            "remote.eor": "ip",
+        })
+    row.update({
+        "local.role": _role(peer),
+        "local.address": _local_address_for(device, peer.remote_address),
+        "local.as": str(peer.local_as),
+        "local.id": _rid(device),
+    })
+    if up:
+        row.update({
+            "local.capabilities": "mp,rr,gr,as4",
+            "local.messages": str(messages),
+            "local.bytes": str(messages * 19),
+            "local.eor": "",
+            "output.procid": str(20 + index),
+            "input.procid": str(20 + index),
+            "hold-time": "3m",
+            "keepalive-time": "1m",
+            "uptime": format_ros_duration(uptime),
+            "last-started": _datetime(device, peer.established_since or now),
+            "prefix-count": str(peer.prefix_count),
+        })
+    if _role(peer) == "ebgp":
+        row["ebgp"] = ""
+    row["established"] = _flag(up)
+    return row
+
+
+def _bgp_sessions_v7(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major < 7:
+        return None
+    # Idle or disabled connections have no session at all.
+    return [
+        _bgp_session_row(device, i + 1, p, now)
+        for i, p in enumerate(device.bgp_peers)
+        if not p.disabled and p.state != "idle"
+    ]
+
+
+# ---- OSPF -----------------------------------------------------------------------
+
+
+def _adjacency(nb: SimOspfNeighbor, now: float) -> str | None:
+    if nb.state != "Full" or nb.adjacency_since is None:
+        return None
+    return format_ros_duration(now - nb.adjacency_since)
+
+
+def _ospf_row_v6(device: SimDevice, index: int, nb: SimOspfNeighbor, now: float) -> Row:
+    row: Row = {
+        ".id": _star(index),
+        "instance": "default",
+        "router-id": nb.router_id,
+        "address": nb.address,
+        "interface": nb.interface,
+        "priority": "1",
+        "dr-address": "0.0.0.0",
+        "backup-dr-address": "0.0.0.0",
+        "state": nb.state,
+        "state-changes": str(nb.state_changes),
+        "ls-retransmits": "0",
+        "ls-requests": "0",
+        "db-summaries": "0",
+    }
+    adjacency = _adjacency(nb, now)
+    if adjacency is not None:
+        row["adjacency"] = adjacency
+    return row
+
+
+def _ospf_row_v7(device: SimDevice, index: int, nb: SimOspfNeighbor, now: float) -> Row:
+    # Point-to-point links: no DR/BDR, and (unlike v6) no interface attribute.
+    row: Row = {
+        ".id": _star(index),
+        "instance": "default-v2",
+        "area": "backbone",
+        "address": nb.address,
+        "priority": "128",
+        "router-id": nb.router_id,
+        "state": nb.state,
+        "state-changes": str(nb.state_changes),
+    }
+    adjacency = _adjacency(nb, now)
+    if adjacency is not None:
+        row["adjacency"] = adjacency
+    row.update({"timeout": f"{40 - int(now) % 10}s", "dynamic": "true", "inactive": "false"})
+    return row
+
+
+def _ospf_neighbors(device: SimDevice, now: float) -> list[Row]:
+    render = _ospf_row_v7 if device.ros_major >= 7 else _ospf_row_v6
+    live = [nb for nb in device.ospf_neighbors if nb.state != "Down"]
+    return [render(device, i, nb, now) for i, nb in enumerate(live)]
+
+
+_MENUS: dict[str, Renderer] = {
+    "/system/identity": _identity,
+    "/system/resource": _resource,
+    "/system/routerboard": _routerboard,
+    "/system/health": _health,
+    "/interface": _interfaces,
+    "/ip/address": _addresses,
+    "/ip/neighbor": _neighbors,
+    "/ip/route": _routes,
+    "/routing/bgp/instance": _bgp_instance,
+    "/routing/bgp/peer": _bgp_peers_v6,
+    "/routing/bgp/connection": _bgp_connections_v7,
+    "/routing/bgp/session": _bgp_sessions_v7,
+    "/routing/ospf/neighbor": _ospf_neighbors,
+}

@@ -1,0 +1,158 @@
+"""Home view: what is broken right now, at a glance."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label, Static
+
+from ispvm_tui.engine.api import SEVERITY_ORDER, IncidentView, Snapshot
+from ispvm_tui.screens.widgets import (
+    SEVERITY_STYLE,
+    STATE_RANK,
+    STATE_STYLE,
+    age,
+    root_cause_summary,
+    severity_text,
+    state_text,
+    status_text,
+    subscribers,
+    sync_table,
+)
+
+LATEST_LIMIT = 8
+DOWN_LIST_LIMIT = 5
+
+
+def severity_summary(snapshot: Snapshot | None) -> Text:
+    if snapshot is None:
+        return Text("Synchronizing… waiting for the engine", style="dim")
+    counts = snapshot.severity_counts()
+    text = Text("Open incidents  ", style="bold")
+    for severity in SEVERITY_ORDER:
+        symbol, word, style = SEVERITY_STYLE[severity]
+        count = counts[severity]
+        text.append(f"{symbol} {word} {count}", style=style if count else "dim")
+        text.append("   ")
+    total = sum(counts.values())
+    text.append(f"total {total}" if total else "total 0 — all clear", style="bold" if total else "green")
+    if snapshot.polls_total == 0:
+        text.append("\nSynchronizing… waiting for the first poll results", style="italic")
+    return text
+
+
+def latest_incidents(snapshot: Snapshot, limit: int = LATEST_LIMIT) -> list[IncidentView]:
+    """Newest unresolved first, then the most recently closed to fill the pane."""
+    live = sorted((i for i in snapshot.incidents if i.status != "closed"), key=lambda i: -i.opened_at)
+    closed = sorted(
+        (i for i in snapshot.incidents if i.status == "closed"), key=lambda i: -(i.closed_at or i.opened_at)
+    )
+    return (live + closed)[:limit]
+
+
+def topology_summary(snapshot: Snapshot) -> Text:
+    text = Text()
+    for label, items in (("Devices", snapshot.devices), ("Links", snapshot.links)):
+        text.append(f"{label} {len(items)}: ", style="bold")
+        for state in ("down", "degraded", "unknown", "up"):
+            n = sum(1 for item in items if item.state == state)
+            if n:
+                symbol, style = STATE_STYLE[state]
+                text.append(f"{symbol} {n} {state}  ", style=style)
+        text.append("\n")
+    down_devices = [d.name for d in snapshot.devices if d.state == "down"]
+    down_links = [f"{link.a} ↔ {link.b}" for link in snapshot.links if link.state == "down"]
+    for label, names in (("Down devices", down_devices), ("Down links", down_links)):
+        if not names:
+            continue
+        text.append(f"{label}:\n", style="bold")
+        for name in names[:DOWN_LIST_LIMIT]:
+            text.append("  ✖ ", style="bold red").append(f"{name}\n")
+        if len(names) > DOWN_LIST_LIMIT:
+            text.append(f"  … {len(names) - DOWN_LIST_LIMIT} more (3: topology)\n", style="dim")
+    if not down_devices and not down_links and snapshot.devices:
+        text.append("✔ nothing down", style="green")
+    return text
+
+
+class HomePane(Vertical):
+    """Counts by severity, sites, latest incidents and a compact topology."""
+
+    def __init__(self) -> None:
+        super().__init__(id="home-pane")
+        self._last: Snapshot | None = None
+        self._severity = severity_summary(None)
+        self._topology: Text | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._severity, id="home-severity")
+        with Horizontal(id="home-middle"):
+            with Vertical(id="home-sites-box"):
+                yield Label("Sites", classes="pane-title")
+                yield DataTable(id="sites-table", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="home-topology-box"):
+                yield Label("Topology", classes="pane-title")
+                yield Static(Text("Synchronizing…", style="dim"), id="home-topology")
+        yield Label("Latest incidents  (enter: open · a: acknowledge)", classes="pane-title")
+        yield DataTable(id="home-incidents", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        sites = self.query_one("#sites-table", DataTable)
+        for label, key, width in (
+            ("Site", "site", 18),
+            ("State", "state", 11),
+            ("Devices", "devices", 7),
+            ("Down", "down", 5),
+            ("Subscribers", "subs", 11),
+        ):
+            sites.add_column(label, key=key, width=width)
+        latest = self.query_one("#home-incidents", DataTable)
+        for label, key, width in (
+            ("Severity", "sev", 8),
+            ("Status", "status", 9),
+            ("Title", "title", 48),
+            ("Root cause", "cause", 28),
+            ("Opened", "opened", 10),
+        ):
+            latest.add_column(label, key=key, width=width)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        last, self._last = self._last, snapshot
+        severity = severity_summary(snapshot)
+        if severity != self._severity:
+            self._severity = severity
+            self.query_one("#home-severity", Static).update(severity)
+        if last is None or last.sites != snapshot.sites:
+            ordered = sorted(snapshot.sites, key=lambda s: (STATE_RANK.get(s.state, 9), s.name))
+            sync_table(
+                self.query_one("#sites-table", DataTable),
+                [
+                    (
+                        s.name,
+                        (s.name, state_text(s.state), str(s.devices), str(s.devices_down), subscribers(s.subscribers)),
+                    )
+                    for s in ordered
+                ],
+            )
+        topology = topology_summary(snapshot)
+        if topology != self._topology:
+            self._topology = topology
+            self.query_one("#home-topology", Static).update(topology)
+        now = snapshot.taken_at
+        sync_table(
+            self.query_one("#home-incidents", DataTable),
+            [
+                (
+                    i.id,
+                    (
+                        severity_text(i.severity),
+                        status_text(i.status),
+                        i.title,
+                        root_cause_summary(i.root_causes),
+                        age(i.opened_at, now),
+                    ),
+                )
+                for i in latest_incidents(snapshot)
+            ],
+        )

@@ -1,0 +1,133 @@
+"""Incidents view: one DataTable keyed by incident id, with a `/` filter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input, Static
+
+from ispvm_tui.engine.api import IncidentView, Snapshot
+from ispvm_tui.screens.widgets import (
+    age,
+    incident_matches,
+    root_cause_summary,
+    severity_text,
+    short_id,
+    status_text,
+    subscribers,
+    sync_table,
+)
+
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("ID", "id", 10),
+    ("Severity", "sev", 8),
+    ("Status", "status", 9),
+    ("Title", "title", 36),
+    ("Root cause", "cause", 24),
+    ("Devices", "devices", 7),
+    ("Subs", "subs", 7),
+    ("Opened", "opened", 10),
+    ("Suppr.", "suppressed", 6),
+)
+
+
+def incident_cells(incident: IncidentView, now: float) -> tuple[object, ...]:
+    return (
+        short_id(incident.id),
+        severity_text(incident.severity),
+        status_text(incident.status),
+        incident.title,
+        root_cause_summary(incident.root_causes),
+        str(incident.impact.devices_affected),
+        subscribers(incident.impact.estimated_subscribers_affected),
+        age(incident.opened_at, now),
+        str(incident.suppressed_count) if incident.suppressed_count else "—",
+    )
+
+
+class IncidentsPane(Vertical):
+    def __init__(self) -> None:
+        super().__init__(id="incidents-pane")
+        self._snapshot: Snapshot | None = None
+        self.filter_text = ""
+        self.shown = 0
+
+    def compose(self) -> ComposeResult:
+        yield Input(
+            placeholder="filter: title, root cause, severity, status — enter: keep · esc: clear",
+            id="filter",
+        )
+        yield DataTable(id="incidents-table", cursor_type="row", zebra_stripes=True)
+        yield Static(Text("Synchronizing…", style="dim"), id="incidents-empty")
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        table = self.query_one("#incidents-table", DataTable)
+        for label, key, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+
+    @property
+    def total(self) -> int:
+        return 0 if self._snapshot is None else len(self._snapshot.incidents)
+
+    def visible(self, incidents: Sequence[IncidentView]) -> list[IncidentView]:
+        return [i for i in incidents if incident_matches(i, self.filter_text)]
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        rows = self.visible(snapshot.incidents)
+        self.shown = len(rows)
+        with self.app.batch_update():
+            sync_table(
+                self.query_one("#incidents-table", DataTable),
+                [(i.id, incident_cells(i, snapshot.taken_at)) for i in rows],
+            )
+        empty = self.query_one("#incidents-empty", Static)
+        empty.display = not rows
+        if not rows:
+            if self.filter_text:
+                empty.update(f"No incidents match “{self.filter_text}” (of {self.total}). esc clears the filter.")
+            elif snapshot.polls_total == 0:
+                empty.update("Synchronizing… waiting for the first poll results")
+            else:
+                empty.update(Text("✔ No incidents.", style="green"))
+
+    def open_filter(self) -> None:
+        filter_input = self.query_one("#filter", Input)
+        filter_input.display = True
+        filter_input.focus()
+
+    def clear_filter(self) -> bool:
+        """Clear and hide the filter; False when there was nothing to clear."""
+        filter_input = self.query_one("#filter", Input)
+        if not filter_input.display and not self.filter_text:
+            return False
+        filter_input.value = ""
+        filter_input.display = False
+        self.filter_text = ""
+        self._render_rows()
+        self.query_one("#incidents-table", DataTable).focus()
+        return True
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        # Let the event bubble on: the app shows the filter in its status line.
+        self.filter_text = event.value.strip()
+        self._render_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not self.filter_text:
+            self.query_one("#filter", Input).display = False
+        self.query_one("#incidents-table", DataTable).focus()
