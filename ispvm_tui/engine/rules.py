@@ -92,7 +92,8 @@ class RuleEngine:
 
         out += self._step("device_unreachable", "device", device, unreachable, self.rules.unreachable_after_polls,
                           now, lambda: self._unreachable_alert(device, results, now))
-        out += self._step("poll_login_failed", "device", device, bool(auth_failed) and not answered, 1, now,
+        # A refused login is a monitoring gap even while SNMP still answers: always worth an alert.
+        out += self._step("poll_login_failed", "device", device, bool(auth_failed), 1, now,
                           lambda: self._login_alert(device, auth_failed, now))
         if not answered:
             return out

@@ -1,0 +1,23 @@
+"""Shared fixtures. Every peer is real and on loopback; each test gets its own addresses."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+# Lab address blocks: one /24 per test in 127.100-199.x.0, spread by the process id so parallel runs
+# on one machine do not collide.
+_blocks = itertools.count(random.Random(os.getpid()).randrange(0, 20000))
+
+
+@pytest.fixture
+def address_base() -> str:
+    n = next(_blocks)
+    return f"127.{100 + (n // 250) % 100}.{n % 250}.0"
