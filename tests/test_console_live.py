@@ -18,7 +18,7 @@ LINK = "CORE1:ether2--POPA-AGG:ether1"
 
 @pytest.fixture
 def live(address_base: str):
-    run = start_demo(load_scenario("core-link-cut"), speed=25.0, address_base=address_base)
+    run = start_demo(load_scenario("core-link-cut"), speed=10.0, address_base=address_base)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not run.engine.snapshot().incidents:
         time.sleep(0.1)

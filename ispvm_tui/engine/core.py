@@ -84,6 +84,7 @@ class Engine:
         self._correlate_soon = asyncio.Event()
         self._counters: dict[tuple[str, str, str], tuple[float, int, int, float | None]] = {}
         self.poller: Poller | None = None
+        self._snmp_engine: Any = None
         self.dispatcher: outbox.OutboxDispatcher | None = None
         self.polls_total = 0
         self.polls_failed = 0
@@ -109,9 +110,15 @@ class Engine:
         self._correlate_soon = asyncio.Event()
         await asyncio.to_thread(self._restore)
         schedules: dict[str, DeviceSchedule] = {}
+        snmp_engine = None
+        if any(d.snmp for d in self.config.devices):
+            from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+            snmp_engine = SnmpEngine()
+        self._snmp_engine = snmp_engine
         for dev in self.config.devices:
             try:
-                collectors = build_collectors(self.config, dev, self.secrets, self.clock)
+                collectors = build_collectors(self.config, dev, self.secrets, self.clock, snmp_engine)
             except (SecretError, ValueError) as exc:
                 self.setup_errors[dev.name] = str(exc)
                 self.runtime[dev.name].last_error = str(exc)
@@ -136,6 +143,9 @@ class Engine:
                 await task
         if self.poller is not None:
             await self.poller.stop()
+        if self._snmp_engine is not None:
+            self._snmp_engine.close_dispatcher()  # its timer task would outlive the loop otherwise
+            self._snmp_engine = None
         await asyncio.to_thread(self.store.flush)
 
     def _restore(self) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -30,6 +31,9 @@ from ispvm_tui.config import Config, Device
 from ispvm_tui.secrets import SecretError, SecretSource
 
 log = logging.getLogger(__name__)
+# A poll still running when its next turn comes is skipped by design (no overlapping polls of one
+# device); the poller counts those instead of letting the scheduler warn on every one.
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 class Collector(Protocol):
@@ -48,8 +52,13 @@ class DeviceSchedule:
     setup_error: str | None = None  # e.g. a missing secret: reported, never raised
 
 
-def build_collectors(config: Config, device: Device, secrets: SecretSource, clock: Clock) -> list[Collector]:
-    """The collectors a device's config asks for. Raises SecretError with a clear message."""
+def build_collectors(config: Config, device: Device, secrets: SecretSource, clock: Clock,
+                     snmp_engine: object | None = None) -> list[Collector]:
+    """The collectors a device's config asks for. Raises SecretError with a clear message.
+
+    ``snmp_engine`` is shared by every SNMP collector: building a pysnmp engine costs about a
+    second of CPU, which per device would stall the loop for the whole fleet at start-up.
+    """
     collectors: list[Collector] = []
     timeout = config.polling.timeout_s
     if device.credential:
@@ -88,7 +97,7 @@ def build_collectors(config: Config, device: Device, secrets: SecretSource, cloc
                 v3_priv_key=need(prof.v3_priv_secret, "a privacy key"), v3_priv_proto=prof.v3_priv_proto,
                 timeout=prof.timeout_s, retries=prof.retries,
             )
-        collectors.append(SnmpCollector(target, clock=clock))
+        collectors.append(SnmpCollector(target, clock=clock, engine=snmp_engine))  # type: ignore[arg-type]
     return collectors
 
 
@@ -106,11 +115,14 @@ class Poller:
         self._rng = rng or random.Random()
         self._scheduler: AsyncIOScheduler | None = None
         self.poll_seconds: deque[float] = deque(maxlen=1000)  # real seconds per device poll, recent
+        self.skipped_overlaps = 0  # turns skipped because the previous poll of that device still ran
+        self._running: set[asyncio.Task[object]] = set()
 
     def start(self) -> None:
         interval = self.clock.to_real(self.config.polling.interval_s)
         jitter = interval * self.config.polling.jitter
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
         for name in self.schedules:
             first = time.time() + self._rng.uniform(0.05, max(0.1, min(interval, 5.0)))
             self._scheduler.add_job(
@@ -120,9 +132,15 @@ class Poller:
             )
         self._scheduler.start()
 
+    def _on_overlap(self, event: JobSubmissionEvent) -> None:
+        self.skipped_overlaps += 1
+
     async def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
         for sched in self.schedules.values():
             for c in sched.collectors:
                 try:
@@ -131,6 +149,17 @@ class Poller:
                     log.debug("closing collector for %s failed", sched.name, exc_info=True)
 
     async def poll_device(self, name: str) -> list[PollResult] | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        try:
+            return await self._poll_device(name)
+        except asyncio.CancelledError:
+            # Only stop() cancels polls; ending quietly keeps the scheduler from logging a failure.
+            return None
+
+    async def _poll_device(self, name: str) -> list[PollResult] | None:
         sched = self.schedules[name]
         now = self.clock.now()
         if now < sched.next_allowed or not sched.collectors:
