@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SCENARIO ?= core-link-cut
 SPEED  ?= 4
 
-.PHONY: demo demo-headless test lint bench clean venv
+.PHONY: demo demo-headless test lint clean venv
 
 venv: $(STAMP)
 
@@ -27,14 +27,11 @@ demo-headless: $(STAMP)
 	$(BIN)/ispvm demo --headless --scenario $(SCENARIO) --speed 20 --json
 
 test: $(STAMP)
-	$(BIN)/ruff check ispvm_tui tests bench
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check ispvm_tui tests bench
-
-bench: $(STAMP)
-	$(BIN)/python -m bench.poll_scale
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
