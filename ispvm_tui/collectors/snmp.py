@@ -16,12 +16,15 @@ waiting for every table to time out too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pyasn1.type import univ
+from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.entity import config as snmp_config
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
@@ -55,6 +58,7 @@ _SYSTEM_OIDS: dict[str, Oid] = {
     "object_id": (1, 3, 6, 1, 2, 1, 1, 2, 0),
     "uptime": (1, 3, 6, 1, 2, 1, 1, 3, 0),
     "name": (1, 3, 6, 1, 2, 1, 1, 5, 0),
+    "if_number": (1, 3, 6, 1, 2, 1, 2, 1, 0),  # sizes the interface walks
     # MIKROTIK-MIB mtxrLicVersion / mtxrBoardName: noSuchObject elsewhere, harmless.
     "version": (1, 3, 6, 1, 4, 1, 14988, 1, 1, 4, 4, 0),
     "board": (1, 3, 6, 1, 4, 1, 14988, 1, 1, 7, 9, 0),
@@ -68,11 +72,17 @@ _SYSTEM_OIDS: dict[str, Oid] = {
 
 @dataclass(frozen=True)
 class _Table:
-    """Columns walked together; ``family`` is the stale key when it fails."""
+    """Columns walked together; ``family`` is the stale key when it fails.
+
+    ``rows`` is the row count to expect (None: one per interface, from ifNumber):
+    asking for just one more row than that ends most walks in a single request
+    without fetching dozens of objects past the table's end.
+    """
 
     label: str
     family: str
     columns: dict[str, Oid]
+    rows: int | None = None
 
 
 _IF_TABLE = _Table(
@@ -122,7 +132,7 @@ _IF32_TABLE = _Table(
         "out_bcast": (*_IFX_ENTRY, 5),
     },
 )
-_HR_PROCESSOR_TABLE = _Table("hrProcessorTable", "cpu", {"load": (1, 3, 6, 1, 2, 1, 25, 3, 3, 1, 2)})
+_HR_PROCESSOR_TABLE = _Table("hrProcessorTable", "cpu", {"load": (1, 3, 6, 1, 2, 1, 25, 3, 3, 1, 2)}, rows=4)
 _HR_STORAGE_TABLE = _Table(
     "hrStorageTable",
     "memory",
@@ -132,19 +142,27 @@ _HR_STORAGE_TABLE = _Table(
         "size": (*_HR_STORAGE_ENTRY, 5),
         "used": (*_HR_STORAGE_ENTRY, 6),
     },
+    rows=3,  # RouterOS: main memory, system disk, tmpfs
 )
 # MIKROTIK-MIB mtxrGaugeTable (name, value, unit): newer devices report health here.
 _MTXR_GAUGE_TABLE = _Table(
     "mtxrGaugeTable",
     "health",
     {"name": (*_MTXR_GAUGE_ENTRY, 2), "value": (*_MTXR_GAUGE_ENTRY, 3), "unit": (*_MTXR_GAUGE_ENTRY, 4)},
+    rows=8,
 )
 _GAUGE_CELSIUS = 1
 _GAUGE_DECIVOLT = 3
 
-# Varbinds asked for per GETBULK: keeps replies a few KB (no IP fragmentation
-# on real links) and near what common agents return anyway.
-_VARBINDS_PER_REQUEST = 100
+# Varbinds asked for per GETBULK: replies of a few KB, near what common agents
+# return anyway. Decoding replies is most of a poll's CPU, so walks also avoid
+# asking for rows past a table's end (see _Table.rows).
+_VARBINDS_PER_REQUEST = 128
+# One engine socket receives the replies of every device: a burst of bulk replies
+# from a few dozen devices overflows the kernel default (~208 KB) and the drops
+# look exactly like timeouts. The kernel caps this at net.core.rmem_max.
+_RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024
+_TUNED_KEY = "ispvm.receive_buffer"  # marker in SnmpEngine.cache
 # A walk that needs more requests than this is looping on a broken agent.
 _MAX_REQUESTS_PER_WALK = 2000
 
@@ -314,11 +332,12 @@ class SnmpCollector:
         tables = [_IF_TABLE, _IFX_TABLE, _HR_PROCESSOR_TABLE, _HR_STORAGE_TABLE]
         if str(scalars.get(_SYSTEM_OIDS["object_id"], "")).startswith(_MIKROTIK_ENTERPRISE):
             tables.append(_MTXR_GAUGE_TABLE)
-        walked = await asyncio.gather(*(self._walk_table(table, stale) for table in tables))
+        interfaces_hint = _int(scalars.get(_SYSTEM_OIDS["if_number"]))
+        walked = await asyncio.gather(*(self._walk_table(table, stale, interfaces_hint) for table in tables))
         got = {table.label: walk for table, walk in zip(tables, walked, strict=True)}
         if_walk, ifx_walk = got["ifTable"], got["ifXTable"]
         if _lacks_64bit_counters(if_walk, ifx_walk):
-            got["ifTable counters"] = await self._walk_table(_IF32_TABLE, stale)
+            got["ifTable counters"] = await self._walk_table(_IF32_TABLE, stale, interfaces_hint)
 
         system = None
         if scalars or got["hrProcessorTable"] or got["hrStorageTable"]:
@@ -326,10 +345,10 @@ class SnmpCollector:
         interfaces = _interfaces(if_walk, ifx_walk, got.get("ifTable counters"))
         return {"ok": True, "system": system, "interfaces": interfaces, "stale": stale}
 
-    async def _walk_table(self, table: _Table, stale: dict[str, str]) -> _Walk | None:
+    async def _walk_table(self, table: _Table, stale: dict[str, str], interfaces: int | None) -> _Walk | None:
         """Walk one table; a failure marks its family stale instead of failing the poll."""
         try:
-            walk = await self._walk(table.columns)
+            walk = await self._walk(table.columns, table.rows if table.rows is not None else interfaces)
         except asyncio.CancelledError:
             raise
         except _SnmpFailure as exc:
@@ -359,6 +378,22 @@ class SnmpCollector:
             )
         return self._engine, self._transport
 
+    def _tune_engine_socket(self, engine: SnmpEngine) -> None:
+        """Widen the engine's receive buffer once its socket exists (after a first request)."""
+        if engine.cache.get(_TUNED_KEY):
+            return
+        carrier = snmp_config.get_transport(engine, udp.DOMAIN_NAME)
+        datagram = getattr(carrier, "transport", None)
+        sock = datagram.get_extra_info("socket") if datagram is not None else None
+        if sock is None:
+            return  # not connected yet: the next request tries again
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            # FORCE passes rmem_max but needs CAP_NET_ADMIN; plain RCVBUF is capped by it.
+            with contextlib.suppress(OSError, TypeError):
+                sock.setsockopt(socket.SOL_SOCKET, option, _RECEIVE_BUFFER_BYTES)
+                break
+        engine.cache[_TUNED_KEY] = True
+
     async def _get(self, oids: list[Oid]) -> dict[Oid, Any]:
         """GET scalars; objects the agent does not have are left out."""
         engine, transport = await self._session()
@@ -366,6 +401,7 @@ class SnmpCollector:
         values: dict[Oid, Any] = {}
         while pending:
             reply = await get_cmd(engine, self._auth, transport, self._context, *_request(pending), lookupMib=False)
+            self._tune_engine_socket(engine)
             refused = self._check(*reply[:3], len(pending))
             if refused is not None:
                 # SNMPv1 refuses the whole GET for one unknown object: drop it, ask again.
@@ -377,7 +413,7 @@ class SnmpCollector:
             break
         return values
 
-    async def _walk(self, columns: dict[str, Oid]) -> _Walk:
+    async def _walk(self, columns: dict[str, Oid], expected_rows: int | None = None) -> _Walk:
         """Walk several columns side by side until each leaves its subtree."""
         result = _Walk({name: {} for name in columns})
         cursor = dict(columns)
@@ -385,7 +421,12 @@ class SnmpCollector:
         for _ in range(_MAX_REQUESTS_PER_WALK):
             if not active:
                 return result
-            reply = await self._next_rows([cursor[name] for name in active])
+            wanted = None
+            if expected_rows is not None:
+                # One row past the expected end shows that the table really ended.
+                seen = max((len(result.columns[name]) for name in active), default=0)
+                wanted = expected_rows + 1 - seen if seen <= expected_rows else None
+            reply = await self._next_rows([cursor[name] for name in active], wanted)
             if isinstance(reply, _Refused):
                 # One column refused: v1 says noSuchName at its end of MIB; anything
                 # else is a real error, and its partial rows would mislead (CPU average...).
@@ -397,13 +438,13 @@ class SnmpCollector:
             active = _absorb(reply, active, columns, cursor, result)
         raise _SnmpFailure("protocol", "walk did not finish: agent keeps returning rows")
 
-    async def _next_rows(self, oids: list[Oid]) -> Sequence[tuple[Any, Any]] | _Refused:
-        """GETBULK (GETNEXT on v1) from ``oids``, or which of them the agent refused."""
+    async def _next_rows(self, oids: list[Oid], rows: int | None = None) -> Sequence[tuple[Any, Any]] | _Refused:
+        """Up to ``rows`` rows by GETBULK (one by GETNEXT on v1) from ``oids``, or which one was refused."""
         engine, transport = await self._session()
         if self.target.version == "1":
             reply = await next_cmd(engine, self._auth, transport, self._context, *_request(oids), lookupMib=False)
         else:
-            repetitions = max(1, min(self.target.max_repetitions, _VARBINDS_PER_REQUEST // len(oids)))
+            repetitions = max(1, min(self.target.max_repetitions, _VARBINDS_PER_REQUEST // len(oids), rows or 1 << 30))
             reply = await bulk_cmd(
                 engine, self._auth, transport, self._context, 0, repetitions, *_request(oids), lookupMib=False
             )

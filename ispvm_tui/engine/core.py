@@ -57,6 +57,18 @@ class DeviceRuntime:
     oper: dict[str, bool | None] | None = None  # interface -> oper up
 
 
+async def _bounded(awaitable: Any, what: str, timeout: float = 10.0) -> None:
+    """Wait for a shutdown step, but never longer than ``timeout`` (asyncio.wait does not wait
+    for a stuck task to acknowledge cancellation, unlike wait_for)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        log.error("stopping %s took longer than %.0fs; going on without it", what, timeout)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("stopping %s failed: %s", what, task.exception())
+
+
 def _alert_row(a: Alert) -> list[Any]:
     return [a.id, a.rule, a.entity_type, a.entity_id, a.severity, a.state, a.starts_at, a.ends_at, a.summary,
             json.dumps(a.evidence), json.dumps(a.labels), a.incident_id, a.suppressed]
@@ -136,17 +148,16 @@ class Engine:
         self._refresh_snapshot()
 
     async def stop(self) -> None:
+        """Stop polling and delivery; every step is bounded so quitting never hangs."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _bounded(asyncio.gather(*self._tasks, return_exceptions=True), "background tasks")
         if self.poller is not None:
-            await self.poller.stop()
+            await _bounded(self.poller.stop(), "pollers")
         if self._snmp_engine is not None:
             self._snmp_engine.close_dispatcher()  # its timer task would outlive the loop otherwise
             self._snmp_engine = None
-        await asyncio.to_thread(self.store.flush)
+        await _bounded(asyncio.to_thread(self.store.flush), "store flush", timeout=30)
 
     def _restore(self) -> None:
         rows = self.store.query_dicts(

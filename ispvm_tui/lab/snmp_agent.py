@@ -1,9 +1,10 @@
 """A small SNMP v1/v2c agent for one lab router.
 
-It speaks the real wire protocol (BER via pysnmp's message API and pyasn1)
-but skips pysnmp's SnmpEngine, whose per-instance MIB and LCD machinery is far
-too heavy for a lab of a thousand routers: each agent is one UDP socket, one
-cached sorted OID table and a few bisects per request.
+It speaks the real wire protocol (requests decoded by pysnmp's message API,
+replies BER-encoded with pyasn1) but skips pysnmp's SnmpEngine, whose
+per-instance MIB and LCD machinery is far too heavy for a lab of a thousand
+routers: each agent is one UDP socket, one cached sorted OID table and a few
+bisects per request.
 
 Behaviour a poller can observe, as on a real RouterOS agent:
 
@@ -21,7 +22,7 @@ import asyncio
 import bisect
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pyasn1.codec.ber import decoder, encoder
@@ -29,7 +30,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pysnmp.proto import api
 from pysnmp.proto.error import ProtocolError
-from pysnmp.proto.rfc1902 import Counter64
+from pysnmp.proto.rfc1902 import Counter64, ObjectName
 from pysnmp.proto.rfc1905 import endOfMibView, noSuchInstance, noSuchObject
 
 from ispvm_tui.lab.sim import RouterHandle
@@ -42,19 +43,30 @@ _ERR_NO_SUCH_NAME = 2
 _ERR_NOT_WRITABLE = 17
 
 
-@dataclass(frozen=True)
+@dataclass
 class _View:
     """One rendering of the router's MIB, ready for bisecting."""
 
     oids: list[Oid]
     values: list[Any]
     objects: frozenset[Oid]  # OIDs of the object types (instance stripped)
+    encoded: dict[int, bytes] = field(default_factory=dict)  # BER varbinds, made on first use
 
     @classmethod
     def build(cls, rows: list[tuple[Oid, Any]]) -> _View:
         oids = [oid for oid, _ in rows]
         # Every rendered object has a one-component instance (".0" or a single index).
         return cls(oids, [value for _, value in rows], frozenset(oid[:-1] for oid in oids))
+
+    def varbind(self, i: int) -> bytes:
+        cached = self.encoded.get(i)
+        if cached is None:
+            cached = self.encoded[i] = _encode_varbind(self.oids[i], self.values[i])
+        return cached
+
+    def successor(self, oid: Oid) -> int | None:
+        i = bisect.bisect_right(self.oids, oid)
+        return i if i < len(self.oids) else None
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -137,49 +149,36 @@ class SnmpAgent:
         if bytes(p_mod.apiMessage.get_community(request)) != self._community:
             return None  # like real agents: a wrong community gets no answer
         pdu = p_mod.apiMessage.get_pdu(request)
-        response = p_mod.apiMessage.get_response(request)
-        rsp_pdu = p_mod.apiMessage.get_pdu(response)
-        if not self._fill(p_mod, version, pdu, rsp_pdu):
+        answer = self._answer(p_mod, version == api.SNMP_VERSION_1, pdu)
+        if answer is None:
             return None
-        encoded = encoder.encode(response)
+        status, index, varbinds = answer
+        if status:
+            # On error the request's bindings go back unchanged.
+            varbinds = [_encode_varbind(tuple(oid), value) for oid, value in p_mod.apiPDU.get_varbinds(pdu)]
+        request_id = p_mod.apiPDU.get_request_id(pdu)
+        encoded = _encode_response(version, self._community, request_id, status, index, varbinds)
         if len(encoded) > self.max_message_bytes:
-            encoded = self._too_big(p_mod, pdu, rsp_pdu, response)
+            # Bulk replies are trimmed to fit, so only GET/GETNEXT can end up here.
+            encoded = _encode_response(version, self._community, request_id, _ERR_TOO_BIG, 0, [])
         return encoded
 
-    def _fill(self, p_mod: Any, version: int, pdu: Any, rsp_pdu: Any) -> bool:
-        """Put the answer to ``pdu`` into ``rsp_pdu``; False for PDUs we ignore."""
-        v1 = version == api.SNMP_VERSION_1
+    def _answer(self, p_mod: Any, v1: bool, pdu: Any) -> tuple[int, int, list[bytes]] | None:
+        """(error status, error index, encoded varbinds) for ``pdu``; None for PDUs we ignore."""
         requested = [tuple(oid) for oid, _ in p_mod.apiPDU.get_varbinds(pdu)]
         tag = pdu.tagSet
         if tag == p_mod.GetRequestPDU.tagSet:
-            varbinds, error = self._get(requested, v1)
-        elif tag == p_mod.GetNextRequestPDU.tagSet:
-            varbinds, error = self._get_next(requested, v1)
-        elif not v1 and tag == p_mod.GetBulkRequestPDU.tagSet:
+            return self._get(requested, v1)
+        if tag == p_mod.GetNextRequestPDU.tagSet:
+            return self._get_next(requested, v1)
+        if not v1 and tag == p_mod.GetBulkRequestPDU.tagSet:
             non_repeaters = int(p_mod.apiBulkPDU.get_non_repeaters(pdu))
             max_repetitions = int(p_mod.apiBulkPDU.get_max_repetitions(pdu))
-            varbinds, error = self._get_bulk(requested, non_repeaters, max_repetitions), None
-        elif tag == p_mod.SetRequestPDU.tagSet:
+            return 0, 0, self._get_bulk(requested, non_repeaters, max_repetitions)
+        if tag == p_mod.SetRequestPDU.tagSet:
             # Read-only lab: refuse the first binding the way net-snmp-style agents do.
-            varbinds, error = None, (_ERR_NO_SUCH_NAME if v1 else _ERR_NOT_WRITABLE, 1)
-        else:
-            return False  # traps, responses, reports: nothing to answer
-        if error is not None:
-            status, index = error
-            p_mod.apiPDU.set_error_status(rsp_pdu, status)
-            p_mod.apiPDU.set_error_index(rsp_pdu, index)
-            # On error the request's bindings are echoed back unchanged.
-            p_mod.apiPDU.set_varbinds(rsp_pdu, p_mod.apiPDU.get_varbinds(pdu))
-        else:
-            p_mod.apiPDU.set_varbinds(rsp_pdu, varbinds)
-        return True
-
-    def _too_big(self, p_mod: Any, pdu: Any, rsp_pdu: Any, response: Any) -> bytes:
-        # Bulk replies are trimmed before encoding, so only GET/GETNEXT land here.
-        p_mod.apiPDU.set_error_status(rsp_pdu, _ERR_TOO_BIG)
-        p_mod.apiPDU.set_error_index(rsp_pdu, 0)
-        p_mod.apiPDU.set_varbinds(rsp_pdu, [])
-        return encoder.encode(response)
+            return (_ERR_NO_SUCH_NAME if v1 else _ERR_NOT_WRITABLE), 1, []
+        return None  # traps, responses, reports: nothing to answer
 
     # -- MIB view ---------------------------------------------------------
 
@@ -203,92 +202,109 @@ class SnmpAgent:
             self._view_v1 = _View.build([(o, v) for o, v in rows if not isinstance(v, Counter64)])
         return self._view_v1
 
-    def _get(self, oids: list[Oid], v1: bool) -> tuple[list[tuple[Oid, Any]], tuple[int, int] | None]:
+    def _get(self, oids: list[Oid], v1: bool) -> tuple[int, int, list[bytes]]:
         view = self._current_view(v1)
-        out: list[tuple[Oid, Any]] = []
+        out: list[bytes] = []
         for position, oid in enumerate(oids, start=1):
             i = bisect.bisect_left(view.oids, oid)
             if i < len(view.oids) and view.oids[i] == oid:
-                out.append((oid, view.values[i]))
+                out.append(view.varbind(i))
             elif v1:
-                return [], (_ERR_NO_SUCH_NAME, position)
+                return _ERR_NO_SUCH_NAME, position, []
             elif any(oid[:k] in view.objects for k in range(1, len(oid) + 1)):
-                out.append((oid, noSuchInstance))
+                out.append(_encode_varbind(oid, noSuchInstance))
             else:
-                out.append((oid, noSuchObject))
-        return out, None
+                out.append(_encode_varbind(oid, noSuchObject))
+        return 0, 0, out
 
-    def _get_next(self, oids: list[Oid], v1: bool) -> tuple[list[tuple[Oid, Any]], tuple[int, int] | None]:
+    def _get_next(self, oids: list[Oid], v1: bool) -> tuple[int, int, list[bytes]]:
         view = self._current_view(v1)
-        out: list[tuple[Oid, Any]] = []
+        out: list[bytes] = []
         for position, oid in enumerate(oids, start=1):
-            found = _successor(view, oid)
-            if found is not None:
-                out.append(found)
+            i = view.successor(oid)
+            if i is not None:
+                out.append(view.varbind(i))
             elif v1:
-                return [], (_ERR_NO_SUCH_NAME, position)
+                return _ERR_NO_SUCH_NAME, position, []
             else:
-                out.append((oid, endOfMibView))
-        return out, None
+                out.append(_encode_varbind(oid, endOfMibView))
+        return 0, 0, out
 
-    def _get_bulk(self, oids: list[Oid], non_repeaters: int, max_repetitions: int) -> list[tuple[Oid, Any]]:
+    def _get_bulk(self, oids: list[Oid], non_repeaters: int, max_repetitions: int) -> list[bytes]:
         view = self._current_view(False)
         n = min(max(non_repeaters, 0), len(oids))
-        repeaters = oids[n:]
-        out = [_successor(view, oid) or (oid, endOfMibView) for oid in oids[:n]]
+        out = [encoded for _, encoded, _ in (_next(view, oid) for oid in oids[:n])]
         # Reserve room for the message and PDU headers around the varbinds.
         budget = _Budget(self.max_bulk_varbinds, self.max_message_bytes - 64 - len(self._community))
         if not budget.take(out):
-            return out  # even the non-repeaters do not fit: send what we have
-        cursors = list(repeaters)
-        for _ in range(max(max_repetitions, 0) if repeaters else 0):
-            row: list[tuple[Oid, Any]] = []
-            for oid in cursors:
-                row.append(_successor(view, oid) or (oid, endOfMibView))
+            return out  # even the non-repeaters do not fit: too big, say so
+        cursors = oids[n:]
+        for _ in range(max(max_repetitions, 0) if cursors else 0):
+            row = [_next(view, oid) for oid in cursors]
+            encoded = [varbind for _, varbind, _ in row]
             # Only whole rows go out, so the manager's table stays rectangular.
-            if not budget.take(row):
+            if not budget.take(encoded):
                 break
-            out.extend(row)
-            cursors = [oid for oid, _ in row]
-            if all(value is endOfMibView for _, value in row):
+            out.extend(encoded)
+            if all(at_end for _, _, at_end in row):
                 break
+            cursors = [oid for oid, _, _ in row]
         return out
 
 
-def _successor(view: _View, oid: Oid) -> tuple[Oid, Any] | None:
-    i = bisect.bisect_right(view.oids, oid)
-    if i >= len(view.oids):
-        return None
-    return view.oids[i], view.values[i]
+def _next(view: _View, oid: Oid) -> tuple[Oid, bytes, bool]:
+    """(next OID, its encoded varbind, whether the MIB ended) for GETBULK."""
+    i = view.successor(oid)
+    if i is None:
+        return oid, _encode_varbind(oid, endOfMibView), True
+    return view.oids[i], view.varbind(i), False
 
 
 class _Budget:
-    """Varbind count and an upper estimate of encoded bytes left in a reply."""
+    """Varbinds and encoded bytes still allowed in a reply."""
 
     def __init__(self, varbinds: int, size: int) -> None:
         self.varbinds = varbinds
         self.size = size
 
-    def take(self, row: list[tuple[Oid, Any]]) -> bool:
-        cost = sum(_varbind_size(oid, value) for oid, value in row)
-        if len(row) > self.varbinds or cost > self.size:
+    def take(self, encoded: list[bytes]) -> bool:
+        cost = sum(len(varbind) for varbind in encoded)
+        if len(encoded) > self.varbinds or cost > self.size:
             return False
-        self.varbinds -= len(row)
+        self.varbinds -= len(encoded)
         self.size -= cost
         return True
 
 
-def _varbind_size(oid: Oid, value: Any) -> int:
-    """Upper bound of the BER size of one varbind, without encoding it."""
-    oid_bytes = 2 + sum(_subid_size(c) for c in oid)
-    if isinstance(value, univ.ObjectIdentifier):
-        payload = 2 + sum(_subid_size(c) for c in value)
-    elif isinstance(value, univ.OctetString):  # also IpAddress and the Null-based exceptions
-        payload = 4 + len(value)
-    else:
-        payload = 11  # integers and counters: at most 9 content bytes
-    return 4 + oid_bytes + payload
+# -- BER ---------------------------------------------------------------------
+# Values and OIDs are encoded by pyasn1; only the response envelope (three
+# SEQUENCE-like headers) is assembled here. Building the reply as a pyasn1 object
+# tree first costs ~6x more, which a lab of a thousand routers cannot afford.
+
+_SEQUENCE = 0x30
+_GET_RESPONSE = 0xA2  # [2] IMPLICIT SEQUENCE: Response-PDU in v1 and v2c
 
 
-def _subid_size(component: int) -> int:
-    return max(1, (int(component).bit_length() + 6) // 7)
+def _encode_varbind(oid: Oid, value: Any) -> bytes:
+    return _tlv(_SEQUENCE, encoder.encode(ObjectName(oid)) + encoder.encode(value))
+
+
+def _encode_response(
+    version: int, community: bytes, request_id: Any, status: int, index: int, varbinds: list[bytes]
+) -> bytes:
+    pdu = (
+        encoder.encode(request_id)
+        + encoder.encode(univ.Integer(status))
+        + encoder.encode(univ.Integer(index))
+        + _tlv(_SEQUENCE, b"".join(varbinds))
+    )
+    message = encoder.encode(univ.Integer(version)) + encoder.encode(univ.OctetString(community))
+    return _tlv(_SEQUENCE, message + _tlv(_GET_RESPONSE, pdu))
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 0x80:
+        return bytes((tag, size)) + body
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + body
