@@ -327,6 +327,22 @@ async def test_agent_exceptions_and_bulk_rules(lab: Lab) -> None:
     assert 0 < len(varbinds) <= SnmpAgent.max_bulk_varbinds
     assert isinstance(varbinds[-1][1], rfc1905.EndOfMibView)
 
+    # Two repeaters over the whole MIB: capped at the varbind limit, in whole rows.
+    _, status, _, varbinds = await bulk_cmd(
+        lab.engine,
+        auth,
+        transport,
+        ContextData(),
+        0,
+        10_000,
+        ObjectType(ObjectIdentity("1.3.6.1")),
+        ObjectType(ObjectIdentity("1.3.6.1.2.1.2")),
+        lookupMib=False,
+    )
+    assert not status
+    assert len(varbinds) == SnmpAgent.max_bulk_varbinds
+    assert not any(isinstance(value, rfc1905.EndOfMibView) for _, value in varbinds)
+
 
 async def test_oper_and_admin_changes_show_up(lab: Lab) -> None:
     collector = lab.collector()
