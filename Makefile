@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/ispvm demo --scenario $(SCENARIO) --speed $(SPEED)
 
 demo-headless: $(STAMP)
-	$(BIN)/ispvm demo --headless --scenario $(SCENARIO) --speed 20 --json
+	$(BIN)/ispvm demo --headless --scenario $(SCENARIO) --speed 10 --json
 
 test: $(STAMP)
 	$(BIN)/ruff check .
