@@ -105,6 +105,7 @@ class Device(Strict):
     snmp_port: int | None = Field(None, ge=1, le=65535)  # overrides the profile's port
     tags: list[str] = []
     subscribers: int | None = Field(None, ge=0)  # subscribers served directly by this device
+    interval_s: float | None = Field(None, gt=0)  # overrides [polling].interval_s for this device
 
     @field_validator("address")
     @classmethod
@@ -137,6 +138,21 @@ class BgpPeer(Strict):
     @property
     def id(self) -> str:
         return f"{self.device}:{self.name}"
+
+
+class Probe(Strict):
+    """Ping run from a router (RouterOS API /ping) to a target: loss, latency, jitter."""
+
+    device: str
+    target: str  # IP address
+    name: str | None = None  # shown in evidence; defaults to the target
+    count: int = Field(5, ge=1, le=100)
+    size: int = Field(64, ge=28, le=1500)
+    loss_alert_pct: float = Field(50.0, gt=0, le=100)
+
+    @property
+    def id(self) -> str:
+        return f"{self.device}>{self.target}"
 
 
 class Service(Strict):
@@ -179,6 +195,7 @@ class Config(Strict):
     devices: list[Device] = Field(min_length=1)
     links: list[Link] = []
     bgp_peers: list[BgpPeer] = []
+    probes: list[Probe] = []
     services: list[Service] = []
     notify: Notify = Notify()
 
@@ -242,6 +259,12 @@ def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") 
         if peer.device not in devices:
             problems.append(problem(("bgp_peers", i, "device"), f"unknown device {peer.device!r}"))
         peers.add(peer.id)
+    for i, probe in enumerate(cfg.probes):
+        if probe.device not in devices:
+            problems.append(problem(("probes", i, "device"), f"unknown device {probe.device!r}"))
+        elif cfg.devices[devices[probe.device]].credential is None:
+            problems.append(problem(("probes", i, "device"), "probes run over the RouterOS API: the device "
+                                                             "needs a credential"))
     known = set(devices) | sites | peers | {link.id for link in cfg.links}
     for i, svc in enumerate(cfg.services):
         for j, dep in enumerate(svc.depends_on):

@@ -78,6 +78,44 @@ class OspfNeighbor:
 
 
 @dataclass(frozen=True)
+class HealthSensor:
+    """One health reading: RouterOS /system/health row or a MIKROTIK-MIB gauge."""
+
+    name: str  # as the device names it: "temperature", "cpu-temperature", "voltage", "fan1-speed", "psu1-state"
+    value: float | None  # None for state-only sensors
+    unit: str | None = None  # "C", "V", "A", "W", "RPM", "%"; None for states
+    state: str | None = None  # "ok" / "fail" for PSU and fan states where the device reports one
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """A directly attached device as discovery protocols see it (MNDP/LLDP/CDP, LLDP-MIB)."""
+
+    local_interface: str
+    remote_identity: str | None = None
+    remote_interface: str | None = None
+    remote_address: str | None = None
+    remote_mac: str | None = None
+    platform: str | None = None
+    protocol: str | None = None  # "mndp", "lldp", "cdp" where known
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A ping run *from* the router to a configured target."""
+
+    target: str
+    sent: int
+    received: int
+    loss_pct: float
+    rtt_min_ms: float | None = None
+    rtt_avg_ms: float | None = None
+    rtt_max_ms: float | None = None
+    jitter_ms: float | None = None  # mean absolute difference of consecutive RTTs
+    error: str | None = None  # the router refused or failed the probe
+
+
+@dataclass(frozen=True)
 class PollResult:
     device: str
     collector: Literal["api", "snmp"]
@@ -91,5 +129,9 @@ class PollResult:
     addresses: tuple[IpAddress, ...] = ()
     bgp: tuple[BgpSession, ...] | None = None  # None = not collected (or stale)
     ospf: tuple[OspfNeighbor, ...] | None = None
+    sensors: tuple[HealthSensor, ...] | None = None
+    neighbors: tuple[Neighbor, ...] | None = None
+    probes: tuple[ProbeResult, ...] = ()
+    route_count: int | None = None  # counted on the router, never fetched
     # family -> reason, for families that failed while the device answered
     stale: dict[str, str] = field(default_factory=dict)

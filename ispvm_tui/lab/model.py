@@ -350,6 +350,44 @@ class LabModel(LabModelLike):
                         queue.append(there)
         return seen
 
+    def ping(self, source: str, target: str) -> float | None:
+        """One echo from a router: a lab address answers across working links; anything else
+        answers through an established transit session on a reachable edge router."""
+        if not self.powered.get(source):
+            return None
+        self._apply_due()
+        near = self._reachable_from(source)
+        rng = random.Random()
+        for dev in self.devices.values():
+            if target == dev.address or any(a.address.split("/")[0] == target for a in dev.addresses):
+                if dev.name not in near:
+                    return None
+                return round(0.3 + 0.4 * len(near) ** 0.5 + rng.uniform(0, 0.4), 2)
+        for dev in self.devices.values():
+            if dev.name not in near:
+                continue
+            for peer in dev.bgp_peers:
+                if peer.state == "established" and (target == peer.remote_address or not self._is_peer_address(target)):
+                    congested = any(lk.congestion for lk in self.links.values())
+                    return round(rng.uniform(7.0, 14.0) + (rng.uniform(20, 80) if congested else 0.0), 2)
+        return None
+
+    def _is_peer_address(self, target: str) -> bool:
+        return any(p.remote_address == target for d in self.devices.values() for p in d.bgp_peers)
+
+    def _reachable_from(self, start: str) -> set[str]:
+        seen, queue = {start}, deque([start])
+        while queue:
+            here = queue.popleft()
+            for link in self.links.values():
+                ends = {link.a[0], link.b[0]}
+                if here in ends and self._link_passes(link):
+                    (there,) = ends - {here}
+                    if there not in seen:
+                        seen.add(there)
+                        queue.append(there)
+        return seen
+
     # ---- views for the console's lab panel and tests ------------------
     def link_state(self, a: str, b: str) -> bool:
         return self._link_passes(self.links[link_id(a, b)])

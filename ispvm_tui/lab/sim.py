@@ -152,6 +152,10 @@ class RouterHandle:
         self._model.advance()
         return self.device
 
+    def ping(self, target: str) -> float | None:
+        """Round-trip time in ms of one echo from this router to ``target``, or None if lost."""
+        return self._model.ping(self.device.name, target)
+
 
 class LabModelLike:
     """The slice of the lab model a RouterHandle uses (see lab/model.py)."""
@@ -163,4 +167,7 @@ class LabModelLike:
         raise NotImplementedError
 
     def advance(self) -> None:
+        raise NotImplementedError
+
+    def ping(self, source: str, target: str) -> float | None:
         raise NotImplementedError
