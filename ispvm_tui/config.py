@@ -48,6 +48,7 @@ class Rules(Strict):
     unreachable_after_polls: int = Field(2, ge=1)  # failed polls in a row before "device unreachable"
     interface_down_after_polls: int = Field(1, ge=1)
     bgp_down_after_polls: int = Field(1, ge=1)
+    probe_loss_after_polls: int = Field(2, ge=1)  # probe runs at or above the probe's loss_alert_pct
     recover_after_polls: int = Field(1, ge=1)  # good polls in a row before an alert resolves
 
 

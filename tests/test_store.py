@@ -88,3 +88,12 @@ def test_second_process_gets_a_clear_message(tmp_path: Path) -> None:
         assert result.returncode != 0
         assert StoreLocked.__name__ in result.stderr
         assert f"database {db} is in use by process {os.getpid()}" in result.stderr
+
+
+def test_a_table_that_cannot_be_written_does_not_block_the_others(tmp_path: Path) -> None:
+    with Store(tmp_path / "d.duckdb") as store:
+        store.append("no_such_table", [(1, 2, 3)])
+        store.append("audit", [(1.0, "t", "kept", None, None)])
+        store.flush()
+        assert store.query("SELECT action FROM audit") == [("kept",)]
+        assert "no_such_table" in (store.last_error or "")

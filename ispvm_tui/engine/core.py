@@ -192,7 +192,7 @@ class Engine:
         self._refresh_snapshot()
 
     def _store_samples(self, device: str, results: list[PollResult]) -> None:
-        polls, itfs, health, bgp, ospf = [], [], [], [], []
+        polls, itfs, health, bgp, ospf, sensors, probes, neighbors = [], [], [], [], [], [], [], []
         for r in results:
             ts = r.started_at
             stale = ",".join(f"{k}: {v}" for k, v in r.stale.items()) or None
@@ -203,7 +203,7 @@ class Engine:
             if r.system:
                 s = r.system
                 health.append((ts, device, r.collector, s.uptime_s, s.cpu_load, s.total_memory, s.free_memory,
-                               s.version))
+                               s.version, r.route_count))
             for i in r.interfaces:
                 rx_bps, tx_bps = self._rates(device, r.collector, i.name, ts, i.rx_bytes, i.tx_bytes, uptime,
                                              i.counter_bits)
@@ -214,8 +214,17 @@ class Engine:
                             b.prefixes))
             for o in r.ospf or ():
                 ospf.append((ts, device, o.router_id, o.address, o.interface, o.state, o.full))
+            for h in r.sensors or ():
+                sensors.append((ts, device, r.collector, h.name, h.value, h.unit, h.state))
+            for p in r.probes:
+                probes.append((ts, device, p.target, p.sent, p.received, p.loss_pct, p.rtt_min_ms, p.rtt_avg_ms,
+                               p.rtt_max_ms, p.jitter_ms, p.error))
+            for n in r.neighbors or ():
+                neighbors.append((ts, device, r.collector, n.local_interface, n.remote_identity, n.remote_interface,
+                                  n.remote_address, n.remote_mac, n.platform, n.protocol))
         for table, rows in (("poll_log", polls), ("interface_samples", itfs), ("health_samples", health),
-                            ("bgp_samples", bgp), ("ospf_samples", ospf)):
+                            ("bgp_samples", bgp), ("ospf_samples", ospf), ("sensor_samples", sensors),
+                            ("probe_samples", probes), ("neighbor_samples", neighbors)):
             self.store.append(table, rows)
 
     def _rates(self, device: str, collector: str, name: str, ts: float, rx: int | None, tx: int | None,
@@ -229,9 +238,14 @@ class Engine:
         if prev is None:
             return None, None
         pts, prx, ptx, puptime = prev
-        dt = ts - pts
-        if dt <= 0 or (uptime is not None and puptime is not None and uptime < puptime):
+        if uptime is not None and puptime is not None and uptime < puptime:
             return None, None  # rebooted: counters restarted, the delta means nothing
+        dt = ts - pts
+        if collector == "snmp" and uptime is not None and puptime is not None and uptime > puptime:
+            # sysUpTime ticks in 10 ms on the device itself: no jitter from our scheduling or the network.
+            dt = uptime - puptime
+        if dt <= 0:
+            return None, None
         modulo = 2**bits
 
         def rate(cur: int, old: int) -> float | None:

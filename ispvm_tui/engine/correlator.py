@@ -78,17 +78,29 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float) -
         groups[owner]["sym"].append(node)
     standalone: list[Alert] = []
     for alert in attached:
-        device = alert.entity_id.split(":", 1)[0]
+        device = _device_of(alert)
         if device in failed and alert.rule != "poll_login_failed":
             owner = device if device in groups else owners.get(device)
             if owner is not None:
                 groups[owner]["sup"].append(alert)
                 continue
         standalone.append(alert)
+    # Probe loss from a router whose transit session is down is evidence for that outage, not another one.
+    bgp_down = {_device_of(a): a for a in standalone if a.rule == "bgp_session_down"}
+    supporting: dict[str, list[Alert]] = {}
+    for alert in [a for a in standalone if a.rule == "probe_loss" and _device_of(a) in bgp_down]:
+        standalone.remove(alert)
+        supporting.setdefault(bgp_down[_device_of(alert)].id, []).append(alert)
 
     plans = [_graph_plan(node, g["root"], g["sup"], g["sym"], config, topo, now) for node, g in groups.items()]
-    plans += [_standalone_plan(alert, config, now) for alert in standalone]
+    plans += [_standalone_plan(alert, config, now, supporting.get(alert.id, [])) for alert in standalone]
     return sorted(plans, key=lambda p: (SEVERITY_ORDER.index(p.severity), p.key))
+
+
+def _device_of(alert: Alert) -> str:
+    if alert.entity_type == "probe":  # "EDGE1>1.1.1.1"
+        return alert.entity_id.split(">", 1)[0]
+    return alert.entity_id.split(":", 1)[0]
 
 
 def _impact(config: Config, devices: set[str], extra_entities: set[str]) -> Impact:
@@ -166,14 +178,18 @@ def _graph_plan(node: str, root_alerts: list[Alert], suppressed: list[Alert], sy
     )
 
 
-def _standalone_plan(alert: Alert, config: Config, now: float) -> Plan:
+def _standalone_plan(alert: Alert, config: Config, now: float, supporting: list[Alert]) -> Plan:
     lasting = f" for {human_duration(now - alert.starts_at)}"
     evidence = [line + lasting for line in alert.evidence]
+    evidence += [line for a in supporting for line in a.evidence]
     provider = alert.labels.get("provider")
     if alert.rule == "bgp_session_down":
         impact = _impact(config, set(), {alert.entity_id})
         title = f"Transit outage: {provider} degraded" if provider else f"BGP session down: {alert.entity_id}"
-        confidence, entity_type = 0.9, "bgp_peer"
+        confidence, entity_type = 0.9 + (0.05 if supporting else 0.0), "bgp_peer"
+    elif alert.rule == "probe_loss":
+        impact = _impact(config, set(), {alert.entity_id})
+        title, confidence, entity_type = alert.summary, 0.7, "probe"
     elif alert.rule == "poll_login_failed":
         impact = Impact()
         title, confidence, entity_type = f"Monitoring login refused: {alert.entity_id}", 0.95, "device"
@@ -185,6 +201,7 @@ def _standalone_plan(alert: Alert, config: Config, now: float) -> Plan:
     return Plan(
         key=alert.entity_id, root_type=entity_type, title=title, severity=alert.severity,
         root_causes=[RootCause(entity_type, alert.entity_id, alert.entity_id, confidence)],
-        alert_ids=[alert.id], suppressed_ids=[], impact=impact, evidence=evidence,
-        labels=_labels(impact, config, entity_type, provider),
+        alert_ids=[alert.id] + [a.id for a in supporting], suppressed_ids=[a.id for a in supporting],
+        impact=impact, evidence=evidence, labels=_labels(impact, config, entity_type, provider),
+        symptoms=[a.entity_id for a in supporting],
     )

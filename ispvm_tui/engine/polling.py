@@ -12,6 +12,7 @@ failed poll.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -72,6 +73,12 @@ def build_collectors(config: Config, device: Device, secrets: SecretSource, cloc
                               f"`ispvm secret set {cred.password_secret}`")
         target = ApiTarget(name=device.name, address=device.address, username=cred.username, password=password,
                            port=device.api_port, tls=device.api_tls, tls_verify=device.api_tls_verify)
+        specs = [p for p in config.probes if p.device == device.name]
+        if specs:
+            from ispvm_tui.collectors.routeros import ProbeSpec
+
+            target = dataclasses.replace(target, probes=tuple(
+                ProbeSpec(target=p.target, count=p.count, size=p.size) for p in specs))
         collectors.append(RouterOSCollector(target, clock=clock, timeout=timeout))
     if device.snmp:
         from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
@@ -118,12 +125,18 @@ class Poller:
         self.skipped_overlaps = 0  # turns skipped because the previous poll of that device still ran
         self._running: set[asyncio.Task[object]] = set()
 
+    def interval_of(self, name: str) -> float:
+        """Clock seconds between polls of one device (its own interval_s, else the fleet's)."""
+        device = next((d for d in self.config.devices if d.name == name), None)
+        return (device.interval_s if device and device.interval_s else None) or self.config.polling.interval_s
+
     def start(self) -> None:
-        interval = self.clock.to_real(self.config.polling.interval_s)
-        jitter = interval * self.config.polling.jitter
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
         for name in self.schedules:
+            interval = self.clock.to_real(self.interval_of(name))
+            jitter = interval * self.config.polling.jitter
+            # A random first run spreads the fleet over the first interval instead of a thundering herd.
             first = time.time() + self._rng.uniform(0.05, max(0.1, min(interval, 5.0)))
             self._scheduler.add_job(
                 self.poll_device, IntervalTrigger(seconds=interval, jitter=jitter or None,
@@ -176,7 +189,7 @@ class Poller:
             sched.failures += 1
             grace = self.config.rules.unreachable_after_polls
             if sched.failures > grace:  # back off only once the device is known to be down
-                delay = min(self.config.polling.interval_s * 2 ** (sched.failures - grace - 1),
+                delay = min(self.interval_of(name) * 2 ** (sched.failures - grace - 1),
                             self.config.polling.backoff_max_s)
                 sched.next_allowed = now + delay
         await self.on_results(name, results)

@@ -72,6 +72,7 @@ class RuleEngine:
             self._link_peer[link.a] = link.b
             self._link_peer[link.b] = link.a
         self._peers = {p.id: p for p in config.bgp_peers}
+        self._probes = {p.id: p for p in config.probes}
         self._roles = {d.name: d.role for d in config.devices}
 
     def restore(self, alerts: list[Alert]) -> None:
@@ -112,6 +113,13 @@ class RuleEngine:
         bgp = next((r.bgp for r in answered if r.bgp is not None), None)
         if bgp is not None:
             out += self._bgp(device, bgp, now)
+        for probe in (p for r in answered for p in r.probes):
+            spec = self._probes.get(f"{device}>{probe.target}")
+            if spec is None or probe.error:
+                continue  # a probe the router refused says nothing about the path
+            lossy = probe.loss_pct >= spec.loss_alert_pct
+            out += self._step("probe_loss", "probe", spec.id, lossy, self.rules.probe_loss_after_polls, now,
+                              lambda s=spec, p=probe: self._probe_alert(s, p, now))
         return out
 
     def _bgp(self, device: str, sessions: tuple, now: float) -> list[Transition]:
@@ -191,6 +199,16 @@ class RuleEngine:
             severity=self._severity_for(device) if peer else "minor", starts_at=now,
             summary=f"{entity}{towards} down",
             evidence=[f"{entity}{towards} oper-down while admin-up"],
+        )
+
+    def _probe_alert(self, spec, probe, now: float) -> Alert:
+        name = spec.name or spec.target
+        rtt = f", avg {probe.rtt_avg_ms:.1f} ms" if probe.rtt_avg_ms is not None else ""
+        return Alert(
+            id=str(uuid.uuid4()), rule="probe_loss", entity_type="probe", entity_id=spec.id,
+            severity="major", starts_at=now, summary=f"Probe loss to {name} = {probe.loss_pct:.0f}% from {spec.device}",
+            evidence=[f"Probe loss to {name} = {probe.loss_pct:.0f}% from {spec.device} "
+                      f"({probe.received}/{probe.sent} replies{rtt})"],
         )
 
     def _bgp_alert(self, entity: str, session, now: float) -> Alert:

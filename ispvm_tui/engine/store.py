@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ROWS_PER_INSERT = 400  # multi-row VALUES statements: far faster than executemany in DuckDB
+MAX_PENDING_ROWS = 200_000  # per table, while its writes keep failing
 
 
 class StoreError(Exception):
@@ -79,6 +80,7 @@ class Store:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
         self.rows_written = 0
+        self.rows_dropped = 0
         self.flushes = 0
         self.last_error: str | None = None
         self.migrate()
@@ -173,30 +175,31 @@ class Store:
             job.future.set_result(result)
 
     def _flush_samples(self, buffers: dict[str, list[tuple[Any, ...]]]) -> None:
-        if not any(buffers.values()):
-            return
-        try:
-            self._con.execute("BEGIN TRANSACTION")
-            count = 0
-            for table, rows in buffers.items():
+        """One transaction per table: a table that cannot be written never blocks the others."""
+        for table in [t for t, rows in buffers.items() if rows]:
+            rows = buffers[table]
+            try:
+                self._con.execute("BEGIN TRANSACTION")
                 for start in range(0, len(rows), ROWS_PER_INSERT):
                     chunk = rows[start:start + ROWS_PER_INSERT]
                     width = len(chunk[0])
                     values = ",".join(["(" + ",".join(["?"] * width) + ")"] * len(chunk))
-                    params = [v for row in chunk for v in row]
-                    self._con.execute(f"INSERT INTO {table} VALUES {values}", params)
-                    count += len(chunk)
-            self._con.execute("COMMIT")
-            self.rows_written += count
-            self.flushes += 1
-        except duckdb.Error as exc:
-            # Keep the rows and try again at the next flush rather than lose them.
-            with contextlib.suppress(duckdb.Error):
-                self._con.execute("ROLLBACK")
-            self.last_error = f"sample flush failed: {exc}"
-            log.error("%s", self.last_error)
-            return
-        buffers.clear()
+                    self._con.execute(f"INSERT INTO {table} VALUES {values}", [v for row in chunk for v in row])
+                self._con.execute("COMMIT")
+            except duckdb.Error as exc:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute("ROLLBACK")
+                self.last_error = f"writing {table} failed: {exc}"
+                log.error("%s", self.last_error)
+                # Keep the rows for the next flush, but bounded: a table that keeps failing must not
+                # grow memory without end. The oldest rows go first; the loss is counted.
+                if len(rows) > MAX_PENDING_ROWS:
+                    self.rows_dropped += len(rows) - MAX_PENDING_ROWS
+                    del rows[: len(rows) - MAX_PENDING_ROWS]
+                continue
+            self.rows_written += len(rows)
+            rows.clear()
+        self.flushes += 1
 
     # ---- reads --------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:

@@ -1,0 +1,1 @@
+"""Benchmarks that run the real collectors against the lab on loopback."""
