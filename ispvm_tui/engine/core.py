@@ -36,6 +36,7 @@ from ispvm_tui.engine.api import (
 from ispvm_tui.engine.correlator import correlate
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
+from ispvm_tui.engine.rates import CounterSample, rate_bps
 from ispvm_tui.engine.rules import Alert, RuleEngine, Transition
 from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.topology import Topology
@@ -94,7 +95,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._correlate_soon = asyncio.Event()
-        self._counters: dict[tuple[str, str, str], tuple[float, int, int, float | None]] = {}
+        self._counters: dict[tuple[str, str, str], tuple[CounterSample, CounterSample]] = {}
         self.poller: Poller | None = None
         self._snmp_engine: Any = None
         self.dispatcher: outbox.OutboxDispatcher | None = None
@@ -229,35 +230,17 @@ class Engine:
 
     def _rates(self, device: str, collector: str, name: str, ts: float, rx: int | None, tx: int | None,
                uptime: float | None, bits: int) -> tuple[float | None, float | None]:
-        """Bits per second since the last sample; never a spike across a wrap or a reboot."""
+        """Bits per second since this interface's previous sample from the same collector."""
         if rx is None or tx is None:
             return None, None
         key = (device, collector, name)
+        clock = collector == "snmp"  # sysUpTime: 10 ms ticks; RouterOS uptime has 1 s resolution
+        cur = (CounterSample(ts, rx, uptime, bits, clock), CounterSample(ts, tx, uptime, bits, clock))
         prev = self._counters.get(key)
-        self._counters[key] = (ts, rx, tx, uptime)
+        self._counters[key] = cur
         if prev is None:
             return None, None
-        pts, prx, ptx, puptime = prev
-        if uptime is not None and puptime is not None and uptime < puptime:
-            return None, None  # rebooted: counters restarted, the delta means nothing
-        dt = ts - pts
-        if collector == "snmp" and uptime is not None and puptime is not None and uptime > puptime:
-            # sysUpTime ticks in 10 ms on the device itself: no jitter from our scheduling or the network.
-            dt = uptime - puptime
-        if dt <= 0:
-            return None, None
-        modulo = 2**bits
-
-        def rate(cur: int, old: int) -> float | None:
-            delta = cur - old
-            if delta < 0:
-                if bits == 32 and old > modulo // 2:  # one 32-bit wrap is plausible, anything else is not
-                    delta += modulo
-                else:
-                    return None
-            return delta * 8 / dt
-
-        return rate(rx, prx), rate(tx, ptx)
+        return rate_bps(prev[0], cur[0]), rate_bps(prev[1], cur[1])
 
     def _update_runtime(self, device: str, results: list[PollResult], now: float) -> None:
         rt = self.runtime[device]
