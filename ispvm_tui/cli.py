@@ -318,6 +318,52 @@ def demo(
     raise typer.Exit(0 if passed else 1)
 
 
+# ---- poll -------------------------------------------------------------------
+@app.command()
+def poll(
+    address: Annotated[str, typer.Argument(help="the router's management address (IP or host name)")],
+    api_user: Annotated[str | None, typer.Option(help="RouterOS API user: poll over the API")] = None,
+    api_port: Annotated[int | None, typer.Option(min=1, max=65535, help="default 8728, 8729 with --api-tls")] = None,
+    api_tls: Annotated[bool, typer.Option("--api-tls/--no-api-tls", help="API-SSL (certificate verified)")] = False,
+    api_password_secret: Annotated[str | None, typer.Option(
+        help="secret-store name of the API password (prompted for when not given)")] = None,
+    snmp_community_secret: Annotated[str | None, typer.Option(
+        help="secret-store name of the SNMP v2c community: poll over SNMP")] = None,
+    snmp_community_prompt: Annotated[bool, typer.Option(
+        "--snmp-community-prompt", help="prompt for the SNMP v2c community: poll over SNMP")] = False,
+    snmp_port: Annotated[int | None, typer.Option(min=1, max=65535, help="default 161")] = None,
+    snmp_v3_user: Annotated[str | None, typer.Option(help="SNMPv3 user (authPriv): poll over SNMP")] = None,
+    snmp_v3_auth_proto: Annotated[str | None, typer.Option(help="SHA (default), SHA256, SHA512, MD5")] = None,
+    snmp_v3_priv_proto: Annotated[str | None, typer.Option(help="AES (default), AES256, DES")] = None,
+    snmp_v3_auth_secret: Annotated[str | None, typer.Option(
+        help="secret-store name of the SNMPv3 auth key (prompted for when not given)")] = None,
+    snmp_v3_priv_secret: Annotated[str | None, typer.Option(
+        help="secret-store name of the SNMPv3 privacy key (prompted for when not given)")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each protocol")] = 5.0,
+    json_out: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Poll one router once and show what the engine would see: run it before adding the router.
+
+    Secrets are never taken from the command line: each comes from the secret store by name or is
+    prompted for (from a pipe, one line of stdin each: API password, then community or v3 keys).
+    Exit 0 when every protocol asked for answered, 1 when one failed, 2 for bad arguments.
+    """
+    from ispvm_tui import pollcmd
+    from ispvm_tui.clock import SystemClock
+    from ispvm_tui.secrets import default_secrets
+
+    _setup_logging(verbose)
+    req = pollcmd.PollRequest(
+        address=address, timeout=timeout, api_user=api_user, api_port=api_port, api_tls=api_tls,
+        api_password_secret=api_password_secret, snmp_port=snmp_port, snmp_community_secret=snmp_community_secret,
+        snmp_community_prompt=snmp_community_prompt, snmp_v3_user=snmp_v3_user,
+        snmp_v3_auth_proto=snmp_v3_auth_proto, snmp_v3_priv_proto=snmp_v3_priv_proto,
+        snmp_v3_auth_secret=snmp_v3_auth_secret, snmp_v3_priv_secret=snmp_v3_priv_secret,
+    )
+    raise typer.Exit(pollcmd.run(req, as_json=json_out, secrets=default_secrets(), clock=SystemClock()))
+
+
 def main() -> None:
     app()
 

@@ -114,9 +114,11 @@ def test_receiver_returning_500_loses_nothing(core_link_cut) -> None:
     event_ids = {w.json["event_id"] for w in received[:4]}
     assert len(event_ids) == 1, "every retry carries the same event_id"
     assert len({w.header("X-ISPVM-Delivery-ID") for w in received[:4]}) == 4, "a new delivery id per attempt"
-    (row,) = run.store.query_dicts(
-        "SELECT status, attempts FROM outbox WHERE event_id = ?", [received[0].json["event_id"]])
-    assert row == {"status": "delivered", "attempts": 4}
+    event_id = received[0].json["event_id"]
+    status = "SELECT status, attempts FROM outbox WHERE event_id = ?"
+    # The receiver has answered; the outbox records that a moment later, on the store's writer thread.
+    assert _wait(lambda: run.store.query_dicts(status, [event_id])[0]["status"] == "delivered", 10)
+    assert run.store.query_dicts(status, [event_id]) == [{"status": "delivered", "attempts": 4}]
     attempts = run.store.query("SELECT outcome FROM deliveries WHERE event_id = ? ORDER BY attempt",
                                [received[0].json["event_id"]])
     assert [a[0] for a in attempts] == ["retry", "retry", "retry", "delivered"]

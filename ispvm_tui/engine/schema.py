@@ -50,4 +50,67 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX interface_samples_dev_ts ON interface_samples(device, ts);
         """,
     ),
+    (
+        2,
+        "sensor, probe and neighbor samples; route counts; 5-minute and hourly rollups",
+        # Rollup tables mirror the definitions in engine/rollups.py. They are written out here, not
+        # generated from there, so this migration stays exactly what it was when it was applied.
+        # <metric>_samples counts the non-NULL raw values behind each average: the hourly average
+        # is the 5-minute averages weighted by it, which equals the average of the raw values.
+        """
+        ALTER TABLE health_samples ADD COLUMN route_count BIGINT;
+        CREATE TABLE sensor_samples (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, collector VARCHAR, name VARCHAR NOT NULL, value DOUBLE,
+            unit VARCHAR, state VARCHAR);
+        CREATE TABLE probe_samples (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, target VARCHAR NOT NULL, sent INTEGER, received INTEGER,
+            loss_pct DOUBLE, rtt_min_ms DOUBLE, rtt_avg_ms DOUBLE, rtt_max_ms DOUBLE, jitter_ms DOUBLE,
+            error VARCHAR);
+        CREATE TABLE neighbor_samples (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, collector VARCHAR, local_interface VARCHAR NOT NULL,
+            remote_identity VARCHAR, remote_interface VARCHAR, remote_address VARCHAR, remote_mac VARCHAR,
+            platform VARCHAR, protocol VARCHAR);
+
+        CREATE TABLE interface_rollup_5m (
+            bucket DOUBLE NOT NULL, device VARCHAR NOT NULL, interface VARCHAR NOT NULL,
+            samples INTEGER NOT NULL, oper_down_samples INTEGER NOT NULL,
+            rx_bps_samples INTEGER NOT NULL, rx_bps_avg DOUBLE, rx_bps_max DOUBLE, rx_bps_p95 DOUBLE,
+            tx_bps_samples INTEGER NOT NULL, tx_bps_avg DOUBLE, tx_bps_max DOUBLE, tx_bps_p95 DOUBLE,
+            PRIMARY KEY (bucket, device, interface));
+        CREATE TABLE interface_rollup_1h (
+            bucket DOUBLE NOT NULL, device VARCHAR NOT NULL, interface VARCHAR NOT NULL,
+            samples INTEGER NOT NULL, oper_down_samples INTEGER NOT NULL,
+            rx_bps_samples INTEGER NOT NULL, rx_bps_avg DOUBLE, rx_bps_max DOUBLE, rx_bps_p95 DOUBLE,
+            tx_bps_samples INTEGER NOT NULL, tx_bps_avg DOUBLE, tx_bps_max DOUBLE, tx_bps_p95 DOUBLE,
+            PRIMARY KEY (bucket, device, interface));
+        CREATE TABLE health_rollup_5m (
+            bucket DOUBLE NOT NULL, device VARCHAR NOT NULL, samples INTEGER NOT NULL,
+            cpu_load_samples INTEGER NOT NULL, cpu_load_avg DOUBLE, cpu_load_max DOUBLE, cpu_load_p95 DOUBLE,
+            free_memory_samples INTEGER NOT NULL, free_memory_min BIGINT, free_memory_avg DOUBLE,
+            PRIMARY KEY (bucket, device));
+        CREATE TABLE health_rollup_1h (
+            bucket DOUBLE NOT NULL, device VARCHAR NOT NULL, samples INTEGER NOT NULL,
+            cpu_load_samples INTEGER NOT NULL, cpu_load_avg DOUBLE, cpu_load_max DOUBLE, cpu_load_p95 DOUBLE,
+            free_memory_samples INTEGER NOT NULL, free_memory_min BIGINT, free_memory_avg DOUBLE,
+            PRIMARY KEY (bucket, device));
+        CREATE TABLE probe_rollup_5m (
+            bucket DOUBLE NOT NULL, device VARCHAR NOT NULL, target VARCHAR NOT NULL, samples INTEGER NOT NULL,
+            loss_pct_samples INTEGER NOT NULL, loss_pct_avg DOUBLE, loss_pct_max DOUBLE,
+            rtt_ms_samples INTEGER NOT NULL, rtt_ms_avg DOUBLE, rtt_ms_max DOUBLE, rtt_ms_p95 DOUBLE,
+            jitter_ms_samples INTEGER NOT NULL, jitter_ms_avg DOUBLE,
+            PRIMARY KEY (bucket, device, target));
+        CREATE TABLE probe_rollup_1h (
+            bucket DOUBLE NOT NULL, device VARCHAR NOT NULL, target VARCHAR NOT NULL, samples INTEGER NOT NULL,
+            loss_pct_samples INTEGER NOT NULL, loss_pct_avg DOUBLE, loss_pct_max DOUBLE,
+            rtt_ms_samples INTEGER NOT NULL, rtt_ms_avg DOUBLE, rtt_ms_max DOUBLE, rtt_ms_p95 DOUBLE,
+            jitter_ms_samples INTEGER NOT NULL, jitter_ms_avg DOUBLE,
+            PRIMARY KEY (bucket, device, target));
+
+        -- done_until: start of the first bucket not rolled up yet (0: nothing rolled up).
+        CREATE TABLE rollup_watermarks (rollup VARCHAR PRIMARY KEY, done_until DOUBLE NOT NULL);
+        INSERT INTO rollup_watermarks VALUES
+            ('interface_rollup_5m', 0), ('interface_rollup_1h', 0), ('health_rollup_5m', 0),
+            ('health_rollup_1h', 0), ('probe_rollup_5m', 0), ('probe_rollup_1h', 0);
+        """,
+    ),
 ]
