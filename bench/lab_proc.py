@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import ipaddress
 import json
 import logging
@@ -146,6 +147,9 @@ async def serve(args: argparse.Namespace) -> None:
     emit({"ready": True, "routers": routers, "username": LAB.username, "password": LAB.password,
           "community": LAB.community, "layout": args.layout, "start_s": round(time.monotonic() - t0, 3),
           **stats()})
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)
         command = line.strip()
@@ -153,6 +157,9 @@ async def serve(args: argparse.Namespace) -> None:
             emit(stats())
         elif not line or command == "stop":
             break
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     await stop(api_servers, agents)
     emit(stats())
 
@@ -173,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--snmp-port", type=int, default=1161)
     p.add_argument("--protocols", default="api,snmp")
     p.add_argument("--layout", choices=("per-router", "shared"), default="per-router")
+    p.add_argument("--profile", metavar="FILE", help="cProfile the serving and dump the stats to FILE")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     raise_fd_limit()

@@ -49,6 +49,7 @@ class CycleStats:
     cpu_s: float = 0.0  # poller CPU between the cycle's start and end
     polls: int = 0
     failed: int = 0
+    stale: int = 0  # answered, but at least one family (table/menu) missing
     samples: int = 0
     slowest_poll_s: float = 0.0
 
@@ -58,6 +59,8 @@ class RunStats:
     cycles: list[CycleStats] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)  # "api timeout" -> count
     example_errors: dict[str, str] = field(default_factory=dict)
+    stale: Counter[str] = field(default_factory=Counter)  # "snmp interfaces" -> count
+    example_stale: dict[str, str] = field(default_factory=dict)
     poll_seconds: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PROTOCOLS})
 
 
@@ -84,6 +87,8 @@ class LabProcess:
                "--interfaces", str(args.interfaces), "--address-base", args.address_base,
                "--api-port", str(args.api_port), "--snmp-port", str(args.snmp_port),
                "--protocols", ",".join(args.protocols), "--layout", args.lab_layout]
+        if args.profile_lab:
+            cmd += ["--profile", args.profile_lab]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
@@ -157,6 +162,12 @@ async def run_cycles(args: argparse.Namespace, collectors: list[Any], stats: Run
         cycle.slowest_poll_s = max(cycle.slowest_poll_s, result.duration_s)
         if result.ok:
             cycle.samples += len(result.interfaces)
+            if result.stale:
+                cycle.stale += 1
+            for family, reason in result.stale.items():
+                key = f"{result.collector} {family}"
+                stats.stale[key] += 1
+                stats.example_stale.setdefault(key, f"{result.device}: {reason}")
         else:
             cycle.failed += 1
             key = f"{result.collector} {result.error_kind}"
@@ -172,7 +183,7 @@ async def run_cycles(args: argparse.Namespace, collectors: list[Any], stats: Run
         cycle.cpu_s = cpu_seconds() - cpu0
         if not args.quiet:
             print(f"  cycle {cycle.index}: {cycle.duration_s:7.2f} s  cpu {cycle.cpu_s:6.2f} s  "
-                  f"polls {cycle.polls}  failed {cycle.failed}  samples {cycle.samples}  "
+                  f"polls {cycle.polls}  failed {cycle.failed}  stale {cycle.stale}  samples {cycle.samples}  "
                   f"slowest poll {cycle.slowest_poll_s:.2f} s", flush=True)
 
     tasks = []
@@ -229,11 +240,13 @@ def _bucket(filename: str) -> str:
     return "other python"
 
 
-def print_profile(profiler: cProfile.Profile, top: int) -> dict[str, float]:
+def print_profile(profiler: cProfile.Profile | str, top: int, who: str = "poller",
+                  orders: tuple[str, ...] = ("cumulative", "tottime")) -> dict[str, float]:
     st = pstats.Stats(profiler)
     prefixes = sorted({sysconfig.get_paths()["purelib"] + "/", str(PROJECT) + "/",
                        sysconfig.get_paths()["stdlib"] + "/"}, key=len, reverse=True)
-    for order, title in (("cumulative", "cumulative time"), ("tottime", "total (own) time")):
+    titles = {"cumulative": "cumulative time", "tottime": "total (own) time"}
+    for order in orders:
         buf = io.StringIO()
         st.stream = buf  # type: ignore[attr-defined]
         st.sort_stats(order).print_stats(top)
@@ -241,13 +254,13 @@ def print_profile(profiler: cProfile.Profile, top: int) -> dict[str, float]:
         for prefix in prefixes:
             text = text.replace(prefix, "")
         body = text[text.find("   ncalls"):] if "   ncalls" in text else text
-        print(f"\n== profile: top {top} by {title} ==\n{body.rstrip()}")
+        print(f"\n== {who} profile: top {top} by {titles[order]} ==\n{body.rstrip()}")
     # Own time per package: where the CPU actually goes.
     by_bucket: Counter[str] = Counter()
     for (filename, _line, _func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
         by_bucket[_bucket(filename)] += tt
     total = sum(by_bucket.values()) or 1.0
-    print("\n== profile: own time by package ==")
+    print(f"\n== {who} profile: own time by package ==")
     for name, tt in by_bucket.most_common():
         print(f"  {name:<22} {tt:8.2f} s  {100 * tt / total:5.1f} %")
     return {name: round(tt, 3) for name, tt in by_bucket.items()}
@@ -266,6 +279,7 @@ def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float
     cycles = stats.cycles
     polls = sum(c.polls for c in cycles)
     failed = sum(c.failed for c in cycles)
+    stale = sum(c.stale for c in cycles)
     samples = sum(c.samples for c in cycles)
     # The first cycle also connects, logs in and detects menus; later ones are the steady state.
     steady = cycles[1:] or cycles
@@ -289,6 +303,8 @@ def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float
         "samples": samples,
         "failed_polls": failed,
         "errors": dict(stats.errors),
+        "stale_polls": stale,
+        "stale_families": dict(stats.stale),
         "cpu_s": round(cpu, 3),
         "cpu_s_per_1000_samples": round(1000 * cpu / samples, 4) if samples else None,
         "cpu_fraction_of_core": round(cpu / wall, 4),
@@ -331,6 +347,7 @@ def print_summary(s: dict[str, Any], stats: RunStats) -> None:
         ("devices polled/s", f"{s['devices_polled_per_s']:.1f}  ({s['polls_per_s']:.1f} polls/s)"),
         ("samples/s", f"{s['samples_per_s']:.0f}  ({s['samples']} samples)"),
         ("failed polls", f"{s['failed_polls']} of {s['polls']}"),
+        ("polls with stale families", f"{s['stale_polls']}"),
         ("poller CPU seconds", f"{s['cpu_s']:.2f}  (first cycle {s['first_cycle_cpu_s']:.2f}, "
                                f"steady cycle {s['steady_cycle_cpu_s']:.2f})"),
         ("CPU s / 1000 samples", f"{s['cpu_s_per_1000_samples']}  (steady {s['steady_cpu_s_per_1000_samples']})"),
@@ -352,6 +369,8 @@ def print_summary(s: dict[str, Any], stats: RunStats) -> None:
         print(f"  {label:<28} {value}")
     for key, count in stats.errors.most_common():
         print(f"  error {key}: {count}, e.g. {stats.example_errors[key]}")
+    for key, count in stats.stale.most_common():
+        print(f"  stale {key}: {count}, e.g. {stats.example_stale[key]}")
     print(json.dumps(s, sort_keys=False), flush=True)
 
 
@@ -378,6 +397,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="one lab model per router (default) or one for the whole fleet")
     p.add_argument("--profile", action="store_true", help="cProfile the polling and print the top functions")
     p.add_argument("--profile-top", type=int, default=25)
+    p.add_argument("--profile-lab", metavar="FILE", help="also cProfile the lab process (stats dumped to FILE)")
     p.add_argument("--quiet", action="store_true", help="no per-cycle lines")
     args = p.parse_args(argv)
     args.protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
@@ -409,6 +429,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         final = lab.stop() if lab.proc.poll() is None else {"maxrss_kb": 0}
     profile = print_profile(profiler, args.profile_top) if profiler is not None else None
+    if args.profile_lab and Path(args.profile_lab).exists():
+        print_profile(args.profile_lab, args.profile_top, "lab", ("tottime",))
     summary = summarise(args, stats, wall, cpu, lab.ready, before, after, final, profile)
     print_summary(summary, stats)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import json
 import logging
 import signal
@@ -80,12 +79,13 @@ def secret_set(
     file: Annotated[bool, typer.Option("--file", help="use the encrypted file even if a keyring exists")] = False,
 ) -> None:
     """Prompt for a secret's value (never echoed) and store it."""
-    from ispvm_tui.secrets import PASSPHRASE_ENV, EncryptedFileSecrets, KeyringSecrets, SecretError
+    from ispvm_tui.secrets import PASSPHRASE_ENV, EncryptedFileSecrets, KeyringSecrets, SecretError, read_secret
 
-    value = getpass.getpass(f"value for {name}: ")
-    if not value:
-        err("empty value: nothing stored")
-        raise typer.Exit(1)
+    try:
+        value = read_secret(f"value for {name}")
+    except SecretError as exc:
+        err(f"{exc}: nothing stored")
+        raise typer.Exit(1) from None
     ring = KeyringSecrets()
     try:
         if not file and ring.available():
@@ -362,6 +362,40 @@ def poll(
         snmp_v3_auth_secret=snmp_v3_auth_secret, snmp_v3_priv_secret=snmp_v3_priv_secret,
     )
     raise typer.Exit(pollcmd.run(req, as_json=json_out, secrets=default_secrets(), clock=SystemClock()))
+
+
+# ---- discover ---------------------------------------------------------------
+@app.command()
+def discover(
+    config: Annotated[Path, typer.Option("--config", "-c", help="config.toml")],
+    json_out: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Poll every configured device once and compare its neighbour table with the [[links]].
+
+    Prints each link the neighbours show as known, MISSING (with a [[links]] snippet to paste) or
+    CONFLICT, and neighbours that match no configured device. Devices that did not answer go to
+    stderr. Exit 0 when every device answered, 1 when some did not, 2 for a bad config.
+    """
+    from ispvm_tui import discovery
+    from ispvm_tui.clock import SystemClock
+    from ispvm_tui.secrets import default_secrets
+
+    _setup_logging(verbose)
+    cfg = _load_config(config)
+    results, setup_errors = asyncio.run(discovery.poll_fleet(cfg, default_secrets(), SystemClock()))
+    report = discovery.discover(cfg, results, setup_errors)
+    if json_out:
+        typer.echo(json.dumps(discovery.to_dict(report), indent=2))
+    else:
+        typer.echo("\n".join(discovery.render_lines(report)))
+    for name, why in sorted(report.unanswered.items()):
+        err(f"did not answer: {name}: {why}")
+    for name, why in sorted(report.without_neighbors.items()):
+        err(f"no neighbour table from {name}: {why}")
+    err(f"{len(cfg.devices) - len(report.unanswered)} of {len(cfg.devices)} devices answered; "
+        f"{len(report.missing)} links missing from the inventory")
+    raise typer.Exit(1 if report.unanswered else 0)
 
 
 def main() -> None:

@@ -59,8 +59,60 @@ class Incidents(Strict):
 
 
 class Retention(Strict):
-    samples_days: int = Field(14, ge=1)
-    events_days: int = Field(365, ge=1)
+    """How long each table keeps its rows, and how often maintenance runs.
+
+    Every ``run_every_s`` the engine first rolls raw samples up into 5-minute and hourly
+    summaries, then deletes rows older than their table's retention: raw samples can be
+    short-lived because the rollups keep the long-term picture. Event tables only lose
+    finished rows: an open incident, a firing alert or an undelivered webhook is kept
+    whatever its age. The ``*_days`` fields set a group of tables; ``days`` overrides
+    single tables by name.
+    """
+
+    samples_days: int = Field(14, ge=1)  # raw poll samples
+    poll_log_days: int = Field(7, ge=1)  # one row per poll and collector: high volume, short-lived value
+    rollup_5m_days: int = Field(90, ge=1)  # 5-minute summaries: a quarter at full daily detail
+    rollup_1h_days: int = Field(730, ge=1)  # hourly summaries: two years of capacity trends
+    events_days: int = Field(365, ge=1)  # alerts, incidents, webhook outbox and deliveries, audit
+    days: dict[str, int] = {}  # per-table overrides, e.g. {audit = 1095}
+    run_every_s: float = Field(300.0, gt=0)  # rollup + retention interval; one 5-minute bucket
+
+    @staticmethod
+    def groups() -> dict[str, tuple[str, ...]]:
+        """Which tables each ``*_days`` field governs."""
+        return {
+            "samples_days": ("interface_samples", "health_samples", "bgp_samples", "ospf_samples",
+                             "sensor_samples", "probe_samples", "neighbor_samples"),
+            "poll_log_days": ("poll_log",),
+            "rollup_5m_days": ("interface_rollup_5m", "health_rollup_5m", "probe_rollup_5m"),
+            "rollup_1h_days": ("interface_rollup_1h", "health_rollup_1h", "probe_rollup_1h"),
+            "events_days": ("alerts", "incidents", "outbox", "deliveries", "audit"),
+        }
+
+    @classmethod
+    def tables(cls) -> tuple[str, ...]:
+        return tuple(table for tables in cls.groups().values() for table in tables)
+
+    @field_validator("days")
+    @classmethod
+    def _known_tables(cls, v: dict[str, int]) -> dict[str, int]:
+        unknown = [name for name in v if name not in cls.tables()]
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            raise ValueError(f"unknown table {names}; tables with a retention: {', '.join(cls.tables())}")
+        too_short = [name for name, days in v.items() if days < 1]
+        if too_short:
+            raise ValueError(f"{', '.join(too_short)}: retention must be at least 1 day")
+        return v
+
+    def days_for(self, table: str) -> int:
+        """Retention of one table in days: its override, else its group's setting."""
+        if table in self.days:
+            return self.days[table]
+        for field, tables in self.groups().items():
+            if table in tables:
+                return getattr(self, field)
+        raise KeyError(f"no retention for table {table!r}")
 
 
 class ConsoleLocation(Strict):

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import getpass
 import ipaddress
 import json
 import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from rich.console import Console
 from rich.table import Table
@@ -26,12 +25,16 @@ from rich.text import Text
 
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import PollResult
-from ispvm_tui.secrets import SecretError, SecretSource
+from ispvm_tui.config import SnmpProfile
+from ispvm_tui.secrets import SecretError, SecretSource, read_secret
 
 # RFC 1123 host name: labels of letters, digits and inner hyphens, separated by dots.
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 SNMP_RETRIES = 1
+# The protocols a config profile accepts, so a poll that works can be written into the config as it is.
+AUTH_PROTOCOLS: tuple[str, ...] = get_args(SnmpProfile.model_fields["v3_auth_proto"].annotation)
+PRIV_PROTOCOLS: tuple[str, ...] = get_args(SnmpProfile.model_fields["v3_priv_proto"].annotation)
 
 
 class BadInput(Exception):
@@ -102,6 +105,10 @@ def check_request(req: PollRequest) -> list[str]:
     v3_extras = (req.snmp_v3_auth_proto, req.snmp_v3_priv_proto, req.snmp_v3_auth_secret, req.snmp_v3_priv_secret)
     if req.snmp_v3_user is None and any(v is not None for v in v3_extras):
         problems.append("--snmp-v3-auth-*/--snmp-v3-priv-* options need --snmp-v3-user")
+    for option, value, known in (("--snmp-v3-auth-proto", req.snmp_v3_auth_proto, AUTH_PROTOCOLS),
+                                 ("--snmp-v3-priv-proto", req.snmp_v3_priv_proto, PRIV_PROTOCOLS)):
+        if value is not None and value.upper() not in known:
+            problems.append(f"{option} {value!r}: choose one of {', '.join(known)}")
     if not req.wants_snmp and req.snmp_port is not None:
         problems.append("--snmp-port needs an SNMP community or --snmp-v3-user")
     return problems
@@ -111,27 +118,10 @@ def check_request(req: PollRequest) -> list[str]:
 
 
 def prompt_secret(label: str, stdin: TextIO | None = None, stderr: TextIO | None = None) -> str:
-    """Ask for a secret without echoing it; from a pipe, read one line of stdin instead.
-
-    ``getpass`` prefers /dev/tty even when stdin is a pipe, so a piped value would be
-    ignored (or the process would wait on the terminal): the pipe case is handled here.
-    """
-    stdin = stdin or sys.stdin
-    stderr = stderr or sys.stderr
     try:
-        if stdin.isatty():
-            value = getpass.getpass(f"{label}: ", stream=stderr)
-        else:
-            stderr.write(f"{label}: (reading stdin)\n")
-            line = stdin.readline()
-            if not line:
-                raise BadInput(f"no {label} given: stdin is empty")
-            value = line.rstrip("\r\n")
-    except (EOFError, KeyboardInterrupt):
-        raise BadInput(f"no {label} given") from None
-    if not value:
-        raise BadInput(f"empty {label}")
-    return value
+        return read_secret(label, stdin, stderr)
+    except SecretError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def lookup_secret(secrets: SecretSource, name: str, what: str) -> str:
@@ -161,7 +151,9 @@ class Targets:
     def secret_values(self) -> tuple[str, ...]:
         values = [self.api.password] if self.api is not None else []
         if self.snmp is not None:
-            values += list(self.snmp.secrets())
+            # A v3 target still carries the default community ("public"), which is no secret there.
+            community = self.snmp.community if self.snmp.version != "3" else None
+            values += [community, self.snmp.v3_auth_key, self.snmp.v3_priv_key]
         return tuple(v for v in values if v)
 
 

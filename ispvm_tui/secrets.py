@@ -11,11 +11,13 @@ log line shows ``'***'``.
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 KEYRING_SERVICE = "ispvm"
 PASSPHRASE_ENV = "ISPVM_SECRETS_PASSPHRASE"
@@ -135,3 +137,27 @@ class ChainSecrets:
 
 def default_secrets() -> ChainSecrets:
     return ChainSecrets(KeyringSecrets(), EncryptedFileSecrets())
+
+
+def read_secret(label: str, stdin: TextIO | None = None, stderr: TextIO | None = None) -> str:
+    """Ask for a secret without echoing it; from a pipe, read one line of stdin instead.
+
+    ``getpass`` prefers /dev/tty even when stdin is a pipe, so a piped value would be
+    ignored (or the process would wait on the terminal): the pipe case is handled here.
+    """
+    stdin = stdin or sys.stdin
+    stderr = stderr or sys.stderr
+    try:
+        if stdin.isatty():
+            value = getpass.getpass(f"{label}: ", stream=stderr)
+        else:
+            stderr.write(f"{label}: (reading stdin)\n")
+            line = stdin.readline()
+            if not line:
+                raise SecretError(f"no {label} given: stdin is empty")
+            value = line.rstrip("\r\n")
+    except (EOFError, KeyboardInterrupt):
+        raise SecretError(f"no {label} given") from None
+    if not value:
+        raise SecretError(f"empty {label}")
+    return value

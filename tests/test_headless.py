@@ -102,3 +102,15 @@ def test_headless_run_on_a_locked_database_says_who_holds_it(lab_with_cut_link: 
     assert result.returncode == 1
     assert f"is in use by process {os.getpid()}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_secret_set_reads_a_piped_value_into_the_encrypted_file(tmp_path: Path) -> None:
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path), ISPVM_SECRETS_PASSPHRASE=PASSPHRASE,
+               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    exe = shutil.which("ispvm", path=str(Path(sys.executable).parent)) or "ispvm"
+    result = subprocess.run([exe, "secret", "set", "routers/noc"], input="s3cret-value\n", env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "s3cret-value" not in result.stdout + result.stderr
+    stored = EncryptedFileSecrets(tmp_path / "ispvm" / "secrets.enc", passphrase=PASSPHRASE)
+    assert stored.get("routers/noc") == "s3cret-value"

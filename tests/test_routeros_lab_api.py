@@ -34,6 +34,7 @@ from ispvm_tui.lab.sim import (
     SimInterface,
     SimNeighbor,
     SimOspfNeighbor,
+    SimSensor,
 )
 
 USER, PASSWORD = "noc", "s3cret-Pa55"
@@ -43,14 +44,34 @@ HOST = "127.0.0.1"
 # ---- a small lab: one device, counters at a fixed rate ------------------------------
 
 
+# Targets the lab router reaches, with a base RTT; anything else is lost.
+PING_RTT_MS = {"10.0.12.2": 0.8, "198.51.100.1": 9.4}
+# Added to the base RTT echo after echo, so jitter has a known value (mean step 0.3 ms).
+PING_WOBBLE_MS = (0.0, 0.3, 0.0, 0.3, 0.0, 0.3)
+
+
 class FixedRateModel(LabModelLike):
-    """Advances every running interface by ``rate_bps`` each way; answering is a switch."""
+    """Advances every running interface by ``rate_bps`` each way; answering is a switch.
+
+    ``ping`` answers the targets in ``rtt_ms`` with their RTT plus a fixed wobble, and
+    loses everything else (and everything while the router is not answering).
+    """
 
     def __init__(self, device: SimDevice, rate_bps: int = 800_000_000) -> None:
         self.device = device
         self.rate_bps = rate_bps
         self.up = True
+        self.rtt_ms = dict(PING_RTT_MS)
+        self.echoes = 0
         self._last = time.time()
+
+    def ping(self, device: str, target: str) -> float | None:
+        base = self.rtt_ms.get(target)
+        if not self.up or base is None:
+            return None
+        wobble = PING_WOBBLE_MS[self.echoes % len(PING_WOBBLE_MS)]
+        self.echoes += 1
+        return round(base + wobble, 3)
 
     def now(self) -> float:
         return time.time()
@@ -70,7 +91,7 @@ class FixedRateModel(LabModelLike):
                 itf.tx_packets += nbytes // 1800
 
 
-def make_device(ros_major: int, *, bgp: bool = True) -> SimDevice:
+def make_device(ros_major: int, *, bgp: bool = True, extra_ports: bool = False) -> SimDevice:
     now = time.time()
     version = "7.16.2" if ros_major >= 7 else "6.49.10"
     dev = SimDevice(
@@ -87,6 +108,12 @@ def make_device(ros_major: int, *, bgp: bool = True) -> SimDevice:
         "ether3": SimInterface("ether3", 3, "48:A9:8A:00:00:03", running=False, last_change=now - 60),
         "ether4": SimInterface("ether4", 4, "48:A9:8A:00:00:04", disabled=True, running=False),
     }
+    if extra_ports:
+        dev.interfaces.update({
+            "sfp-sfpplus1": SimInterface("sfp-sfpplus1", 5, "48:A9:8A:00:00:05", speed_bps=10_000_000_000),
+            "ether5": SimInterface("ether5", 6, "48:A9:8A:00:00:06", speed_bps=100_000_000),
+            "vlan100": SimInterface("vlan100", 7, "48:A9:8A:00:00:01", type="vlan"),
+        })
     dev.addresses = [
         SimAddress("198.51.100.2/30", "198.51.100.0", "ether1"),
         SimAddress("10.0.12.1/30", "10.0.12.0", "ether2"),
@@ -355,13 +382,39 @@ async def test_ospf_neighbor_shapes_differ(lab6: Lab, lab7: Lab) -> None:
 
 
 async def test_health_shapes_differ(lab6: Lab, lab7: Lab) -> None:
+    for lab in (lab6, lab7):
+        lab.device.sensors[4] = SimSensor("psu2-state", state="fail")
     api6, api7 = await aconnect(lab6), await aconnect(lab7)
-    assert await rows(api6, "system", "health") == [{"voltage": "24.1", "temperature": 41}]
+    # v6: one row, a property per sensor, fan settings among the readings
+    assert await rows(api6, "system", "health") == [{
+        "voltage": "24.1", "temperature": 41, "fan-mode": "auto", "use-fan": "main", "active-fan": "main",
+        "cpu-temperature": 52, "fan1-speed": 5880, "fan2-speed": 5940, "psu1-state": "ok", "psu2-state": "fail",
+    }]
+    # v7: a row per sensor, shaped like the CCR2004 fixture (states have an empty type)
     v7 = {r["name"]: r for r in await rows(api7, "system", "health")}
+    assert list(v7) == ["voltage", "temperature", "cpu-temperature", "fan1-speed", "fan2-speed",
+                        "psu1-state", "psu2-state"]
     assert v7["temperature"]["value"] == 41 and v7["temperature"]["type"] == "C"
-    assert v7["voltage"]["type"] == "V"
+    assert v7["voltage"]["type"] == "V" and v7["fan1-speed"] == {".id": "*1B5A", "name": "fan1-speed",
+                                                                 "value": 5880, "type": "RPM"}
+    assert v7["psu2-state"]["value"] == "fail" and v7["psu2-state"]["type"] == ""
     await api6.close()
     await api7.close()
+
+
+@pytest.mark.parametrize("major", [6, 7])
+async def test_chr_health_is_empty(major: int) -> None:
+    device = make_device(major)
+    device.board, device.architecture = "CHR", "x86_64"
+    lab = await start_lab(device)
+    try:
+        raw = await RawClient.open(lab)
+        await raw.login()
+        expected = [("!empty",), ("!done",)] if major >= 7 else [("!done",)]
+        assert await raw.talk("/system/health/print") == expected
+        await raw.close()
+    finally:
+        await lab.server.stop()
 
 
 async def test_empty_v7_print_sends_empty_before_done() -> None:
@@ -539,3 +592,145 @@ async def test_api_ssl(tmp_path: Path) -> None:
         await api.close()
     finally:
         await lab.server.stop()
+
+
+# ---- ethernet and /ping ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("major", "version", "ten_g", "one_g"), [
+    (6, "6.49.10", "10Gbps", "1Gbps"),
+    (7, "7.10.2", "10Gbps", "1Gbps"),
+    (7, "7.16.2", "10G-baseSR-LR", "1G-baseT-full"),  # 7.12 renamed the link modes
+])
+async def test_ethernet_speed_setting_follows_the_version(major: int, version: str, ten_g: str, one_g: str) -> None:
+    device = make_device(major, extra_ports=True)
+    device.version = version
+    lab = await start_lab(device)
+    try:
+        api = await aconnect(lab)
+        ports = {r["name"]: r for r in await rows(api, "interface", "ethernet")}
+        assert list(ports) == ["ether1", "ether2", "ether3", "ether4", "sfp-sfpplus1", "ether5"]  # no vlan100
+        assert ports["sfp-sfpplus1"]["speed"] == ten_g and ports["ether1"]["speed"] == one_g
+        assert ports["ether1"]["auto-negotiation"] is True and ports["ether1"]["comment"] == "UPSTREAM1 transit"
+        await api.close()
+    finally:
+        await lab.server.stop()
+
+
+async def test_ethernet_monitor_once() -> None:
+    lab = await start_lab(make_device(7, extra_ports=True))
+    try:
+        api = await aconnect(lab)
+        got = [r async for r in api.rawCmd("/interface/ethernet/monitor", "=numbers=ether1,*5,ether3,ether5",
+                                           "=once=", "=.proplist=name,status,rate")]
+        assert got == [
+            {"name": "ether1", "status": "link-ok", "rate": "1Gbps"},
+            {"name": "sfp-sfpplus1", "status": "link-ok", "rate": "10Gbps"},
+            {"name": "ether3", "status": "no-link"},
+            {"name": "ether5", "status": "link-ok", "rate": "100Mbps"},
+        ]
+        for missing in ("ether9", "vlan100"):  # not an Ethernet port
+            with pytest.raises(TrapError) as err:
+                [r async for r in api.rawCmd("/interface/ethernet/monitor", f"=numbers={missing}", "=once=")]
+            assert err.value.message == "no such item"
+        await api.close()
+    finally:
+        await lab.server.stop()
+
+
+@pytest.mark.parametrize("major", [6, 7])
+async def test_ping_sends_one_row_per_echo_interval_apart(major: int) -> None:
+    lab = await start_lab(make_device(major))
+    try:
+        api = await aconnect(lab)
+        t0 = time.monotonic()
+        echoes = [r async for r in api("/ping", address="10.0.12.2", count=4, interval="50ms", size=100)]
+        elapsed = time.monotonic() - t0
+        assert 0.15 <= elapsed < 0.5  # three intervals, then the last reply
+        assert [r["seq"] for r in echoes] == [0, 1, 2, 3]
+        assert [(r["sent"], r["received"], r["packet-loss"]) for r in echoes] == [(n, n, 0) for n in range(1, 5)]
+        last = echoes[-1]
+        assert last["host"] == "10.0.12.2" and last["size"] == 100 and last["ttl"] == 64
+        if major >= 7:  # 0.8 and 1.1 ms as v7 prints them
+            assert [r["time"] for r in echoes] == ["800us", "1ms100us", "800us", "1ms100us"]
+            assert (last["min-rtt"], last["avg-rtt"], last["max-rtt"]) == ("800us", "950us", "1ms100us")
+        else:  # v6: whole milliseconds
+            assert [r["time"] for r in echoes] == ["0ms", "1ms", "0ms", "1ms"]
+        await api.close()
+    finally:
+        await lab.server.stop()
+
+
+async def test_lost_echoes_are_timeout_rows(lab7: Lab) -> None:
+    api = await aconnect(lab7)
+    echoes = [r async for r in api("/ping", address="192.0.2.200", count=3, interval="20ms")]
+    assert echoes[0] == {"seq": 0, "host": "192.0.2.200", "status": "timeout", "sent": 1, "received": 0,
+                         "packet-loss": 100}
+    assert [r["status"] for r in echoes] == ["timeout"] * 3 and "min-rtt" not in echoes[-1]
+    lab7.model.rtt_ms["192.0.2.200"] = 30.0  # slower than the interval: still a timeout
+    slow = [r async for r in api("/ping", address="192.0.2.200", count=2, interval="20ms")]
+    assert [r["status"] for r in slow] == ["timeout", "timeout"]
+    await api.close()
+
+
+async def test_ping_arguments_are_checked(lab7: Lab) -> None:
+    api = await aconnect(lab7)
+    for kwargs, message in (
+        ({"count": 1}, "missing value(s) of argument(s) address"),
+        ({"address": "core1.example", "count": 1}, "invalid value for argument address"),
+        ({"address": "10.0.12.2", "count": 0}, "invalid value for argument count"),
+        ({"address": "10.0.12.2", "interval": "1ms"}, "value of interval out of range (00:00:00.010..00:00:05)"),
+    ):
+        with pytest.raises(TrapError) as err:
+            [r async for r in api("/ping", **kwargs)]
+        assert err.value.message == message
+    assert await rows(api, "system", "identity") == [{"name": "EDGE1"}]
+    await api.close()
+
+
+async def read_until(raw: RawClient, done_tag: str) -> list[tuple[str, ...]]:
+    """Sentences up to and including the ``!done`` of the command tagged ``done_tag``."""
+    out: list[tuple[str, ...]] = []
+    while True:
+        reply, words = await raw.protocol.readSentence()
+        out.append((reply, *words))
+        if reply == "!done" and f".tag={done_tag}" in words:
+            return out
+
+
+async def test_ping_runs_beside_other_commands_until_cancelled(lab7: Lab) -> None:
+    raw = await RawClient.open(lab7)
+    await raw.login()
+    await raw.protocol.writeSentence("/ping", "=address=10.0.12.2", "=interval=20ms", ".tag=p")  # no count
+    reply, words = await raw.protocol.readSentence()
+    assert reply == "!re" and ".tag=p" in words and "=seq=0" in words
+    # another command on the same connection is answered while the ping runs
+    await raw.protocol.writeSentence("/system/identity/print", ".tag=i")
+    assert ("!re", ".tag=i", "=name=EDGE1") in await read_until(raw, "i")
+    await raw.protocol.writeSentence("/cancel", "=tag=p", ".tag=c")
+    tail = await read_until(raw, "c")
+    stopped = tail.index(("!trap", ".tag=p", "=category=2", "=message=interrupted"))
+    assert tail[stopped + 1] == ("!done", ".tag=p") and tail[-1] == ("!done", ".tag=c")
+    assert await raw.talk("/system/identity/print") == [("!re", "=name=EDGE1"), ("!done",)]  # still in step
+    await raw.close()
+
+
+async def test_monitor_without_once_repeats_until_cancelled(lab7: Lab) -> None:
+    raw = await RawClient.open(lab7)
+    await raw.login()
+    await raw.protocol.writeSentence("/interface/ethernet/monitor", "=numbers=ether1", "=.proplist=name,rate",
+                                     ".tag=m")
+    assert await raw.protocol.readSentence() == ("!re", (".tag=m", "=name=ether1", "=rate=1Gbps"))
+    await raw.protocol.writeSentence("/cancel", ".tag=c")  # no tag: cancels everything running
+    tail = await read_until(raw, "c")
+    assert ("!trap", ".tag=m", "=category=2", "=message=interrupted") in tail
+    await raw.close()
+
+
+async def test_ping_across_a_dead_path_stays_silent(lab7: Lab) -> None:
+    api = await librouteros.async_connect(HOST, USER, PASSWORD, port=lab7.port, timeout=0.3)
+    lab7.model.up = False
+    with pytest.raises(TimeoutError):
+        [r async for r in api("/ping", address="10.0.12.2", count=2, interval="20ms")]
+    lab7.model.up = True
+    await close_quietly(api)

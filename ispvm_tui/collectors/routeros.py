@@ -9,9 +9,15 @@ version changes, never guessed from the version string.
 Replies are read as raw words (not through librouteros's value casting) so
 every value arrives exactly as the router sent it: a comment ``"yes"`` stays
 a string and ``"007"`` keeps its zeros. Each family (system, interfaces,
-addresses, bgp, ospf, health) is isolated: a ``!trap`` or a missing menu marks
-only that family stale. Device-level failures (timeout, refused, login,
-TLS, connection lost, protocol garbage) become ``ok=False`` results.
+ethernet link rates, addresses, bgp, ospf, health, neighbors, routes) is
+isolated: a ``!trap`` or a missing menu marks only that family stale.
+Device-level failures (timeout, refused, login, TLS, connection lost,
+protocol garbage) become ``ok=False`` results.
+
+Probes (``/ping`` from the router) run last, in the time the poll has left:
+their echo interval shrinks with short poll timeouts so they finish inside
+it, and a probe that fails is a ``ProbeResult`` with ``error``, never a
+failed poll.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import itertools
 import logging
+import math
 import re
 import ssl
 import time
@@ -36,10 +44,13 @@ from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import (
     BgpSession,
     ErrorKind,
+    HealthSensor,
     InterfaceStat,
     IpAddress,
+    Neighbor,
     OspfNeighbor,
     PollResult,
+    ProbeResult,
     SystemInfo,
 )
 
@@ -61,6 +72,41 @@ _PEER_V6_PROPS = ("name", "instance", "remote-address", "remote-as", "state", "e
 _CONN_V7_PROPS = ("name", "as", "remote.address", "remote.as", "local.role", "disabled")
 _SESSION_V7_PROPS = ("name", "remote.address", "remote.as", "local.as", "established", "uptime", "prefix-count")
 _OSPF_PROPS = ("router-id", "address", "interface", "state")
+_NEIGHBOR_PROPS = ("interface", "identity", "address", "address4", "address6", "mac-address", "platform",
+                   "interface-name", "discovered-by")
+_MONITOR_PROPS = ("name", "status", "rate")
+
+# Link rates as ``/interface/ethernet/monitor`` prints them ("1Gbps", "2.5Gbps", "100Mbps"),
+# and the 7.12+ link-mode words ("10G-baseSR-LR") should a router print one instead.
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)([KMG])(?:bps|-base)", re.IGNORECASE)
+_RATE_SCALE = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+_RTT_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s)")
+_RTT_SCALE_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001}
+
+# v6 /system/health is one row of attributes: readings beside fan and over-temperature
+# settings. These are settings, not sensors.
+_V6_HEALTH_SETTINGS = frozenset({"fan-mode", "use-fan", "active-fan", "fan-switch", "state", "state-after-reboot"})
+_V6_HEALTH_SETTING_WORDS = ("overtemp", "threshold", "fan-on", "fan-full", "fan-target", "fan-min", "fan-control")
+
+# With several discovery protocols on one neighbour, report LLDP first: it is what the
+# SNMP collector (LLDP-MIB) sees too, so both collectors agree on the same neighbour.
+_PROTOCOL_ORDER = ("lldp", "mndp", "cdp")
+
+# Probes: the share of the poll timeout they plan for (the rest is for the other
+# families), the echo interval bounds RouterOS accepts, and the part of a probe's time
+# slot the echoes may fill (the rest covers the last reply and the reply's trip back).
+_PROBE_SHARE = 0.5
+_PROBE_INTERVAL = (0.01, 1.0)
+_PROBE_FILL = 0.7
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A ping the router runs to ``target`` on every poll."""
+
+    target: str
+    count: int = 5
+    size: int = 64
 
 
 @dataclass(frozen=True)
@@ -73,6 +119,7 @@ class ApiTarget:
     tls: bool = False
     tls_verify: bool = True
     ca_file: str | None = None
+    probes: tuple[ProbeSpec, ...] = ()
 
 
 @dataclass
@@ -102,6 +149,10 @@ class _Poll:
     addresses: tuple[IpAddress, ...] = ()
     bgp: tuple[BgpSession, ...] | None = None
     ospf: tuple[OspfNeighbor, ...] | None = None
+    sensors: tuple[HealthSensor, ...] | None = None
+    neighbors: tuple[Neighbor, ...] | None = None
+    route_count: int | None = None
+    probes: tuple[ProbeResult, ...] = ()
     stale: dict[str, str] = field(default_factory=dict)
 
 
@@ -185,11 +236,13 @@ class RouterOSCollector:
         self._menus: _Menus | None = None
         self._stage = "connect"
         self._lock = asyncio.Lock()
+        self._deadline = 0.0  # time.monotonic() when the running poll's timeout expires
 
     async def poll(self) -> PollResult:
         async with self._lock:
             started_at = self._clock.now()
             t0 = time.monotonic()
+            self._deadline = t0 + self._timeout
             try:
                 async with asyncio.timeout(self._timeout):
                     got = await self._collect()
@@ -208,6 +261,7 @@ class RouterOSCollector:
                 device=self.target.name, collector="api", started_at=started_at,
                 duration_s=time.monotonic() - t0, ok=True, system=got.system,
                 interfaces=got.interfaces, addresses=got.addresses, bgp=got.bgp, ospf=got.ospf,
+                sensors=got.sensors, neighbors=got.neighbors, probes=got.probes, route_count=got.route_count,
                 stale=got.stale,
             )
 
@@ -312,16 +366,23 @@ class RouterOSCollector:
         if menus is None or (version is not None and version != menus.version):
             menus = self._menus = await self._detect(version)
         got.interfaces = await self._family(got, "interfaces", self._interfaces) or ()
+        rates = await self._family(got, "ethernet", lambda: self._link_rates(got.interfaces))
+        if rates:
+            got.interfaces = tuple(dataclasses.replace(i, speed_bps=rates.get(i.name)) for i in got.interfaces)
         got.addresses = await self._family(got, "addresses", self._addresses) or ()
         # menus is kept locally: a malformed reply below resets the per-connection cache
         got.bgp = await self._optional(got, "bgp", menus.bgp is not None, lambda: self._bgp(menus.bgp),
                                        "no BGP menu (/routing/bgp/connection or /routing/bgp/peer)")
         got.ospf = await self._optional(got, "ospf", menus.ospf, lambda: self._ospf(got.addresses),
                                         "no /routing/ospf/neighbor menu")
-        if menus.health and got.system is not None:
-            health = await self._family(got, "health", self._health)
-            if health is not None:
-                got.system = dataclasses.replace(got.system, temperature_c=health[0], voltage_v=health[1])
+        # No health menu at all means no sensors, as on CHR (which answers an empty list).
+        got.sensors = await self._family(got, "health", self._health) if menus.health else ()
+        if got.sensors and got.system is not None:
+            got.system = dataclasses.replace(got.system, temperature_c=_pick_sensor(got.sensors, "temperature"),
+                                             voltage_v=_pick_sensor(got.sensors, "voltage"))
+        got.neighbors = await self._family(got, "neighbors", self._neighbors)
+        got.route_count = await self._family(got, "routes", lambda: self._count("/ip/route"))
+        got.probes = await self._probes()
         return got
 
     async def _family(self, got: _Poll, family: str, fetch: Callable[[], Awaitable[T]]) -> T | None:
@@ -329,9 +390,9 @@ class RouterOSCollector:
         try:
             return await fetch()
         except TrapError as exc:
-            got.stale[family] = f"{self._stage}: {exc}"
+            got.stale[family] = self._scrub(f"{self._stage}: {exc}")
         except _MalformedReply as exc:
-            got.stale[family] = f"{self._stage}: malformed reply ({exc})"
+            got.stale[family] = self._scrub(f"{self._stage}: malformed reply ({exc})")
             self._abort()  # the stream is out of step; the next family reconnects
         return None
 
@@ -387,13 +448,63 @@ class RouterOSCollector:
             free_memory=_int(res.get("free-memory")),
         )
 
-    async def _health(self) -> tuple[float | None, float | None]:
+    async def _health(self) -> tuple[HealthSensor, ...]:
         rows = await self._print("/system/health")
-        if len(rows) == 1 and "name" not in rows[0]:  # v6: one row, one property per sensor
-            row = rows[0]
-            return _float(row.get("temperature")), _float(row.get("voltage"))
-        sensors = {r.get("name", ""): r.get("value") for r in rows}  # v7: one row per sensor
-        return _pick_sensor(sensors, "temperature"), _pick_sensor(sensors, "voltage")
+        if any("name" in r for r in rows):  # v7: one row per sensor
+            return tuple(s for s in map(_sensor_v7, rows) if s is not None)
+        if rows:  # v6: one row, one attribute per sensor
+            return _sensors_v6(rows[0])
+        return ()  # CHR/x86: no sensors
+
+    async def _link_rates(self, interfaces: tuple[InterfaceStat, ...]) -> dict[str, int]:
+        """Negotiated rate of every running Ethernet port (``print``'s ``speed`` is only the forced-mode setting)."""
+        names = [i.name for i in interfaces if i.type == "ether" and i.oper_up]
+        if not names:
+            return {}
+        rows, _ = await self._command("/interface/ethernet/monitor", f"=numbers={','.join(names)}", "=once=",
+                                      *_proplist(_MONITOR_PROPS))
+        rates = {r.get("name", ""): _rate_bps(r.get("rate")) for r in rows if r.get("status") == "link-ok"}
+        return {name: bps for name, bps in rates.items() if bps is not None}
+
+    async def _neighbors(self) -> tuple[Neighbor, ...]:
+        rows = await self._print("/ip/neighbor", _NEIGHBOR_PROPS)
+        return tuple(n for n in map(_neighbor, rows) if n is not None)
+
+    async def _probes(self) -> tuple[ProbeResult, ...]:
+        specs = self.target.probes
+        return tuple([await self._probe(spec, sum(s.count for s in specs[i:])) for i, spec in enumerate(specs)])
+
+    async def _probe(self, spec: ProbeSpec, echoes_left: int) -> ProbeResult:
+        """One ``/ping`` in its share (by echo count) of the time left; any failure stays inside the ProbeResult."""
+        reserve = max(0.02, 0.05 * self._timeout)  # to hand the result back before the poll's own timeout
+        slot = (self._deadline - time.monotonic() - reserve) * spec.count / echoes_left
+        interval = self._echo_interval(spec, slot)
+        if interval is None:
+            return _probe_error(spec, f"skipped: {max(slot, 0):.2f}s left in the poll is too short "
+                                      f"for {spec.count} echoes")
+        words = (f"=address={spec.target}", f"=count={spec.count}", f"=size={spec.size}",
+                 f"=interval={round(interval * 1000)}ms")
+        try:
+            async with asyncio.timeout(slot):
+                rows, _ = await self._command("/ping", *words)
+        except TrapError as exc:
+            return _probe_error(spec, self._scrub(f"/ping refused: {exc}"))
+        except TimeoutError:
+            self._abort()  # the ping is still running on that connection
+            return _probe_error(spec, f"no end of /ping within {slot:.2f}s")
+        except (_MalformedReply, ProtocolError, FatalError, ConnectionClosed, OSError,
+                asyncio.IncompleteReadError, _LoginFailed) as exc:
+            self._abort()
+            return _probe_error(spec, self._scrub(f"/ping failed: {type(exc).__name__}: {exc}"))
+        return _probe_result(spec, rows)
+
+    def _echo_interval(self, spec: ProbeSpec, slot: float) -> float | None:
+        """The same interval every poll (from the configured timeout), shrunk only if the slot is short."""
+        low, high = _PROBE_INTERVAL
+        echoes = sum(s.count for s in self.target.probes)
+        planned = min(high, max(low, self._timeout * _PROBE_SHARE / echoes))
+        interval = math.floor(min(planned, slot * _PROBE_FILL / spec.count) * 1000) / 1000
+        return interval if interval >= low else None
 
     async def _interfaces(self) -> tuple[InterfaceStat, ...]:
         rows = await self._print("/interface", _IFACE_PROPS)
@@ -428,10 +539,11 @@ class RouterOSCollector:
 
     def _classify(self, exc: Exception) -> tuple[ErrorKind, str]:
         kind, message = self._describe(exc)
+        return kind, self._scrub(message)
+
+    def _scrub(self, message: str) -> str:
         password = self.target.password
-        if password and password in message:
-            message = message.replace(password, "***")
-        return kind, message
+        return message.replace(password, "***") if password else message
 
     def _waiting_for(self) -> str:
         if self._stage == "connect":
@@ -480,14 +592,126 @@ def _abort_api(api: AsyncApi) -> None:
     api.protocol.transport.writer.transport.abort()
 
 
-def _pick_sensor(sensors: dict[str, str | None], kind: str) -> float | None:
+def _pick_sensor(sensors: tuple[HealthSensor, ...], kind: str) -> float | None:
     """Prefer the plain sensor (``temperature``), then any ``*-temperature`` one."""
-    if kind in sensors:
-        return _float(sensors[kind])
-    for name, value in sensors.items():
-        if name.endswith(kind) and _float(value) is not None:
-            return _float(value)
+    for s in sensors:
+        if s.name == kind:
+            return s.value
+    return next((s.value for s in sensors if s.name.endswith(kind) and s.value is not None), None)
+
+
+def _reading(value: str | None) -> tuple[float | None, str | None]:
+    """A sensor value: a number (``46``, ``24.1``, ``46C``) or a state word (``ok``, ``fail``)."""
+    text = (value or "").strip()
+    m = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*([A-Za-z%]*)", text)
+    if m:
+        return float(m.group(1)), None
+    return None, text.lower() or None
+
+
+def _sensor_v7(r: Row) -> HealthSensor | None:
+    name = r.get("name")
+    if not name:
+        return None  # some versions add a settings row without a name
+    value, state = _reading(r.get("value"))
+    unit = r.get("type") or None
+    return HealthSensor(name=name, value=value, unit=unit if value is not None else None, state=state)
+
+
+def _v6_unit(name: str) -> str | None:
+    """v6 prints readings without units; the name says what they are."""
+    if re.search(r"temperature\d*$", name):
+        return "C"
+    if "voltage" in name:
+        return "V"
+    if name == "current":
+        return "mA"  # board current; the PSU currents are in amperes
+    if name.endswith("-current"):
+        return "A"
+    if name.endswith("consumption"):
+        return "W"
+    if name.endswith("-speed"):
+        return "RPM"
     return None
+
+
+def _sensors_v6(row: Row) -> tuple[HealthSensor, ...]:
+    out: list[HealthSensor] = []
+    for name, raw in row.items():
+        if name.startswith(".") or name in _V6_HEALTH_SETTINGS or any(w in name for w in _V6_HEALTH_SETTING_WORDS):
+            continue
+        value, state = _reading(raw)
+        if value is None and not name.endswith("-state"):
+            continue  # a setting word such as "auto" or "main"
+        out.append(HealthSensor(name=name, value=value, unit=_v6_unit(name) if value is not None else None,
+                                state=state))
+    return tuple(out)
+
+
+def _rate_bps(text: str | None) -> int | None:
+    m = _RATE.match(text or "")
+    if m is None:
+        return None
+    return round(float(m.group(1)) * _RATE_SCALE[m.group(2).lower()])
+
+
+def _neighbor(r: Row) -> Neighbor | None:
+    # A port in a bridge shows as "ether3,bridge": the port first, then its parent.
+    local = (r.get("interface") or "").split(",")[0]
+    if not local:
+        return None
+    found_by = [p.strip().lower() for p in (r.get("discovered-by") or "").split(",") if p.strip()]
+    protocol = next((p for p in _PROTOCOL_ORDER if p in found_by), found_by[0] if found_by else None)
+    address = r.get("address4") or r.get("address") or r.get("address6")
+    return Neighbor(
+        local_interface=local,
+        remote_identity=r.get("identity") or None,
+        remote_interface=r.get("interface-name") or None,
+        remote_address=_bare_address(address),
+        remote_mac=r.get("mac-address") or None,
+        platform=r.get("platform") or None,
+        protocol=protocol,
+    )
+
+
+def _rtt_ms(text: str | None) -> float | None:
+    """``9ms445us`` (v7), ``12ms`` (v6), ``1s2ms`` to milliseconds."""
+    parts = _RTT_PART.findall(text or "")
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return round(sum(float(n) * _RTT_SCALE_MS[u] for n, u in parts), 3)
+
+
+def _probe_error(spec: ProbeSpec, message: str) -> ProbeResult:
+    # Nothing was measured: no echo counted as sent, so no loss is claimed for the path.
+    return ProbeResult(target=spec.target, sent=0, received=0, loss_pct=0.0, error=message)
+
+
+def _probe_result(spec: ProbeSpec, rows: list[Row]) -> ProbeResult:
+    """Echo rows carry ``seq`` and running totals; the last row with totals is the summary."""
+    echoes = sorted((r for r in rows if _int(r.get("seq")) is not None), key=lambda r: _int(r.get("seq")) or 0)
+    if not echoes:
+        return _probe_error(spec, "/ping answered without echo rows")
+    rtts = [t for t in (_rtt_ms(r.get("time")) for r in echoes if not r.get("status")) if t is not None]
+    last = next((r for r in reversed(rows) if "sent" in r), echoes[-1])
+    sent = _int(last.get("sent")) or len(echoes)
+    received = _int(last.get("received"))
+    received = len(rtts) if received is None else received
+    loss = _float(last.get("packet-loss"))
+    if loss is None:
+        loss = 100.0 * (sent - received) / sent if sent else 100.0
+    steps = [abs(b - a) for a, b in itertools.pairwise(rtts)]
+    return ProbeResult(
+        target=spec.target, sent=sent, received=received, loss_pct=loss,
+        rtt_min_ms=_rtt_ms(last.get("min-rtt")) if "min-rtt" in last else (min(rtts) if rtts else None),
+        rtt_avg_ms=_rtt_ms(last.get("avg-rtt")) if "avg-rtt" in last else (_mean(rtts) if rtts else None),
+        rtt_max_ms=_rtt_ms(last.get("max-rtt")) if "max-rtt" in last else (max(rtts) if rtts else None),
+        jitter_ms=round(_mean(steps), 3) if steps else None,
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _interface(r: Row) -> InterfaceStat:

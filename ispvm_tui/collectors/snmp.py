@@ -1,4 +1,4 @@
-"""SNMP poller: system (with CPU, RAM and MikroTik health) and interfaces of one device.
+"""SNMP poller: system, interfaces, health sensors, LLDP neighbours, BGP peers and OSPF neighbours.
 
 Built on pysnmp 7's asyncio high-level API. One ``SnmpEngine`` should be
 shared by all collectors of a process (pass ``engine=``): an engine owns a
@@ -11,12 +11,20 @@ next OID of every column still in progress, so a table costs about
 column (GETNEXT on SNMPv1). The system scalars come first in one GET: if the
 device does not answer that, the poll stops there (``ok=False``) instead of
 waiting for every table to time out too.
+
+LLDP-MIB, BGP4-MIB and OSPF-MIB are optional: most devices implement one or
+none of them. One GETNEXT probe, sent alongside the interface walks, asks for
+the first object of each MIB and of each table; only tables with a row are
+walked, so a device without them costs that single request (which also
+carries the MikroTik health scalars the system GET leaves out).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +48,16 @@ from pysnmp.proto import errind, rfc1905
 from pysnmp.proto.rfc1902 import ObjectName
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.collectors.results import ErrorKind, InterfaceStat, PollResult, SystemInfo
+from ispvm_tui.collectors.results import (
+    BgpSession,
+    ErrorKind,
+    HealthSensor,
+    InterfaceStat,
+    Neighbor,
+    OspfNeighbor,
+    PollResult,
+    SystemInfo,
+)
 
 Oid = tuple[int, ...]
 
@@ -153,6 +170,137 @@ _MTXR_GAUGE_TABLE = _Table(
 )
 _GAUGE_CELSIUS = 1
 _GAUGE_DECIVOLT = 3
+# mtxrGaugeUnit -> (our unit, divisor): celsius(1), rpm(2), dV(3), dA(4), dW(5); status(6) is a state.
+_GAUGE_UNITS: dict[int, tuple[str, int]] = {1: ("C", 1), 2: ("RPM", 1), 3: ("V", 10), 4: ("A", 10), 5: ("W", 10)}
+_GAUGE_STATUS = 6
+_GAUGE_STATES = {0: "ok", 1: "fail"}
+
+
+@dataclass(frozen=True)
+class _HealthScalar:
+    """A classic mtxrHealth scalar, named as RouterOS v6 /system/health names it."""
+
+    name: str
+    number: int  # the object is mtxrHealth.<number>.0
+    unit: str | None  # None: a MIKROTIK-MIB BoolValue, true(1) meaning the PSU is ok
+    divisor: int = 1
+
+    @property
+    def oid(self) -> Oid:
+        return (*_MTXR_HEALTH, self.number, 0)
+
+
+# Voltage, Temperature and Power are "d-1" (tenths) in MIKROTIK-MIB, mtxrHlCurrent is mA.
+# mtxrHlProcessorFrequency (14) is no health reading; 1-7 are from RouterOS 2/3 era boards.
+_HEALTH_SCALARS = (
+    _HealthScalar("voltage", 8, "V", 10),
+    _HealthScalar("temperature", 10, "C", 10),
+    _HealthScalar("cpu-temperature", 11, "C", 10),
+    _HealthScalar("power-consumption", 12, "W", 10),
+    _HealthScalar("current", 13, "A", 1000),
+    _HealthScalar("psu1-state", 15, None),
+    _HealthScalar("psu2-state", 16, None),
+    _HealthScalar("fan1-speed", 17, "RPM"),
+    _HealthScalar("fan2-speed", 18, "RPM"),
+)
+# The probe fetches the scalars the system GET does not: a GETNEXT costs nothing on
+# boards without them, where SNMPv1 refuses a GET and needs a retry per missing object.
+_PROBED_HEALTH = tuple(h for h in _HEALTH_SCALARS if h.oid not in _SYSTEM_OIDS.values())
+
+# -- optional discovery and routing MIBs ----------------------------------------
+_LLDP_MIB: Oid = (1, 0, 8802, 1, 1, 2)
+_LLDP_LOC_PORT_ENTRY: Oid = (*_LLDP_MIB, 1, 3, 7, 1)
+_LLDP_REM_TABLE: Oid = (*_LLDP_MIB, 1, 4, 1)
+_LLDP_REM_ENTRY: Oid = (*_LLDP_REM_TABLE, 1)
+_LLDP_MAN_ADDR_ENTRY: Oid = (*_LLDP_MIB, 1, 4, 2, 1)
+_BGP_MIB: Oid = (1, 3, 6, 1, 2, 1, 15)
+_BGP_PEER_TABLE: Oid = (*_BGP_MIB, 3)
+_BGP_PEER_ENTRY: Oid = (*_BGP_PEER_TABLE, 1)
+_OSPF_MIB: Oid = (1, 3, 6, 1, 2, 1, 14)
+_OSPF_NBR_TABLE: Oid = (*_OSPF_MIB, 10)
+_OSPF_NBR_ENTRY: Oid = (*_OSPF_NBR_TABLE, 1)
+
+
+@dataclass(frozen=True)
+class _Optional:
+    """A family read only when the probe finds a row in its table.
+
+    ``mib`` tells "implemented, nothing to report" (an empty tuple) from "not
+    implemented" (None): an agent with LLDP but no neighbours still answers
+    something under the LLDP-MIB root.
+    """
+
+    mib: Oid
+    table: Oid
+    walk: _Table
+
+
+# One walk per family even where its columns belong to different tables: a walk
+# advances every column on its own, so each family costs a request or two.
+_LLDP = _Optional(
+    _LLDP_MIB,
+    _LLDP_REM_TABLE,
+    _Table(
+        "LLDP-MIB",
+        "neighbors",
+        {
+            "chassis_subtype": (*_LLDP_REM_ENTRY, 4),
+            "chassis_id": (*_LLDP_REM_ENTRY, 5),
+            "port_subtype": (*_LLDP_REM_ENTRY, 6),
+            "port_id": (*_LLDP_REM_ENTRY, 7),
+            "port_desc": (*_LLDP_REM_ENTRY, 8),
+            "sys_name": (*_LLDP_REM_ENTRY, 9),
+            "sys_desc": (*_LLDP_REM_ENTRY, 10),
+            # lldpLocPortTable: how the device itself names the port a neighbour was seen on.
+            "loc_subtype": (*_LLDP_LOC_PORT_ENTRY, 2),
+            "loc_id": (*_LLDP_LOC_PORT_ENTRY, 3),
+            "loc_desc": (*_LLDP_LOC_PORT_ENTRY, 4),
+            # lldpRemManAddrTable keeps the address in its index (read through the
+            # lldpRemManAddrIfSubtype rows); RouterOS instead serves the two index
+            # columns as readable objects, indexed like lldpRemTable.
+            "man_subtype": (*_LLDP_MAN_ADDR_ENTRY, 1),
+            "man_addr": (*_LLDP_MAN_ADDR_ENTRY, 2),
+            "man_if_subtype": (*_LLDP_MAN_ADDR_ENTRY, 3),
+        },
+        rows=8,
+    ),
+)
+_BGP = _Optional(
+    _BGP_MIB,
+    _BGP_PEER_TABLE,
+    _Table(
+        "bgpPeerTable",
+        "bgp",
+        {
+            "local_as": (*_BGP_MIB, 2),  # bgpLocalAs.0: a scalar, so its "column" ends after one value
+            "state": (*_BGP_PEER_ENTRY, 2),
+            "admin": (*_BGP_PEER_ENTRY, 3),
+            "remote_as": (*_BGP_PEER_ENTRY, 9),
+            "established_time": (*_BGP_PEER_ENTRY, 16),
+        },
+        rows=4,
+    ),
+)
+_OSPF = _Optional(
+    _OSPF_MIB,
+    _OSPF_NBR_TABLE,
+    _Table("ospfNbrTable", "ospf", {"router_id": (*_OSPF_NBR_ENTRY, 3), "state": (*_OSPF_NBR_ENTRY, 6)}, rows=4),
+)
+_OPTIONALS = (_LLDP, _BGP, _OSPF)
+
+# bgpPeerState and ospfNbrState as the words the RouterOS collector reports, so both agree.
+_BGP_STATES = {1: "idle", 2: "connect", 3: "active", 4: "opensent", 5: "openconfirm", 6: "established"}
+_BGP_ESTABLISHED = 6
+_BGP_ADMIN_STOP = 1
+_OSPF_STATES = {1: "down", 2: "attempt", 3: "init", 4: "2-way", 5: "exstart", 6: "exchange", 7: "loading", 8: "full"}
+_OSPF_FULL = 8
+# LLDP-MIB LldpChassisIdSubtype / LldpPortIdSubtype values that change how an id reads.
+_CHASSIS_MAC = 4
+_PORT_MAC = 3
+_PORT_INTERFACE_NAME = 5
+_PORT_NAMING_SUBTYPES = (1, 5, 7)  # interfaceAlias, interfaceName, local
+_ADDRESS_IPV4, _ADDRESS_IPV6 = 1, 2  # IANA AddressFamilyNumbers (lldpRemManAddrSubtype)
+_MAC_TEXT = re.compile(r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}")
 
 # Varbinds asked for per GETBULK: replies of a few KB, near what common agents
 # return anyway. Decoding replies is most of a poll's CPU, so walks also avoid
@@ -279,6 +427,22 @@ class _Walk:
     columns: dict[str, dict[Oid, Any]]
     errors: list[str] = field(default_factory=list)  # columns the agent refused
 
+    @classmethod
+    def empty(cls, table: _Table) -> _Walk:
+        return cls({name: {} for name in table.columns})
+
+
+@dataclass
+class _Extras:
+    """What the probe and the optional walks found.
+
+    ``walks`` maps a family to its walk: an empty walk for a MIB without rows,
+    None for a MIB the device lacks or a family that failed (then it is stale).
+    """
+
+    health: dict[Oid, Any] = field(default_factory=dict)
+    walks: dict[str, _Walk | None] = field(default_factory=dict)
+
 
 class SnmpCollector:
     """Polls one SNMP target; ``poll()`` reports every failure in its PollResult."""
@@ -330,10 +494,14 @@ class SnmpCollector:
             stale["system"], scalars = self._scrub(exc.message), {}
 
         tables = [_IF_TABLE, _IFX_TABLE, _HR_PROCESSOR_TABLE, _HR_STORAGE_TABLE]
-        if str(scalars.get(_SYSTEM_OIDS["object_id"], "")).startswith(_MIKROTIK_ENTERPRISE):
+        mikrotik = str(scalars.get(_SYSTEM_OIDS["object_id"], "")).startswith(_MIKROTIK_ENTERPRISE)
+        if mikrotik:
             tables.append(_MTXR_GAUGE_TABLE)
         interfaces_hint = _int(scalars.get(_SYSTEM_OIDS["if_number"]))
-        walked = await asyncio.gather(*(self._walk_table(table, stale, interfaces_hint) for table in tables))
+        walked, extras = await asyncio.gather(
+            asyncio.gather(*(self._walk_table(table, stale, interfaces_hint) for table in tables)),
+            self._extras(stale, mikrotik),
+        )
         got = {table.label: walk for table, walk in zip(tables, walked, strict=True)}
         if_walk, ifx_walk = got["ifTable"], got["ifXTable"]
         if _lacks_64bit_counters(if_walk, ifx_walk):
@@ -343,7 +511,52 @@ class SnmpCollector:
         if scalars or got["hrProcessorTable"] or got["hrStorageTable"]:
             system = _system_info(scalars, got)
         interfaces = _interfaces(if_walk, ifx_walk, got.get("ifTable counters"))
-        return {"ok": True, "system": system, "interfaces": interfaces, "stale": stale}
+        sensors = None
+        if mikrotik and "health" not in stale:
+            sensors = _sensors(got.get("mtxrGaugeTable"), {**scalars, **extras.health})
+        ports = _PortNames.of(interfaces, if_walk)
+        lldp, bgp, ospf = (extras.walks.get(opt.walk.family) for opt in _OPTIONALS)
+        return {
+            "ok": True,
+            "system": system,
+            "interfaces": interfaces,
+            "sensors": sensors,
+            "neighbors": _lldp_neighbors(lldp, ports) if lldp is not None else None,
+            "bgp": _bgp_sessions(bgp) if bgp is not None else None,
+            "ospf": _ospf_neighbors(ospf, ports) if ospf is not None else None,
+            "stale": stale,
+        }
+
+    async def _extras(self, stale: dict[str, str], mikrotik: bool) -> _Extras:
+        """Probe for the optional families (and MikroTik health scalars), then walk what is there."""
+        # A GETNEXT from the object (no ".0") returns the scalar if the board has it.
+        health = [h.oid[:-1] for h in _PROBED_HEALTH] if mikrotik else []
+        roots = [oid for opt in _OPTIONALS for oid in (opt.mib, opt.table)]
+        try:
+            found = await self._probe([*roots, *health])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = self._scrub(exc.message if isinstance(exc, _SnmpFailure) else f"{type(exc).__name__}: {exc}")
+            for family in [opt.walk.family for opt in _OPTIONALS] + (["health"] if mikrotik else []):
+                _add_stale(stale, family, f"probe: {reason}")
+            return _Extras()
+        extras = _Extras()
+        for h in _PROBED_HEALTH if mikrotik else ():
+            oid, value = found.get(h.oid[:-1], ((), None))
+            if oid == h.oid:  # the GETNEXT landed on the scalar itself, not on whatever follows
+                extras.health[h.oid] = value
+        walks = await asyncio.gather(*(self._optional(opt, found, stale) for opt in _OPTIONALS))
+        extras.walks = {opt.walk.family: walk for opt, walk in zip(_OPTIONALS, walks, strict=True)}
+        return extras
+
+    async def _optional(self, opt: _Optional, found: dict[Oid, tuple[Oid, Any]], stale: dict[str, str]) -> _Walk | None:
+        """Walk one optional family if the probe saw a row; None if the MIB is absent or the walk failed."""
+        if not _under(found.get(opt.table), opt.table):
+            return _Walk.empty(opt.walk) if _under(found.get(opt.mib), opt.mib) else None
+        walk = await self._walk_table(opt.walk, stale, None)
+        # A refused column leaves a partial family (neighbours without names...): report none.
+        return None if opt.walk.family in stale else walk
 
     async def _walk_table(self, table: _Table, stale: dict[str, str], interfaces: int | None) -> _Walk | None:
         """Walk one table; a failure marks its family stale instead of failing the poll."""
@@ -412,6 +625,25 @@ class SnmpCollector:
                     values[tuple(name)] = value
             break
         return values
+
+    async def _probe(self, oids: list[Oid]) -> dict[Oid, tuple[Oid, Any]]:
+        """One GETNEXT for all ``oids``: requested OID -> (next OID, its value); nothing past the MIB's end."""
+        engine, transport = await self._session()
+        pending = list(oids)
+        while pending:
+            reply = await next_cmd(engine, self._auth, transport, self._context, *_request(pending), lookupMib=False)
+            refused = self._check(*reply[:3], len(pending))
+            if refused is None:
+                return {
+                    oid: (tuple(name), value)
+                    for oid, (name, value) in zip(pending, reply[3], strict=False)
+                    if not isinstance(value, _EXCEPTION_VALUES)
+                }
+            if self.target.version != "1" or refused.status != _NO_SUCH_NAME:
+                raise _SnmpFailure("protocol", f"agent refused {_dotted(pending[refused.position])} ({refused.status})")
+            # SNMPv1's end of MIB: nothing follows that OID, ask again without it.
+            del pending[refused.position]
+        return {}
 
     async def _walk(self, columns: dict[str, Oid], expected_rows: int | None = None) -> _Walk:
         """Walk several columns side by side until each leaves its subtree."""
@@ -716,3 +948,248 @@ def _counters(index: Oid, get: _Getter) -> tuple[int, int | None, int | None, in
     rx = _int(get(f"{prefix}in_octets", index))
     tx = _int(get(f"{prefix}out_octets", index))
     return bits, rx, tx, total("in"), total("out")
+
+
+def _under(found: tuple[Oid, Any] | None, prefix: Oid) -> bool:
+    return found is not None and found[0][: len(prefix)] == prefix
+
+
+def _ipv4(value: Any) -> str | None:
+    raw = bytes(value) if isinstance(value, univ.OctetString) else b""
+    return str(ipaddress.IPv4Address(raw)) if len(raw) == 4 else None
+
+
+# -- health sensors -----------------------------------------------------------
+
+
+def _sensors(gauge_walk: _Walk | None, scalars: dict[Oid, Any]) -> tuple[HealthSensor, ...]:
+    """mtxrGaugeTable rows, then the classic scalars for names the table does not have.
+
+    Boards with both report the same reading twice (mtxrHlVoltage and the gauge
+    "voltage"): one sensor per name, the table's, since it names its own sensors.
+    """
+    sensors = {sensor.name: sensor for sensor in _gauge_sensors(gauge_walk)}
+    for scalar in _HEALTH_SCALARS:
+        value = _int(scalars.get(scalar.oid))
+        if value is not None and scalar.name not in sensors:
+            sensors[scalar.name] = _scalar_sensor(scalar, value)
+    return tuple(sensors.values())
+
+
+def _gauge_sensors(walk: _Walk | None) -> list[HealthSensor]:
+    if walk is None:
+        return []
+    cols = walk.columns
+    out = []
+    for index in sorted(cols["name"]):
+        name, value, unit = _text(cols["name"][index]), _int(cols["value"].get(index)), _int(cols["unit"].get(index))
+        if name and value is not None:
+            out.append(_gauge_sensor(name, value, unit))
+    return out
+
+
+def _gauge_sensor(name: str, value: int, unit: int | None) -> HealthSensor:
+    if unit == _GAUGE_STATUS:
+        return HealthSensor(name, None, None, _GAUGE_STATES.get(value, str(value)))
+    if unit not in _GAUGE_UNITS:
+        return HealthSensor(name, float(value))  # a unit newer than this code: the raw number
+    symbol, divisor = _GAUGE_UNITS[unit]
+    if unit == _GAUGE_CELSIUS and value >= 2**31:
+        # mtxrGaugeValue is an unsigned Gauge32: a sub-zero reading can only arrive as two's complement.
+        value -= 2**32
+    return HealthSensor(name, value / divisor, symbol)
+
+
+def _scalar_sensor(scalar: _HealthScalar, value: int) -> HealthSensor:
+    if scalar.unit is None:
+        return HealthSensor(scalar.name, None, None, "ok" if value == 1 else "fail")
+    return HealthSensor(scalar.name, value / scalar.divisor, scalar.unit)
+
+
+# -- LLDP neighbours ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PortNames:
+    """The device's interfaces by ifIndex and by every label (ifName, ifDescr) LLDP may use."""
+
+    by_index: dict[int, str]
+    by_label: dict[str, str]
+
+    @classmethod
+    def of(cls, interfaces: tuple[InterfaceStat, ...], if_walk: _Walk | None) -> _PortNames:
+        by_index = {itf.ifindex: itf.name for itf in interfaces if itf.ifindex is not None}
+        by_label = {name: name for name in by_index.values()}
+        for index, descr in (if_walk.columns["descr"] if if_walk else {}).items():
+            label = _text(descr)
+            if label and len(index) == 1 and index[0] in by_index:
+                by_label.setdefault(label, by_index[index[0]])
+        return cls(by_index, by_label)
+
+
+def _lldp_neighbors(walk: _Walk, ports: _PortNames) -> tuple[Neighbor, ...]:
+    cols = walk.columns
+    addresses = _lldp_addresses(cols)
+    rows = sorted({index for name in _LLDP_REM_COLUMNS for index in cols[name]})
+    found = (_lldp_neighbor(index, cols, addresses.get(index, []), ports) for index in rows)
+    # Agents list one neighbour more than once (RouterOS 6 does, per bridge port and VLAN):
+    # identical rows carry nothing new.
+    return tuple(dict.fromkeys(n for n in found if n is not None))
+
+
+_LLDP_REM_COLUMNS = ("chassis_id", "port_id", "port_desc", "sys_name", "sys_desc")
+
+
+def _lldp_neighbor(
+    index: Oid, cols: dict[str, dict[Oid, Any]], addresses: list[str], ports: _PortNames
+) -> Neighbor | None:
+    def get(column: str) -> Any:
+        return cols[column].get(index)
+
+    mac = _chassis_mac(_int(get("chassis_subtype")), get("chassis_id"))
+    identity = _lldp_text(get("sys_name"))
+    remote_port = _remote_port(_int(get("port_subtype")), get("port_id"), _lldp_text(get("port_desc")))
+    address = next((a for a in addresses if ipaddress.ip_address(a).version == 4), next(iter(addresses), None))
+    if not (mac or identity or remote_port or address):
+        return None  # rows of nothing (all empty, null MAC) are seen on RouterOS 6
+    # lldpRemTable is indexed (time mark, local port, index). RouterOS 6 uses a single
+    # index and RouterOS 7.1 reports port 0: then the local port is unknown ("").
+    port = index[1] if len(index) == 3 else 0
+    return Neighbor(
+        local_interface=_local_port(port, cols, ports),
+        remote_identity=identity,
+        remote_interface=remote_port,
+        remote_address=address,
+        remote_mac=mac,
+        platform=_lldp_text(get("sys_desc")),
+        protocol="lldp",
+    )
+
+
+def _local_port(port: int, cols: dict[str, dict[Oid, Any]], ports: _PortNames) -> str:
+    """Our name for LLDP port ``port``: lldpLocPortTable where it names an interface, else the ifIndex.
+
+    LLDP-MIB port numbers need not be ifIndexes (they are on RouterOS and most
+    agents); an id or description naming a known interface is the surer match.
+    """
+    if port <= 0:
+        return ""
+    subtype = _int(cols["loc_subtype"].get((port,)))
+    labels: list[str | None] = [_lldp_text(cols["loc_desc"].get((port,)))]
+    if subtype in _PORT_NAMING_SUBTYPES:
+        labels.insert(0, _lldp_text(cols["loc_id"].get((port,))))
+    for label in labels:
+        if label and label in ports.by_label:
+            return ports.by_label[label]
+    return ports.by_index.get(port) or next((label for label in labels if label), "")
+
+
+def _lldp_text(value: Any) -> str | None:
+    """A display string as agents really send it: cut at a NUL, first line only."""
+    lines = (_text(value) or "").split("\x00", 1)[0].strip().splitlines()
+    return (lines[0].strip() or None) if lines else None
+
+
+def _chassis_mac(subtype: int | None, value: Any) -> str | None:
+    if subtype not in (None, _CHASSIS_MAC):
+        return None
+    return _any_mac(value)
+
+
+def _any_mac(value: Any) -> str | None:
+    """A MAC sent as 6 bytes or, as RouterOS does, as its text; None for the null MAC."""
+    raw = bytes(value) if isinstance(value, univ.OctetString) else b""
+    if len(raw) != 6:
+        text = raw.decode("ascii", errors="replace").strip()
+        raw = bytes.fromhex(re.sub("[:-]", "", text)) if _MAC_TEXT.fullmatch(text) else b""
+    return ":".join(f"{b:02X}" for b in raw) if any(raw) else None
+
+
+def _remote_port(subtype: int | None, port_id: Any, desc: str | None) -> str | None:
+    # An interfaceName id is what the neighbour calls its port (RouterOS: "ether1");
+    # other subtypes (Cisco "local" Gi1/0/1, MACs) read better from the description.
+    text = _lldp_text(port_id)
+    if subtype == _PORT_INTERFACE_NAME and text:
+        return text
+    if desc:
+        return desc
+    if subtype == _PORT_MAC:
+        return _any_mac(port_id)
+    return text
+
+
+def _lldp_addresses(cols: dict[str, dict[Oid, Any]]) -> dict[Oid, list[str]]:
+    """Management addresses per lldpRemTable index, in both layouts agents use."""
+    out: dict[Oid, list[str]] = {}
+    for index, value in cols["man_addr"].items():  # RouterOS: readable index columns
+        address = _man_address(_int(cols["man_subtype"].get(index)), value)
+        if address and len(index) == 3:
+            out.setdefault(index, []).append(address)
+    for index in cols["man_if_subtype"]:  # LLDP-MIB: (..., subtype, length, address octets)
+        if len(index) > 5 and index[4] == len(index) - 5:
+            address = _man_address(index[3], univ.OctetString(bytes(index[5:])))
+            if address:
+                out.setdefault(index[:3], []).append(address)
+    return out
+
+
+def _man_address(subtype: int | None, value: Any) -> str | None:
+    raw = bytes(value) if isinstance(value, univ.OctetString) else b""
+    if subtype == _ADDRESS_IPV4 and len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    if subtype == _ADDRESS_IPV6 and len(raw) == 16:
+        return str(ipaddress.IPv6Address(raw))
+    try:  # RouterOS sends the address as text ("169.254.9.11")
+        return str(ipaddress.ip_address(raw.decode("ascii").strip()))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+# -- BGP and OSPF ---------------------------------------------------------------
+
+
+def _bgp_sessions(walk: _Walk) -> tuple[BgpSession, ...]:
+    cols = walk.columns
+    local_as = next((v for v in map(_int, cols["local_as"].values()) if v), None)  # 0: BGP not running
+    peers = sorted({index for name in ("state", "admin", "remote_as") for index in cols[name]})
+    return tuple(_bgp_session(index, cols, local_as) for index in peers if len(index) == 4)
+
+
+def _bgp_session(index: Oid, cols: dict[str, dict[Oid, Any]], local_as: int | None) -> BgpSession:
+    state = _int(cols["state"].get(index))
+    established = state == _BGP_ESTABLISHED
+    uptime = _int(cols["established_time"].get(index))
+    address = _dotted(index)  # bgpPeerRemoteAddr is the index
+    return BgpSession(
+        # BGP4-MIB has no peer names (only RouterOS has them, over its API): the address names the peer.
+        name=address,
+        remote_address=address,
+        remote_as=_int(cols["remote_as"].get(index)),
+        state=_BGP_STATES.get(state, "unknown") if state is not None else "unknown",
+        established=established,
+        local_as=local_as,
+        # bgpPeerFsmEstablishedTime counts since the last change either way: an uptime only while up.
+        uptime_s=float(uptime) if established and uptime is not None else None,
+        prefixes=None,  # BGP4-MIB counts update messages, not prefixes
+        disabled=_int(cols["admin"].get(index)) == _BGP_ADMIN_STOP,
+    )
+
+
+def _ospf_neighbors(walk: _Walk, ports: _PortNames) -> tuple[OspfNeighbor, ...]:
+    cols = walk.columns
+    rows = sorted({index for name in cols for index in cols[name]})
+    return tuple(_ospf_neighbor(index, cols, ports) for index in rows if len(index) == 5)
+
+
+def _ospf_neighbor(index: Oid, cols: dict[str, dict[Oid, Any]], ports: _PortNames) -> OspfNeighbor:
+    # Indexed (ospfNbrIpAddr, ospfNbrAddressLessIndex); the latter is an ifIndex for
+    # unnumbered links and 0 otherwise, where OSPF-MIB names no interface.
+    address, addressless = _dotted(index[:4]), index[4]
+    state = _int(cols["state"].get(index))
+    return OspfNeighbor(
+        router_id=_ipv4(cols["router_id"].get(index)) or address,
+        address=None if addressless else address,
+        interface=ports.by_index.get(addressless) if addressless else None,
+        state=_OSPF_STATES.get(state, "unknown") if state is not None else "unknown",
+        full=state == _OSPF_FULL,
+    )

@@ -10,7 +10,11 @@ protocol states move with the scenario.
 Supported: plain login (6.43+) and the older MD5 challenge login, ``print``
 with ``.proplist``, ``?`` queries (equality, presence, ``<``/``>`` and the
 ``?#`` stack operations), ``count-only``, ``.tag``, ``!empty`` on empty v7
-prints, ``/cancel`` and ``/quit``. While the router is not answering (powered
+prints, ``/cancel`` and ``/quit``. ``/ping`` and ``/interface/ethernet/monitor``
+(without ``once``) run beside other commands on the same connection, as on a
+real router: ping sends one ``!re`` per echo, ``interval`` apart, each echo
+answered by the lab model (``RouterHandle.ping``), until ``count`` is reached
+or ``/cancel`` stops it with ``!trap`` "interrupted". While the router is not answering (powered
 off or cut off) the server is a black hole: it accepts and reads but never
 replies, which is what a poller sees across a dead path. ``Misbehaviour``
 adds the faults a collector must survive: slow replies, connections dropped
@@ -21,13 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
+import re
 import secrets
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ispvm_tui.lab.routeros_menus import count_menu, render_menu
+from ispvm_tui.lab.routeros_menus import count_menu, ethernet_monitor, ping_row, render_menu
 from ispvm_tui.lab.sim import RouterHandle, SimDevice
 
 _LOG = logging.getLogger(__name__)
@@ -39,6 +46,11 @@ _WRITE_VERBS = frozenset({"add", "set", "unset", "remove", "enable", "disable", 
 _BUSY_MESSAGE = "action timed out - try again, if error continues contact MikroTik support and send a supout file (13)"
 _BAD_LOGIN = "invalid user name or password (6)"
 _BOOL = {"true": True, "yes": True, "false": False, "no": False}
+_INTERRUPTED = "interrupted"  # what a command stopped by /cancel ends with (category 2)
+_MONITOR = "/interface/ethernet/monitor"
+_MONITOR_PERIOD_S = 1.0  # a monitor without ``once`` repeats every second, like RouterOS
+_PING_INTERVAL = (0.01, 5.0)  # RouterOS accepts 10ms..5s
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|us|s)?$")
 
 
 @dataclass
@@ -248,6 +260,23 @@ class _Conn:
     challenge: bytes | None = None
     sent: int = 0  # reply sentences after login, for Misbehaviour.drop_after_sentences
     closing: bool = False
+    streams: dict[str | None, _Stream] = field(default_factory=dict)  # running commands by .tag
+
+
+@dataclass
+class _Stream:
+    """A command that keeps answering (ping, monitor) until it ends or is cancelled."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class _PingArgs:
+    address: str
+    count: int | None  # None: until /cancel
+    interval: float
+    size: int
 
 
 @dataclass
@@ -316,13 +345,14 @@ class RouterOSApiServer:
             self._tasks.add(task)
         self._writers.add(writer)
         peer = writer.get_extra_info("peername")
+        conn = _Conn(writer)
         try:
             if not self.router.answering():
                 await self._swallow(reader)
                 return
             if self._ssl is not None:
                 await writer.start_tls(self._ssl)
-            await self._session(reader, _Conn(writer))
+            await self._session(reader, conn)
         except asyncio.CancelledError:
             pass  # server stopping; the finally block closes the socket
         except (asyncio.IncompleteReadError, ConnectionError, WireError, ssl.SSLError, OSError) as exc:
@@ -330,6 +360,9 @@ class RouterOSApiServer:
         except Exception:
             _LOG.debug("%s: client %s failed", self.router.name, peer, exc_info=True)
         finally:
+            for stream in list(conn.streams.values()):
+                if stream.task is not None:
+                    stream.task.cancel()  # the client is gone: nobody to tell
             self._writers.discard(writer)
             if task is not None:
                 self._tasks.discard(task)
@@ -354,12 +387,23 @@ class RouterOSApiServer:
         delay = self.misbehaviour.reply_delay_s
         if delay > 0:
             await asyncio.sleep(delay)
-        reply = self._reply(conn, req)
+        if conn.logged_in and req.command == "/cancel":
+            await self._cancel(conn, req.attrs.get("tag"))
+            reply = _Reply([["!done"]])
+        elif conn.logged_in and _is_stream(req):
+            started = self._start_stream(conn, req)
+            if started is None:
+                return  # the stream answers on its own
+            reply = started
+        else:
+            reply = self._reply(conn, req)
         await self._send(conn, reply, req.tag)
         if reply.close:
             conn.closing = True
 
     async def _send(self, conn: _Conn, reply: _Reply, tag: str | None) -> None:
+        if conn.writer.is_closing():
+            return  # dropped by a misbehaviour knob or by the client; a stream may still be running
         limit = self.misbehaviour.drop_after_sentences
         for i, words in enumerate(reply.sentences):
             if reply.counted and limit is not None and conn.sent >= limit:
@@ -382,12 +426,12 @@ class RouterOSApiServer:
             return _Reply(self._login(conn, req), counted=False)
         if not conn.logged_in:
             return _Reply(_trap("not logged in"), counted=False)
-        if cmd == "/cancel":
-            return _Reply([["!done"]])  # every command here has already completed
         device = self.router.state()
         menu, _, verb = cmd.rpartition("/")
         if verb in _PRINT_VERBS:
             return self._print(device, menu or "/", req)
+        if cmd == _MONITOR:
+            return self._monitor_once(device, req)
         if count_menu(device, menu, self.router.now()) is None:
             return _Reply(_trap("no such command prefix", 0))
         if verb in _WRITE_VERBS:
@@ -444,3 +488,147 @@ class RouterOSApiServer:
         sentences.append(["!done"])
         return sentences
 
+    # ---- commands that keep answering --------------------------------------------
+
+    def _start_stream(self, conn: _Conn, req: _Request) -> _Reply | None:
+        """Start ``/ping`` or a repeating monitor as its own task; a reply when it fails at once."""
+        mis = self.misbehaviour
+        if req.command in mis.trap_paths:
+            return _Reply(_trap(_BUSY_MESSAGE))
+        device = self.router.state()
+        body: Callable[[_Stream], Awaitable[None]]
+        if req.command == "/ping":
+            args = _ping_args(req.attrs)
+            if isinstance(args, str):
+                return _Reply(_trap(args))
+            body = lambda stream: self._ping(conn, req, stream, args)  # noqa: E731
+        else:
+            if ethernet_monitor(device, req.attrs.get("numbers", "")) is None:
+                return _Reply(_trap("no such item"))
+            body = lambda stream: self._monitor(conn, req, stream)  # noqa: E731
+        stream = _Stream()
+        conn.streams[req.tag] = stream
+        stream.task = asyncio.create_task(self._run_stream(conn, req, stream, body))
+        self._tasks.add(stream.task)
+        stream.task.add_done_callback(self._tasks.discard)
+        return None
+
+    async def _run_stream(self, conn: _Conn, req: _Request, stream: _Stream,
+                          body: Callable[[_Stream], Awaitable[None]]) -> None:
+        try:
+            await body(stream)
+            if stream.stop.is_set():
+                await self._send(conn, _Reply(_trap(_INTERRUPTED, 2)), req.tag)
+            elif self.router.answering():
+                await self._send(conn, _Reply([["!done"]]), req.tag)
+        except (ConnectionError, OSError) as exc:
+            _LOG.debug("%s: %s stopped: %s", self.router.name, req.command, exc)
+        finally:
+            if conn.streams.get(req.tag) is stream:
+                del conn.streams[req.tag]
+
+    async def _cancel(self, conn: _Conn, tag: str | None) -> None:
+        """``/cancel`` (all) or ``/cancel =tag=N``: the stopped command ends before /cancel's own !done."""
+        streams = list(conn.streams.values()) if tag is None else [s for t, s in conn.streams.items() if t == tag]
+        for stream in streams:
+            stream.stop.set()
+        tasks = [s.task for s in streams if s.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    async def _ping(self, conn: _Conn, req: _Request, stream: _Stream, args: _PingArgs) -> None:
+        """One echo per ``interval``; a reply slower than the interval is reported as a timeout."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        rtts: list[float] = []
+        seq = 0
+        while args.count is None or seq < args.count:
+            if await _pause(stream, start + seq * args.interval - loop.time()):
+                return
+            rtt = self.router.ping(args.address)
+            answered = rtt is not None and rtt / 1000 < args.interval
+            if await _pause(stream, rtt / 1000 if answered and rtt is not None else args.interval):
+                return
+            if answered and rtt is not None:
+                rtts.append(rtt)
+            row = ping_row(self.router.device, seq, args.address, args.size, rtt if answered else None, rtts)
+            if self.router.answering():  # across a dead path the row is lost
+                garbage = seq == 0 and req.command in self.misbehaviour.garbage_paths
+                await self._send(conn, _Reply([["!re", *_row_words(row, _proplist(req))]], garbage=garbage), req.tag)
+            seq += 1
+
+    async def _monitor(self, conn: _Conn, req: _Request, stream: _Stream) -> None:
+        while True:
+            rows = ethernet_monitor(self.router.state(), req.attrs.get("numbers", "")) or []
+            if self.router.answering():
+                sentences = [["!re", *_row_words(row, _proplist(req))] for row in rows]
+                await self._send(conn, _Reply(sentences), req.tag)
+            if await _pause(stream, _MONITOR_PERIOD_S):
+                return
+
+    def _monitor_once(self, device: SimDevice, req: _Request) -> _Reply:
+        if _MONITOR in self.misbehaviour.trap_paths:
+            return _Reply(_trap(_BUSY_MESSAGE))
+        rows = ethernet_monitor(device, req.attrs.get("numbers", ""))
+        if rows is None:
+            return _Reply(_trap("no such item"))
+        sentences = [["!re", *_row_words(row, _proplist(req))] for row in rows]
+        return _Reply([*sentences, ["!done"]], garbage=_MONITOR in self.misbehaviour.garbage_paths)
+
+
+def _is_stream(req: _Request) -> bool:
+    return req.command == "/ping" or (req.command == _MONITOR and "once" not in req.attrs)
+
+
+def _proplist(req: _Request) -> list[str] | None:
+    raw = req.attrs.get(".proplist")
+    return [p for p in raw.split(",") if p] if raw is not None else None
+
+
+async def _pause(stream: _Stream, seconds: float) -> bool:
+    """Sleep, waking early for /cancel; True when cancelled."""
+    if stream.stop.is_set():
+        return True
+    try:
+        await asyncio.wait_for(stream.stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        return False
+    return True
+
+
+def _seconds(text: str) -> float | None:
+    """RouterOS time values: ``200ms``, ``1s``, ``0.5`` (seconds) or ``00:00:01``."""
+    if ":" in text:
+        try:
+            total = 0.0
+            for part in text.split(":"):
+                total = total * 60 + float(part)
+        except ValueError:
+            return None
+        return total
+    m = _DURATION.match(text.strip())
+    if m is None:
+        return None
+    scale = {"ms": 0.001, "us": 0.000001}.get(m.group(2) or "s", 1.0)
+    return float(m.group(1)) * scale
+
+
+def _ping_args(attrs: dict[str, str]) -> _PingArgs | str:
+    """Arguments of ``/ping``, or the message RouterOS traps with."""
+    address = attrs.get("address", "")
+    if not address:
+        return "missing value(s) of argument(s) address"
+    try:
+        ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return "invalid value for argument address"  # no DNS in the lab
+    count = _as_int(attrs["count"]) if "count" in attrs else None
+    if "count" in attrs and (count is None or count < 1):
+        return "invalid value for argument count"
+    interval = _seconds(attrs.get("interval", "1s"))
+    if interval is None or not _PING_INTERVAL[0] <= interval <= _PING_INTERVAL[1]:
+        return "value of interval out of range (00:00:00.010..00:00:05)"
+    size = _as_int(attrs.get("size", "56"))
+    if size is None or not 14 <= size <= 65535:
+        return "value of size out of range (14..65535)"
+    return _PingArgs(address=address, count=count, interval=interval, size=size)

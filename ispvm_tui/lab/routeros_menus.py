@@ -17,7 +17,14 @@ Deliberate realities a collector has to cope with:
   trying or up (not for idle or disabled connections) and carry no FSM state
   word, only the ``established`` flag;
 * OSPF neighbours whose dead timer expired (``Down``) are gone from the
-  neighbour table instead of being listed as down.
+  neighbour table instead of being listed as down;
+* ``/system/health`` is one row of attributes on v6, one row per sensor on v7,
+  and empty on CHR/x86;
+* ``/interface/ethernet`` ``speed`` is the forced-mode setting (``1Gbps``, or
+  ``1G-baseT-full`` since 7.12); the negotiated rate is only in ``monitor``.
+
+``ping_row`` and ``ethernet_monitor`` render the rows of those two commands;
+the server decides when to send them.
 """
 
 from __future__ import annotations
@@ -176,14 +183,33 @@ def _routerboard(device: SimDevice, now: float) -> list[Row]:
 
 
 def _health(device: SimDevice, now: float) -> list[Row]:
+    if device.board in _NON_ROUTERBOARD:
+        return []  # CHR and x86 have no sensors: the menu exists and is empty
     if device.ros_major >= 7:
-        # v7: one row per sensor, like the CCR2004 fixture.
-        return [
-            {".id": "*D", "name": "voltage", "value": _num(device.voltage_v), "type": "V"},
-            {".id": "*E", "name": "temperature", "value": _num(device.temperature_c), "type": "C"},
-        ]
-    # v6: one row with a property per sensor.
-    return [{"voltage": _num(device.voltage_v), "temperature": _num(device.temperature_c)}]
+        return _health_v7(device)
+    return [_health_v6(device)]
+
+
+def _health_v7(device: SimDevice) -> list[Row]:
+    """v7: one row per sensor with name/value/type, like the CCR2004 fixture (states have an empty type)."""
+    rows = [
+        {".id": "*D", "name": "voltage", "value": _num(device.voltage_v), "type": "V"},
+        {".id": "*E", "name": "temperature", "value": _num(device.temperature_c), "type": "C"},
+    ]
+    for i, sensor in enumerate(device.sensors):
+        value = sensor.state if sensor.value is None else _num(sensor.value)
+        rows.append({".id": _star(0x1B59 + i), "name": sensor.name, "value": value, "type": sensor.unit})
+    return rows
+
+
+def _health_v6(device: SimDevice) -> Row:
+    """v6: one row, one attribute per sensor (values without units), fan settings beside the readings."""
+    row: Row = {"voltage": _num(device.voltage_v), "temperature": _num(device.temperature_c)}
+    if any(s.name.startswith("fan") for s in device.sensors):
+        row.update({"fan-mode": "auto", "use-fan": "main", "active-fan": "main"})
+    for sensor in device.sensors:
+        row[sensor.name] = sensor.state if sensor.value is None else _num(sensor.value)
+    return row
 
 
 # ---- /interface, /ip ------------------------------------------------------------
@@ -227,6 +253,78 @@ def _interface_row(device: SimDevice, itf: SimInterface) -> Row:
 def _interfaces(device: SimDevice, now: float) -> list[Row]:
     ordered = sorted(device.interfaces.values(), key=lambda i: i.ifindex)
     return [_interface_row(device, itf) for itf in ordered]
+
+
+_ADVERTISE_OLD = "10M-half,10M-full,100M-half,100M-full,1000M-half,1000M-full"
+_ADVERTISE_V712 = "10M-baseT-half,10M-baseT-full,100M-baseT-half,100M-baseT-full,1G-baseT-half,1G-baseT-full"
+
+
+def _rate(bps: int) -> str:
+    """Link rate as ``monitor`` prints it: 10Mbps, 100Mbps, 1Gbps, 2.5Gbps, 10Gbps."""
+    if bps >= 1_000_000_000:
+        return f"{bps / 1e9:g}Gbps"
+    return f"{bps / 1e6:g}Mbps"
+
+
+def _link_mode(itf: SimInterface) -> str:
+    """7.12+ link-mode words (``1G-baseT-full``, ``10G-baseSR-LR``) for the ``speed`` setting."""
+    bps = itf.speed_bps
+    size = f"{bps / 1e9:g}G" if bps >= 1_000_000_000 else f"{bps / 1e6:g}M"
+    if itf.name.startswith(("sfp", "qsfp")):
+        return f"{size}-baseSR-LR" if bps >= 10_000_000_000 else f"{size}-baseX"
+    return f"{size}-baseT-full" if bps <= 1_000_000_000 else f"{size}-baseT"
+
+
+def _new_link_modes(device: SimDevice) -> bool:
+    return _version_tuple(device.version) >= (7, 12)
+
+
+def _ethernet_row(device: SimDevice, itf: SimInterface) -> Row:
+    # ``speed`` is the forced-mode setting (used with auto-negotiation=no); the
+    # negotiated rate only shows in ``monitor``.
+    new_modes = _new_link_modes(device)
+    row: Row = {
+        ".id": _star(itf.ifindex), "name": itf.name, "default-name": itf.name,
+        "mtu": str(itf.mtu), "l2mtu": "1592", "mac-address": itf.mac, "orig-mac-address": itf.mac,
+        "arp": "enabled", "arp-timeout": "auto", "loop-protect": "default",
+        "auto-negotiation": "true",
+        "advertise": _ADVERTISE_V712 if new_modes else _ADVERTISE_OLD,
+        "speed": _link_mode(itf) if new_modes else _rate(itf.speed_bps),
+        "full-duplex": "true", "tx-flow-control": "off", "rx-flow-control": "off",
+        "bandwidth": "unlimited/unlimited",
+        "running": _flag(itf.running and not itf.disabled), "slave": "false", "disabled": _flag(itf.disabled),
+    }
+    if itf.comment:
+        row["comment"] = itf.comment
+    return row
+
+
+def _ethernet(device: SimDevice, now: float) -> list[Row]:
+    ordered = sorted(device.interfaces.values(), key=lambda i: i.ifindex)
+    return [_ethernet_row(device, itf) for itf in ordered if itf.type == "ether"]
+
+
+def ethernet_monitor(device: SimDevice, numbers: str) -> list[Row] | None:
+    """``/interface/ethernet/monitor numbers=... once``: one row per port; None if an item is unknown."""
+    ports = [i for i in device.interfaces.values() if i.type == "ether"]
+    rows: list[Row] = []
+    for item in (n.strip() for n in numbers.split(",")):
+        itf = next((i for i in ports if item in (i.name, _star(i.ifindex))), None)
+        if itf is None:
+            return None
+        rows.append(_monitor_row(device, itf))
+    return rows
+
+
+def _monitor_row(device: SimDevice, itf: SimInterface) -> Row:
+    advertising = _ADVERTISE_V712 if _new_link_modes(device) else _ADVERTISE_OLD
+    if not itf.running or itf.disabled:
+        return {"name": itf.name, "status": "no-link", "auto-negotiation": "incomplete", "advertising": advertising}
+    return {
+        "name": itf.name, "status": "link-ok", "auto-negotiation": "done", "rate": _rate(itf.speed_bps),
+        "full-duplex": "true", "tx-flow-control": "false", "rx-flow-control": "false",
+        "advertising": advertising, "link-partner-advertising": advertising,
+    }
 
 
 def _address_row(device: SimDevice, index: int, addr: SimAddress) -> Row:
@@ -586,12 +684,48 @@ def _ospf_neighbors(device: SimDevice, now: float) -> list[Row]:
     return [render(device, i, nb, now) for i, nb in enumerate(live)]
 
 
+# ---- /ping ----------------------------------------------------------------------
+
+
+def _rtt(device: SimDevice, ms: float) -> str:
+    """v7 prints ``9ms445us`` (zero parts left out); v6 whole milliseconds (``0ms`` on loopback)."""
+    if device.ros_major < 7:
+        return f"{int(ms)}ms"
+    total_us = round(ms * 1000)
+    whole_ms, us = divmod(total_us, 1000)
+    text = (f"{whole_ms}ms" if whole_ms else "") + (f"{us}us" if us else "")
+    return text or "0ms"
+
+
+def ping_row(device: SimDevice, seq: int, host: str, size: int, rtt_ms: float | None, rtts: list[float]) -> Row:
+    """One ``/ping`` echo row: the echo itself, then running totals (``rtts`` = every reply so far)."""
+    sent = seq + 1
+    row: Row = {"seq": str(seq), "host": host}
+    if rtt_ms is None:
+        row["status"] = "timeout"
+    else:
+        row.update({"size": str(size), "ttl": "64", "time": _rtt(device, rtt_ms)})
+    row.update({
+        "sent": str(sent),
+        "received": str(len(rtts)),
+        "packet-loss": str(100 * (sent - len(rtts)) // sent),
+    })
+    if rtts:
+        row.update({
+            "min-rtt": _rtt(device, min(rtts)),
+            "avg-rtt": _rtt(device, sum(rtts) / len(rtts)),
+            "max-rtt": _rtt(device, max(rtts)),
+        })
+    return row
+
+
 _MENUS: dict[str, Renderer] = {
     "/system/identity": _identity,
     "/system/resource": _resource,
     "/system/routerboard": _routerboard,
     "/system/health": _health,
     "/interface": _interfaces,
+    "/interface/ethernet": _ethernet,
     "/ip/address": _addresses,
     "/ip/neighbor": _neighbors,
     "/ip/route": _routes,

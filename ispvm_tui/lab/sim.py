@@ -76,6 +76,27 @@ class SimNeighbor:
 
 
 @dataclass
+class SimSensor:
+    """One /system/health reading beyond the board temperature and supply voltage."""
+
+    name: str  # RouterOS sensor name: "fan1-speed", "psu1-state", "cpu-temperature", "power-consumption"
+    value: float | None = None  # None for state-only sensors
+    unit: str = ""  # v7 ``type``: "C", "V", "A", "W", "RPM"; empty for states
+    state: str = ""  # "ok" / "fail" for PSU states
+
+
+def default_sensors() -> list[SimSensor]:
+    """What a dual-PSU CCR reports: a CPU sensor, two fans and two power supplies."""
+    return [
+        SimSensor("cpu-temperature", 52.0, "C"),
+        SimSensor("fan1-speed", 5880, "RPM"),
+        SimSensor("fan2-speed", 5940, "RPM"),
+        SimSensor("psu1-state", state="ok"),
+        SimSensor("psu2-state", state="ok"),
+    ]
+
+
+@dataclass
 class SimDevice:
     name: str
     address: str  # management address on loopback, e.g. 127.77.0.2
@@ -97,6 +118,8 @@ class SimDevice:
     ospf_neighbors: list[SimOspfNeighbor] = field(default_factory=list)
     neighbors: list[SimNeighbor] = field(default_factory=list)
     route_count: int = 12
+    # extra health sensors (CHR/x86 boards report none, whatever is listed here)
+    sensors: list[SimSensor] = field(default_factory=default_sensors)
     # config sections as RouterOS export text, keyed by section ("bgp", "ospf", "interfaces", ...)
     config: dict[str, str] = field(default_factory=dict)
 

@@ -34,7 +34,7 @@ from pysnmp.proto.rfc1902 import Counter64, ObjectName
 from pysnmp.proto.rfc1905 import endOfMibView, noSuchInstance, noSuchObject
 
 from ispvm_tui.lab.sim import RouterHandle
-from ispvm_tui.lab.snmp_mibs import Oid, render_oids
+from ispvm_tui.lab.snmp_mibs import Oid, object_type, render_oids
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ class _View:
     @classmethod
     def build(cls, rows: list[tuple[Oid, Any]]) -> _View:
         oids = [oid for oid, _ in rows]
-        # Every rendered object has a one-component instance (".0" or a single index).
-        return cls(oids, [value for _, value in rows], frozenset(oid[:-1] for oid in oids))
+        return cls(oids, [value for _, value in rows], frozenset(object_type(oid) for oid in oids))
 
     def varbind(self, i: int) -> bytes:
         cached = self.encoded.get(i)

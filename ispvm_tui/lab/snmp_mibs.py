@@ -1,11 +1,16 @@
 """The MIB view of one simulated router, shaped like a real RouterOS agent.
 
 Only what a NOC poller reads is rendered: SNMPv2-MIB system, IF-MIB ifTable and
-ifXTable, HOST-RESOURCES-MIB processor load and RAM, and the MIKROTIK-MIB
-health/identity scalars. Column sets, index choices and oddities follow the
-LibreNMS recordings of real RouterOS devices in ``shared/fixtures`` (e.g. the
-loopback is ifType "other", an interface without link reports speed 0, RAM is
-hrStorage row 65536), so the lab and the recordings exercise the same code.
+ifXTable, HOST-RESOURCES-MIB processor load and RAM, the MIKROTIK-MIB
+health/identity objects and the LLDP-MIB neighbour tables. Column sets, index
+choices and oddities follow the LibreNMS recordings of real RouterOS devices in
+``shared/fixtures`` (e.g. the loopback is ifType "other", an interface without
+link reports speed 0, RAM is hrStorage row 65536, LLDP MACs are sent as text),
+so the lab and the recordings exercise the same code.
+
+RouterOS implements neither BGP4-MIB nor OSPF-MIB (MikroTik's list of MIBs has
+neither, and no recording holds them), so the lab's BGP peers and OSPF
+neighbours are only visible through the API, as on real routers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pysnmp.proto.rfc1902 import (
     TimeTicks,
 )
 
-from ispvm_tui.lab.sim import SimDevice, SimInterface
+from ispvm_tui.lab.sim import SimDevice, SimInterface, SimNeighbor, SimSensor
 
 Oid = tuple[int, ...]
 OidRow = tuple[Oid, Any]
@@ -46,6 +51,15 @@ MTXR_GAUGE_ENTRY: Oid = (*MTXR_HEALTH, 100, 1)
 MTXR_LIC_VERSION: Oid = (*MIKROTIK, 1, 4, 4, 0)
 MTXR_SERIAL: Oid = (*MIKROTIK, 1, 7, 3, 0)
 MTXR_BOARD_NAME: Oid = (*MIKROTIK, 1, 7, 9, 0)
+LLDP_MIB: Oid = (1, 0, 8802, 1, 1, 2)
+LLDP_LOC_PORT_ENTRY: Oid = (*LLDP_MIB, 1, 3, 7, 1)
+LLDP_REM_ENTRY: Oid = (*LLDP_MIB, 1, 4, 1, 1)
+LLDP_REM_MAN_ADDR_ENTRY: Oid = (*LLDP_MIB, 1, 4, 2, 1)
+
+# Tables whose instances have more than one sub-identifier, e.g. lldpRemTable's
+# (time mark, local port, index): the agent needs them to tell an unknown
+# instance (noSuchInstance) from an unknown object (noSuchObject).
+_MULTI_INDEX_ENTRIES = (LLDP_REM_ENTRY, LLDP_REM_MAN_ADDR_ENTRY)
 
 # RouterOS reports main memory as hrStorage row 65536 (see the recordings).
 RAM_STORAGE_INDEX = 65536
@@ -86,6 +100,14 @@ def if_type_number(kind: str) -> int:
     return _IF_TYPES.get(kind.lower(), 1)
 
 
+def object_type(oid: Oid) -> Oid:
+    """The object-type OID of a rendered instance ``oid`` (its column or scalar)."""
+    for entry in _MULTI_INDEX_ENTRIES:
+        if oid[: len(entry)] == entry:
+            return oid[: len(entry) + 1]
+    return oid[:-1]
+
+
 def render_oids(device: SimDevice, now: float) -> list[OidRow]:
     """Every managed object of ``device`` at ``now``, sorted by OID."""
     interfaces = sorted(device.interfaces.values(), key=lambda itf: itf.ifindex)
@@ -96,6 +118,7 @@ def render_oids(device: SimDevice, now: float) -> list[OidRow]:
         *_table(IFX_ENTRY, _IFX_COLUMNS, interfaces, device, now),
         *_host_resources(device, now),
         *_mikrotik(device),
+        *_lldp(device),
     ]
     rows.sort(key=lambda row: row[0])
     return rows
@@ -237,11 +260,116 @@ def _mikrotik(device: SimDevice) -> list[OidRow]:
     ]
     if device.ros_major >= 7:
         # v7 adds mtxrBoardName and the gauge table (name, value, unit); there
-        # voltage stays in tenths but temperature is whole degrees (unit 1 = celsius, 3 = volt).
+        # voltage stays in tenths but temperature is whole degrees.
         rows.append((MTXR_BOARD_NAME, _text(device.board)))
-        gauges = ((13, "voltage", voltage, 3), (14, "temperature", round(device.temperature_c), 1))
+        gauges = [(13, "voltage", voltage, _GAUGE_DECIVOLT), (14, "temperature", round(device.temperature_c), 1)]
+        gauges += _sensor_gauges(device.sensors)
         for index, name, value, unit in gauges:
             rows.append(((*MTXR_GAUGE_ENTRY, 2, index), _text(name)))
-            rows.append(((*MTXR_GAUGE_ENTRY, 3, index), Integer32(value)))
+            rows.append(((*MTXR_GAUGE_ENTRY, 3, index), Integer32(value)))  # v7 sends Integer32, not Gauge32
             rows.append(((*MTXR_GAUGE_ENTRY, 4, index), Integer32(unit)))
+    else:
+        rows += _classic_sensors(device.sensors)
+    return rows
+
+
+# mtxrGaugeUnit per /system/health unit: celsius(1), rpm(2), dV(3), dA(4), dW(5), status(6).
+_GAUGE_DECIVOLT = 3
+_GAUGE_STATUS = 6
+_GAUGE_UNITS: dict[str, tuple[int, int]] = {"C": (1, 1), "RPM": (2, 1), "V": (3, 10), "A": (4, 10), "W": (5, 10)}
+# Gauge indexes RouterOS uses for these names (CRS317 recording); others get 8000 + position.
+_GAUGE_INDEXES = {
+    "cpu-temperature": 17,
+    "sfp-temperature": 50,
+    "fan1-speed": 7001,
+    "fan2-speed": 7002,
+    "psu1-state": 7401,
+    "psu2-state": 7402,
+}
+# RouterOS 6 has no gauge table: what it can say goes into the classic scalars,
+# name -> (mtxrHealth.<n>.0, multiplier); BoolValue true(1) for a PSU that is ok.
+_CLASSIC_SCALARS: dict[str, tuple[int, int]] = {
+    "cpu-temperature": (11, 10),
+    "power-consumption": (12, 10),
+    "current": (13, 1000),
+    "psu1-state": (15, 1),
+    "psu2-state": (16, 1),
+    "fan1-speed": (17, 1),
+    "fan2-speed": (18, 1),
+}
+
+
+def _sensor_gauges(sensors: Iterable[SimSensor]) -> list[tuple[int, str, int, int]]:
+    """(index, name, raw value, mtxrGaugeUnit) per extra sensor, as a v7 gauge row."""
+    out = []
+    for position, sensor in enumerate(sensors):
+        index = _GAUGE_INDEXES.get(sensor.name, 8000 + position)
+        if sensor.value is None:
+            out.append((index, sensor.name, 0 if sensor.state == "ok" else 1, _GAUGE_STATUS))
+        elif sensor.unit in _GAUGE_UNITS:
+            unit, scale = _GAUGE_UNITS[sensor.unit]
+            out.append((index, sensor.name, round(sensor.value * scale), unit))
+    return sorted(out)
+
+
+def _classic_sensors(sensors: Iterable[SimSensor]) -> list[OidRow]:
+    rows: list[OidRow] = []
+    for sensor in sensors:
+        if sensor.name not in _CLASSIC_SCALARS:
+            continue  # no v6 object for it: RouterOS 6 shows it only in /system/health
+        number, scale = _CLASSIC_SCALARS[sensor.name]
+        oid = (*MTXR_HEALTH, number, 0)
+        if sensor.value is None:
+            rows.append((oid, Integer32(1 if sensor.state == "ok" else 0)))
+        elif number in (17, 18):
+            rows.append((oid, Gauge32(round(sensor.value))))  # mtxrHlFanSpeed is a Gauge32
+        else:
+            rows.append((oid, Integer32(round(sensor.value * scale))))
+    return rows
+
+
+# -- LLDP-MIB -----------------------------------------------------------------
+# As RouterOS serves it (see the recordings): MACs and management addresses as
+# text, chassis id subtype macAddress(4), port id subtype interfaceName(5), the
+# management address in the two "index" columns readable per lldpRemTable row.
+# RouterOS 7 indexes rows (time mark 0, local ifIndex, n) and lists its ports in
+# lldpLocPortTable by MAC; RouterOS 6 indexes them by n alone, with no local port.
+_CHASSIS_MAC = 4
+_PORT_INTERFACE_NAME = 5
+_ADDRESS_IPV4, _ADDRESS_IPV6 = 1, 2
+
+
+def _lldp(device: SimDevice) -> list[OidRow]:
+    rows: list[OidRow] = []
+    if device.ros_major >= 7:
+        for itf in device.interfaces.values():
+            rows.append(((*LLDP_LOC_PORT_ENTRY, 3, itf.ifindex), _text(itf.mac.upper())))
+    for n, neighbor in enumerate(device.neighbors, start=1):
+        rows += _lldp_neighbor(_lldp_index(device, neighbor, n), neighbor)
+    return rows
+
+
+def _lldp_index(device: SimDevice, neighbor: SimNeighbor, n: int) -> Oid:
+    if device.ros_major < 7:
+        return (n,)
+    local = device.interfaces.get(neighbor.interface)
+    return (0, local.ifindex if local else 0, n)
+
+
+def _lldp_neighbor(index: Oid, neighbor: SimNeighbor) -> list[OidRow]:
+    description = neighbor.platform
+    if neighbor.platform == "MikroTik":
+        description = " ".join(part for part in ("MikroTik RouterOS", neighbor.version, neighbor.board) if part)
+    rows: list[OidRow] = [
+        ((*LLDP_REM_ENTRY, 4, *index), Integer32(_CHASSIS_MAC)),
+        ((*LLDP_REM_ENTRY, 5, *index), _text(neighbor.mac.upper())),
+        ((*LLDP_REM_ENTRY, 6, *index), Integer32(_PORT_INTERFACE_NAME)),
+        ((*LLDP_REM_ENTRY, 7, *index), _text(neighbor.interface_name)),
+        ((*LLDP_REM_ENTRY, 9, *index), _text(neighbor.identity)),
+        ((*LLDP_REM_ENTRY, 10, *index), _text(description)),
+    ]
+    if neighbor.address and len(index) == 3:
+        family = _ADDRESS_IPV6 if ":" in neighbor.address else _ADDRESS_IPV4
+        rows.append(((*LLDP_REM_MAN_ADDR_ENTRY, 1, *index), Integer32(family)))
+        rows.append(((*LLDP_REM_MAN_ADDR_ENTRY, 2, *index), _text(neighbor.address)))
     return rows
