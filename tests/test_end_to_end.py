@@ -165,3 +165,21 @@ def test_router_refusing_login_is_reported_not_fatal(address_base: str) -> None:
             loop.run(lab.stop())
             loop.stop()
             store.close()
+
+
+def test_engine_rolls_up_samples_on_its_schedule(address_base: str, tmp_path) -> None:
+    """Sped up: 5-minute rollups appear while the demo runs (retention.run_every_s from the lab config)."""
+    run = start_demo(load_scenario("core-link-cut"), speed=SPEED, address_base=address_base,
+                     database=tmp_path / "r.duckdb")
+    try:
+        assert _wait(lambda: run.engine.last_maintenance is not None
+                     and run.store.query("SELECT count(*) FROM interface_rollup_5m")[0][0] > 0, 90)
+        row = run.store.query_dicts(
+            "SELECT samples, rx_bps_avg, rx_bps_max, rx_bps_p95 FROM interface_rollup_5m "
+            "WHERE device = 'CORE1' AND interface = 'ether1' ORDER BY bucket LIMIT 1")[0]
+        assert row["samples"] > 0
+        assert row["rx_bps_avg"] <= row["rx_bps_p95"] <= row["rx_bps_max"]
+        health = run.store.query("SELECT count(*) FROM sensor_samples")[0][0]
+        assert health > 0
+    finally:
+        run.stop()

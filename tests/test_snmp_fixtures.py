@@ -1,12 +1,15 @@
-"""The SNMP collector against real MikroTik recordings served by snmpsim.
+"""The SNMP collector against real device recordings served by snmpsim.
 
-Each LibreNMS recording (shared/fixtures/librenms-routeros) comes with the
-results LibreNMS derived from it; what our collector reads must agree, and
-every place where it legitimately differs is spelled out below.
+Each LibreNMS recording (shared/fixtures/librenms-routeros for MikroTik,
+shared/fixtures/librenms-other for an EdgeRouter with BGP and a Cisco switch
+with OSPF) comes with the results LibreNMS derived from it; what our collector
+reads must agree, and every place where it legitimately differs is spelled out
+below.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -25,15 +28,20 @@ from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 from pysnmp.proto import api
 
 from ispvm_tui.clock import SystemClock
-from ispvm_tui.collectors.results import InterfaceStat, PollResult
+from ispvm_tui.collectors.results import HealthSensor, InterfaceStat, Neighbor, PollResult
 from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures" / "librenms-routeros"
+OTHER_FIXTURES = REPO.parent / "shared" / "fixtures" / "librenms-other"
 RESPONDER = Path(sys.executable).parent / "snmpsim-command-responder"
 V3_USER, V3_AUTH_KEY, V3_PRIV_KEY = "ispvm-noc", "auth-key-for-tests", "priv-key-for-tests"
 # A copy of one recording whose second hrProcessorLoad row answers genErr.
 BROKEN_CPU = "routeros_rb750gr3_generr_cpu"
+# A copy of the EdgeRouter recording whose bgpPeerRemoteAs answers genErr.
+BROKEN_BGP = "edgeos_generr_bgp"
+# A copy of rb750gr3 with its management addresses in LLDP-MIB's own layout (see below).
+STANDARD_MAN_ADDR = "routeros_rb750gr3_lldp_man_addr"
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -91,15 +99,40 @@ def _wait_until_answering(proc: subprocess.Popen[bytes], port: int, log: Path, l
     pytest.fail(f"snmpsim did not answer within {limit:.0f} s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
-def _write_broken_recording(data_dir: Path) -> None:
-    source = (FIXTURES / "routeros_rb750gr3.snmprec").read_text()
-    broken = source.replace(
-        "1.3.6.1.2.1.25.3.3.1.2.2|2|5\n",
-        # snmpsim's "error" variation: this one object answers genErr.
-        "1.3.6.1.2.1.25.3.3.1.2.2|2:error|op=get,status=genError,value=5\n",
+def _write_derived_recording(data_dir: Path, source: str, name: str, edits: dict[str, str]) -> None:
+    text = recording_path(source, ".snmprec").read_text()
+    for old, new in edits.items():
+        assert old in text, f"{source} changed: pick another row to edit"
+        text = text.replace(old, new)
+    (data_dir / f"{name}.snmprec").write_text(text)
+
+
+def _write_derived_recordings(data_dir: Path) -> None:
+    # snmpsim's "error" variation: this one object answers genErr.
+    _write_derived_recording(
+        data_dir,
+        "routeros_rb750gr3",
+        BROKEN_CPU,
+        {"1.3.6.1.2.1.25.3.3.1.2.2|2|5\n": "1.3.6.1.2.1.25.3.3.1.2.2|2:error|op=get,status=genError,value=5\n"},
     )
-    assert broken != source, "the recording changed: pick another row to break"
-    (data_dir / f"{BROKEN_CPU}.snmprec").write_text(broken)
+    peer = "1.3.6.1.2.1.15.3.1.9.172.16.200.1"
+    _write_derived_recording(
+        data_dir, "edgeos", BROKEN_BGP, {f"{peer}|2|65000\n": f"{peer}|2:error|op=get,status=genError,value=65000\n"}
+    )
+    # RouterOS serves lldpRemManAddrSubtype/lldpRemManAddr (index columns) as objects; a
+    # standard agent keeps the address in the index of lldpRemManAddrIfSubtype:
+    # (time mark, local port, remote index, address family, length, address octets).
+    entry = "1.0.8802.1.1.2.1.4.2.1"
+    ipv6 = ".".join(str(b) for b in ipaddress.IPv6Address("fdfd:0:2:1::1").packed)
+    routeros_rows = [
+        f"{entry}.1.0.6.2|2|1",
+        f"{entry}.1.0.10.1|2|2",
+        f"{entry}.2.0.6.2|4|169.254.9.11",
+        f"{entry}.2.0.10.1|4|fdfd:0:2:1::1",
+    ]
+    standard_rows = [f"{entry}.3.0.6.2.1.4.169.254.9.11|2|2", f"{entry}.3.0.10.1.2.16.{ipv6}|2|2"]  # ifIndex(2)
+    edit = {"".join(f"{row}\n" for row in routeros_rows): "".join(f"{row}\n" for row in standard_rows)}
+    _write_derived_recording(data_dir, "routeros_rb750gr3", STANDARD_MAN_ADDR, edit)
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +141,14 @@ def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     work = tmp_path_factory.mktemp("snmpsim")
     extra = work / "data"
     extra.mkdir()
-    _write_broken_recording(extra)
+    _write_derived_recordings(extra)
     port = _free_udp_port()
     log = work / "snmpsim.log"
     command = [
         str(RESPONDER),
+        # snmpsim serves several data dirs at once; each file name is a community.
         f"--data-dir={FIXTURES}",
+        f"--data-dir={OTHER_FIXTURES}",
         f"--data-dir={extra}",
         f"--cache-dir={work / 'cache'}",
         f"--agent-udpv4-endpoint=127.0.0.1:{port}",
@@ -151,15 +186,22 @@ async def poll(sim: Simulator, engine: SnmpEngine, recording: str, **options: An
     return await SnmpCollector(target, clock=SystemClock(), engine=engine).poll()
 
 
+def recording_path(recording: str, suffix: str) -> Path:
+    for folder in (FIXTURES, OTHER_FIXTURES):
+        if (folder / f"{recording}.snmprec").exists():
+            return folder / f"{recording}{suffix}"
+    raise FileNotFoundError(recording)
+
+
 def librenms(recording: str, module: str) -> dict[str, Any]:
     """One module of LibreNMS's expected results, after polling if recorded, else after discovery."""
-    data = json.loads((FIXTURES / f"{recording}.json").read_text())[module]
+    data = json.loads(recording_path(recording, ".json").read_text())[module]
     return data["poller"] if isinstance(data.get("poller"), dict) else data["discovery"]
 
 
 def snmprec_value(recording: str, oid: str) -> str | None:
     prefix = f"{oid}|"
-    for line in (FIXTURES / f"{recording}.snmprec").read_text(errors="replace").splitlines():
+    for line in recording_path(recording, ".snmprec").read_text(errors="replace").splitlines():
         if line.startswith(prefix):
             return line.split("|", 2)[2]
     return None
@@ -331,3 +373,235 @@ async def test_snmpv3_wrong_key_is_an_auth_error_without_secrets(snmpsim: Simula
     assert not result.ok
     assert result.error_kind == "auth"
     assert result.error and wrong not in result.error and V3_PRIV_KEY not in result.error
+
+
+# -- health sensors, LLDP, BGP, OSPF ---------------------------------------------
+
+ALL_RECORDINGS = sorted(path.stem for folder in (FIXTURES, OTHER_FIXTURES) for path in folder.glob("*.snmprec"))
+HEALTH_OID = ".1.3.6.1.4.1.14988.1.1.3."  # MIKROTIK-MIB mtxrHealth
+# LibreNMS sensor classes as our units; a state sensor has none.
+LIBRENMS_UNITS = {"temperature": "C", "voltage": "V", "fanspeed": "RPM", "current": "A", "power": "W", "state": None}
+# LibreNMS names the classic mtxrHlVoltage scalar after its index ("Voltage 0"); RouterOS calls it "voltage".
+LIBRENMS_SCALAR_NAMES = {f"{HEALTH_OID}8.0": "voltage"}
+# Which MIB's rows make a family collectable.
+FAMILY_MIBS = {"neighbors": "1.0.8802.1.1.2.", "bgp": "1.3.6.1.2.1.15.", "ospf": "1.3.6.1.2.1.14."}
+
+
+def recordings_with(module: str) -> list[str]:
+    return [name for name in ALL_RECORDINGS if recording_path(name, ".json").exists() and module in _json(name)]
+
+
+def _json(recording: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(recording_path(recording, ".json").read_text())
+    return data
+
+
+def snmprec_rows(recording: str, prefix: str) -> dict[str, str]:
+    rows = {}
+    for line in recording_path(recording, ".snmprec").read_text(errors="replace").splitlines():
+        oid, _, rest = line.partition("|")
+        if oid.startswith(prefix):
+            rows[oid.removeprefix(prefix)] = rest.split("|", 1)[1]
+    return rows
+
+
+Reading = tuple[float | None, str | None, str | None]  # value, unit, state
+
+
+def librenms_health(recording: str) -> dict[str, set[Reading]]:
+    """LibreNMS's MIKROTIK-MIB health sensors as name -> readings (optics, PoE, DHCP counts are no health)."""
+    module = librenms(recording, "sensors")
+    states = {(s["state_name"], s["state_value"]): s["state_descr"] for s in module.get("state_indexes", [])}
+    found: dict[str, set[Reading]] = {}
+    for sensor in module["sensors"]:
+        if not sensor["sensor_oid"].startswith(HEALTH_OID):
+            continue
+        name = LIBRENMS_SCALAR_NAMES.get(sensor["sensor_oid"], sensor["sensor_descr"])
+        if sensor["sensor_class"] == "state":
+            reading: Reading = (None, None, states[(sensor["sensor_type"], sensor["sensor_current"])])
+        else:
+            reading = (sensor["sensor_current"], LIBRENMS_UNITS[sensor["sensor_class"]], None)
+        found.setdefault(name, set()).add(reading)
+    return found
+
+
+def reading(sensor: HealthSensor) -> Reading:
+    return sensor.value, sensor.unit, sensor.state
+
+
+async def test_recordings_of_each_family_are_found() -> None:
+    # Guards against an empty parametrisation silently testing nothing.
+    assert recordings_with("sensors") == [
+        "ios",
+        "routeros",
+        "routeros_crs317",
+        "routeros_rb433gl",
+        "routeros_rb750gr3",
+        "routeros_rb760igs",
+        "routeros_rblhgr",
+    ]
+    assert recordings_with("bgp-peers") == ["edgeos"]
+    assert recordings_with("ospf") == ["ios"]
+
+
+@pytest.mark.parametrize("recording", recordings_with("sensors"))
+async def test_health_sensors_match_librenms(snmpsim: Simulator, engine: SnmpEngine, recording: str) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    expected = librenms_health(recording)
+    if not recording.startswith("routeros"):
+        # MIKROTIK-MIB is the only health MIB we read (ios's LibreNMS "sensors" are syslog counters).
+        assert result.sensors is None and expected == {}
+        return
+    assert result.sensors is not None
+    ours = {sensor.name: reading(sensor) for sensor in result.sensors}
+    assert len(ours) == len(result.sensors), "one sensor per name"
+    # LibreNMS lists mtxrHlVoltage and the gauge table's "voltage" as two sensors (rb433gl,
+    # rb750gr3); they are one reading, which we report once.
+    assert all(len(readings) == 1 for readings in expected.values())
+    assert {name: ours.get(name) for name in expected} == {name: r.pop() for name, r in expected.items()}
+    extra = {name: value for name, value in ours.items() if name not in expected}
+    # LibreNMS makes no sensor of the classic mtxrHlTemperature (tenths of a degree); RouterOS
+    # shows it as "temperature" in /system/health, so we do report it.
+    classic = snmprec_value(recording, "1.3.6.1.4.1.14988.1.1.3.10.0")
+    assert extra == ({"temperature": (int(classic) / 10, "C", None)} if classic else {})
+
+
+async def test_gauge_table_wins_over_classic_scalars(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    # The CRS317 has both: classic cpu temperature 44.0, fans 4200/4245 rpm, both PSUs ok;
+    # the gauge table (hand-edited in this recording) 36, 0, 0 and psu2 failed. The table's
+    # named rows are what RouterOS >= 6.44 shows in /system/health.
+    result = await poll(snmpsim, engine, "routeros_crs317")
+
+    assert result.sensors is not None
+    assert [s for s in result.sensors if s.name in ("cpu-temperature", "fan1-speed", "psu2-state")] == [
+        HealthSensor("cpu-temperature", 36.0, "C"),
+        HealthSensor("fan1-speed", 0.0, "RPM"),
+        HealthSensor("psu2-state", None, None, "fail"),
+    ]
+
+
+def lldp(local: str, identity: str | None, port: str | None, mac: str, platform: str | None = None,
+         address: str | None = None) -> Neighbor:  # fmt: skip
+    return Neighbor(local, identity, port, address, mac, platform, "lldp")
+
+
+# No recording's json has a LibreNMS links module, so these are read off the snmprec rows.
+# RouterOS 6 indexes lldpRemTable by one number (no time mark, no local port) and 7.1
+# reports local port 0: the local interface is then unknown (""). Rows that repeat another
+# row exactly (routeros .2, .11, .12) are one neighbour; all-empty rows (.25, .26) none.
+EXPECTED_LLDP = {
+    "routeros": [
+        lldp("", "Spoj Jizak-Kupeckeho-60G", "bridge/wlan60-1", "B8:69:F4:7F:41:70",
+             "MikroTik RouterOS 6.48.2 (stable) RBLHGG-60ad"),
+        lldp("", "Jizak", "eth1-kupeckeho_lan", "74:4D:28:E3:17:31"),
+        # sysDesc holds CR/LF: its first line is the platform.
+        lldp("", "S5120-Tech", "GigabitEthernet1/0/17", "3C:E5:A6:37:DF:DA",
+             "H3C Comware Platform Software, Software Version 5.20 Release 2221P04-US"),
+        lldp("", "2530-blue_shed", "8", "20:67:7C:97:A3:48",
+             "HP J9774A 2530-8G-PoEP Switch, revision YA.16.04.0008, ROM YA.15.19 "
+             "(/ws/swbuildm/rel_ukiah_qaoff/code/build/lakes(swbuildm_rel_ukiah_qaoff_rel_ukiah))"),
+        lldp("", "blue_shed-wirelesswire", "vlan200", "CC:2D:E0:E2:F0:9E"),
+        lldp("", "MikroTik", "1 managment", "6C:3B:6B:E4:21:3E"),
+        lldp("", "MikroTik", "200 curric", "6C:3B:6B:E4:21:3E"),
+        # .13 and .14 differ in sysDesc only, so both stay.
+        lldp("", "Tech-wirelesswire", "vlan200", "CC:2D:E0:E2:F1:FC", "MikroTik RouterOS 6.43.2 (stable) RBwAPG-60ad"),
+        lldp("", "Tech-wirelesswire", "vlan200", "CC:2D:E0:E2:F1:FC"),
+    ],
+    # RouterOS 7: the local port number is the ifIndex (lldpLocPortTable only lists port MACs).
+    "routeros_rb433gl": [
+        lldp("trunk: sw72 (eth2)", "sw72.hemiko", "trunk: mkt71", "5C:62:8B:37:A5:87",
+             "Omada 10-Port Gigabit Smart Switch with 8-Port PoE+"),
+        lldp("trunk: Crkva (wifi1)", "mkt202.hemiko", "trunk: Switch (br1)/trunk: Silos (wifi1)", "6C:3B:6B:AD:A2:29",
+             "MikroTik RouterOS 7.18.2 (stable) 2025-03-11 11:59:04 RBDynaDishG-5HacDr3"),
+    ],
+    "routeros_rb750gr3": [
+        lldp("trunk: Down (eth5)", "sw11.mzmol", "trunk: Up (p24)", "E8:28:C1:3C:1C:D8",
+             "MES2324B 28-port 1G/10G Managed Switch, Software version: 4.0.24.1", "169.254.9.11"),
+        lldp("trunk: SoAda (eoip1)", "r1.soada", "trunk: switch (br1)/trunk: MzMol (eoip1)", "02:E8:54:FB:7C:76",
+             "MikroTik RouterOS 7.19.1 (stable) 2025-05-23 14:27:17 RB5009UG+S+", "fdfd:0:2:1::1"),
+    ],
+}  # fmt: skip
+EXPECTED_LLDP[STANDARD_MAN_ADDR] = EXPECTED_LLDP["routeros_rb750gr3"]
+
+
+@pytest.mark.parametrize("recording", list(EXPECTED_LLDP))
+async def test_lldp_neighbors_match_the_recording(snmpsim: Simulator, engine: SnmpEngine, recording: str) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert list(result.neighbors or ()) == EXPECTED_LLDP[recording]
+
+
+@pytest.mark.parametrize(
+    "recording", [name for name in ALL_RECORDINGS if snmprec_rows(name, "1.0.8802.1.1.2.1.4.1.1.5.")]
+)
+async def test_every_lldp_chassis_is_a_neighbor(snmpsim: Simulator, engine: SnmpEngine, recording: str) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.neighbors is not None
+    # RouterOS sends lldpRemChassisId as MAC text; the null MAC marks an empty row.
+    chassis = set(snmprec_rows(recording, "1.0.8802.1.1.2.1.4.1.1.5.").values()) - {"00:00:00:00:00:00"}
+    assert {n.remote_mac for n in result.neighbors} == chassis
+    assert {n.protocol for n in result.neighbors} == {"lldp"}
+
+
+@pytest.mark.parametrize("recording", ALL_RECORDINGS)
+async def test_families_a_device_lacks_are_absent_not_stale(
+    snmpsim: Simulator, engine: SnmpEngine, recording: str
+) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    collected = {family: getattr(result, family) is not None for family in FAMILY_MIBS}
+    assert collected == {family: bool(snmprec_rows(recording, mib)) for family, mib in FAMILY_MIBS.items()}
+    assert (result.sensors is not None) == recording.startswith("routeros")
+
+
+async def test_bgp_peers_match_librenms(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    result = await poll(snmpsim, engine, "edgeos")
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    [peer] = librenms("edgeos", "bgp-peers")["bgpPeers"]
+    assert result.bgp is not None
+    [ours] = result.bgp
+    # LibreNMS keys the peer by the table index (bgpPeerRemoteAddr) and calls it
+    # bgpPeerIdentifier; its bgpPeerRemoteAddr column is 0.0.0.0 because the recording
+    # lacks that (redundant) column. BGP4-MIB names no peer: the address is its name.
+    assert (ours.name, ours.remote_address) == (peer["bgpPeerIdentifier"], peer["bgpPeerIdentifier"])
+    assert ours.remote_as == peer["bgpPeerRemoteAs"]
+    assert ours.local_as == peer["bgpLocalAs"]
+    assert (ours.state, ours.established) == (peer["bgpPeerState"], peer["bgpPeerState"] == "established")
+    assert ours.disabled == (peer["bgpPeerAdminStatus"] == "stop")
+    assert ours.uptime_s == peer["bgpPeerFsmEstablishedTime"]
+    assert ours.prefixes is None  # BGP4-MIB counts updates, not prefixes
+
+
+async def test_ospf_neighbors_match_librenms(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    result = await poll(snmpsim, engine, "ios")
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    [nbr] = librenms("ios", "ospf")["ospf_nbrs"]
+    assert result.ospf is not None
+    [ours] = result.ospf
+    assert (ours.router_id, ours.address) == (nbr["ospfNbrRtrId"], nbr["ospfNbrIpAddr"])
+    assert (ours.state, ours.full) == (nbr["ospfNbrState"], True)
+    # A numbered neighbour names no interface in OSPF-MIB (LibreNMS's port_id is null too).
+    assert ours.interface is None and nbr["port_id"] is None
+
+
+async def test_one_failing_optional_table_is_stale(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    result = await poll(snmpsim, engine, BROKEN_BGP)
+
+    assert result.ok, result.error
+    assert set(result.stale) == {"bgp"}
+    assert "bgpPeerTable" in result.stale["bgp"] and "genErr" in result.stale["bgp"]
+    assert result.bgp is None  # not a partial peer without its AS
+    assert result.neighbors is None and result.ospf is None
+    assert len(result.interfaces) == 26

@@ -23,10 +23,11 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import rfc1905
 
 from ispvm_tui.clock import ScaledClock
-from ispvm_tui.collectors.results import InterfaceStat, PollResult
+from ispvm_tui.collectors.results import InterfaceStat, Neighbor, PollResult
 from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
-from ispvm_tui.lab.sim import LabModelLike, RouterHandle, SimDevice, SimInterface
+from ispvm_tui.lab.sim import LabModelLike, RouterHandle, SimBgpPeer, SimDevice, SimInterface, SimNeighbor
 from ispvm_tui.lab.snmp_agent import SnmpAgent
+from ispvm_tui.lab.snmp_mibs import LLDP_REM_ENTRY
 
 SPEED = 50.0  # simulated seconds per real second: counters move fast, tests stay short
 RX_BPS = 8_000_000  # bytes per simulated second on every running interface
@@ -383,3 +384,142 @@ async def test_black_hole_times_out_then_recovers(lab: Lab) -> None:
     lab.model.up = True
     up = await collector.poll()
     assert up.ok and len(up.interfaces) == 4
+
+
+def lab_sensors(device: SimDevice) -> dict[str, tuple[float | None, str | None, str | None]]:
+    """What /system/health shows for ``device``: the two board readings plus its extra sensors."""
+    readings: dict[str, tuple[float | None, str | None, str | None]] = {
+        "voltage": (device.voltage_v, "V", None),
+        "temperature": (device.temperature_c, "C", None),
+    }
+    for sensor in device.sensors:
+        readings[sensor.name] = (sensor.value, sensor.unit or None, sensor.state or None)
+    return readings
+
+
+def readings(result: PollResult) -> dict[str, tuple[float | None, str | None, str | None]]:
+    assert result.sensors is not None
+    return {s.name: (s.value, s.unit, s.state) for s in result.sensors}
+
+
+async def test_poll_reads_health_sensors_from_the_gauge_table(lab: Lab) -> None:
+    assert {s.name for s in lab.device.sensors} >= {"cpu-temperature", "fan1-speed", "psu1-state"}
+    lab.device.sensors[-1].state = "fail"  # a failed PSU must show up as such
+
+    result = await lab.collector().poll()
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert readings(result) == pytest.approx(lab_sensors(lab.device))
+    assert readings(result)[lab.device.sensors[-1].name][2] == "fail"
+
+
+async def test_routeros6_health_comes_from_the_classic_scalars(lab: Lab) -> None:
+    # RouterOS 6 has no gauge table: tenths of volts/degrees, BoolValue PSU states, fan rpm.
+    lab.device.ros_major = 6
+
+    result = await lab.collector().poll()
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert readings(result) == pytest.approx(lab_sensors(lab.device))
+    assert result.system is not None and result.system.temperature_c == 41.0
+
+
+def add_neighbors(device: SimDevice) -> list[SimNeighbor]:
+    neighbors = [
+        SimNeighbor("ether1", "core-2", "10.0.1.2", "4c:5e:0c:aa:00:01", version="7.16.2 (stable)",
+                    board="CCR2116-12G-4S+", interface_name="sfp-sfpplus1"),
+        # An interface the router no longer has: RouterOS reports local port 0.
+        SimNeighbor("gone1", "cpe-7", "", "4C:5E:0C:AA:00:07", platform="Ubiquiti", interface_name="eth0"),
+    ]  # fmt: skip
+    device.neighbors = neighbors
+    return neighbors
+
+
+async def test_poll_reads_lldp_neighbors(lab: Lab) -> None:
+    add_neighbors(lab.device)
+
+    result = await lab.collector().poll()
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert result.neighbors == (
+        Neighbor("ether1", "core-2", "sfp-sfpplus1", "10.0.1.2", "4C:5E:0C:AA:00:01",
+                 "MikroTik RouterOS 7.16.2 (stable) CCR2116-12G-4S+", "lldp"),
+        Neighbor("", "cpe-7", "eth0", None, "4C:5E:0C:AA:00:07", "Ubiquiti", "lldp"),
+    )  # fmt: skip
+
+
+async def test_routeros6_lldp_has_no_local_ports(lab: Lab) -> None:
+    # RouterOS 6 indexes lldpRemTable by neighbour number only and has no address table.
+    lab.device.ros_major = 6
+    add_neighbors(lab.device)
+
+    result = await lab.collector(version="1").poll()
+
+    assert result.ok, result.error
+    assert result.neighbors is not None
+    assert [(n.local_interface, n.remote_identity, n.remote_address) for n in result.neighbors] == [
+        ("", "core-2", None),
+        ("", "cpe-7", None),
+    ]
+
+
+async def test_no_neighbours_no_bgp_no_ospf(lab: Lab) -> None:
+    # The lab has BGP peers and OSPF neighbours, but RouterOS serves no BGP4-MIB/OSPF-MIB:
+    # those families are absent (None), not stale; LLDP is there with nobody to report.
+    assert lab.device.neighbors == []
+    lab.device.bgp_peers.append(SimBgpPeer("UPSTREAM1", "192.0.2.1", 64500, 64512))
+
+    result = await lab.collector().poll()
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert (result.neighbors, result.bgp, result.ospf) == ((), None, None)
+
+
+async def test_a_timeout_in_one_optional_table_is_stale(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_neighbors(lab.device)
+    collector = lab.collector(timeout=0.5)
+    assert (await collector.poll()).neighbors  # warm up: the engine's first request is slow
+    answer = lab.agent._answer
+
+    def silent_on_lldp_rows(p_mod: object, v1: bool, pdu: object) -> object:
+        # Drop requests for lldpRemTable columns, not the probe (the table's root OID).
+        oids = [tuple(oid) for oid, _ in p_mod.apiPDU.get_varbinds(pdu)]  # type: ignore[attr-defined]
+        if any(oid[: len(LLDP_REM_ENTRY)] == LLDP_REM_ENTRY for oid in oids):
+            return None
+        return answer(p_mod, v1, pdu)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lab.agent, "_answer", silent_on_lldp_rows)
+    await next_burst()
+
+    result = await collector.poll()
+
+    assert result.ok, result.error
+    assert set(result.stale) == {"neighbors"}
+    assert "LLDP-MIB" in result.stale["neighbors"] and "no SNMP response" in result.stale["neighbors"]
+    assert result.neighbors is None
+    assert len(result.interfaces) == 4 and result.sensors is not None
+    assert result.duration_s < 0.5 * 1.8  # one timeout, alongside the other walks
+
+
+async def test_agent_multi_index_instances(lab: Lab) -> None:
+    add_neighbors(lab.device)
+    auth, transport = CommunityData(COMMUNITY), await lab.transport()
+    sys_name = (*LLDP_REM_ENTRY, 9)
+
+    _, _, _, varbinds = await get_cmd(
+        lab.engine,
+        auth,
+        transport,
+        ContextData(),
+        ObjectType(ObjectIdentity(".".join(map(str, (*sys_name, 0, 1, 1))))),
+        ObjectType(ObjectIdentity(".".join(map(str, (*sys_name, 0, 9, 9))))),  # known column, no such row
+        ObjectType(ObjectIdentity(".".join(map(str, (*LLDP_REM_ENTRY, 99, 0, 1, 1))))),  # no such column
+        lookupMib=False,
+    )
+    assert bytes(varbinds[0][1]).decode() == "core-2"
+    assert isinstance(varbinds[1][1], rfc1905.NoSuchInstance)
+    assert isinstance(varbinds[2][1], rfc1905.NoSuchObject)

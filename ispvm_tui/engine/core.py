@@ -37,6 +37,7 @@ from ispvm_tui.engine.correlator import correlate
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.engine.rates import CounterSample, rate_bps
+from ispvm_tui.engine.rollups import maintenance_once
 from ispvm_tui.engine.rules import Alert, RuleEngine, Transition
 from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.topology import Topology
@@ -101,6 +102,7 @@ class Engine:
         self.dispatcher: outbox.OutboxDispatcher | None = None
         self.polls_total = 0
         self.polls_failed = 0
+        self.last_maintenance: dict[str, Any] | None = None
         self._snapshot = self._build_snapshot()
 
     def _endpoints(self) -> list[webhooks.WebhookEndpoint]:
@@ -145,6 +147,7 @@ class Engine:
         self._tasks = [
             asyncio.create_task(self._correlation_loop(), name="correlator"),
             asyncio.create_task(self.dispatcher.run(poll_real_s=min(1.0, self.clock.to_real(2.0))), name="outbox"),
+            asyncio.create_task(self._maintenance_loop(), name="rollups"),
         ]
         self._refresh_snapshot()
 
@@ -265,6 +268,22 @@ class Engine:
                 con.execute(UPSERT_ALERT, row)
 
         await asyncio.wrap_future(self.store.transaction(write))
+
+    # ---- rollups and retention -----------------------------------------
+    async def _maintenance_loop(self) -> None:
+        every = self.clock.to_real(self.config.retention.run_every_s)
+        # Samples reach disk within a flush, but a slow poll can stamp them up to a timeout late.
+        grace = max(60.0, 2 * self.config.polling.timeout_s)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                counts = await maintenance_once(self.store, self.clock.now(), self.config.retention, grace_s=grace)
+                self.last_maintenance = counts
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # next round retries; the raw samples are still there
+                log.exception("rollup/retention round failed")
+                self._publish("engine.error", f"rollup/retention failed: {exc}")
 
     # ---- correlation ----------------------------------------------------
     async def _correlation_loop(self) -> None:

@@ -19,6 +19,7 @@ from ispvm_tui.config import (
     Link,
     Notify,
     Polling,
+    Retention,
     Rules,
     Service,
     Settings,
@@ -55,6 +56,7 @@ def lab_inventory(lab: Lab, database: Path, *, webhook_url: str | None = None, u
                         backoff_max_s=interval * 3),
         rules=Rules(unreachable_after_polls=2, recover_after_polls=1),
         incidents=Incidents(close_after_s=max(30.0, interval * 4), correlate_every_s=min(5.0, interval / 2)),
+        retention=Retention(run_every_s=60),  # simulated: rollups show up within a demo
         console=ConsoleLocation(attach=list(sc.console.attach)),
         sites=[Site(name=s.name, subscribers=s.subscribers) for s in sc.sites],
         credentials={"lab": Credential(username=sc.lab.username, password_secret=LAB_PASSWORD)},

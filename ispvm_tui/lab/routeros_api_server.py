@@ -10,15 +10,19 @@ protocol states move with the scenario.
 Supported: plain login (6.43+) and the older MD5 challenge login, ``print``
 with ``.proplist``, ``?`` queries (equality, presence, ``<``/``>`` and the
 ``?#`` stack operations), ``count-only``, ``.tag``, ``!empty`` on empty v7
-prints, ``/cancel`` and ``/quit``. ``/ping`` and ``/interface/ethernet/monitor``
-(without ``once``) run beside other commands on the same connection, as on a
-real router: ping sends one ``!re`` per echo, ``interval`` apart, each echo
-answered by the lab model (``RouterHandle.ping``), until ``count`` is reached
-or ``/cancel`` stops it with ``!trap`` "interrupted". While the router is not answering (powered
-off or cut off) the server is a black hole: it accepts and reads but never
-replies, which is what a poller sees across a dead path. ``Misbehaviour``
-adds the faults a collector must survive: slow replies, connections dropped
-mid-reply, traps and malformed sentences.
+prints, ``/cancel`` and ``/quit``.
+
+``/ping`` and ``/interface/ethernet/monitor`` (without ``once``) run beside
+other commands on the same connection, as on a real router: ping sends one
+``!re`` per echo, ``interval`` apart, each echo answered by the lab model
+(``RouterHandle.ping``), until ``count`` is reached or ``/cancel`` stops it
+with ``!trap`` "interrupted".
+
+While the router is not answering (powered off or cut off) the server is a
+black hole: it accepts and reads but never replies, which is what a poller
+sees across a dead path. ``Misbehaviour`` adds the faults a collector must
+survive: slow replies, connections dropped mid-reply, traps and malformed
+sentences (``/ping`` included).
 """
 
 from __future__ import annotations
