@@ -136,6 +136,11 @@ class Sighting:
     remote_device: str | None  # configured device it matched, if any
     remote_interface: str | None
     neighbor: Neighbor
+    observer: str | None = None  # whose table it came from, when not ``device`` (see sightings)
+
+    @property
+    def seen_by(self) -> str:
+        return self.observer or self.device
 
 
 def sightings(config: Config, results: Mapping[str, Sequence[PollResult]]) -> list[Sighting]:
@@ -144,10 +149,19 @@ def sightings(config: Config, results: Mapping[str, Sequence[PollResult]]) -> li
     for device, polls in results.items():
         for result in polls:
             for nb in result.neighbors or ():
-                local = port_name(nb.local_interface, index.interfaces.get(device, ()))
                 remote, remote_if = match_neighbor(index, nb)
                 if remote == device:
                     continue  # a device hearing itself (a loop through a switch) says nothing about links
+                if not nb.local_interface:
+                    # RouterOS 6 (and 7.1) LLDP over SNMP does not say which local port heard the
+                    # neighbour. With the far port known, the row still says "remote:port faces this
+                    # device", so record it from that end with this side's port unknown.
+                    if remote is not None and remote_if:
+                        out.append(Sighting(remote, remote_if, device, None, nb, observer=device))
+                    elif remote is None:
+                        out.append(Sighting(device, UNKNOWN_PORT, None, None, nb))
+                    continue
+                local = port_name(nb.local_interface, index.interfaces.get(device, ()))
                 out.append(Sighting(device, local, remote, remote_if, nb))
     return out
 
@@ -193,23 +207,24 @@ def _port(end: str) -> str:
     return end.partition(":")[2]
 
 
-_Half = tuple[str, str, str, str | None]  # (device, port, remote device, remote port or None)
+# (device, port, remote device, remote port or None, observing device)
+_Half = tuple[str, str, str, str | None, str]
 
 
 def _halves(found: Iterable[Sighting]) -> set[_Half]:
-    return {(s.device, s.interface, s.remote_device, s.remote_interface)
+    return {(s.device, s.interface, s.remote_device, s.remote_interface, s.seen_by)
             for s in found if s.remote_device is not None}
 
 
 def _fill_far_ports(halves: set[_Half]) -> set[_Half]:
     """Take a missing far port from the other side's table when exactly one of its rows points back."""
     filled: set[_Half] = set()
-    for dev, port, remote, remote_port in halves:
+    for dev, port, remote, remote_port, observer in halves:
         if remote_port is None:
             back = {h[1] for h in halves if h[0] == remote and h[2] == dev and h[3] in (port, None)}
             if len(back) == 1:
                 remote_port = back.pop()
-        filled.add((dev, port, remote, remote_port))
+        filled.add((dev, port, remote, remote_port, observer))
     return filled
 
 
@@ -221,20 +236,20 @@ def pair_links(found: Iterable[Sighting]) -> dict[tuple[str, str], set[str]]:
     """
     links: dict[tuple[str, str], set[str]] = defaultdict(set)
     partial: list[tuple[str, str, str]] = []  # (observer, local end, remote device)
-    for dev, port, remote, remote_port in sorted(_fill_far_ports(_halves(found)), key=str):
+    for dev, port, remote, remote_port, observer in sorted(_fill_far_ports(_halves(found)), key=str):
         here = f"{dev}:{port}"
         if remote_port is None:
-            partial.append((dev, here, remote))
+            partial.append((observer, here, remote))
             continue
         a, b = sorted((here, f"{remote}:{remote_port}"))
-        links[(a, b)].add(dev)
-    for dev, here, remote in partial:
+        links[(a, b)].add(observer)
+    for observer, here, remote in partial:
         complete = [k for k in links if here in k and any(_device(e) == remote for e in k if e != here)]
         if complete:
-            links[complete[0]].add(dev)
+            links[complete[0]].add(observer)
         else:
             a, b = sorted((here, f"{remote}:{UNKNOWN_PORT}"))
-            links[(a, b)].add(dev)
+            links[(a, b)].add(observer)
     return links
 
 

@@ -225,3 +225,16 @@ def test_discover_reports_the_link_missing_from_the_config(lab: Lab, tmp_path: P
     assert tomllib.loads(snippet)["links"] == [{"a": a, "b": b, "speed_mbps": omitted.speed_mbps}]
     assert "known     CORE1:ether1 -- EDGE1:ether1" in human.stdout
     assert "7 of 7 devices answered; 1 links missing" in human.stderr
+
+
+def test_lldp_row_without_local_port_still_places_the_link() -> None:
+    """RouterOS 6 LLDP over SNMP leaves the local port empty; the far port still tells the link."""
+    cfg = _config([])
+    report = discover(cfg, {
+        "R1": [_poll("R1", (Neighbor("", "R2", "ether4"),))],  # R1 knows R2:ether4 faces it, not its own port
+        "R2": [_poll("R2", (Neighbor("ether4", "R1", "ether7"),))],
+        "R3": [_poll("R3")],
+    })
+    (link,) = report.links
+    assert (link.id, link.status, link.seen_from) == ("R1:ether7--R2:ether4", "missing", ("R1", "R2"))
+    assert not any(end.endswith(":") for end in (link.a, link.b))

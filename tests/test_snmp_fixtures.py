@@ -42,6 +42,8 @@ BROKEN_CPU = "routeros_rb750gr3_generr_cpu"
 BROKEN_BGP = "edgeos_generr_bgp"
 # A copy of rb750gr3 with its management addresses in LLDP-MIB's own layout (see below).
 STANDARD_MAN_ADDR = "routeros_rb750gr3_lldp_man_addr"
+# A copy of rb433gl as a non-MikroTik agent whose LLDP port numbers are not ifIndexes.
+LLDP_PORT_NUMBERS = "lldp_port_numbers"
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -133,6 +135,20 @@ def _write_derived_recordings(data_dir: Path) -> None:
     standard_rows = [f"{entry}.3.0.6.2.1.4.169.254.9.11|2|2", f"{entry}.3.0.10.1.2.16.{ipv6}|2|2"]  # ifIndex(2)
     edit = {"".join(f"{row}\n" for row in routeros_rows): "".join(f"{row}\n" for row in standard_rows)}
     _write_derived_recording(data_dir, "routeros_rb750gr3", STANDARD_MAN_ADDR, edit)
+    # Neighbours seen on LLDP ports 9 and 10, which are also the ifIndexes of Vlan255 and
+    # Vlan210: lldpLocPortTable names the ports (by interfaceName id, by description).
+    loc = "1.0.8802.1.1.2.1.3.7.1"
+    edit = {
+        "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.14988.1\n": "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.8072.3.2.10\n",
+        f"{loc}.3.1|": f"{loc}.2.9|2|5\n{loc}.2.10|2|3\n{loc}.3.1|",
+        f"{loc}.3.9|4|0A:03:00:00:00:71\n": f"{loc}.3.9|4|trunk: sw72 (eth2)\n",
+        f"{loc}.3.16|4|0A:03:00:00:00:71\n": f"{loc}.3.16|4|0A:03:00:00:00:71\n{loc}.4.10|4|trunk: Crkva (wifi1)\n",
+    }
+    rem = recording_path("routeros_rb433gl", ".snmprec").read_text().split(f"{loc}.3.16|", 1)[1]
+    for line in rem.splitlines():
+        if line.startswith("1.0.8802.1.1.2.1.4.1.1."):
+            edit[line] = line.replace(".0.2.1|", ".0.9.1|").replace(".0.5.2|", ".0.10.2|")
+    _write_derived_recording(data_dir, "routeros_rb433gl", LLDP_PORT_NUMBERS, edit)
 
 
 @pytest.fixture(scope="module")
@@ -525,6 +541,7 @@ EXPECTED_LLDP = {
     ],
 }  # fmt: skip
 EXPECTED_LLDP[STANDARD_MAN_ADDR] = EXPECTED_LLDP["routeros_rb750gr3"]
+EXPECTED_LLDP[LLDP_PORT_NUMBERS] = EXPECTED_LLDP["routeros_rb433gl"]
 
 
 @pytest.mark.parametrize("recording", list(EXPECTED_LLDP))
@@ -605,3 +622,13 @@ async def test_one_failing_optional_table_is_stale(snmpsim: Simulator, engine: S
     assert result.bgp is None  # not a partial peer without its AS
     assert result.neighbors is None and result.ospf is None
     assert len(result.interfaces) == 26
+
+
+async def test_snmpv1_probe_past_the_end_of_the_mib(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    # This recording holds two objects: SNMPv1 answers the probe's GETNEXTs past them
+    # with noSuchName, which means "nothing there", not an error.
+    result = await poll(snmpsim, engine, "routeros_rb952ui", version="1")
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert (result.neighbors, result.bgp, result.ospf, result.sensors) == (None, None, None, ())

@@ -28,7 +28,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pyasn1.type import univ
@@ -237,6 +237,7 @@ class _Optional:
 
 # One walk per family even where its columns belong to different tables: a walk
 # advances every column on its own, so each family costs a request or two.
+# ``rows`` sizes the first walk only: later ones expect as many rows as the last.
 _LLDP = _Optional(
     _LLDP_MIB,
     _LLDP_REM_TABLE,
@@ -251,10 +252,6 @@ _LLDP = _Optional(
             "port_desc": (*_LLDP_REM_ENTRY, 8),
             "sys_name": (*_LLDP_REM_ENTRY, 9),
             "sys_desc": (*_LLDP_REM_ENTRY, 10),
-            # lldpLocPortTable: how the device itself names the port a neighbour was seen on.
-            "loc_subtype": (*_LLDP_LOC_PORT_ENTRY, 2),
-            "loc_id": (*_LLDP_LOC_PORT_ENTRY, 3),
-            "loc_desc": (*_LLDP_LOC_PORT_ENTRY, 4),
             # lldpRemManAddrTable keeps the address in its index (read through the
             # lldpRemManAddrIfSubtype rows); RouterOS instead serves the two index
             # columns as readable objects, indexed like lldpRemTable.
@@ -287,6 +284,13 @@ _OSPF = _Optional(
     _Table("ospfNbrTable", "ospf", {"router_id": (*_OSPF_NBR_ENTRY, 3), "state": (*_OSPF_NBR_ENTRY, 6)}, rows=4),
 )
 _OPTIONALS = (_LLDP, _BGP, _OSPF)
+# lldpLocPortTable: how the device itself names a port. Read only for the ports
+# neighbours were seen on: a switch has dozens of rows, nearly all unneeded.
+_LLDP_LOC_COLUMNS = {
+    "loc_subtype": (*_LLDP_LOC_PORT_ENTRY, 2),
+    "loc_id": (*_LLDP_LOC_PORT_ENTRY, 3),
+    "loc_desc": (*_LLDP_LOC_PORT_ENTRY, 4),
+}
 
 # bgpPeerState and ospfNbrState as the words the RouterOS collector reports, so both agree.
 _BGP_STATES = {1: "idle", 2: "connect", 3: "active", 4: "opensent", 5: "openconfirm", 6: "established"}
@@ -455,6 +459,9 @@ class SnmpCollector:
         self._transport: UdpTransportTarget | None = None
         self._auth = _auth_data(target)
         self._context = ContextData(contextName=target.context.encode()) if target.context else ContextData()
+        # Rows of each optional table at the last poll: neighbour and peer counts rarely
+        # change, so asking for one row more than that ends the walk without wasted rows.
+        self._rows_seen: dict[str, int] = {}
 
     async def close(self) -> None:
         """Release the engine this collector created for itself (a shared one is left alone)."""
@@ -537,26 +544,59 @@ class SnmpCollector:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason = self._scrub(exc.message if isinstance(exc, _SnmpFailure) else f"{type(exc).__name__}: {exc}")
             for family in [opt.walk.family for opt in _OPTIONALS] + (["health"] if mikrotik else []):
-                _add_stale(stale, family, f"probe: {reason}")
+                _add_stale(stale, family, f"probe: {self._reason(exc)}")
             return _Extras()
         extras = _Extras()
         for h in _PROBED_HEALTH if mikrotik else ():
             oid, value = found.get(h.oid[:-1], ((), None))
             if oid == h.oid:  # the GETNEXT landed on the scalar itself, not on whatever follows
                 extras.health[h.oid] = value
-        walks = await asyncio.gather(*(self._optional(opt, found, stale) for opt in _OPTIONALS))
+        walks = await asyncio.gather(*(self._optional(opt, found, stale, mikrotik) for opt in _OPTIONALS))
         extras.walks = {opt.walk.family: walk for opt, walk in zip(_OPTIONALS, walks, strict=True)}
         return extras
 
-    async def _optional(self, opt: _Optional, found: dict[Oid, tuple[Oid, Any]], stale: dict[str, str]) -> _Walk | None:
+    async def _optional(
+        self, opt: _Optional, found: dict[Oid, tuple[Oid, Any]], stale: dict[str, str], mikrotik: bool
+    ) -> _Walk | None:
         """Walk one optional family if the probe saw a row; None if the MIB is absent or the walk failed."""
+        table = opt.walk
         if not _under(found.get(opt.table), opt.table):
-            return _Walk.empty(opt.walk) if _under(found.get(opt.mib), opt.mib) else None
-        walk = await self._walk_table(opt.walk, stale, None)
-        # A refused column leaves a partial family (neighbours without names...): report none.
-        return None if opt.walk.family in stale else walk
+            return _Walk.empty(table) if _under(found.get(opt.mib), opt.mib) else None
+        walk = await self._walk_table(replace(table, rows=self._rows_seen.get(table.label, table.rows)), stale, None)
+        if walk is None or table.family in stale:
+            return None  # a refused column leaves a partial family (neighbours without names...): report none
+        self._rows_seen[table.label] = max(len(rows) for rows in walk.columns.values())
+        # RouterOS numbers LLDP ports by ifIndex and lists only port MACs in lldpLocPortTable
+        # (see the recordings): its rows would name nothing, so they are not fetched.
+        if opt is _LLDP and not mikrotik:
+            try:
+                walk.columns.update(await self._lldp_local_ports(walk))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _add_stale(stale, table.family, f"lldpLocPortTable: {self._reason(exc)}")
+                return None
+        return walk
+
+    async def _lldp_local_ports(self, walk: _Walk) -> dict[str, dict[Oid, Any]]:
+        """lldpLocPortTable rows of the ports in ``walk``, by one GETNEXT per cell.
+
+        A GETNEXT from the row before lands on the wanted row when it exists; a
+        GET would cost SNMPv1 a retry for each object the agent lacks.
+        """
+        rows = {index for name in _LLDP_REM_COLUMNS for index in walk.columns[name]}
+        ports = sorted({index[1] for index in rows if len(index) == 3 and index[1] > 0})
+        wanted = {
+            (*base, port - 1): (name, (*base, port)) for name, base in _LLDP_LOC_COLUMNS.items() for port in ports
+        }
+        columns: dict[str, dict[Oid, Any]] = {name: {} for name in _LLDP_LOC_COLUMNS}
+        found = await self._probe(list(wanted)) if wanted else {}
+        for request, (name, oid) in wanted.items():
+            got, value = found.get(request, ((), None))
+            if got == oid:
+                columns[name][oid[-1:]] = value
+        return columns
 
     async def _walk_table(self, table: _Table, stale: dict[str, str], interfaces: int | None) -> _Walk | None:
         """Walk one table; a failure marks its family stale instead of failing the poll."""
@@ -564,15 +604,16 @@ class SnmpCollector:
             walk = await self._walk(table.columns, table.rows if table.rows is not None else interfaces)
         except asyncio.CancelledError:
             raise
-        except _SnmpFailure as exc:
-            _add_stale(stale, table.family, f"{table.label}: {self._scrub(exc.message)}")
-            return None
         except Exception as exc:
-            _add_stale(stale, table.family, f"{table.label}: {self._scrub(f'{type(exc).__name__}: {exc}')}")
+            _add_stale(stale, table.family, f"{table.label}: {self._reason(exc)}")
             return None
         for error in walk.errors:
             _add_stale(stale, table.family, f"{table.label}: {error}")
         return walk
+
+    def _reason(self, exc: Exception) -> str:
+        """Why a request failed, fit for ``stale``: no secrets, library errors with their type."""
+        return self._scrub(exc.message if isinstance(exc, _SnmpFailure) else f"{type(exc).__name__}: {exc}")
 
     def _scrub(self, text: str) -> str:
         for secret in self.target.secrets():
@@ -641,8 +682,9 @@ class SnmpCollector:
                 }
             if self.target.version != "1" or refused.status != _NO_SUCH_NAME:
                 raise _SnmpFailure("protocol", f"agent refused {_dotted(pending[refused.position])} ({refused.status})")
-            # SNMPv1's end of MIB: nothing follows that OID, ask again without it.
-            del pending[refused.position]
+            # SNMPv1's end of MIB: nothing follows that OID, nor any OID after it.
+            last = pending[refused.position]
+            pending = [oid for oid in pending if oid < last]
         return {}
 
     async def _walk(self, columns: dict[str, Oid], expected_rows: int | None = None) -> _Walk:
@@ -1074,10 +1116,10 @@ def _local_port(port: int, cols: dict[str, dict[Oid, Any]], ports: _PortNames) -
     """
     if port <= 0:
         return ""
-    subtype = _int(cols["loc_subtype"].get((port,)))
-    labels: list[str | None] = [_lldp_text(cols["loc_desc"].get((port,)))]
-    if subtype in _PORT_NAMING_SUBTYPES:
-        labels.insert(0, _lldp_text(cols["loc_id"].get((port,))))
+    row = {name: cols.get(name, {}).get((port,)) for name in _LLDP_LOC_COLUMNS}
+    labels: list[str | None] = [_lldp_text(row["loc_desc"])]
+    if _int(row["loc_subtype"]) in _PORT_NAMING_SUBTYPES:
+        labels.insert(0, _lldp_text(row["loc_id"]))
     for label in labels:
         if label and label in ports.by_label:
             return ports.by_label[label]
