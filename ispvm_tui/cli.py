@@ -13,8 +13,9 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -29,6 +30,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(secret_app, name="secret")
 
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 
 
 def err(message: str) -> None:
@@ -41,26 +43,26 @@ def _setup_logging(verbose: bool, to_file: Path | None = None) -> None:
     logging.basicConfig(level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _load_config(path: Path):  # -> Config
-    from ispvm_tui.config import load_config
-
+def _or_exit(load: Callable[[Any], T], source: Any) -> T:
+    """Run a loader; a bad file prints every problem (FILE:LINE: field: message) and exits 2."""
     try:
-        return load_config(path)
+        return load(source)
     except SourceError as exc:
         for p in exc.problems:
             err(str(p))
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _load_config(path: Path):  # -> Config
+    from ispvm_tui.config import load_config
+
+    return _or_exit(load_config, path)
 
 
 def _load_scenario(name: str):  # -> Scenario
     from ispvm_tui.lab.scenario import load_scenario
 
-    try:
-        return load_scenario(name)
-    except SourceError as exc:
-        for p in exc.problems:
-            err(str(p))
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    return _or_exit(load_scenario, name)
 
 
 # ---- config -----------------------------------------------------------------

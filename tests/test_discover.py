@@ -21,6 +21,7 @@ from ispvm_tui.discovery import DiscoveryReport, discover, port_name, render_lin
 from ispvm_tui.lab.runner import Lab
 from ispvm_tui.lab.scenario import load_scenario
 from ispvm_tui.secrets import EncryptedFileSecrets
+from tests.labconfig import write_lab_config
 
 PASSPHRASE = "discover passphrase"
 
@@ -164,26 +165,8 @@ def lab(address_base: str):
 
 
 def _lab_config(lab_: Lab, tmp: Path, omit: str) -> Path:
-    sc = lab_.scenario
-    lines = [
-        "[polling]", "timeout_s = 3", "",
-        "[console]", f"attach = {json.dumps(sc.console.attach)}", "",
-        "[credentials.lab]", f'username = "{sc.lab.username}"', 'password_secret = "lab/password"', "",
-        '[snmp."lab-v2"]', 'community_secret = "lab/community"', "timeout_s = 1", "retries = 1", "",
-    ]
-    for site in sc.sites:
-        lines += ["[[sites]]", f'name = "{site.name}"', ""]
-    for spec in sc.devices:
-        dev = lab_.model.devices[spec.name]
-        lines += ["[[devices]]", f'name = "{spec.name}"', f'site = "{spec.site}"', f'role = "{spec.role}"',
-                  f'address = "{dev.address}"', f"api_port = {lab_.api_servers[spec.name].port}",
-                  'credential = "lab"', 'snmp = "lab-v2"', f"snmp_port = {lab_.snmp_agents[spec.name].port}", ""]
-    for link in sc.links:
-        if link.id != omit:
-            lines += ["[[links]]", f'a = "{link.a}"', f'b = "{link.b}"', ""]
-    path = tmp / "lab.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_lab_config(lab_, tmp / "lab.toml", extra=["[polling]", "timeout_s = 3", ""],
+                            omit_links={omit}, snmp_timeout_s=1, snmp_retries=1)
 
 
 def test_discover_reports_the_link_missing_from_the_config(lab: Lab, tmp_path: Path) -> None:

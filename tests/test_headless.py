@@ -16,6 +16,7 @@ from ispvm_tui.clock import ScaledClock
 from ispvm_tui.lab.runner import Lab
 from ispvm_tui.lab.scenario import load_scenario
 from ispvm_tui.secrets import EncryptedFileSecrets
+from tests.labconfig import write_lab_config
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -38,27 +39,11 @@ async def _apply(lab: Lab, entry) -> None:
 
 
 def _config(lab: Lab, tmp: Path) -> Path:
-    sc = lab.scenario
-    lines = [
+    return write_lab_config(lab, tmp / "lab.toml", extra=[
         "[ispvm]", 'database = "state/ispvm.duckdb"', "",
         "[polling]", "interval_s = 1", "timeout_s = 0.5", "",
         "[incidents]", "correlate_every_s = 0.5", "",
-        "[console]", f"attach = {json.dumps(sc.console.attach)}", "",
-        "[credentials.lab]", f'username = "{sc.lab.username}"', 'password_secret = "lab/password"', "",
-        '[snmp."lab-v2"]', 'community_secret = "lab/community"', "timeout_s = 0.5", "retries = 0", "",
-    ]
-    for site in sc.sites:
-        lines += ["[[sites]]", f'name = "{site.name}"', ""]
-    for spec in sc.devices:
-        dev = lab.model.devices[spec.name]
-        lines += ["[[devices]]", f'name = "{spec.name}"', f'site = "{spec.site}"', f'role = "{spec.role}"',
-                  f'address = "{dev.address}"', f"api_port = {lab.api_servers[spec.name].port}",
-                  'credential = "lab"', 'snmp = "lab-v2"', f"snmp_port = {lab.snmp_agents[spec.name].port}", ""]
-    for link in sc.links:
-        lines += ["[[links]]", f'a = "{link.a}"', f'b = "{link.b}"', ""]
-    path = tmp / "lab.toml"
-    path.write_text("\n".join(lines))
-    return path
+    ])
 
 
 def test_headless_run_reports_the_incident_as_json(lab_with_cut_link: Lab, tmp_path: Path) -> None:
