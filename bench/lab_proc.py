@@ -136,6 +136,9 @@ async def serve(args: argparse.Namespace) -> None:
                     api_port = api.port
                 if "snmp" in protocols:
                     agent = SnmpAgent(handle, dev.address, args.snmp_port, community=LAB.community)
+                    if args.snmp_view_s is not None:
+                        # One rendering of the MIB serves every request for this long, busy or not.
+                        agent.cache_max_age = agent.cache_idle_gap = args.snmp_view_s
                     await agent.start()
                     agents.append(agent)
                     snmp_port = agent.port
@@ -180,9 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--snmp-port", type=int, default=1161)
     p.add_argument("--protocols", default="api,snmp")
     p.add_argument("--layout", choices=("per-router", "shared"), default="per-router")
+    p.add_argument("--snmp-view-s", type=float, default=None,
+                   help="seconds one SNMP MIB rendering is reused (default: the agent's own burst rule)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the serving and dump the stats to FILE")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # Writes to connections the poller gave up on are expected here, not news.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     raise_fd_limit()
     asyncio.run(serve(args))
 

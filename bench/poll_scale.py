@@ -19,7 +19,10 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
+import hashlib
 import io
+import itertools
 import json
 import os
 import pstats
@@ -27,6 +30,7 @@ import resource
 import subprocess
 import sys
 import sysconfig
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +68,48 @@ class RunStats:
     poll_seconds: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PROTOCOLS})
 
 
+def code_version() -> dict[str, str]:
+    """Which code was measured: git HEAD plus a hash of the collector and lab sources as they are on disk."""
+    out = {}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True,
+                              text=True, timeout=5)
+        if head.returncode == 0:
+            out["head"] = head.stdout.strip()
+    for part in ("collectors", "lab"):
+        digest = hashlib.sha1()
+        for path in sorted((PROJECT / "ispvm_tui" / part).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        out[part] = digest.hexdigest()[:10]
+    return out
+
+
 def cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+class GcTimer:
+    """Wall time the process spends in garbage collection, per generation (a part of its CPU time)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._t0
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def raise_fd_limit() -> None:
@@ -89,6 +132,8 @@ class LabProcess:
                "--protocols", ",".join(args.protocols), "--layout", args.lab_layout]
         if args.profile_lab:
             cmd += ["--profile", args.profile_lab]
+        if args.lab_snmp_view_s > 0:
+            cmd += ["--snmp-view-s", str(args.lab_snmp_view_s)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
@@ -200,19 +245,27 @@ async def run_cycles(args: argparse.Namespace, collectors: list[Any], stats: Run
 
 
 async def measure(args: argparse.Namespace, lab: dict[str, Any],
-                  profiler: cProfile.Profile | None) -> tuple[RunStats, float, float]:
+                  profiler: cProfile.Profile | None) -> tuple[RunStats, float, float, GcTimer]:
     engine = None
     if "snmp" in args.protocols:
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 
         engine = SnmpEngine()  # one per process, as the engine does (building one costs ~1 s of CPU)
     collectors = build_collectors(args, lab, engine)
+    if args.gc_gen0:
+        gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
+    if args.gc_freeze:
+        # Everything built so far (modules, pysnmp's MIB tree, collectors) lives for the whole
+        # run: keep it out of every later collection.
+        gc.collect()
+        gc.freeze()
     stats = RunStats()
     cpu0 = cpu_seconds()
     if profiler is not None:
         profiler.enable()
     try:
-        wall = await run_cycles(args, collectors, stats)
+        with GcTimer() as gc_timer:
+            wall = await run_cycles(args, collectors, stats)
     finally:
         if profiler is not None:
             profiler.disable()
@@ -222,7 +275,7 @@ async def measure(args: argparse.Namespace, lab: dict[str, Any],
             await collector.close()
     if engine is not None:
         engine.close_dispatcher()
-    return stats, wall, cpu
+    return stats, wall, cpu, gc_timer
 
 
 # ---- report -------------------------------------------------------------------------
@@ -273,7 +326,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float,
+def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float, gc_timer: GcTimer,
               lab_ready: dict[str, Any], lab_before: dict[str, Any], lab_after: dict[str, Any],
               lab_final: dict[str, Any], profile: dict[str, float] | None) -> dict[str, Any]:
     cycles = stats.cycles
@@ -285,6 +338,10 @@ def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float
     steady = cycles[1:] or cycles
     steady_cpu = sum(c.cpu_s for c in steady) / len(steady)
     steady_samples = sum(c.samples for c in steady) / len(steady)
+    # Overlapping cycles (an overrun interval) share CPU, so per-cycle figures become the average.
+    overlapped = any(a.started + a.duration_s > b.started for a, b in itertools.pairwise(cycles))
+    if overlapped:
+        steady_cpu, steady_samples = cpu / len(cycles), samples / len(cycles)
     slowest = max(cycles, key=lambda c: c.duration_s)
     lab_cpu = lab_after["cpu_s"] - lab_before["cpu_s"]
     return {
@@ -295,6 +352,7 @@ def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float
         "interval_s": args.interval,
         "concurrency": args.concurrency,
         "lab_layout": args.lab_layout,
+        "lab_snmp_view_s": args.lab_snmp_view_s,
         "wall_s": round(wall, 3),
         "devices_polled_per_s": round(args.routers * len(cycles) / wall, 2),
         "polls_per_s": round(polls / wall, 2),
@@ -308,6 +366,12 @@ def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float
         "cpu_s": round(cpu, 3),
         "cpu_s_per_1000_samples": round(1000 * cpu / samples, 4) if samples else None,
         "cpu_fraction_of_core": round(cpu / wall, 4),
+        "gc_freeze": args.gc_freeze,
+        "gc_gen0": args.gc_gen0 or gc.get_threshold()[0],
+        "gc_s": round(sum(gc_timer.seconds), 3),
+        "gc_s_by_generation": [round(x, 3) for x in gc_timer.seconds],
+        "gc_collections": gc_timer.collections,
+        "cycles_overlapped": overlapped,
         "first_cycle_cpu_s": round(cycles[0].cpu_s, 3),
         "steady_cycle_cpu_s": round(steady_cpu, 3),
         "steady_cpu_s_per_1000_samples": round(1000 * steady_cpu / steady_samples, 4) if steady_samples else None,
@@ -326,6 +390,8 @@ def summarise(args: argparse.Namespace, stats: RunStats, wall: float, cpu: float
         "lab_start_s": lab_ready.get("start_s"),
         "lab_cpu_s": round(lab_cpu, 3),
         "lab_cpu_fraction_of_core": round(lab_cpu / wall, 4),
+        "code": args.code,
+        "code_changed_during_run": code_version() != args.code,
         "profiled": profile is not None,
         "profile_own_s_by_package": profile,
     }
@@ -349,7 +415,11 @@ def print_summary(s: dict[str, Any], stats: RunStats) -> None:
         ("failed polls", f"{s['failed_polls']} of {s['polls']}"),
         ("polls with stale families", f"{s['stale_polls']}"),
         ("poller CPU seconds", f"{s['cpu_s']:.2f}  (first cycle {s['first_cycle_cpu_s']:.2f}, "
-                               f"steady cycle {s['steady_cycle_cpu_s']:.2f})"),
+                               f"steady cycle {s['steady_cycle_cpu_s']:.2f}"
+                               + (", cycles overlapped: per-cycle = average)" if s["cycles_overlapped"] else ")")),
+        ("garbage collection", f"{s['gc_s']:.2f} s (gen0/1/2 "
+                               f"{'/'.join(f'{x:.2f}' for x in s['gc_s_by_generation'])} s, "
+                               f"{'/'.join(str(n) for n in s['gc_collections'])} runs)"),
         ("CPU s / 1000 samples", f"{s['cpu_s_per_1000_samples']}  (steady {s['steady_cpu_s_per_1000_samples']})"),
         ("avg CPU, fraction of a core", f"{s['cpu_fraction_of_core']:.3f}"),
         ("implied cores at 60 s", f"{s['implied_cores_at_60s']:.3f}  "
@@ -359,6 +429,8 @@ def print_summary(s: dict[str, Any], stats: RunStats) -> None:
             f"{p} {s['poll_s_p50'][p]:.3f}/{s['poll_s_p99'][p]:.3f}/{s['poll_s_max'][p]:.3f}"
             for p in s["poll_s_p50"])),
         ("peak RSS poller / lab", f"{s['poller_maxrss_mb']:.0f} MB / {s['lab_maxrss_mb']:.0f} MB"),
+        ("code", " ".join(f"{k} {v}" for k, v in s["code"].items())
+                 + ("  (CHANGED on disk during the run)" if s["code_changed_during_run"] else "")),
         ("lab CPU seconds", f"{s['lab_cpu_s']:.2f}  ({s['lab_cpu_fraction_of_core']:.3f} of a core, "
                             f"{s['lab_layout']} model)"),
     ]
@@ -395,6 +467,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--snmp-port", type=int, default=1161)
     p.add_argument("--lab-layout", choices=("per-router", "shared"), default="per-router",
                    help="one lab model per router (default) or one for the whole fleet")
+    p.add_argument("--lab-snmp-view-s", type=float, default=5.0,
+                   help="lab SNMP agents reuse one MIB rendering this long; 0: the agent's own burst rule, "
+                        "which re-renders on nearly every request once the poller is busy (default: 5)")
+    p.add_argument("--gc-freeze", action="store_true",
+                   help="gc.freeze() once the engine and collectors exist (a process setting to try)")
+    p.add_argument("--gc-gen0", type=int, default=0, metavar="N",
+                   help="generation-0 GC threshold (Python's default: 700)")
     p.add_argument("--profile", action="store_true", help="cProfile the polling and print the top functions")
     p.add_argument("--profile-top", type=int, default=25)
     p.add_argument("--profile-lab", metavar="FILE", help="also cProfile the lab process (stats dumped to FILE)")
@@ -414,6 +493,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     raise_fd_limit()
+    args.code = code_version()  # the sources the two processes are about to import
     mode = f"every {args.interval:g} s" if args.interval else "back to back"
     print(f"poll_scale: {args.routers} routers x {args.interfaces} interfaces, {'+'.join(args.protocols)}, "
           f"{args.cycles} cycles {mode}, concurrency {args.concurrency}", flush=True)
@@ -424,14 +504,14 @@ def main(argv: list[str] | None = None) -> None:
               f"started in {lab.ready['start_s']:.1f} s", flush=True)
         before = lab.stats()
         profiler = cProfile.Profile() if args.profile else None
-        stats, wall, cpu = asyncio.run(measure(args, lab.ready, profiler))
+        stats, wall, cpu, gc_timer = asyncio.run(measure(args, lab.ready, profiler))
         after = lab.stats()
     finally:
         final = lab.stop() if lab.proc.poll() is None else {"maxrss_kb": 0}
     profile = print_profile(profiler, args.profile_top) if profiler is not None else None
     if args.profile_lab and Path(args.profile_lab).exists():
         print_profile(args.profile_lab, args.profile_top, "lab", ("tottime",))
-    summary = summarise(args, stats, wall, cpu, lab.ready, before, after, final, profile)
+    summary = summarise(args, stats, wall, cpu, gc_timer, lab.ready, before, after, final, profile)
     print_summary(summary, stats)
 
 
