@@ -40,6 +40,9 @@ class Polling(Strict):
     interval_s: float = Field(60.0, gt=0)
     timeout_s: float = Field(5.0, gt=0)
     concurrency: int = Field(64, ge=1, le=4096)
+    # SNMP replies are decoded on the poller's one core: past ~16 polls in flight replies wait in the
+    # socket while others decode, and time out for no fault of the router.
+    snmp_concurrency: int = Field(16, ge=1, le=4096)
     jitter: float = Field(0.1, ge=0, le=0.5)  # fraction of the interval
     backoff_max_s: float = Field(600.0, gt=0)  # unreachable routers are retried at most this far apart
 

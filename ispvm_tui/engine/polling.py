@@ -108,6 +108,10 @@ def build_collectors(config: Config, device: Device, secrets: SecretSource, cloc
     return collectors
 
 
+def _is_snmp(collector: Collector) -> bool:
+    return type(collector).__name__ == "SnmpCollector"
+
+
 class Poller:
     """Runs every device's collectors on schedule and hands results to ``on_results``."""
 
@@ -119,6 +123,7 @@ class Poller:
         self.schedules = schedules
         self.on_results = on_results
         self._sem = asyncio.Semaphore(config.polling.concurrency)
+        self._snmp_sem = asyncio.Semaphore(min(config.polling.snmp_concurrency, config.polling.concurrency))
         self._rng = rng or random.Random()
         self._scheduler: AsyncIOScheduler | None = None
         self.poll_seconds: deque[float] = deque(maxlen=1000)  # real seconds per device poll, recent
@@ -197,11 +202,14 @@ class Poller:
 
     async def _safe_poll(self, name: str, collector: Collector) -> PollResult:
         try:
+            if _is_snmp(collector):
+                async with self._snmp_sem:
+                    return await collector.poll()
             return await collector.poll()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a collector bug must not stop the fleet
             log.exception("collector for %s raised", name)
-            kind = "api" if "RouterOS" in type(collector).__name__ else "snmp"
+            kind = "snmp" if _is_snmp(collector) else "api"
             return PollResult(device=name, collector=kind, started_at=self.clock.now(), duration_s=0.0, ok=False,
                               error=f"internal error: {type(exc).__name__}", error_kind="error")
