@@ -1,9 +1,12 @@
 """SNMP poller: system, interfaces, health sensors, LLDP neighbours, BGP peers and OSPF neighbours.
 
-Built on pysnmp 7's asyncio high-level API. One ``SnmpEngine`` should be
-shared by all collectors of a process (pass ``engine=``): an engine owns a
-socket, a request-id space and its configuration tables, so one per device
-does not scale.
+SNMPv1 and v2c requests go through ``snmp_wire``: a hand BER codec and one
+shared UDP socket per event loop, decoding a varbind in a couple of
+microseconds where pysnmp/pyasn1 take tens. SNMPv3 (USM) stays on pysnmp 7's
+asyncio high-level API, its values converted to the same plain ones. One
+``SnmpEngine`` should be shared by all collectors of a process (pass
+``engine=``): an engine owns a socket, a request-id space and its
+configuration tables, so one per device does not scale.
 
 Tables are read with multi-column GETBULK walks: each request carries the
 next OID of every column still in progress, so a table costs about
@@ -44,10 +47,11 @@ from pysnmp.hlapi.v3arch.asyncio import (
     get_cmd,
     next_cmd,
 )
-from pysnmp.proto import errind, rfc1905
+from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.rfc1902 import ObjectName
 
 from ispvm_tui.clock import Clock
+from ispvm_tui.collectors import snmp_wire as wire
 from ispvm_tui.collectors.results import (
     BgpSession,
     ErrorKind,
@@ -367,7 +371,8 @@ _AUTH_ERRORS = (
 )
 
 _NO_SUCH_NAME = "noSuchName"
-_EXCEPTION_VALUES = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
+_EXCEPTION_VALUES = wire.VarBindException
+_VarBinds = list[tuple[Oid, Any]]
 
 
 @dataclass(frozen=True)
@@ -457,6 +462,8 @@ class SnmpCollector:
         self._engine = engine
         self._owns_engine = engine is None
         self._transport: UdpTransportTarget | None = None
+        self._wire: wire.SnmpV2Transport | None = None  # v1/v2c: our own client, not pysnmp
+        self._wire_address: tuple[str, int] | None = None
         self._auth = _auth_data(target)
         self._context = ContextData(contextName=target.context.encode()) if target.context else ContextData()
         # Rows of each optional table at the last poll: neighbour and peer counts rarely
@@ -469,6 +476,7 @@ class SnmpCollector:
             self._engine.close_dispatcher()
             self._engine = None
         self._transport = None
+        self._wire = None  # shared by every collector of the loop: left open
 
     async def poll(self) -> PollResult:
         started_at = self._clock.now()
@@ -648,36 +656,100 @@ class SnmpCollector:
                 break
         engine.cache[_TUNED_KEY] = True
 
+    async def _request(self, pdu: int, oids: list[Oid], repetitions: int = 0) -> tuple[int, int, _VarBinds]:
+        """One GET / GETNEXT / GETBULK: (error status, error index, [(oid, plain value)]).
+
+        SNMPv1 and v2c go through the light client in ``snmp_wire``; v3 through
+        pysnmp, its values converted to the same plain ones. A request without a
+        usable reply raises _SnmpFailure.
+        """
+        if self.target.version == "3":
+            return await self._pysnmp_request(pdu, oids, repetitions)
+        client, address = await self._wire_session()
+        version = wire.VERSION_1 if self.target.version == "1" else wire.VERSION_2C
+        try:
+            reply = await client.request(
+                address,
+                version,
+                self.target.community.encode(),
+                pdu,
+                oids,
+                timeout=self.target.timeout,
+                retries=self.target.retries,
+                max_repetitions=repetitions,
+            )
+        except wire.SnmpTimeout:
+            raise _SnmpFailure(*self._timed_out()) from None
+        except OSError as exc:
+            where = f"{self.target.address}:{self.target.port}"
+            raise _SnmpFailure("protocol", f"SNMP request to {where} failed: {exc}") from None
+        varbinds = reply.varbinds
+        if version == wire.VERSION_1 and any(type(v) is wire.Counter64 for _, v in varbinds):
+            # SNMPv1 cannot carry Counter64 (RFC 3584): a reply with one is malformed.
+            where = f"{self.target.address}:{self.target.port}"
+            raise _SnmpFailure("protocol", f"SNMP request to {where} failed: Counter64 in an SNMPv1 reply")
+        return reply.error_status, reply.error_index, varbinds
+
+    async def _wire_session(self) -> tuple[wire.SnmpV2Transport, tuple[str, int]]:
+        if self._wire_address is None:
+            host, port = self.target.address, self.target.port
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                if not infos:
+                    raise _SnmpFailure("protocol", f"cannot resolve {host}") from None
+                ip = ipaddress.ip_address(infos[0][4][0])
+            self._wire_address = (str(ip), port)
+        if self._wire is None or self._wire.transport is None or self._wire.transport.is_closing():
+            family = socket.AF_INET6 if ":" in self._wire_address[0] else socket.AF_INET
+            self._wire = await wire.SnmpV2Transport.shared(family)
+        return self._wire, self._wire_address
+
+    async def _pysnmp_request(self, pdu: int, oids: list[Oid], repetitions: int) -> tuple[int, int, _VarBinds]:
+        engine, transport = await self._session()
+        request = _pysnmp_varbinds(oids)
+        if pdu == wire.GET:
+            reply = await get_cmd(engine, self._auth, transport, self._context, *request, lookupMib=False)
+        elif pdu == wire.GET_NEXT:
+            reply = await next_cmd(engine, self._auth, transport, self._context, *request, lookupMib=False)
+        else:
+            reply = await bulk_cmd(
+                engine, self._auth, transport, self._context, 0, repetitions, *request, lookupMib=False
+            )
+        self._tune_engine_socket(engine)
+        indication, status, index, varbinds = reply
+        if indication:
+            raise _SnmpFailure(*self._describe(indication))
+        return int(status or 0), int(index or 0), [(tuple(name), _plain(value)) for name, value in varbinds]
+
     async def _get(self, oids: list[Oid]) -> dict[Oid, Any]:
         """GET scalars; objects the agent does not have are left out."""
-        engine, transport = await self._session()
         pending = list(oids)
         values: dict[Oid, Any] = {}
         while pending:
-            reply = await get_cmd(engine, self._auth, transport, self._context, *_request(pending), lookupMib=False)
-            self._tune_engine_socket(engine)
-            refused = self._check(*reply[:3], len(pending))
+            reply = await self._request(wire.GET, pending)
+            refused = self._check(*reply[:2], len(pending))
             if refused is not None:
                 # SNMPv1 refuses the whole GET for one unknown object: drop it, ask again.
                 del pending[refused.position]
                 continue
-            for name, value in reply[3]:
+            for name, value in reply[2]:
                 if not isinstance(value, _EXCEPTION_VALUES):
-                    values[tuple(name)] = value
+                    values[name] = value
             break
         return values
 
     async def _probe(self, oids: list[Oid]) -> dict[Oid, tuple[Oid, Any]]:
         """One GETNEXT for all ``oids``: requested OID -> (next OID, its value); nothing past the MIB's end."""
-        engine, transport = await self._session()
         pending = list(oids)
         while pending:
-            reply = await next_cmd(engine, self._auth, transport, self._context, *_request(pending), lookupMib=False)
-            refused = self._check(*reply[:3], len(pending))
+            reply = await self._request(wire.GET_NEXT, pending)
+            refused = self._check(*reply[:2], len(pending))
             if refused is None:
                 return {
-                    oid: (tuple(name), value)
-                    for oid, (name, value) in zip(pending, reply[3], strict=False)
+                    oid: (name, value)
+                    for oid, (name, value) in zip(pending, reply[2], strict=False)
                     if not isinstance(value, _EXCEPTION_VALUES)
                 }
             if self.target.version != "1" or refused.status != _NO_SUCH_NAME:
@@ -714,21 +786,16 @@ class SnmpCollector:
 
     async def _next_rows(self, oids: list[Oid], rows: int | None = None) -> Sequence[tuple[Any, Any]] | _Refused:
         """Up to ``rows`` rows by GETBULK (one by GETNEXT on v1) from ``oids``, or which one was refused."""
-        engine, transport = await self._session()
         if self.target.version == "1":
-            reply = await next_cmd(engine, self._auth, transport, self._context, *_request(oids), lookupMib=False)
+            reply = await self._request(wire.GET_NEXT, oids)
         else:
             repetitions = max(1, min(self.target.max_repetitions, _VARBINDS_PER_REQUEST // len(oids), rows or 1 << 30))
-            reply = await bulk_cmd(
-                engine, self._auth, transport, self._context, 0, repetitions, *_request(oids), lookupMib=False
-            )
-        refused = self._check(*reply[:3], len(oids), bulk=self.target.version != "1")
-        return reply[3] if refused is None else refused
+            reply = await self._request(wire.GET_BULK, oids, repetitions)
+        refused = self._check(*reply[:2], len(oids), bulk=self.target.version != "1")
+        return reply[2] if refused is None else refused
 
-    def _check(self, indication: Any, status: Any, index: Any, sent: int, bulk: bool = False) -> _Refused | None:
-        """Raise for a failed request; for an error status naming one varbind, which one."""
-        if indication:
-            raise _SnmpFailure(*self._describe(indication))
+    def _check(self, status: int, index: int, sent: int, bulk: bool = False) -> _Refused | None:
+        """For an error status naming one varbind, which one; raise for any other error status."""
         if not status:
             return None
         status_text = _status_name(status)
@@ -741,11 +808,15 @@ class SnmpCollector:
             return _Refused(position, status_text)
         raise _SnmpFailure("protocol", f"agent answered with error status {status_text}")
 
+    def _timed_out(self) -> tuple[ErrorKind, str]:
+        where = f"{self.target.address}:{self.target.port}"
+        tries = self.target.retries + 1
+        return "timeout", f"no SNMP response from {where} within {self.target.timeout:g} s ({tries} tries)"
+
     def _describe(self, indication: Any) -> tuple[ErrorKind, str]:
         where = f"{self.target.address}:{self.target.port}"
         if isinstance(indication, errind.RequestTimedOut):
-            tries = self.target.retries + 1
-            return "timeout", f"no SNMP response from {where} within {self.target.timeout:g} s ({tries} tries)"
+            return self._timed_out()
         kind: ErrorKind = "auth" if isinstance(indication, _AUTH_ERRORS) else "protocol"
         return kind, f"SNMP request to {where} failed: {indication}"
 
@@ -764,8 +835,44 @@ def _auth_data(target: SnmpTarget) -> CommunityData | UsmUserData:
     return CommunityData(target.community, mpModel=0 if target.version == "1" else 1)
 
 
-def _request(oids: Sequence[Oid]) -> list[tuple[ObjectName, univ.Null]]:
+def _pysnmp_varbinds(oids: Sequence[Oid]) -> list[tuple[ObjectName, univ.Null]]:
     return [(ObjectName(oid), univ.Null("")) for oid in oids]
+
+
+# pysnmp value classes -> the plain values snmp_wire decodes to (most specific first).
+_PYSNMP_INTEGERS: tuple[tuple[type, type[int]], ...] = (
+    (rfc1902.Counter64, wire.Counter64),
+    (rfc1902.Counter32, wire.Counter32),
+    (rfc1902.Gauge32, wire.Gauge32),
+    (rfc1902.TimeTicks, wire.TimeTicks),
+)
+_PYSNMP_EXCEPTIONS: tuple[tuple[type, wire.VarBindException], ...] = (
+    (rfc1905.NoSuchObject, wire.NO_SUCH_OBJECT),
+    (rfc1905.NoSuchInstance, wire.NO_SUCH_INSTANCE),
+    (rfc1905.EndOfMibView, wire.END_OF_MIB_VIEW),
+)
+
+
+def _plain(value: Any) -> Any:
+    """A pysnmp (SNMPv3) value as the plain value snmp_wire would give for it."""
+    for cls, sentinel in _PYSNMP_EXCEPTIONS:
+        if isinstance(value, cls):
+            return sentinel
+    if isinstance(value, rfc1902.IpAddress):
+        raw = bytes(value)
+        return str(ipaddress.IPv4Address(raw)) if len(raw) == 4 else raw
+    if isinstance(value, univ.OctetString):
+        return bytes(value)
+    if isinstance(value, univ.ObjectIdentifier):
+        return wire.ObjectId(tuple(value))
+    if isinstance(value, univ.Integer):
+        for cls, plain in _PYSNMP_INTEGERS:
+            if isinstance(value, cls):
+                return plain(int(value))
+        return wire.Integer32(int(value))
+    if isinstance(value, univ.Null):
+        return None
+    return value
 
 
 def _absorb(
@@ -778,11 +885,10 @@ def _absorb(
     """File one GETBULK/GETNEXT reply into ``result``; the columns still going."""
     done: set[str] = set()
     width = len(active)
-    for position, (name, value) in enumerate(reply):
+    for position, (oid, value) in enumerate(reply):
         column = active[position % width]
         if column in done:
             continue
-        oid = tuple(name)
         base = columns[column]
         if (
             isinstance(value, _EXCEPTION_VALUES)  # endOfMibView (the others are not valid here)
@@ -826,19 +932,24 @@ def _dotted(oid: Sequence[int]) -> str:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, univ.Integer):
+    if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
     return None
 
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, univ.OctetString):
-        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
     return None if value is None else str(value)
 
 
+def _octets(value: Any) -> bytes:
+    """An OCTET STRING's bytes; b"" for any other type."""
+    return value if isinstance(value, bytes) else b""
+
+
 def _mac(value: Any) -> str | None:
-    raw = bytes(value) if isinstance(value, univ.OctetString) else b""
+    raw = _octets(value)
     return ":".join(f"{b:02X}" for b in raw) if raw else None
 
 
@@ -997,7 +1108,9 @@ def _under(found: tuple[Oid, Any] | None, prefix: Oid) -> bool:
 
 
 def _ipv4(value: Any) -> str | None:
-    raw = bytes(value) if isinstance(value, univ.OctetString) else b""
+    if isinstance(value, str):  # an IpAddress
+        return value
+    raw = _octets(value)
     return str(ipaddress.IPv4Address(raw)) if len(raw) == 4 else None
 
 
@@ -1140,7 +1253,7 @@ def _chassis_mac(subtype: int | None, value: Any) -> str | None:
 
 def _any_mac(value: Any) -> str | None:
     """A MAC sent as 6 bytes or, as RouterOS does, as its text; None for the null MAC."""
-    raw = bytes(value) if isinstance(value, univ.OctetString) else b""
+    raw = _octets(value)
     if len(raw) != 6:
         text = raw.decode("ascii", errors="replace").strip()
         raw = bytes.fromhex(re.sub("[:-]", "", text)) if _MAC_TEXT.fullmatch(text) else b""
@@ -1169,14 +1282,16 @@ def _lldp_addresses(cols: dict[str, dict[Oid, Any]]) -> dict[Oid, list[str]]:
             out.setdefault(index, []).append(address)
     for index in cols["man_if_subtype"]:  # LLDP-MIB: (..., subtype, length, address octets)
         if len(index) > 5 and index[4] == len(index) - 5:
-            address = _man_address(index[3], univ.OctetString(bytes(index[5:])))
+            address = _man_address(index[3], bytes(index[5:]))
             if address:
                 out.setdefault(index[:3], []).append(address)
     return out
 
 
 def _man_address(subtype: int | None, value: Any) -> str | None:
-    raw = bytes(value) if isinstance(value, univ.OctetString) else b""
+    if isinstance(value, str):  # an IpAddress
+        return value
+    raw = _octets(value)
     if subtype == _ADDRESS_IPV4 and len(raw) == 4:
         return str(ipaddress.IPv4Address(raw))
     if subtype == _ADDRESS_IPV6 and len(raw) == 16:
