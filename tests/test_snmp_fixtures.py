@@ -632,3 +632,137 @@ async def test_snmpv1_probe_past_the_end_of_the_mib(snmpsim: Simulator, engine: 
     assert result.ok, result.error
     assert result.stale == {}
     assert (result.neighbors, result.bgp, result.ospf, result.sensors) == (None, None, None, ())
+
+
+# -- wireless registrations and storage -------------------------------------------
+
+MTXR_WIRELESS = "1.3.6.1.4.1.14988.1.1.1."  # MIKROTIK-MIB mtxrWireless
+MTXR_WL_RTAB_STRENGTH = "1.3.6.1.4.1.14988.1.1.1.2.1.3."  # mtxrWlRtabStrength.<MAC>.<ifIndex>
+HR_STORAGE_ENTRY = "1.3.6.1.2.1.25.2.3.1."
+
+
+def librenms_wireless_clients(recording: str) -> dict[str, int]:
+    """LibreNMS's per-interface client counts (mtxrWlApClientCount), by ifName, zeros left out."""
+    sensors = librenms(recording, "wireless")["wireless_sensors"]
+    counts = {}
+    for sensor in sensors:
+        if sensor["sensor_class"] == "clients" and sensor["sensor_current"]:
+            ifname = snmprec_value(recording, f"1.3.6.1.2.1.31.1.1.1.1.{sensor['sensor_index']}")
+            counts[ifname or sensor["sensor_index"]] = sensor["sensor_current"]
+    return counts
+
+
+async def test_wireless_clients_match_librenms(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    result = await poll(snmpsim, engine, "routeros")
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert result.wireless is not None
+    # LibreNMS counts an access point's stations with the mtxrWlApClientCount scalar;
+    # we list the registration table, so the stations per interface must add up to it.
+    per_interface: dict[str, int] = {}
+    for client in result.wireless:
+        assert client.interface is not None
+        per_interface[client.interface] = per_interface.get(client.interface, 0) + 1
+    assert per_interface == librenms_wireless_clients("routeros") == {"wlan1": 7, "wlan4": 4}
+    # LibreNMS keeps no per-station reading (its only rssi sensor is the 60 GHz
+    # mtxrW60GTable, a different table), so signals are checked against the recording.
+    strengths = snmprec_rows("routeros", MTXR_WL_RTAB_STRENGTH)
+    assert len(strengths) == len(result.wireless) == 11
+    for client in result.wireless:
+        octets = ".".join(str(int(part, 16)) for part in client.mac.split(":"))
+        ifindex = {"wlan1": 1, "wlan4": 9}[client.interface or ""]
+        assert client.signal_dbm == float(strengths[f"{octets}.{ifindex}"])
+    # This recording has only the strength column: rates and uptime are unknown, not zero.
+    assert {(c.tx_rate_bps, c.rx_rate_bps, c.uptime_s) for c in result.wireless} == {(None, None, None)}
+    assert sorted(c.signal_dbm for c in result.wireless if c.signal_dbm is not None)[:2] == [-91.0, -87.0]
+
+
+@pytest.mark.parametrize("recording", ["routeros_ltap-mini", "routeros_rb433gl"])
+async def test_access_point_without_registration_rows_has_no_clients(
+    snmpsim: Simulator, engine: SnmpEngine, recording: str
+) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    # Both recordings have mtxrWireless (the AP table) but no mtxrWlRtabTable rows: the
+    # family is present and empty. LibreNMS agrees for the ltAP mini (0 clients); for the
+    # RB433GL it reports 1 client on wlan ifIndex 4 from mtxrWlApClientCount, a station
+    # whose registration row was not captured in the recording (LibreNMS's discovery
+    # never walks mtxrWlRtabTable), so there is no row snmpsim could serve.
+    assert snmprec_rows(recording, MTXR_WIRELESS)
+    assert not snmprec_rows(recording, MTXR_WL_RTAB_STRENGTH)
+    assert result.wireless == ()
+
+
+@pytest.mark.parametrize("recording", ALL_RECORDINGS)
+async def test_wireless_and_storage_are_none_without_their_tables(
+    snmpsim: Simulator, engine: SnmpEngine, recording: str
+) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    # Wireless is only asked of MikroTik devices; none of the others has MIKROTIK-MIB.
+    assert (result.wireless is not None) == bool(snmprec_rows(recording, MTXR_WIRELESS))
+    assert (result.storage is not None) == bool(snmprec_rows(recording, HR_STORAGE_ENTRY))
+
+
+def librenms_storage(recording: str) -> set[tuple[str, str, int, int]]:
+    """LibreNMS's hrStorageTable rows as (name, kind, size, used): disks from ``storage``, RAM from ``mempools``."""
+    rows = set()
+    for disk in librenms(recording, "storage")["storage"]:
+        if disk["type"] == "hrstorage":
+            kind = "disk" if disk["storage_type"] == "hrStorageFixedDisk" else "other"
+            rows.add((disk["storage_descr"], kind, disk["storage_size"], disk["storage_used"]))
+    for pool in librenms(recording, "mempools")["mempools"]:
+        if pool["mempool_type"] == "hrstorage":
+            # LibreNMS's class "system" is hrStorageRam; "virtual" is the tmpfs row (hrStorageVirtualMemory).
+            kind = "ram" if pool["mempool_class"] == "system" else "other"
+            rows.add((pool["mempool_descr"], kind, pool["mempool_total"], pool["mempool_used"]))
+    return rows
+
+
+# RouterOS maps one to one; Net-SNMP's memory rows differ by design (see the EdgeOS test below).
+@pytest.mark.parametrize("recording", [r for r in recordings_with("storage") if r.startswith("routeros")])
+async def test_storage_matches_librenms(snmpsim: Simulator, engine: SnmpEngine, recording: str) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.stale == {}
+    assert result.storage is not None
+    ours = {(s.name, s.kind, s.size_bytes, s.used_bytes) for s in result.storage}
+    assert ours == librenms_storage(recording)
+    # The RAM row is the one SystemInfo's memory figures come from.
+    [ram] = [s for s in result.storage if s.kind == "ram"]
+    assert result.system is not None
+    assert ram.size_bytes == result.system.total_memory
+    assert ram.used_bytes is not None and ram.size_bytes is not None
+    assert result.system.free_memory == ram.size_bytes - ram.used_bytes
+
+
+async def test_net_snmp_storage_matches_librenms(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    result = await poll(snmpsim, engine, "edgeos")
+
+    assert result.ok, result.error
+    assert result.storage is not None
+    disks = {(s.name, s.size_bytes, s.used_bytes) for s in result.storage if s.kind == "disk"}
+    rows = librenms("edgeos", "storage")["storage"]
+    want = {(d["storage_descr"], d["storage_size"], d["storage_used"]) for d in rows}
+    # Every row LibreNMS lists; it leaves out /sys/fs/cgroup (empty, filtered on its side),
+    # which the recording has and we report like any other fixed disk.
+    cgroup_units = int(snmprec_value("edgeos", f"{HR_STORAGE_ENTRY}4.40") or 0)
+    assert disks - want == {("/sys/fs/cgroup", 254563 * cgroup_units, 0)}
+    assert want <= disks
+    [ram] = [s for s in result.storage if s.kind == "ram"]
+    [physical] = [m for m in librenms("edgeos", "mempools")["mempools"] if m["mempool_class"] == "system"]
+    assert (ram.name, ram.size_bytes) == (physical["mempool_descr"], physical["mempool_total"])
+    # Net-SNMP counts buffers and cache as used RAM; LibreNMS subtracts them, we keep hrStorageUsed.
+    buffers, cached = (next(s for s in result.storage if s.name == n) for n in ("Memory buffers", "Cached memory"))
+    assert ram.used_bytes is not None and buffers.used_bytes is not None and cached.used_bytes is not None
+    assert ram.used_bytes - buffers.used_bytes - cached.used_bytes == physical["mempool_used"]
+    # The swap, virtual-memory and other hrStorageOther rows are "other".
+    assert {s.name for s in result.storage if s.kind == "other"} == {
+        "Virtual memory", "Memory buffers", "Cached memory", "Shared memory", "Swap space"
+    }

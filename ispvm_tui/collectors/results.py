@@ -116,6 +116,28 @@ class ProbeResult:
 
 
 @dataclass(frozen=True)
+class WirelessClient:
+    """A station registered to one of the device's wireless interfaces (MIKROTIK-MIB mtxrWlRtabTable)."""
+
+    interface: str | None
+    mac: str
+    signal_dbm: float | None = None
+    tx_rate_bps: int | None = None
+    rx_rate_bps: int | None = None
+    uptime_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StorageUse:
+    """One HOST-RESOURCES-MIB hrStorageTable row, in bytes."""
+
+    name: str
+    kind: str  # "ram" | "disk" | "other"
+    size_bytes: int | None
+    used_bytes: int | None
+
+
+@dataclass(frozen=True)
 class PollResult:
     device: str
     collector: Literal["api", "snmp"]
@@ -135,3 +157,5 @@ class PollResult:
     route_count: int | None = None  # counted on the router, never fetched
     # family -> reason, for families that failed while the device answered
     stale: dict[str, str] = field(default_factory=dict)
+    wireless: tuple[WirelessClient, ...] | None = None  # None = not collected (or stale)
+    storage: tuple[StorageUse, ...] | None = None

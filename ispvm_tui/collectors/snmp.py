@@ -1,4 +1,4 @@
-"""SNMP poller: system, interfaces, health sensors, LLDP neighbours, BGP peers and OSPF neighbours.
+"""SNMP poller: system, interfaces, storage, health, LLDP, BGP, OSPF and wireless registrations.
 
 SNMPv1 and v2c requests go through ``snmp_wire``: a hand BER codec and one
 shared UDP socket per event loop, decoding a varbind in a couple of
@@ -60,7 +60,9 @@ from ispvm_tui.collectors.results import (
     Neighbor,
     OspfNeighbor,
     PollResult,
+    StorageUse,
     SystemInfo,
+    WirelessClient,
 )
 
 Oid = tuple[int, ...]
@@ -71,7 +73,10 @@ _IFX_ENTRY: Oid = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
 _HR_STORAGE_ENTRY: Oid = (1, 3, 6, 1, 2, 1, 25, 2, 3, 1)
 _MTXR_HEALTH: Oid = (1, 3, 6, 1, 4, 1, 14988, 1, 1, 3)
 _MTXR_GAUGE_ENTRY: Oid = (*_MTXR_HEALTH, 100, 1)
+_HR_STORAGE_TYPES = (1, 3, 6, 1, 2, 1, 25, 2, 1)
 _HR_STORAGE_RAM = "1.3.6.1.2.1.25.2.1.2"
+# hrStorageType -> StorageUse.kind: hrStorageRam(2), hrStorageFixedDisk(4); the rest is "other".
+_STORAGE_KINDS = {(*_HR_STORAGE_TYPES, 2): "ram", (*_HR_STORAGE_TYPES, 4): "disk"}
 _MIKROTIK_ENTERPRISE = "1.3.6.1.4.1.14988."
 
 _SYSTEM_OIDS: dict[str, Oid] = {
@@ -159,6 +164,7 @@ _HR_STORAGE_TABLE = _Table(
     "memory",
     {
         "type": (*_HR_STORAGE_ENTRY, 2),
+        "descr": (*_HR_STORAGE_ENTRY, 3),
         "units": (*_HR_STORAGE_ENTRY, 4),
         "size": (*_HR_STORAGE_ENTRY, 5),
         "used": (*_HR_STORAGE_ENTRY, 6),
@@ -223,6 +229,9 @@ _BGP_PEER_ENTRY: Oid = (*_BGP_PEER_TABLE, 1)
 _OSPF_MIB: Oid = (1, 3, 6, 1, 2, 1, 14)
 _OSPF_NBR_TABLE: Oid = (*_OSPF_MIB, 10)
 _OSPF_NBR_ENTRY: Oid = (*_OSPF_NBR_TABLE, 1)
+_MTXR_WIRELESS: Oid = (1, 3, 6, 1, 4, 1, 14988, 1, 1, 1)
+_MTXR_WL_RTAB_TABLE: Oid = (*_MTXR_WIRELESS, 2)
+_MTXR_WL_RTAB_ENTRY: Oid = (*_MTXR_WL_RTAB_TABLE, 1)
 
 
 @dataclass(frozen=True)
@@ -287,7 +296,28 @@ _OSPF = _Optional(
     _OSPF_NBR_TABLE,
     _Table("ospfNbrTable", "ospf", {"router_id": (*_OSPF_NBR_ENTRY, 3), "state": (*_OSPF_NBR_ENTRY, 6)}, rows=4),
 )
-_OPTIONALS = (_LLDP, _BGP, _OSPF)
+# MIKROTIK-MIB mtxrWlRtabTable, indexed (MAC, ifIndex): the stations registered to
+# the device's access points. mtxrWireless itself tells "wireless, no station"
+# (an empty tuple) from a board without the wireless package (None). Walked
+# only on MikroTik devices. Newer RouterOS also has signal-to-noise and tx
+# strength columns; WirelessClient has no field for them, so they are not fetched.
+_WIRELESS = _Optional(
+    _MTXR_WIRELESS,
+    _MTXR_WL_RTAB_TABLE,
+    _Table(
+        "mtxrWlRtabTable",
+        "wireless",
+        {
+            "iface": (*_MTXR_WL_RTAB_ENTRY, 2),  # mtxrWlRtabIface: an ifIndex, also the index's last part
+            "strength": (*_MTXR_WL_RTAB_ENTRY, 3),  # dBm
+            "tx_rate": (*_MTXR_WL_RTAB_ENTRY, 8),  # bps
+            "rx_rate": (*_MTXR_WL_RTAB_ENTRY, 9),
+            "uptime": (*_MTXR_WL_RTAB_ENTRY, 11),  # TimeTicks
+        },
+        rows=16,
+    ),
+)
+_OPTIONALS = (_LLDP, _BGP, _OSPF, _WIRELESS)
 # lldpLocPortTable: how the device itself names a port. Read only for the ports
 # neighbours were seen on: a switch has dozens of rows, nearly all unneeded.
 _LLDP_LOC_COLUMNS = {
@@ -530,7 +560,7 @@ class SnmpCollector:
         if mikrotik and "health" not in stale:
             sensors = _sensors(got.get("mtxrGaugeTable"), {**scalars, **extras.health})
         ports = _PortNames.of(interfaces, if_walk)
-        lldp, bgp, ospf = (extras.walks.get(opt.walk.family) for opt in _OPTIONALS)
+        lldp, bgp, ospf, wireless = (extras.walks.get(opt.walk.family) for opt in _OPTIONALS)
         return {
             "ok": True,
             "system": system,
@@ -539,6 +569,8 @@ class SnmpCollector:
             "neighbors": _lldp_neighbors(lldp, ports) if lldp is not None else None,
             "bgp": _bgp_sessions(bgp) if bgp is not None else None,
             "ospf": _ospf_neighbors(ospf, ports) if ospf is not None else None,
+            "wireless": _wireless_clients(wireless, ports) if wireless is not None else None,
+            "storage": _storage(got["hrStorageTable"]) if "memory" not in stale else None,
             "stale": stale,
         }
 
@@ -546,13 +578,14 @@ class SnmpCollector:
         """Probe for the optional families (and MikroTik health scalars), then walk what is there."""
         # A GETNEXT from the object (no ".0") returns the scalar if the board has it.
         health = [h.oid[:-1] for h in _PROBED_HEALTH] if mikrotik else []
-        roots = [oid for opt in _OPTIONALS for oid in (opt.mib, opt.table)]
+        optionals = [opt for opt in _OPTIONALS if mikrotik or opt is not _WIRELESS]
+        roots = [oid for opt in optionals for oid in (opt.mib, opt.table)]
         try:
             found = await self._probe([*roots, *health])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            for family in [opt.walk.family for opt in _OPTIONALS] + (["health"] if mikrotik else []):
+            for family in [opt.walk.family for opt in optionals] + (["health"] if mikrotik else []):
                 _add_stale(stale, family, f"probe: {self._reason(exc)}")
             return _Extras()
         extras = _Extras()
@@ -560,8 +593,8 @@ class SnmpCollector:
             oid, value = found.get(h.oid[:-1], ((), None))
             if oid == h.oid:  # the GETNEXT landed on the scalar itself, not on whatever follows
                 extras.health[h.oid] = value
-        walks = await asyncio.gather(*(self._optional(opt, found, stale, mikrotik) for opt in _OPTIONALS))
-        extras.walks = {opt.walk.family: walk for opt, walk in zip(_OPTIONALS, walks, strict=True)}
+        walks = await asyncio.gather(*(self._optional(opt, found, stale, mikrotik) for opt in optionals))
+        extras.walks = {opt.walk.family: walk for opt, walk in zip(optionals, walks, strict=True)}
         return extras
 
     async def _optional(
@@ -1035,6 +1068,30 @@ def _ram(storage: _Walk | None) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _storage(walk: _Walk | None) -> tuple[StorageUse, ...] | None:
+    """Every hrStorageTable row (RAM, disks, tmpfs...), sizes in bytes; None without the table.
+
+    An agent that implements hrStorageTable lists at least its memory, so a
+    walk without rows means the device lacks HOST-RESOURCES storage.
+    """
+    if walk is None:
+        return None
+    cols = walk.columns
+    rows = sorted({index for values in cols.values() for index in values})
+    return tuple(_storage_use(index, cols) for index in rows) or None
+
+
+def _storage_use(index: Oid, cols: dict[str, dict[Oid, Any]]) -> StorageUse:
+    units, size, used = (_int(cols[c].get(index)) for c in ("units", "size", "used"))
+    kind = cols["type"].get(index)
+    return StorageUse(
+        name=_text(cols["descr"].get(index)) or f"hrStorage {_dotted(index)}",
+        kind=_STORAGE_KINDS.get(tuple(kind), "other") if isinstance(kind, tuple) else "other",
+        size_bytes=size * units if size is not None and units is not None else None,
+        used_bytes=used * units if used is not None and units is not None else None,
+    )
+
+
 _Getter = Callable[[str, Oid], Any]
 
 
@@ -1300,6 +1357,34 @@ def _man_address(subtype: int | None, value: Any) -> str | None:
         return str(ipaddress.ip_address(raw.decode("ascii").strip()))
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+# -- wireless registrations -----------------------------------------------------
+
+
+def _wireless_clients(walk: _Walk, ports: _PortNames) -> tuple[WirelessClient, ...]:
+    cols = walk.columns
+    rows = sorted({index for values in cols.values() for index in values})
+    return tuple(_wireless_client(index, cols, ports) for index in rows if len(index) == 7)
+
+
+def _wireless_client(index: Oid, cols: dict[str, dict[Oid, Any]], ports: _PortNames) -> WirelessClient:
+    def get(column: str) -> int | None:
+        return _int(cols[column].get(index))
+
+    # The index is (MAC octets, ifIndex): mtxrWlRtabAddr and mtxrWlRtabIface repeat it,
+    # and agents (see the recordings) may serve only some columns.
+    ifindex = get("iface") or index[6]
+    strength, uptime = get("strength"), get("uptime")
+    return WirelessClient(
+        interface=ports.by_index.get(ifindex, f"ifIndex {ifindex}"),
+        mac=":".join(f"{b:02X}" for b in index[:6]),
+        # mtxrWlRtabStrength is an Integer32 in dBm; a Gauge-typed agent sends it unsigned.
+        signal_dbm=float(strength - 2**32 if strength >= 2**31 else strength) if strength is not None else None,
+        tx_rate_bps=get("tx_rate"),
+        rx_rate_bps=get("rx_rate"),
+        uptime_s=uptime / 100 if uptime is not None else None,
+    )
 
 
 # -- BGP and OSPF ---------------------------------------------------------------
