@@ -128,3 +128,15 @@ def test_acknowledge_emits_once() -> None:
     assert book.acknowledge(opened.incident.id, "alice", 5).event == "incident.acked"
     assert book.acknowledge(opened.incident.id, "bob", 6).event is None
     assert book.open[opened.incident.id].acked_by == "alice"
+
+
+def test_leftover_symptom_in_the_same_round_joins_the_incident() -> None:
+    """The link's plan and a far device's own plan in one round: still one incident."""
+    book = IncidentBook(close_after_s=60, update_every_s=0)
+    (opened,) = book.reconcile(correlate([down("C:e3"), unreachable("D")], TOPO, CONFIG, 0), 0)
+    link_plan = correlate([down("C:e3")], TOPO, CONFIG, 10)[0]
+    device_plan = correlate([unreachable("D")], TOPO, CONFIG, 10)[0]
+    changes = book.reconcile([link_plan, device_plan], 10)
+    assert all(c.event != "incident.opened" for c in changes)
+    assert list(book.open) == [opened.incident.id]
+    assert book.open[opened.incident.id].root_key == L5

@@ -132,8 +132,11 @@ class IncidentBook:
         matched: set[str] = set()
         for plan in plans:
             entities = [plan.key, *plan.symptoms]
-            related = [inc for inc in self.open.values() if inc.id not in matched
-                       and (inc.root_key == plan.key or inc.root_key in plan.symptoms or plan.key in inc.entities)]
+            # A former symptom joins its incident even when that incident already took a plan this round
+            # (the link's plan and a far device's leftover plan can arrive together).
+            related = [inc for inc in self.open.values()
+                       if plan.key in inc.entities
+                       or (inc.id not in matched and (inc.root_key == plan.key or inc.root_key in plan.symptoms))]
             related.sort(key=lambda i: (i.root_key != plan.key, i.opened_at))
             if not related:
                 inc = Incident(
