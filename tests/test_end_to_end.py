@@ -183,3 +183,22 @@ def test_engine_rolls_up_samples_on_its_schedule(address_base: str, tmp_path) ->
         assert health > 0
     finally:
         run.stop()
+
+
+def test_dead_letter_then_manual_resend_is_delivered_and_audited(core_link_cut) -> None:
+    run = core_link_cut
+    run.sink.set_responses([410])  # a permanent refusal: dead-lettered at once, not retried
+    dead = "SELECT event_id, attempts FROM outbox WHERE status = 'dead'"
+    assert _wait(lambda: run.store.query(dead), 60)
+    (event_id, attempts), = run.store.query(dead)
+    assert attempts == 1
+    assert [w.response_status for w in run.sink.received()] == [410]
+
+    run.engine.resend(event_id, "noc-oncall").result(10)
+    status = "SELECT status FROM outbox WHERE event_id = ?"
+    assert _wait(lambda: run.store.query(status, [event_id]) == [("delivered",)], 30)
+    received = run.sink.received()
+    assert [w.response_status for w in received[:2]] == [410, 200]
+    assert received[0].json["event_id"] == received[1].json["event_id"] == event_id
+    assert run.store.query("SELECT actor, action, target FROM audit WHERE action = 'webhook.resend'") == [
+        ("noc-oncall", "webhook.resend", event_id)]

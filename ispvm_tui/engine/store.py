@@ -198,8 +198,8 @@ class Store:
                     del rows[: len(rows) - MAX_PENDING_ROWS]
                 continue
             self.rows_written += len(rows)
+            self.flushes += 1
             rows.clear()
-        self.flushes += 1
 
     # ---- reads --------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:

@@ -15,7 +15,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.config import link_id
 from ispvm_tui.lab.scenario import Scenario, TimelineEntry, normalise_link
 from ispvm_tui.lab.sim import (
     LabModelLike,
@@ -387,7 +386,3 @@ class LabModel(LabModelLike):
                         seen.add(there)
                         queue.append(there)
         return seen
-
-    # ---- views for the console's lab panel and tests ------------------
-    def link_state(self, a: str, b: str) -> bool:
-        return self._link_passes(self.links[link_id(a, b)])

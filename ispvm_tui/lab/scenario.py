@@ -234,7 +234,7 @@ def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
             device_ref((*loc, "device"), ev.device)
         if ev.neighbor is not None:
             device_ref((*loc, "neighbor"), ev.neighbor)
-        if ev.link is not None and _normalise_link(ev.link) not in links:
+        if ev.link is not None and normalise_link(ev.link) not in links:
             problems.append(source.problem((*loc, "link"), f"unknown link {ev.link!r} (use A:if--B:if)"))
         if ev.peer is not None and ev.peer not in peers:
             problems.append(source.problem((*loc, "peer"), f"unknown BGP peer {ev.peer!r} (use DEVICE:NAME)"))
@@ -253,13 +253,10 @@ def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
     return problems
 
 
-def _normalise_link(text: str) -> str:
+def normalise_link(text: str) -> str:
+    """Either spelling of a link id, A:x--B:y or B:y--A:x, as the canonical one."""
     a, sep, b = text.partition("--")
     return link_id(a, b) if sep else text
-
-
-def normalise_link(text: str) -> str:
-    return _normalise_link(text)
 
 
 def load_scenario(path: str | Path) -> Scenario:
