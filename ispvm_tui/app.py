@@ -49,6 +49,9 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("3", "show_tab('topology')", "Topology", "Devices and links from the console host outwards"),
     ConsoleAction("enter", "open_incident", "Open", "Open the selected incident's detail"),
     ConsoleAction("a", "acknowledge", "Ack", "Acknowledge the selected (or shown) open incident", writes=True),
+    ConsoleAction("c", "close_incident", "Close", "Close the selected incident by hand (it stays closed while "
+                                                  "still failing)", writes=True),
+    ConsoleAction("s", "cycle_sort", "Sort", "Sort incidents by priority score, newest or severity"),
     ConsoleAction("/", "filter", "Filter", "Filter incidents by title, root cause, severity or status"),
     ConsoleAction("escape", "go_back", "Back", "Close the screen on top, or clear the filter"),
     ConsoleAction("r", "refresh_now", "Refresh", "Take a new snapshot from the engine now"),
@@ -377,6 +380,29 @@ class IspvmApp(App[None]):
                 f"Acknowledge failed for {message.incident.title}: {message.error}", severity="error", timeout=10
             )
         self.refresh_snapshot()
+
+    def action_close_incident(self) -> None:
+        if self.readonly:
+            self.notify("Read-only console: close is disabled", severity="warning")
+            return
+        incident_id = self.selected_incident_id()
+        incident = self.snapshot.incident(incident_id) if self.snapshot and incident_id else None
+        if incident is None or incident.status == "closed":
+            self.notify("No open incident selected (2: incidents)", severity="warning")
+            return
+        self.run_worker(self._close(incident), group="close", exit_on_error=False)
+
+    async def _close(self, incident: IncidentView) -> None:
+        try:
+            await asyncio.wrap_future(self.engine.close(incident.id, self.actor))
+        except Exception as exc:
+            self.notify(f"Close failed for {incident.title}: {exc}", severity="error", timeout=10)
+        else:
+            self.notify(f"Closed {incident.title}")
+        self.refresh_snapshot()
+
+    def action_cycle_sort(self) -> None:
+        self.notify(f"Incidents sorted by {self.incidents_pane.cycle_sort()}")
 
     async def action_filter(self) -> None:
         await self._back_to_main()

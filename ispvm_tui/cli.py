@@ -245,6 +245,14 @@ async def _headless(engine: Any, as_json: bool, duration: float | None) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration)
     await engine.stop()
+    noise = engine.snapshot().noise
+    summary = {"kind": "summary", "alerts_raised": noise.alerts_raised, "alerts_suppressed": noise.alerts_suppressed,
+               "incidents": noise.incidents, "alerts_firing": noise.alerts_firing}
+    if as_json:
+        print(json.dumps(summary), flush=True)
+    else:
+        print(f"noise: {noise.alerts_raised} alerts raised, {noise.alerts_suppressed} suppressed, "
+              f"{noise.incidents} incidents", file=sys.stderr, flush=True)
 
 
 def _open_console(engine: Any, *, title: str, readonly: bool = False, subtitle: str | None = None) -> None:

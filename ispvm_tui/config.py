@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ispvm_tui.engine.rulepack import RuleOverride
 from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, validate
+
+if TYPE_CHECKING:
+    from ispvm_tui.engine.rulepack import RuleSet
 
 Role = Literal["core", "edge", "aggregation", "access", "cpe"]
 
@@ -47,18 +51,26 @@ class Polling(Strict):
     backoff_max_s: float = Field(600.0, gt=0)  # unreachable routers are retried at most this far apart
 
 
-class Rules(Strict):
-    unreachable_after_polls: int = Field(2, ge=1)  # failed polls in a row before "device unreachable"
-    interface_down_after_polls: int = Field(1, ge=1)
-    bgp_down_after_polls: int = Field(1, ge=1)
-    probe_loss_after_polls: int = Field(2, ge=1)  # probe runs at or above the probe's loss_alert_pct
-    recover_after_polls: int = Field(1, ge=1)  # good polls in a row before an alert resolves
+class RulesConfig(Strict):
+    """Which rule packs run, extra rule files, and overrides per site, device or tag.
+
+    Rules themselves are data (see ``ispvm_tui/rules/*.toml`` and docs/rules.md).
+    """
+
+    packs: list[str] = ["availability", "capacity", "health"]
+    files: list[str] = []  # extra rule files; relative paths are relative to the config file
+    overrides: list[RuleOverride] = []
+    uplink_comment: str = r"(?i)\b(uplink|upstream|transit|backhaul|core)\b"  # ports whose comment matches are watched
 
 
 class Incidents(Strict):
     close_after_s: float = Field(120.0, ge=0)  # recovery must hold this long before an incident closes
     correlate_every_s: float = Field(5.0, gt=0)
     update_every_s: float = Field(60.0, ge=0)  # at most one incident.updated per incident this often
+    # While a device near a failure has not been re-polled (or its own alert is still pending), the
+    # decision waits, so timing never picks the root cause; never longer than this.
+    settle_max_s: float = Field(120.0, ge=0)
+    reopen_window_s: float = Field(900.0, ge=0)  # the same root failing again this soon reopens its incident
 
 
 class Retention(Strict):
@@ -89,7 +101,7 @@ class Retention(Strict):
             "poll_log_days": ("poll_log",),
             "rollup_5m_days": ("interface_rollup_5m", "health_rollup_5m", "probe_rollup_5m"),
             "rollup_1h_days": ("interface_rollup_1h", "health_rollup_1h", "probe_rollup_1h"),
-            "events_days": ("alerts", "incidents", "outbox", "deliveries", "audit"),
+            "events_days": ("alerts", "incidents", "incident_events", "outbox", "deliveries", "audit", "events"),
         }
 
     @classmethod
@@ -162,6 +174,7 @@ class Device(Strict):
     tags: list[str] = []
     subscribers: int | None = Field(None, ge=0)  # subscribers served directly by this device
     interval_s: float | None = Field(None, gt=0)  # overrides [polling].interval_s for this device
+    watch_interfaces: list[str] = []  # ports alerted on besides link ends and uplinks (globs: "sfp*")
 
     @field_validator("address")
     @classmethod
@@ -241,7 +254,7 @@ class Config(Strict):
     ispvm: Settings = Settings()
     tenant: Tenant | None = None
     polling: Polling = Polling()
-    rules: Rules = Rules()
+    rules: RulesConfig = RulesConfig()
     incidents: Incidents = Incidents()
     retention: Retention = Retention()
     console: ConsoleLocation
@@ -327,6 +340,11 @@ def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") 
             if dep not in known:
                 problems.append(problem(("services", i, "depends_on", j),
                                         f"unknown entity {dep!r} (a device, site, link id or DEVICE:PEER)"))
+    for i, o in enumerate(cfg.rules.overrides):
+        if o.site is not None and o.site not in sites:
+            problems.append(problem(("rules", "overrides", i, "site"), f"unknown site {o.site!r}"))
+        if o.device is not None and o.device not in devices:
+            problems.append(problem(("rules", "overrides", i, "device"), f"unknown device {o.device!r}"))
     for i, hook in enumerate(cfg.notify.webhooks):
         if sum(1 for h in cfg.notify.webhooks if h.name == hook.name) > 1:
             problems.append(problem(("notify", "webhooks", i, "name"), f"duplicate webhook name {hook.name!r}"))
@@ -338,6 +356,27 @@ def load_config(path: str | Path) -> Config:
     source = read_toml(path)
     cfg = validate(source, Config)
     problems = cross_check(cfg, source)
+    base = Path(path).resolve().parent
+    files = [str(p if p.is_absolute() else base / p) for p in (Path(f).expanduser() for f in cfg.rules.files)]
+    cfg = cfg.model_copy(update={"rules": cfg.rules.model_copy(update={"files": files})})
+    try:
+        load_rules(cfg, source)
+    except SourceError as exc:
+        problems += exc.problems
     if problems:
         raise SourceError(problems)
     return cfg
+
+
+def load_rules(cfg: Config, source: TomlSource | None = None) -> RuleSet:
+    """The rule set a config asks for (built-in packs, its rule files, its overrides)."""
+    from ispvm_tui.engine.rulepack import load_ruleset
+
+    def where(i: int, field: str, message: str) -> Problem:
+        loc = ("rules", "overrides", i, field)
+        if source is not None:
+            return source.problem(loc, message)
+        return Problem("<config>", None, ".".join(str(p) for p in loc), message)
+
+    return load_ruleset(list(cfg.rules.packs), list(cfg.rules.files), list(cfg.rules.overrides), where,
+                        source.path if source else "<config>")

@@ -290,7 +290,7 @@ async def test_acknowledge_selected_incident(engine: SnapshotEngine) -> None:
         await pilot.pause()
         assert engine.acks == [("INC-2", "alice")]
         table = app.screen.query_one("#incidents-table", DataTable)
-        assert "◑ acked" in str(table.get_row("INC-2")[2])
+        assert "◑ acked" in str(table.get_row("INC-2")[3])
         assert table.cursor_row == 1  # the refresh kept the selection
         assert any("Acknowledged High CPU on POPB-AGG" in n.message for n in app._notifications)
         # pressing again only explains; the engine is not asked twice

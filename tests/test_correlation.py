@@ -1,4 +1,6 @@
-"""Root cause, suppression and incident lifecycle on a small redundant topology.
+"""Root cause, suppression and incident lifecycle: the right answer for each class of network.
+
+Small redundant topology (``TOPO``)::
 
         console
            |
@@ -6,137 +8,314 @@
            |              |
            L1             L4
            |              |
-           A -----L3----- C ---L5--- D
+           A -----L3----- C ---L5--- D          U (no links at all)
+
+Two cores (``CORES``): COREA and COREB linked; AGG1 and AGG2 each have one link to
+each core; ACC1 hangs off AGG1 only. The console is on both cores or on COREB alone.
 """
 
 from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from ispvm_tui.config import Config
-from ispvm_tui.engine.correlator import correlate
+from ispvm_tui.engine.correlator import NetworkState, correlate
 from ispvm_tui.engine.incidents import IncidentBook
 from ispvm_tui.engine.rules import Alert
 from ispvm_tui.engine.topology import Topology
 
 L1, L2, L3, L4, L5 = "A:e1--CORE1:e1", "B:e1--CORE1:e2", "A:e2--C:e1", "B:e2--C:e2", "C:e3--D:e1"
+METRIC = {"device_unreachable": "device.unreachable", "interface_down": "interface.down",
+          "interface_flapping": "interface.flaps", "bgp_session_down": "bgp.down", "probe_loss": "probe.loss_pct",
+          "ospf_neighbor_lost": "ospf.down"}
 
-CONFIG = Config.model_validate({
-    "console": {"attach": ["CORE1"]},
-    "sites": [{"name": "S"}],
-    "credentials": {"c": {"username": "u", "password_secret": "x"}},
-    "devices": [{"name": n, "site": "S", "role": "core" if n == "CORE1" else "access", "address": f"10.0.0.{i}",
-                 "credential": "c", "subscribers": 100} for i, n in enumerate(["CORE1", "A", "B", "C", "D"], 1)],
-    "links": [{"a": "CORE1:e1", "b": "A:e1"}, {"a": "CORE1:e2", "b": "B:e1"}, {"a": "A:e2", "b": "C:e1"},
-              {"a": "B:e2", "b": "C:e2"}, {"a": "C:e3", "b": "D:e1"}],
-    "bgp_peers": [{"device": "CORE1", "name": "UP1", "provider": "UP1"}],
-    "probes": [{"device": "CORE1", "target": "1.1.1.1"}],
-    "services": [{"name": "transit", "depends_on": ["CORE1:UP1"], "category": "transit"}],
-})
+
+def _config(devices: list[str], links: list[tuple[str, str]], attach: list[str], **extra) -> Config:
+    return Config.model_validate({
+        "console": {"attach": attach},
+        "sites": [{"name": "S"}],
+        "credentials": {"c": {"username": "u", "password_secret": "x"}},
+        "devices": [{"name": n, "site": "S", "role": "core" if n.startswith("CORE") else "access",
+                     "address": f"10.0.0.{i}", "credential": "c", "subscribers": 100}
+                    for i, n in enumerate(devices, 1)],
+        "links": [{"a": a, "b": b} for a, b in links],
+        **extra,
+    })
+
+
+CONFIG = _config(["CORE1", "A", "B", "C", "D", "U"],
+                 [("CORE1:e1", "A:e1"), ("CORE1:e2", "B:e1"), ("A:e2", "C:e1"), ("B:e2", "C:e2"), ("C:e3", "D:e1")],
+                 ["CORE1"],
+                 bgp_peers=[{"device": "CORE1", "name": "UP1", "provider": "UP1"},
+                            {"device": "CORE1", "name": "UP2", "provider": "UP2"}],
+                 probes=[{"device": "CORE1", "target": "1.1.1.1"}],
+                 services=[{"name": "transit UP1", "depends_on": ["CORE1:UP1"], "category": "transit"},
+                           {"name": "transit UP2", "depends_on": ["CORE1:UP2"], "category": "transit"}])
 TOPO = Topology(CONFIG)
+ALL = frozenset({"CORE1", "A", "B", "C", "D", "U"})
+
+CORE_LINKS = [("COREA:e1", "COREB:e1"), ("COREA:e2", "AGG1:e1"), ("COREB:e2", "AGG1:e2"),
+              ("COREA:e3", "AGG2:e1"), ("COREB:e3", "AGG2:e2"), ("AGG1:e3", "ACC1:e1")]
+CORES_BOTH = _config(["COREA", "COREB", "AGG1", "AGG2", "ACC1"], CORE_LINKS, ["COREA", "COREB"])
+CORES_ONE = _config(["COREA", "COREB", "AGG1", "AGG2", "ACC1"], CORE_LINKS, ["COREB"])
 _ids = itertools.count()
 
 
-def alert(rule: str, entity: str, etype: str, severity: str = "major", at: float = 0.0) -> Alert:
+def alert(rule: str, entity: str, etype: str, severity: str = "major", at: float = 0.0, **labels: str) -> Alert:
     return Alert(id=f"a{next(_ids)}", rule=rule, entity_type=etype, entity_id=entity, severity=severity,
-                 starts_at=at, summary=f"{rule} {entity}", evidence=[f"{rule} {entity}"])
+                 starts_at=at, summary=f"{rule} {entity}", evidence=[f"{rule} {entity}"], metric=METRIC[rule],
+                 labels=dict(labels))
 
 
-def down(end: str) -> Alert:
-    return alert("interface_down", end, "interface")
+def down(end: str, at: float = 0.0) -> Alert:
+    return alert("interface_down", end, "interface", at=at)
 
 
-def unreachable(dev: str) -> Alert:
-    return alert("device_unreachable", dev, "device")
+def unreachable(dev: str, at: float = 0.0) -> Alert:
+    return alert("device_unreachable", dev, "device", at=at)
 
 
+def state(dead: set[str] = frozenset(), universe: frozenset[str] = ALL, **kw) -> NetworkState:
+    return NetworkState(answering=frozenset(universe - set(dead)), **kw)
+
+
+def roots(plan) -> set[str]:
+    return {rc.entity_id for rc in plan.root_causes}
+
+
+# ---- links -------------------------------------------------------------------------------
 def test_one_of_two_paths_lost_is_redundancy_degraded() -> None:
-    (plan,) = correlate([down("CORE1:e1")], TOPO, CONFIG, 10)
-    assert plan.root_causes[0].entity_id == L1
+    (plan,) = correlate([down("CORE1:e1")], TOPO, CONFIG, 10, state())
+    assert roots(plan) == {L1}
     assert plan.impact.devices_affected == 0
     assert plan.severity == "minor"
     assert plan.title.startswith("Redundancy degraded")
+    assert plan.root_causes[0].confidence >= 0.9  # both ends answer
 
 
 def test_single_path_cut_counts_everything_behind_it_at_once() -> None:
-    plans = correlate([down("C:e3")], TOPO, CONFIG, 10)  # D's only link; D not yet seen unreachable
-    (plan,) = plans
+    (plan,) = correlate([down("C:e3")], TOPO, CONFIG, 10, state({"D"}))  # D not yet seen unreachable
     assert plan.key == L5
     assert plan.impact.devices == ("D",)
     assert plan.impact.estimated_subscribers_affected == 100
+    assert any("power loss at D would look the same" in line for line in plan.evidence)
 
 
 def test_symptoms_are_suppressed_under_their_root() -> None:
     alerts = [down("C:e3"), unreachable("D")]
-    (plan,) = correlate(alerts, TOPO, CONFIG, 10)
+    (plan,) = correlate(alerts, TOPO, CONFIG, 10, state({"D"}))
     assert plan.key == L5
     assert plan.suppressed_ids == [alerts[1].id]
 
 
-def test_both_uplinks_cut_gives_two_roots_and_every_device_owned_once() -> None:
+def test_both_paths_cut_is_one_incident_with_two_root_causes() -> None:
     alerts = [down("CORE1:e1"), down("CORE1:e2")] + [unreachable(d) for d in "ABCD"]
-    plans = correlate(alerts, TOPO, CONFIG, 10)
-    assert sorted(p.key for p in plans) == sorted([L1, L2])
-    owned = [a for p in plans for a in p.suppressed_ids]
-    assert sorted(owned) == sorted(a.id for a in alerts[2:])  # each device alert in exactly one incident
+    (plan,) = correlate(alerts, TOPO, CONFIG, 10, state(set("ABCD")))
+    assert roots(plan) == {L1, L2}
+    assert all(rc.entity_type == "link" for rc in plan.root_causes)
+    assert sorted(plan.suppressed_ids) == sorted(a.id for a in alerts[2:])
+    assert plan.impact.devices == ("A", "B", "C", "D")
+    assert plan.severity == "critical"
 
 
-def test_device_that_stops_answering_with_links_up_is_its_own_root() -> None:
-    alerts = [unreachable("D")]
-    (plan,) = correlate(alerts, TOPO, CONFIG, 10)
+def test_two_independent_cuts_are_two_incidents() -> None:
+    cfg = _config(["CORE1", "P", "Q"], [("CORE1:e1", "P:e1"), ("CORE1:e2", "Q:e1")], ["CORE1"])
+    alerts = [down("CORE1:e1"), down("CORE1:e2"), unreachable("P"), unreachable("Q")]
+    plans = correlate(alerts, Topology(cfg), cfg, 10, state({"P", "Q"}, frozenset({"CORE1", "P", "Q"})))
+    assert sorted(p.key for p in plans) == ["CORE1:e1--P:e1", "CORE1:e2--Q:e1"]
+
+
+# ---- devices -----------------------------------------------------------------------------
+@pytest.mark.parametrize("cfg", [CORES_BOTH, CORES_ONE], ids=["console-on-both-cores", "console-on-one-core"])
+def test_core_router_power_loss_is_one_incident_rooted_at_the_router(cfg: Config) -> None:
+    universe = frozenset({"COREA", "COREB", "AGG1", "AGG2", "ACC1"})
+    alerts = [unreachable("COREA", at=5), down("COREB:e1", at=3), down("AGG1:e1", at=4), down("AGG2:e1", at=6)]
+    (plan,) = correlate(alerts, Topology(cfg), cfg, 20, state({"COREA"}, universe, last_ok_at={"COREA": 0.0}))
+    assert roots(plan) == {"COREA"}
+    assert plan.root_causes[0].entity_type == "device"
+    assert plan.root_causes[0].confidence >= 0.85
+    assert sorted(plan.suppressed_ids) == sorted(a.id for a in alerts[1:])  # its links are its symptoms
+    assert plan.impact.devices == ("COREA",)  # nothing else is cut off
+    assert plan.severity == "major"  # a core is gone, but everything has another path
+    assert any("lost power or failed" in line for line in plan.evidence)
+
+
+def test_link_that_failed_while_the_device_still_answered_stays_a_root_cause() -> None:
+    universe = frozenset({"COREA", "COREB", "AGG1", "AGG2", "ACC1"})
+    # COREB:e1 went down at 3; COREA answered at 10 (over AGG1/AGG2); later COREA died.
+    alerts = [down("COREB:e1", at=3), unreachable("COREA", at=50), down("AGG1:e1", at=49), down("AGG2:e1", at=49)]
+    plans = correlate(alerts, Topology(CORES_BOTH), CORES_BOTH, 60,
+                      state({"COREA"}, universe, last_ok_at={"COREA": 10.0}))
+    (plan,) = plans
+    assert "COREA" in roots(plan)
+    assert "COREA:e1--COREB:e1" in roots(plan)  # proven independent: one incident, both named
+
+
+def test_hung_device_with_ports_up_is_its_own_root() -> None:
+    (plan,) = correlate([unreachable("D")], TOPO, CONFIG, 10, state({"D"}))
     assert plan.root_causes[0].entity_type == "device" and plan.key == "D"
-    assert plan.root_causes[0].confidence < 0.8  # a hung device and an invisible dead path look alike
+    assert plan.root_causes[0].confidence == 0.85
+    assert any("still see carrier" in line for line in plan.evidence)
+
+
+def test_device_outside_the_topology_is_its_own_root_at_lower_confidence() -> None:
+    (plan,) = correlate([unreachable("U")], TOPO, CONFIG, 10, state({"U"}))
+    assert plan.key == "U" and plan.root_causes[0].entity_type == "device"
+    assert plan.root_causes[0].confidence < 0.8
+    assert any("no configured path from the console" in line for line in plan.evidence)
+
+
+def test_every_unreachable_device_lands_in_some_plan() -> None:
+    alerts = [unreachable(d) for d in ("A", "B", "C", "D", "U")]
+    plans = correlate(alerts, TOPO, CONFIG, 10, state({"A", "B", "C", "D", "U"}))
+    covered = {aid for p in plans for aid in p.alert_ids}
+    assert covered == {a.id for a in alerts}
+
+
+# ---- services and other alerts -------------------------------------------------------------
+def test_losing_one_of_two_transit_sessions_is_degraded_not_critical() -> None:
+    bgp = alert("bgp_session_down", "CORE1:UP1", "bgp_peer", "major", provider="UP1")
+    (plan,) = correlate([bgp], TOPO, CONFIG, 10, state())
+    assert plan.severity == "major"
+    assert plan.title.startswith("Transit degraded: UP1")
+    assert plan.labels["provider"] == "UP1" and plan.labels["category"] == "transit"
+
+
+def test_losing_every_transit_session_is_critical() -> None:
+    up1 = alert("bgp_session_down", "CORE1:UP1", "bgp_peer", provider="UP1")
+    up2 = alert("bgp_session_down", "CORE1:UP2", "bgp_peer", provider="UP2")
+    plans = correlate([up1, up2], TOPO, CONFIG, 10, state())
+    assert [p.severity for p in plans] == ["critical", "critical"]
 
 
 def test_probe_loss_supports_the_transit_incident() -> None:
-    bgp = alert("bgp_session_down", "CORE1:UP1", "bgp_peer", "critical")
-    bgp.labels = {"provider": "UP1"}
+    bgp = alert("bgp_session_down", "CORE1:UP1", "bgp_peer", provider="UP1")
     probe = alert("probe_loss", "CORE1>1.1.1.1", "probe")
-    (plan,) = correlate([bgp, probe], TOPO, CONFIG, 10)
+    (plan,) = correlate([bgp, probe], TOPO, CONFIG, 10, state())
     assert plan.key == "CORE1:UP1" and plan.suppressed_ids == [probe.id]
-    assert plan.labels == {"category": "transit", "provider": "UP1"}
     assert plan.root_causes[0].confidence > 0.9
 
 
-def test_incident_lifecycle_rekey_coalesce_and_close() -> None:
+def test_ospf_adjacency_over_a_failed_link_is_its_symptom() -> None:
+    ospf = alert("ospf_neighbor_lost", "CORE1:10.255.0.2", "ospf_neighbor", interface="e1")
+    (plan,) = correlate([down("CORE1:e1"), ospf], TOPO, CONFIG, 10, state())
+    assert plan.key == L1 and ospf.id in plan.suppressed_ids
+
+
+def test_flapping_link_is_one_flapping_incident_with_impact_severity() -> None:
+    flap = alert("interface_flapping", "C:e3", "interface")
+    flap.summary = "C:e3 (to D:e1) flapping: 6 down events in 5m"
+    flap.evidence = ["C:e3 (to D:e1) went down 6 times within 5m"]
+    (plan,) = correlate([flap, down("C:e3")], TOPO, CONFIG, 10, state())
+    assert plan.title.startswith("Link flapping: " + L5)
+    assert any("went down 6 times" in line for line in plan.evidence)
+    assert plan.severity == "major"  # D (100 subscribers) is behind it only
+    assert plan.impact.devices == ("D",)
+
+
+def test_a_plan_waits_while_a_device_near_it_is_unsettled() -> None:
+    (plan,) = correlate([down("C:e3")], TOPO, CONFIG, 10, state(unsettled=frozenset({"D"})))
+    assert plan.held
+    (plan,) = correlate([down("C:e3")], TOPO, CONFIG, 10, state(unsettled=frozenset({"B"})))
+    assert not plan.held  # B is nowhere near C--D
+
+
+# ---- incident book ----------------------------------------------------------------------
+def _round(book: IncidentBook, alerts: list[Alert], now: float, st: NetworkState | None = None):
+    st = st or state({a.entity_id for a in alerts if a.rule == "device_unreachable"})
+    rnd = book.reconcile(correlate(alerts, TOPO, CONFIG, now, st), now, st.unsettled)
+    book.commit(rnd)
+    return rnd.changes
+
+
+def test_lifecycle_open_update_close_after_hold_down() -> None:
     book = IncidentBook(close_after_s=60, update_every_s=30)
-    # The far device is seen first: an incident rooted at D opens.
-    changes = book.reconcile(correlate([unreachable("D")], TOPO, CONFIG, 0), 0)
+    changes = _round(book, [down("CORE1:e1")], 0)
     assert [c.event for c in changes] == ["incident.opened"]
     incident_id = changes[0].incident.id
-    # Then the link's near end is seen down: same incident, re-keyed to the link (root cause changed).
-    both = [down("C:e3"), unreachable("D")]
-    changes = book.reconcile(correlate(both, TOPO, CONFIG, 10), 10)
-    assert [(c.event, c.incident.id) for c in changes] == []  # coalesced: inside update_every_s
-    changes = book.reconcile(correlate(both, TOPO, CONFIG, 31), 31)
+    # The second path is cut: same incident, now two root causes and an outage (significant: updated).
+    both = [down("CORE1:e1"), down("CORE1:e2")] + [unreachable(d) for d in "ABCD"]
+    assert [c.event for c in _round(book, both, 10)] == [None]  # coalesced inside update_every_s
+    changes = _round(book, both, 31)
     assert [(c.event, c.incident.id) for c in changes] == [("incident.updated", incident_id)]
-    assert book.open[incident_id].root_key == L5
-    # The link comes back but D's poll still times out: no new incident.
-    changes = book.reconcile(correlate([unreachable("D")], TOPO, CONFIG, 40), 40)
-    assert all(c.event is None for c in changes) and len(book.open) == 1
-    # Everything recovers; the incident closes only after recovery held for close_after_s.
-    assert [c.event for c in book.reconcile([], 50)] == [None]
-    assert book.reconcile([], 100) == []
-    changes = book.reconcile([], 111)
+    assert set(book.open[incident_id].roots) == {L1, L2}
+    assert book.open[incident_id].severity == "critical"
+    assert [c.transition for c in _round(book, [], 50)] == ["recovering"]
+    assert _round(book, [], 100) == []
+    changes = _round(book, [], 111)
     assert [(c.event, c.incident.id) for c in changes] == [("incident.closed", incident_id)]
     assert not book.open
 
 
+def test_root_recovers_symptom_stays_is_re_explained() -> None:
+    book = IncidentBook(close_after_s=60, update_every_s=0)
+    (opened,) = _round(book, [down("C:e3"), unreachable("D")], 0)
+    # The link is back, D still does not answer (hung, port up): the incident now names D.
+    changes = _round(book, [unreachable("D")], 100)
+    assert [c.event for c in changes] == ["incident.updated"]
+    inc = book.open[opened.incident.id]
+    assert inc.roots == ["D"] and inc.title.startswith("Device unreachable: D")
+
+
+def test_recurrence_within_the_window_reopens_instead_of_paging_anew() -> None:
+    book = IncidentBook(close_after_s=10, update_every_s=0, reopen_window_s=300)
+    (opened,) = _round(book, [down("CORE1:e1")], 0)
+    _round(book, [], 5)
+    assert [c.event for c in _round(book, [], 20)] == ["incident.closed"]
+    changes = _round(book, [down("CORE1:e1")], 100)
+    assert [(c.event, c.transition, c.incident.id) for c in changes] == [
+        ("incident.updated", "reopened", opened.incident.id)]
+    _round(book, [], 110)
+    _round(book, [], 130)
+    assert [c.transition for c in _round(book, [down("CORE1:e1")], 900)] == ["opened"]  # past the window
+
+
+def test_held_plan_freezes_its_incident_and_opens_nothing() -> None:
+    book = IncidentBook(close_after_s=0)
+    held = state(unsettled=frozenset({"D"}))
+    assert _round(book, [down("C:e3")], 0, held) == []
+    assert [c.event for c in _round(book, [down("C:e3")], 5, state({"D"}))] == ["incident.opened"]
+    assert _round(book, [], 10, held) == []  # D not re-polled yet: no recovery
+    assert [c.transition for c in _round(book, [], 15, state())] == ["recovering"]
+
+
+def test_reconcile_changes_nothing_until_commit() -> None:
+    book = IncidentBook(close_after_s=60)
+    plans = correlate([down("CORE1:e1")], TOPO, CONFIG, 0, state())
+    rnd = book.reconcile(plans, 0)
+    assert rnd.changes and not book.open  # a failed write would leave the book as it was
+    again = book.reconcile(plans, 1)
+    assert [c.event for c in again.changes] == ["incident.opened"]  # the event is computed again
+    book.commit(again)
+    assert len(book.open) == 1
+
+
+def test_manual_close_stays_closed_while_still_failing() -> None:
+    book = IncidentBook(close_after_s=60)
+    (opened,) = _round(book, [down("CORE1:e1")], 0)
+    rnd = book.close(opened.incident.id, "alice", 5, "known, fibre crew on site")
+    book.commit(rnd)
+    assert [(c.event, c.actor) for c in rnd.changes] == [("incident.closed", "alice")]
+    assert _round(book, [down("CORE1:e1")], 10) == []
+    _round(book, [], 20)
+    assert [c.event for c in _round(book, [down("CORE1:e1")], 30)] == ["incident.opened"]
+
+
 def test_acknowledge_emits_once() -> None:
     book = IncidentBook(close_after_s=60)
-    (opened,) = book.reconcile(correlate([unreachable("D")], TOPO, CONFIG, 0), 0)
-    assert book.acknowledge(opened.incident.id, "alice", 5).event == "incident.acked"
-    assert book.acknowledge(opened.incident.id, "bob", 6).event is None
+    (opened,) = _round(book, [unreachable("D")], 0)
+    rnd = book.acknowledge(opened.incident.id, "alice", 5)
+    book.commit(rnd)
+    assert [c.event for c in rnd.changes] == ["incident.acked"]
+    assert book.acknowledge(opened.incident.id, "bob", 6).changes == []
     assert book.open[opened.incident.id].acked_by == "alice"
 
 
-def test_leftover_symptom_in_the_same_round_joins_the_incident() -> None:
-    """The link's plan and a far device's own plan in one round: still one incident."""
-    book = IncidentBook(close_after_s=60, update_every_s=0)
-    (opened,) = book.reconcile(correlate([down("C:e3"), unreachable("D")], TOPO, CONFIG, 0), 0)
-    link_plan = correlate([down("C:e3")], TOPO, CONFIG, 10)[0]
-    device_plan = correlate([unreachable("D")], TOPO, CONFIG, 10)[0]
-    changes = book.reconcile([link_plan, device_plan], 10)
-    assert all(c.event != "incident.opened" for c in changes)
-    assert list(book.open) == [opened.incident.id]
-    assert book.open[opened.incident.id].root_key == L5
+def test_priority_score_orders_by_severity_then_impact() -> None:
+    book = IncidentBook(close_after_s=60)
+    _round(book, [down("CORE1:e1")], 0)
+    _round(book, [down("CORE1:e1"), down("C:e3")], 1, state({"D"}))
+    scores = {i.title.split(":")[0]: i.score(10) for i in book.open.values()}
+    assert scores["Link down"] > scores["Redundancy degraded"]

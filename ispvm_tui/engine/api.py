@@ -71,6 +71,9 @@ class IncidentView:
     evidence: tuple[str, ...]
     labels: dict[str, str] = field(default_factory=dict)
     alerts: tuple[AlertView, ...] = ()  # root-cause alerts first, then suppressed ones
+    score: int = 0  # priority score 0..100 (severity, impact, critical assets, symptoms, age)
+    updated_at: float | None = None
+    closed_by: str | None = None  # "engine" after recovery, or who closed it by hand
 
     @property
     def suppressed_count(self) -> int:
@@ -113,6 +116,20 @@ class SiteView:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """How much the correlation saved: alerts raised against incidents opened."""
+
+    alerts_raised: int = 0
+    alerts_suppressed: int = 0  # raised alerts explained by another alert's root cause
+    incidents: int = 0  # incidents opened (reopens not counted twice)
+    alerts_firing: int = 0
+
+    @property
+    def ratio(self) -> float | None:
+        return self.alerts_raised / self.incidents if self.incidents else None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     taken_at: float
     vantage: tuple[str, ...]  # devices the console host reaches the network through
@@ -123,6 +140,7 @@ class Snapshot:
     alerts: tuple[AlertView, ...]  # firing alerts
     polls_total: int = 0
     polls_failed: int = 0
+    noise: Noise = field(default_factory=lambda: Noise())
 
     def severity_counts(self) -> dict[str, int]:
         counts = {s: 0 for s in SEVERITY_ORDER}
@@ -156,4 +174,8 @@ class EngineAPI(Protocol):
         ...
 
     def acknowledge(self, incident_id: str, actor: str) -> Future[IncidentView]:
+        ...
+
+    def close(self, incident_id: str, actor: str, note: str = "") -> Future[IncidentView]:
+        """Close by hand; it stays closed (not paged again) while its root keeps failing."""
         ...

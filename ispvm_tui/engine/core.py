@@ -23,7 +23,7 @@ import duckdb
 
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import PollResult
-from ispvm_tui.config import Config
+from ispvm_tui.config import Config, load_rules
 from ispvm_tui.engine import outbox, webhooks
 from ispvm_tui.engine.api import (
     DeviceView,
@@ -31,22 +31,24 @@ from ispvm_tui.engine.api import (
     EntityState,
     IncidentView,
     LinkView,
+    Noise,
     SiteView,
     Snapshot,
 )
-from ispvm_tui.engine.correlator import correlate
-from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook
+from ispvm_tui.engine.correlator import NetworkState, correlate
+from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.engine.rates import CounterSample, rate_bps
 from ispvm_tui.engine.rollups import maintenance_once
-from ispvm_tui.engine.rules import Alert, RuleEngine, Transition
+from ispvm_tui.engine.rules import Alert, Observed, RuleEngine, Transition
 from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.topology import Topology
 from ispvm_tui.secrets import SecretError, SecretSource
 
 log = logging.getLogger(__name__)
 
-UPSERT_ALERT = "INSERT OR REPLACE INTO alerts VALUES (" + ",".join(["?"] * 13) + ")"
+UPSERT_ALERT = "INSERT OR REPLACE INTO alerts VALUES (" + ",".join(["?"] * 15) + ")"
+INSERT_TRANSITION = "INSERT INTO incident_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 @dataclass
@@ -74,7 +76,7 @@ async def _bounded(awaitable: Any, what: str, timeout: float = 10.0) -> None:
 
 def _alert_row(a: Alert) -> list[Any]:
     return [a.id, a.rule, a.entity_type, a.entity_id, a.severity, a.state, a.starts_at, a.ends_at, a.summary,
-            json.dumps(a.evidence), json.dumps(a.labels), a.incident_id, a.suppressed]
+            json.dumps(a.evidence), json.dumps(a.labels), a.incident_id, a.suppressed, a.metric, a.runbook]
 
 
 class Engine:
@@ -84,8 +86,9 @@ class Engine:
         self.clock = clock
         self.secrets = secrets
         self.topology = Topology(config)
-        self.rules = RuleEngine(config)
-        self.book = IncidentBook(config.incidents.close_after_s, config.incidents.update_every_s)
+        self.rules = RuleEngine(config, load_rules(config))
+        self.book = IncidentBook(config.incidents.close_after_s, config.incidents.update_every_s,
+                                 config.incidents.reopen_window_s)
         self.alerts: dict[str, Alert] = {}
         self.runtime: dict[str, DeviceRuntime] = {d.name: DeviceRuntime() for d in config.devices}
         self.setup_errors: dict[str, str] = {}
@@ -104,6 +107,12 @@ class Engine:
         self.polls_total = 0
         self.polls_failed = 0
         self.last_maintenance: dict[str, Any] | None = None
+        # device -> clock time since which a fresh poll is needed before deciding about it
+        self._settle_after: dict[str, float] = {}
+        self._unsaved: dict[str, Alert] = {}  # alert rows whose write failed: retried every round
+        self._suppressed_ids: set[str] = set()
+        self.incidents_opened = 0
+        self._critical = frozenset(d.name for d in config.devices if "critical" in d.tags)
         self._snapshot = self._build_snapshot()
 
     def _endpoints(self) -> list[webhooks.WebhookEndpoint]:
@@ -180,30 +189,115 @@ class Engine:
             alert = Alert(id=r["id"], rule=r["rule"], entity_type=r["entity_type"], entity_id=r["entity_id"],
                           severity=r["severity"], starts_at=r["starts_at"], summary=r["summary"],
                           evidence=json.loads(r["evidence"] or "[]"), labels=json.loads(r["labels"] or "{}"),
-                          incident_id=r["incident_id"], suppressed=bool(r["suppressed"]))
+                          incident_id=r["incident_id"], suppressed=bool(r["suppressed"]),
+                          metric=r.get("metric") or self._metric_of(r["rule"]), runbook=r.get("runbook"))
             firing.append(alert)
             self.alerts[alert.id] = alert
         self.rules.restore(firing)
+
+    def _metric_of(self, rule: str) -> str:
+        spec = self.rules.ruleset.rules.get(rule)
+        return spec.metric if spec is not None else ""
 
     # ---- polling results ------------------------------------------------
     async def _on_results(self, device: str, results: list[PollResult]) -> None:
         now = self.clock.now()
         self.polls_total += len(results)
         self.polls_failed += sum(1 for r in results if not r.ok)
-        self._store_samples(device, results)
+        derived = self._store_samples(device, results)
         self._update_runtime(device, results, now)
-        transitions = self.rules.observe(device, results, now)
-        if any(not t.fired for t in transitions) and self.poller is not None:
-            # Something came back: whatever was backed off behind it may be back too, so ask now.
-            for sched in self.poller.schedules.values():
-                sched.next_allowed = 0.0
-        if transitions:
-            await self._persist_alerts(transitions)
+        was_pending = device in self.rules.pending("device.unreachable")
+        observed = self.rules.observe(device, results, now, derived)
+        self._store_events(observed)
+        self._ask_around(device, observed, was_pending, now)
+        if observed.transitions:
+            await self._persist_alerts(observed.transitions)
+        if observed.transitions or self._settle_after or was_pending:
             self._correlate_soon.set()
         self._refresh_snapshot()
 
-    def _store_samples(self, device: str, results: list[PollResult]) -> None:
+    # ---- settling: fresh answers before a decision -----------------------
+    def _ask_around(self, device: str, observed: Observed, was_pending: bool, now: float) -> None:
+        """Re-poll what a change could explain, so the decision never waits on schedules.
+
+        A device that stops answering: poll its neighbours (do they see its ports go down?) and what is
+        behind it (cut off with it?), and poll it again when its rule's ``for`` has passed. A link end
+        seen down: poll the far end and what is behind the link. Anything recovering: poll what was
+        behind it, which stays suppressed until it has answered (or not) again.
+        """
+        topo = self.topology
+        wanted: set[str] = set()
+        if observed.reachable is False and not was_pending and not self.rules.is_firing("device.unreachable", device):
+            wanted |= topo.downstream_of(device)
+            wanted |= {topo.links[lid].far(device)[0] for lid in topo.links_of.get(device, ())}
+            rules = self.rules.rules_for("device.unreachable", device)
+            if rules and self.poller is not None:
+                self.poller.poll_soon([device], delay_s=max(r.for_s for r in rules) + 0.01)
+        for end in observed.ports_down:
+            lid = topo.link_of_end[end]
+            wanted.add(topo.links[lid].far(device)[0])
+            wanted |= topo.downstream_of(f"link:{lid}")
+        for t in observed.transitions:
+            if t.fired:
+                continue
+            if t.alert.metric == "device.unreachable":
+                wanted |= topo.downstream_of(device)
+            elif t.alert.entity_id in topo.link_of_end:
+                lid = topo.link_of_end[t.alert.entity_id]
+                wanted |= topo.downstream_of(f"link:{lid}") | {topo.links[lid].far(device)[0]}
+        wanted.discard(device)
+        if not wanted or self.poller is None:
+            return
+        for name in wanted:
+            self._settle_after.setdefault(name, now)
+        self.poller.poll_soon(sorted(wanted))
+
+    def _unsettled(self, now: float) -> frozenset[str]:
+        limit = self.config.incidents.settle_max_s
+        out: set[str] = set()
+        schedules = self.poller.schedules if self.poller is not None else {}
+        for name, since in list(self._settle_after.items()):
+            sched = schedules.get(name)
+            if sched is None or sched.last_done_started >= since or now - since > limit:
+                del self._settle_after[name]  # answered (or not) since; or waited long enough
+            else:
+                out.add(name)
+        for entity, first_bad in self.rules.pending_since("interface.down").items():
+            if now - first_bad <= limit and entity in self.topology.link_of_end:
+                lid = self.topology.link_of_end[entity]
+                out |= {self.topology.links[lid].a_device, self.topology.links[lid].b_device}
+        for device, first_bad in self.rules.pending_since("device.unreachable").items():
+            if now - first_bad <= limit and self._could_be_dead(device):
+                out.add(device)
+        return frozenset(out)
+
+    def _could_be_dead(self, device: str) -> bool:
+        """Whether this device's alert, once it fires, could make it the root cause instead of a link.
+
+        Only a device seen from two sides (two links whose far ends answer), or one a neighbour still sees
+        carrier to, can be called dead rather than cut off (see correlator.py); waiting on any other
+        pending device would only delay a decision it cannot change.
+        """
+        observable = failed = 0
+        for lid in self.topology.links_of.get(device, ()):
+            far_dev, far_end, _ = self.topology.links[lid].far(device)
+            if not self.runtime[far_dev].ok:
+                continue
+            observable += 1
+            failed += self.rules.is_firing("interface.down", far_end)
+        return observable >= 2 or (observable == 1 and not failed)
+
+    def _store_events(self, observed: Observed) -> None:
+        if observed.events:
+            self.store.append("events", [
+                (e.at, "port.up" if e.up else "port.down", "info", e.device, f"{e.device}:{e.interface}",
+                 f"{e.device}:{e.interface} {'up' if e.up else 'down'} (not watched: recorded only)")
+                for e in observed.events])
+
+    def _store_samples(self, device: str, results: list[PollResult]) -> dict[str, dict[str, float | None]]:
+        """Queue this poll's rows; returns per-interface derived rates for the rules."""
         polls, itfs, health, bgp, ospf, sensors, probes, neighbors = [], [], [], [], [], [], [], []
+        derived: dict[str, dict[str, float | None]] = {}
         for r in results:
             ts = r.started_at
             stale = ",".join(f"{k}: {v}" for k, v in r.stale.items()) or None
@@ -220,6 +314,8 @@ class Engine:
                                              i.counter_bits)
                 itfs.append((ts, device, i.name, r.collector, i.ifindex, i.admin_up, i.oper_up, i.speed_bps,
                              i.rx_bytes, i.tx_bytes, rx_bps, tx_bps))
+                if i.speed_bps and rx_bps is not None and tx_bps is not None and i.name not in derived:
+                    derived[i.name] = {"utilisation_pct": 100.0 * max(rx_bps, tx_bps) / i.speed_bps}
             for b in r.bgp or ():
                 bgp.append((ts, device, b.name, b.remote_address, b.remote_as, b.state, b.established, b.uptime_s,
                             b.prefixes))
@@ -237,6 +333,7 @@ class Engine:
                             ("bgp_samples", bgp), ("ospf_samples", ospf), ("sensor_samples", sensors),
                             ("probe_samples", probes), ("neighbor_samples", neighbors)):
             self.store.append(table, rows)
+        return derived
 
     def _rates(self, device: str, collector: str, name: str, ts: float, rx: int | None, tx: int | None,
                uptime: float | None, bits: int) -> tuple[float | None, float | None]:
@@ -274,7 +371,16 @@ class Engine:
             for row in rows:
                 con.execute(UPSERT_ALERT, row)
 
-        await asyncio.wrap_future(self.store.transaction(write))
+        try:
+            await asyncio.wrap_future(self.store.transaction(write))
+        except Exception as exc:  # kept in memory and written with the next correlation round
+            for t in transitions:
+                self._unsaved[t.alert.id] = t.alert
+            self._write_failed("alerts", exc)
+
+    def _write_failed(self, what: str, exc: BaseException) -> None:
+        log.error("writing %s failed (will retry): %s", what, exc)
+        self._publish("engine.error", f"writing {what} failed, will retry: {exc}")
 
     # ---- rollups and retention -----------------------------------------
     async def _maintenance_loop(self) -> None:
@@ -307,52 +413,86 @@ class Engine:
                 log.exception("correlation failed")
                 self._publish("engine.error", f"correlation failed: {exc}")
 
+    def network_state(self, now: float) -> NetworkState:
+        return NetworkState(
+            answering=frozenset(name for name, rt in self.runtime.items() if rt.ok),
+            last_ok_at=dict(self.rules.last_ok_at), unsettled=self._unsettled(now))
+
     async def correlate_now(self) -> list[Change]:
         now = self.clock.now()
         firing = list(self.rules.firing.values())
-        plans = correlate(firing, self.topology, self.config, now)
-        changes = self.book.reconcile(plans, now)
-        ids_by_incident = {}
-        for inc in self.book.open.values():
-            for aid in inc.alert_ids:
-                ids_by_incident[aid] = inc.id
-        suppressed = {aid for p in plans for aid in p.suppressed_ids}
-        dirty = []
+        state = self.network_state(now)
+        plans = correlate(firing, self.topology, self.config, now, state)
+        rnd = self.book.reconcile(plans, now, state.unsettled)
+        held = {aid for p in plans if p.held for aid in p.alert_ids}
+        owner = {aid: inc.id for inc in rnd.open.values() for aid in inc.alert_ids}
+        suppressed = {aid for p in plans if not p.held for aid in p.suppressed_ids}
+        assign: list[tuple[Alert, str | None, bool]] = []
         for alert in firing:
-            inc_id, sup = ids_by_incident.get(alert.id), alert.id in suppressed
+            if alert.id in held:
+                continue  # keeps what it had until the state settles
+            inc_id, sup = owner.get(alert.id), alert.id in suppressed
             if (alert.incident_id, alert.suppressed) != (inc_id, sup):
-                alert.incident_id, alert.suppressed = inc_id, sup
-                dirty.append(_alert_row(alert))
-        for change in changes:
-            await self._persist_change(change, now, extra_alert_rows=dirty)
-            dirty = []
-        if dirty:
-            rows = dirty
-            await asyncio.wrap_future(self.store.transaction(lambda con: [con.execute(UPSERT_ALERT, r) for r in rows]))
-        if changes:
-            self._refresh_snapshot()
-        return changes
+                assign.append((alert, inc_id, sup))
+        await self._commit_round(rnd, now, assign)
+        return rnd.changes
 
-    async def _persist_change(self, change: Change, now: float, *, extra_alert_rows: list[list[Any]] = (),
-                              audit: tuple[str, str, str] | None = None) -> None:
-        view = change.snapshot.view(self.alerts)
-        payload = webhooks.incident_object(view, self.config.ispvm.base_url)
-        row = change.snapshot.row()
+    async def _commit_round(self, rnd: Round, now: float, assign: list[tuple[Alert, str | None, bool]] = (),
+                            audit: tuple[str, str, str, str] | None = None) -> None:
+        """Store a round's changes, their notifications and alert assignments in one transaction, then adopt it.
+
+        If the write fails nothing moves in memory either: the next round computes the same changes
+        again, so no event is lost and none is sent for a change that was not stored.
+        """
+        if not rnd.changes and not assign and not self._unsaved:
+            self.book.commit(rnd)
+            return
+        alert_rows = []
+        for alert, inc_id, sup in assign:
+            row = _alert_row(alert)
+            row[11], row[12] = inc_id, sup
+            alert_rows.append(row)
+        assigned = {a.id for a, _, _ in assign}
+        alert_rows += [_alert_row(a) for a in self._unsaved.values() if a.id not in assigned]
+        prepared = []
+        for change in rnd.changes:
+            view = change.snapshot.view(self.alerts, now, self._critical)
+            payload = webhooks.incident_object(view, self.config.ispvm.base_url) if change.event else None
+            prepared.append((change, view, payload))
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(UPSERT_INCIDENT, row)
-            for alert_row in extra_alert_rows:
-                con.execute(UPSERT_ALERT, alert_row)
-            if change.event is not None:
-                outbox.enqueue(con, self.endpoints, view.id, change.event, payload, now)
+            for change, view, payload in prepared:
+                con.execute(UPSERT_INCIDENT, change.snapshot.row())
+                snap = change.snapshot
+                con.execute(INSERT_TRANSITION, [now, snap.id, change.transition, change.actor, snap.status,
+                                                snap.severity, snap.title, change.detail, change.event])
+                if change.event is not None:
+                    outbox.enqueue(con, self.endpoints, view.id, change.event, payload, now)
+            for row in alert_rows:
+                con.execute(UPSERT_ALERT, row)
             if audit is not None:
-                con.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", [now, audit[0], audit[1], view.id, audit[2]])
+                con.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", [now, *audit])
 
-        await asyncio.wrap_future(self.store.transaction(write))
-        if change.event is not None:
-            self._publish(change.event, view.title, view.id)
-            if self.dispatcher is not None:
-                self.dispatcher.wake()
+        try:
+            await asyncio.wrap_future(self.store.transaction(write))
+        except Exception as exc:
+            self._write_failed("incidents", exc)
+            raise
+        self.book.commit(rnd)
+        self._unsaved.clear()
+        for alert, inc_id, sup in assign:
+            alert.incident_id, alert.suppressed = inc_id, sup
+            if sup:
+                self._suppressed_ids.add(alert.id)
+        for change, view, _ in prepared:
+            if change.transition == "opened":
+                self.incidents_opened += 1
+            if change.event is not None:
+                self._publish(change.event, view.title, view.id)
+        if any(c.event for c in rnd.changes) and self.dispatcher is not None:
+            self.dispatcher.wake()
+        if rnd.changes or assign:
+            self._refresh_snapshot()
 
     def _on_delivery(self, result: outbox.DeliveryResult) -> None:
         if result.status == "dead":
@@ -365,11 +505,17 @@ class Engine:
     # ---- actions (engine loop) -----------------------------------------------
     async def ack(self, incident_id: str, actor: str) -> IncidentView:
         now = self.clock.now()
-        change = self.book.acknowledge(incident_id, actor, now)
-        if change.event is not None:
-            await self._persist_change(change, now, audit=(actor, "incident.ack", ""))
+        rnd = self.book.acknowledge(incident_id, actor, now)
+        await self._commit_round(rnd, now, audit=(actor, "incident.ack", incident_id, "") if rnd.changes else None)
         self._refresh_snapshot()
-        return change.incident.view(self.alerts)
+        return rnd.open[incident_id].view(self.alerts, now, self._critical)
+
+    async def close_incident(self, incident_id: str, actor: str, note: str = "") -> IncidentView:
+        now = self.clock.now()
+        rnd = self.book.close(incident_id, actor, now, note)
+        await self._commit_round(rnd, now, audit=(actor, "incident.close", incident_id, note))
+        self._refresh_snapshot()
+        return rnd.changes[-1].snapshot.view(self.alerts, now, self._critical)
 
     async def resend_delivery(self, event_id: str, actor: str) -> None:
         now = self.clock.now()
@@ -393,6 +539,9 @@ class Engine:
 
     def acknowledge(self, incident_id: str, actor: str) -> Future[IncidentView]:
         return self._submit(self.ack(incident_id, actor))
+
+    def close(self, incident_id: str, actor: str, note: str = "") -> Future[IncidentView]:
+        return self._submit(self.close_incident(incident_id, actor, note))
 
     def resend(self, event_id: str, actor: str) -> Future[None]:
         return self._submit(self.resend_delivery(event_id, actor))
@@ -426,7 +575,7 @@ class Engine:
         self._snapshot = self._build_snapshot()
 
     def _device_state(self, name: str) -> EntityState:
-        if ("device_unreachable", name) in self.rules.firing:
+        if self.rules.is_firing("device.unreachable", name):
             return "down"
         rt = self.runtime[name]
         if rt.ok is None:
@@ -451,7 +600,7 @@ class Engine:
             ends = []
             for end in (link.a, link.b):
                 dev, itf = end.split(":", 1)
-                if ("interface_down", end) in self.rules.firing:
+                if self.rules.is_firing("interface.down", end) or self.rules.is_firing("interface.flaps", end):
                     ends.append("down")
                 elif states[dev] in ("down", "unknown"):
                     ends.append("unknown")
@@ -470,10 +619,12 @@ class Engine:
                 "down" if members and down == len(members) else "degraded" if down else "up")
             sites.append(SiteView(name=s.name, devices=len(members), devices_down=down, subscribers=s.subscribers,
                                   state=st))
-        incidents = [inc.view(self.alerts) for inc in self.book.all()[:200]]
+        incidents = [inc.view(self.alerts, now, self._critical) for inc in self.book.all()[:200]]
+        noise = Noise(alerts_raised=self.rules.raised, alerts_suppressed=len(self._suppressed_ids),
+                      incidents=self.incidents_opened, alerts_firing=len(self.rules.firing))
         return Snapshot(
             taken_at=now, vantage=tuple(self.config.console.attach), sites=tuple(sites), devices=tuple(devices),
             links=tuple(links), incidents=tuple(incidents),
             alerts=tuple(a.view() for a in self.rules.firing.values()),
-            polls_total=self.polls_total, polls_failed=self.polls_failed,
+            polls_total=self.polls_total, polls_failed=self.polls_failed, noise=noise,
         )

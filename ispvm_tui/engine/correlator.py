@@ -1,24 +1,64 @@
-"""From firing alerts to incident plans: root cause, suppression, impact.
+"""From firing alerts to incident plans: root causes, suppression, impact.
 
-``correlate`` is a pure function of the firing alerts, the topology and the
-inventory, so the same inputs always give the same incidents (and it is easy
-to test). The engine then reconciles these plans with the incidents it
-already has (see incidents.py).
+``correlate`` is a pure function of the firing alerts, the topology, the
+inventory and what the engine knows about each device right now
+(``NetworkState``), so the same inputs always give the same incidents.
+
+The model, in order:
+
+1. **A dead device explains its links.** When a device stops answering and
+   the neighbours on two or more of its links report those ports down (and
+   it never answered after any of them went down), or a neighbour still sees
+   carrier on another of its links, the device is the cause and those links
+   are its symptoms. A link stays a cause when both ends answer, when the
+   device behind kept answering after it went down, or when it is the only
+   path anyone can see (a cut and a far-end power loss look the same there;
+   the evidence says so).
+2. **Failed nodes** are unreachable devices and links with a port down (or
+   flapping) at either end. Removing them all, what the console still reaches
+   is the live network; everything else is dark.
+3. **One dark region, one incident.** Each connected dark region is one
+   problem. Its failed nodes next to the live network are its root causes
+   (two cut uplinks of one site: two root causes, one incident); everything
+   else in it is a symptom, counted in the impact and suppressed. A failed
+   device with no configured path from the console is its own root cause,
+   at a lower confidence that says so.
+4. **Other alerts** (BGP, OSPF, probes, health, capacity) on a device inside
+   a region are suppressed under it; the rest stand alone. Severity follows
+   the impact: a service with a healthy alternative is degraded, not down.
+
+A plan whose area holds a device the engine has not settled yet (not
+re-polled since the failure began, or its own alert still pending) is
+``held``: the incident book neither opens nor changes an incident for it,
+so the order polls happen to answer in never decides the answer.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ispvm_tui.config import Config
 from ispvm_tui.engine.api import SEVERITY_ORDER, Impact, RootCause, Severity
 from ispvm_tui.engine.rules import Alert
-from ispvm_tui.engine.topology import Topology, link_node
+from ispvm_tui.engine.topology import CONSOLE, Topology, link_node, node_entity
+
+LINK_METRICS = ("interface.down", "interface.flaps")
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """What the engine knows about devices beyond the firing alerts."""
+
+    answering: frozenset[str] = frozenset()  # devices whose latest poll answered
+    last_ok_at: Mapping[str, float] = field(default_factory=dict)
+    unsettled: frozenset[str] = frozenset()  # devices whose state is still being decided
 
 
 @dataclass
 class Plan:
-    key: str  # the root entity id; an open incident follows its key
+    key: str  # the root entity ids joined with "+"; an open incident follows its roots
     root_type: str
     title: str
     severity: Severity
@@ -28,7 +68,13 @@ class Plan:
     impact: Impact
     evidence: list[str]
     labels: dict[str, str] = field(default_factory=dict)
-    symptoms: list[str] = field(default_factory=list)  # entity ids explained by the root
+    symptoms: list[str] = field(default_factory=list)  # entity ids explained by the roots
+    area: frozenset[str] = frozenset()  # devices whose state this plan depends on
+    held: bool = False
+
+    @property
+    def roots(self) -> list[str]:
+        return [rc.entity_id for rc in self.root_causes]
 
 
 def human_duration(seconds: float) -> str:
@@ -40,84 +86,192 @@ def human_duration(seconds: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def _node_of(alert: Alert, topo: Topology) -> str | None:
-    """The topology node an alert is a failure of, if any."""
-    if alert.rule == "device_unreachable":
-        return alert.entity_id
-    if alert.rule == "interface_down" and alert.entity_id in topo.link_of_end:
-        return link_node(topo.link_of_end[alert.entity_id])
-    return None
-
-
-def _entity_of_node(node: str) -> tuple[str, str]:
-    if node.startswith("link:"):
-        return "link", node.removeprefix("link:")
-    return "device", node
-
-
 def _max_severity(values: list[Severity]) -> Severity:
     return min(values, key=SEVERITY_ORDER.index) if values else "warning"
 
 
-def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float) -> list[Plan]:
-    firing = [a for a in alerts if a.state == "firing"]
-    node_alerts: dict[str, list[Alert]] = {}
-    attached: list[Alert] = []
-    for alert in firing:
-        node = _node_of(alert, topo)
-        if node is None:
-            attached.append(alert)
-        else:
-            node_alerts.setdefault(node, []).append(alert)
-    failed = set(node_alerts)
-    roots, owners = topo.roots_and_owners(failed)
-
-    groups: dict[str, dict[str, list]] = {r: {"root": list(node_alerts[r]), "sup": [], "sym": []} for r in roots}
-    for node, owner in owners.items():
-        groups[owner]["sup"].extend(node_alerts[node])
-        groups[owner]["sym"].append(node)
-    standalone: list[Alert] = []
-    for alert in attached:
-        device = _device_of(alert)
-        if device in failed and alert.rule != "poll_login_failed":
-            owner = device if device in groups else owners.get(device)
-            if owner is not None:
-                groups[owner]["sup"].append(alert)
-                continue
-        standalone.append(alert)
-    # Probe loss from a router whose transit session is down is evidence for that outage, not another one.
-    bgp_down = {_device_of(a): a for a in standalone if a.rule == "bgp_session_down"}
-    supporting: dict[str, list[Alert]] = {}
-    for alert in [a for a in standalone if a.rule == "probe_loss" and _device_of(a) in bgp_down]:
-        standalone.remove(alert)
-        supporting.setdefault(bgp_down[_device_of(alert)].id, []).append(alert)
-
-    plans = [_graph_plan(node, g["root"], g["sup"], g["sym"], config, topo, now) for node, g in groups.items()]
-    plans += [_standalone_plan(alert, config, now, supporting.get(alert.id, [])) for alert in standalone]
-    return sorted(plans, key=lambda p: (SEVERITY_ORDER.index(p.severity), p.key))
-
-
-def _device_of(alert: Alert) -> str:
+def device_of(alert: Alert) -> str:
     if alert.entity_type == "probe":  # "EDGE1>1.1.1.1"
         return alert.entity_id.split(">", 1)[0]
     return alert.entity_id.split(":", 1)[0]
 
 
-def _impact(config: Config, devices: set[str], extra_entities: set[str]) -> Impact:
+@dataclass
+class _Region:
+    nodes: set[str]
+    roots: list[str]
+    outside: bool = False  # no configured path from the console
+    alerts: dict[str, list[Alert]] = field(default_factory=dict)  # node -> its own alerts
+    absorbed: dict[str, list[Alert]] = field(default_factory=dict)  # dead device -> its links' alerts
+    suppressed: list[Alert] = field(default_factory=list)
+
+
+def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float,
+              state: NetworkState | None = None) -> list[Plan]:
+    state = state or NetworkState()
+    firing = [a for a in alerts if a.state == "firing"]
+    down = {a.entity_id: a for a in firing if a.metric == "device.unreachable"}
+    link_alerts: dict[str, list[Alert]] = {}
+    others: list[Alert] = []
+    for a in firing:
+        if a.metric in LINK_METRICS and a.entity_id in topo.link_of_end:
+            link_alerts.setdefault(topo.link_of_end[a.entity_id], []).append(a)
+        elif a.metric != "device.unreachable":
+            others.append(a)
+
+    absorbed, why_dead = _dead_devices(down, link_alerts, topo, state)
+    failed = set(down) | {link_node(lid) for lid in link_alerts if lid not in absorbed}
+    regions = _regions(failed, topo)
+    node_alerts: dict[str, list[Alert]] = {d: [a] for d, a in down.items()}
+    for lid, items in link_alerts.items():
+        if lid not in absorbed:
+            node_alerts[link_node(lid)] = sorted(items, key=lambda a: a.entity_id)
+    region_of: dict[str, _Region] = {}
+    for region in regions:
+        for node in region.nodes:
+            region_of[node] = region
+        region.alerts = {n: node_alerts[n] for n in sorted(region.nodes) if n in node_alerts}
+    for lid, dev in absorbed.items():
+        region_of[dev].absorbed.setdefault(dev, []).extend(sorted(link_alerts[lid], key=lambda a: a.entity_id))
+
+    standalone: list[Alert] = []
+    for a in sorted(others, key=lambda a: (a.entity_id, a.rule)):
+        region = _region_for_other(a, region_of, topo, absorbed)
+        if region is not None and a.metric != "device.login_failed":
+            region.suppressed.append(a)
+        else:
+            standalone.append(a)
+    # Probe loss from a router whose transit session is down is evidence for that outage, not another one.
+    bgp_down = {device_of(a): a for a in standalone if a.metric == "bgp.down"}
+    supporting: dict[str, list[Alert]] = {}
+    for a in [a for a in standalone if a.metric.startswith("probe.") and device_of(a) in bgp_down]:
+        standalone.remove(a)
+        supporting.setdefault(bgp_down[device_of(a)].id, []).append(a)
+
+    plans = [_region_plan(r, why_dead, config, topo, state, now) for r in regions if r.alerts]
+    firing_bgp = {a.entity_id for a in firing if a.metric == "bgp.down"}
+    plans += [_standalone_plan(a, config, now, supporting.get(a.id, []), firing_bgp) for a in standalone]
+    for p in plans:
+        p.held = bool(p.area & state.unsettled)
+    return sorted(plans, key=lambda p: (SEVERITY_ORDER.index(p.severity), p.key))
+
+
+def _dead_devices(down: dict[str, Alert], link_alerts: dict[str, list[Alert]], topo: Topology,
+                  state: NetworkState) -> tuple[dict[str, str], dict[str, str]]:
+    """Links explained by a dead device (link id -> device), and why each device is called dead."""
+    absorbed: dict[str, str] = {}
+    why: dict[str, str] = {}
+    for dev in sorted(down):
+        failed_here: list[tuple[str, str]] = []  # (link id, far end)
+        live: list[str] = []
+        for lid in topo.links_of.get(dev, ()):
+            far_dev, far_end, _near = topo.links[lid].far(dev)
+            if far_dev not in state.answering or far_dev in down:
+                continue  # nobody on the other side to tell us
+            on_far = [a for a in link_alerts.get(lid, ()) if a.entity_id == far_end]
+            if not on_far:
+                live.append(far_end)  # the neighbour still sees carrier
+                continue
+            went_down = min(a.starts_at for a in on_far)
+            if state.last_ok_at.get(dev, -math.inf) > went_down:
+                continue  # the device answered after this link went down: the link failed on its own
+            failed_here.append((lid, far_end))
+        if failed_here and live:
+            why[dev] = (f"{dev} stopped answering while {', '.join(live)} still see carrier to it: "
+                        f"the device (or its management plane) failed, not the path")
+        elif len(failed_here) >= 2:
+            why[dev] = (f"all {len(failed_here)} links to {dev} went down at the same time, seen from the other "
+                        f"side ({', '.join(end for _, end in failed_here)}): {dev} lost power or failed")
+        elif not failed_here and live:
+            why[dev] = f"{dev} stopped answering while {', '.join(live)} still see carrier to it (hung?)"
+            continue
+        else:
+            continue
+        for lid, _ in failed_here:
+            absorbed[lid] = dev
+    return absorbed, why
+
+
+def _regions(failed: set[str], topo: Topology) -> list[_Region]:
+    """Connected dark regions around the failed nodes, with their root causes."""
+    live = topo.reachable(failed)
+    dark = set(topo.graph.nodes) - live - {CONSOLE}
+    seen: set[str] = set()
+    regions: list[_Region] = []
+    for start in sorted(failed):
+        if start in seen:
+            continue
+        stack, nodes = [start], set()
+        while stack:
+            here = stack.pop()
+            if here in nodes:
+                continue
+            nodes.add(here)
+            stack.extend(n for n in topo.neighbours(here) if n in dark and n not in nodes)
+        seen |= nodes
+        roots = sorted(n for n in nodes & failed if topo.neighbours(n) & live)
+        if roots:
+            regions.append(_Region(nodes, roots))
+            continue
+        # Outside the known topology: nothing says how these are reached, so each failed device
+        # is its own root cause (a link alone here would have a live end, so it is never left over).
+        for node in sorted(nodes & failed):
+            regions.append(_Region({node} | (topo.downstream_of(node) & nodes), [node], outside=True))
+    return regions
+
+
+def _region_for_other(a: Alert, region_of: dict[str, _Region], topo: Topology,
+                      absorbed: dict[str, str]) -> _Region | None:
+    dev = device_of(a)
+    if dev in region_of:
+        return region_of[dev]
+    if a.entity_type == "interface" and a.entity_id in topo.link_of_end:
+        lid = topo.link_of_end[a.entity_id]
+        if lid in absorbed:
+            return region_of.get(absorbed[lid])
+        return region_of.get(link_node(lid))
+    itf = a.labels.get("interface")
+    if a.metric == "ospf.down" and itf:
+        # An adjacency over a failed link is that link's symptom.
+        lid = topo.link_of_end.get(f"{dev}:{itf}")
+        if lid is not None:
+            return region_of.get(absorbed[lid]) if lid in absorbed else region_of.get(link_node(lid))
+    return None
+
+
+def _subscribers(config: Config, devices: set[str]) -> int | None:
+    known = [d.subscribers for d in config.devices if d.name in devices and d.subscribers is not None]
+    return sum(known) if known else None
+
+
+def _services(config: Config, hit: set[str], firing_bgp: set[str]) -> tuple[list[str], list[str]]:
+    """(services hit, those of them with no healthy alternative in their category)."""
+    hit_services = [s for s in config.services if hit.intersection(s.depends_on)]
+    down_names = {s.name for s in hit_services}
+    without_alternative = []
+    for s in hit_services:
+        peers = [o for o in config.services if o.name != s.name and o.category and o.category == s.category]
+        healthy = [o for o in peers if o.name not in down_names and not firing_bgp.intersection(o.depends_on)]
+        if not healthy:
+            without_alternative.append(s.name)
+    return [s.name for s in hit_services], without_alternative
+
+
+def _impact(config: Config, devices: set[str], entities: set[str], firing_bgp: set[str],
+            whole_sites: set[str] | None = None) -> tuple[Impact, list[str]]:
     dev_cfg = {d.name: d for d in config.devices}
     sites = {dev_cfg[d].site for d in devices if d in dev_cfg}
-    hit = devices | extra_entities | sites
-    services = [s for s in config.services if hit.intersection(s.depends_on)]
-    known = [dev_cfg[d].subscribers for d in devices if d in dev_cfg and dev_cfg[d].subscribers is not None]
-    subscribers: int | None = sum(known) if known else None
+    names, hard_down = _services(config, devices | entities | (whole_sites or set()), firing_bgp)
+    subscribers = _subscribers(config, devices)
     if subscribers is None:
-        svc_subs = [s.subscribers for s in services if s.subscribers is not None]
-        subscribers = sum(svc_subs) if svc_subs else None
-    return Impact(
-        sites_affected=len(sites), devices_affected=len(devices), services_affected=len(services),
+        subs = [s.subscribers for s in config.services if s.name in hard_down and s.subscribers is not None]
+        subscribers = sum(subs) if subs else None
+    impact = Impact(
+        sites_affected=len(sites), devices_affected=len(devices), services_affected=len(names),
         estimated_subscribers_affected=subscribers, sites=tuple(sorted(sites)),
-        devices=tuple(sorted(devices)), services=tuple(s.name for s in services),
+        devices=tuple(sorted(devices)), services=tuple(names),
     )
+    return impact, hard_down
 
 
 def _labels(impact: Impact, config: Config, root_type: str, provider: str | None) -> dict[str, str]:
@@ -135,73 +289,180 @@ def _labels(impact: Impact, config: Config, root_type: str, provider: str | None
     return labels
 
 
-def _graph_plan(node: str, root_alerts: list[Alert], suppressed: list[Alert], symptoms: list[str],
-                config: Config, topo: Topology, now: float) -> Plan:
-    entity_type, entity_id = _entity_of_node(node)
-    confirmed = {s for s in symptoms if not s.startswith("link:")}
-    # Devices with no other path are cut off by definition, before their own polls time out: counting
-    # them at once gives the first notification its true impact instead of a string of updates.
-    behind = topo.downstream_of(node)
-    symptom_devices = confirmed | behind
-    devices = symptom_devices | ({entity_id} if entity_type == "device" else set())
-    suppressed_entities = {a.entity_id for a in suppressed}
-    impact = _impact(config, devices, suppressed_entities | {entity_id})
-    evidence = [f"{line} for {human_duration(now - a.starts_at)}" for a in root_alerts for line in a.evidence]
-    if entity_type == "link":
-        confidence = 0.85 + (0.1 if symptom_devices else 0.0)
-        if symptom_devices:
-            title = f"Link down: {entity_id} ({len(symptom_devices)} devices cut off)"
+def _lasting(a: Alert, now: float) -> list[str]:
+    return [f"{line} for {human_duration(now - a.starts_at)}" for line in a.evidence]
+
+
+def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo: Topology,
+                 state: NetworkState, now: float) -> Plan:
+    roles = {d.name: d.role for d in config.devices}
+    root_devices = {r for r in region.roots if not r.startswith("link:")}
+    root_links = [node_entity(r)[1] for r in region.roots if r.startswith("link:")]
+    cut_off = {n for n in region.nodes if not n.startswith("link:") and n not in root_devices}
+    root_alerts = [a for r in region.roots for a in region.alerts.get(r, ())]
+    flapping = [a for a in root_alerts if a.metric == "interface.flaps"]
+    for a in flapping:
+        # Behind a flapping link everything is cut off again and again: count it whichever phase
+        # the last poll caught, so the impact (and the page) does not flip with every cycle.
+        cut_off |= topo.downstream_of(link_node(topo.link_of_end[a.entity_id]))
+    devices = cut_off | root_devices
+    symptom_alerts = [a for n, items in region.alerts.items() if n not in region.roots for a in items]
+    absorbed_alerts = [a for d in sorted(region.absorbed) for a in region.absorbed[d]]
+    suppressed = symptom_alerts + absorbed_alerts + region.suppressed
+    entities = {node_entity(n)[1] for n in region.nodes} | {a.entity_id for a in suppressed}
+    firing_bgp = {a.entity_id for a in region.suppressed if a.metric == "bgp.down"}
+    whole_sites = _whole_sites(config, devices)
+    impact, hard_down = _impact(config, devices, entities, firing_bgp, whole_sites)
+
+    causes: list[RootCause] = []
+    evidence: list[str] = []
+    for r in region.roots:
+        etype, eid = node_entity(r)
+        if etype == "link":
+            ends = topo.links[eid]
+            dark_ends = [d for d in (ends.a_device, ends.b_device) if d not in state.answering or d in cut_off]
+            if len(region.roots) > 1:
+                confidence = 0.85
+            elif not dark_ends:
+                confidence = 0.95  # both ends answer: nothing else explains it
+            else:
+                confidence = 0.8
+            causes.append(RootCause("link", eid, eid, confidence))
         else:
-            title = f"Redundancy degraded: link {entity_id} down"
-    else:
-        # A dead device looks the same as a dead path the monitoring cannot see: be modest.
-        confidence = 0.6 + (0.15 if symptom_devices else 0.0)
-        behind = f" (+{len(symptom_devices)} behind it)" if symptom_devices else ""
-        title = f"Device unreachable: {entity_id}{behind}"
-    if symptom_devices:
-        names = ", ".join(sorted(symptom_devices))
-        evidence.append(f"{len(symptom_devices)} devices behind it have no other path: {names} "
+            if region.outside:
+                confidence = 0.5
+            elif r in why_dead:
+                confidence = 0.9 if r in region.absorbed else 0.85
+            else:
+                confidence = 0.6 + (0.1 if cut_off else 0.0)
+            causes.append(RootCause("device", eid, eid, confidence))
+    for a in root_alerts:
+        evidence += _lasting(a, now)
+    for dev in sorted(root_devices):
+        if dev in why_dead:
+            evidence.append(why_dead[dev])
+        if region.outside:
+            evidence.append(f"{dev} has no configured path from the console: it is its own root cause "
+                            f"(add its [[links]] so root-cause analysis can place it)")
+    for a in absorbed_alerts:
+        evidence.append(f"symptom: {a.summary}")
+    if len(root_links) == 1 and not root_devices and cut_off and len(region.roots) == 1:
+        ends = topo.links[root_links[0]]
+        far = [d for d in (ends.a_device, ends.b_device) if d in cut_off]
+        if far:
+            evidence.append(f"{far[0]} stopped answering with it: a power loss at {far[0]} would look the same "
+                            f"from here")
+    if cut_off:
+        confirmed = sorted(d for d in cut_off if d in region.alerts)
+        evidence.append(f"{len(cut_off)} devices behind it have no other path: {', '.join(sorted(cut_off))} "
                         f"({len(confirmed)} confirmed unreachable)")
-    evidence += [f"suppressed: {a.summary}" for a in suppressed if a.rule != "device_unreachable"]
-    severity = _max_severity([a.severity for a in root_alerts])
-    if entity_type == "link" and not symptom_devices:
-        severity = "minor"
-    elif impact.devices_affected >= 3 or (impact.estimated_subscribers_affected or 0) >= 500:
-        severity = "critical"
+    evidence += [f"suppressed: {a.summary}" for a in region.suppressed]
+    if impact.services:
+        evidence.append("services affected: " + ", ".join(impact.services))
+
+    title = _region_title(region, root_devices, root_links, cut_off, flapping, whole_sites)
+    outage = bool(cut_off) or any(roles.get(d) in ("access", "cpe") for d in root_devices) or bool(
+        _subscribers(config, root_devices))
+    if flapping or outage or hard_down:
+        big = len(devices) >= 3 or (impact.estimated_subscribers_affected or 0) >= 500 or bool(hard_down)
+        severity: Severity = "critical" if big else "major"
+    elif root_devices:
+        severity = "major"  # a router is gone, though everything behind it has another path
+    else:
+        severity = "minor"  # redundancy lost, nobody cut off
+    key = "+".join(node_entity(r)[1] for r in region.roots)
+    area = set(devices)
+    for r in region.nodes:
+        for n in topo.neighbours(r):
+            if n != CONSOLE and not n.startswith("link:"):
+                area.add(n)
+            elif n.startswith("link:"):
+                area |= {topo.links[node_entity(n)[1]].a_device, topo.links[node_entity(n)[1]].b_device}
     return Plan(
-        key=entity_id, root_type=entity_type, title=title, severity=severity,
-        root_causes=[RootCause(entity_type, entity_id, entity_id, round(min(confidence, 0.99), 2))],
+        key=key, root_type=causes[0].entity_type, title=title, severity=severity, root_causes=causes,
         alert_ids=[a.id for a in root_alerts] + [a.id for a in suppressed],
         suppressed_ids=[a.id for a in suppressed], impact=impact, evidence=evidence,
-        labels=_labels(impact, config, entity_type, None),
-        symptoms=sorted({_entity_of_node(s)[1] for s in symptoms} | symptom_devices | suppressed_entities),
+        labels=_labels(impact, config, causes[0].entity_type, None),
+        symptoms=sorted(entities - set(key.split("+"))), area=frozenset(area),
     )
 
 
-def _standalone_plan(alert: Alert, config: Config, now: float, supporting: list[Alert]) -> Plan:
-    lasting = f" for {human_duration(now - alert.starts_at)}"
-    evidence = [line + lasting for line in alert.evidence]
+def _whole_sites(config: Config, devices: set[str]) -> set[str]:
+    members: dict[str, set[str]] = {}
+    for d in config.devices:
+        members.setdefault(d.site, set()).add(d.name)
+    return {site for site, names in members.items() if names <= devices}
+
+
+def _region_title(region: _Region, root_devices: set[str], root_links: list[str], cut_off: set[str],
+                  flapping: list[Alert], whole_sites: set[str]) -> str:
+    behind = f" ({len(cut_off)} devices cut off)" if cut_off else ""
+    if flapping:  # the count moves while it flaps: it is in the evidence, not the title
+        return f"Link flapping: {root_links[0] if root_links else flapping[0].entity_id}{behind}"
+    if len(region.roots) == 1:
+        if root_links:
+            if cut_off:
+                return f"Link down: {root_links[0]}{behind}"
+            return f"Redundancy degraded: link {root_links[0]} down"
+        dev = next(iter(root_devices))
+        plus = f" (+{len(cut_off)} behind it)" if cut_off else ""
+        return f"Device unreachable: {dev}{plus}"
+    where = ", ".join(sorted(whole_sites)) if whole_sites else None
+    parts = []
+    if root_links:
+        parts.append(f"{len(root_links)} links down")
+    if root_devices:
+        parts.append(f"{len(root_devices)} devices down")
+    what = " and ".join(parts)
+    if where:
+        return f"{where} cut off: {what}{behind}"
+    return f"Outage: {what}{behind}"
+
+
+def _standalone_plan(alert: Alert, config: Config, now: float, supporting: list[Alert],
+                     firing_bgp: set[str]) -> Plan:
+    evidence = _lasting(alert, now)
     evidence += [line for a in supporting for line in a.evidence]
     provider = alert.labels.get("provider")
-    if alert.rule == "bgp_session_down":
-        impact = _impact(config, set(), {alert.entity_id})
-        title = f"Transit outage: {provider} degraded" if provider else f"BGP session down: {alert.entity_id}"
+    impact, hard_down = _impact(config, set(), {alert.entity_id}, firing_bgp)
+    severity = alert.severity
+    device = device_of(alert)
+    if alert.metric == "bgp.down":
         confidence, entity_type = 0.9 + (0.05 if supporting else 0.0), "bgp_peer"
-    elif alert.rule == "probe_loss":
-        impact = _impact(config, set(), {alert.entity_id})
+        if provider:
+            others = [p for p in config.bgp_peers if p.provider and p.id != alert.entity_id]
+            healthy = [p for p in others if p.id not in firing_bgp]
+            if healthy and not hard_down:
+                names = ", ".join(sorted({p.provider or p.name for p in healthy}))
+                title, severity = f"Transit degraded: {provider} down ({names} still up)", "major"
+                evidence.append(f"traffic has another way out: {names} established")
+            else:
+                title, severity = f"Transit outage: {provider} down, no other upstream", "critical"
+        else:
+            title = f"BGP session down: {alert.entity_id}"
+            if hard_down:
+                severity = "critical"
+    elif alert.metric.startswith("probe."):
         title, confidence, entity_type = alert.summary, 0.7, "probe"
-    elif alert.rule == "poll_login_failed":
+    elif alert.metric == "device.login_failed":
         impact = Impact()
         title, confidence, entity_type = f"Monitoring login refused: {alert.entity_id}", 0.95, "device"
+    elif alert.metric == "interface.down":
+        title, confidence, entity_type = f"Interface down: {alert.entity_id}", 0.9, "interface"
+    elif alert.metric == "interface.flaps":
+        title, confidence, entity_type = f"Interface flapping: {alert.summary}", 0.9, "interface"
+    elif alert.metric == "ospf.down":
+        title, confidence, entity_type = alert.summary, 0.8, "ospf_neighbor"
     else:
-        impact = _impact(config, set(), {alert.entity_id})
-        title, confidence, entity_type = f"Interface down: {alert.entity_id}", 0.9, alert.entity_type
+        title, confidence, entity_type = alert.summary, 0.9, alert.entity_type
     if impact.services:
         evidence.append("services depending on it: " + ", ".join(impact.services))
+    if alert.runbook:
+        evidence.append(f"runbook: {alert.runbook}")
     return Plan(
-        key=alert.entity_id, root_type=entity_type, title=title, severity=alert.severity,
+        key=alert.entity_id, root_type=entity_type, title=title, severity=severity,
         root_causes=[RootCause(entity_type, alert.entity_id, alert.entity_id, confidence)],
         alert_ids=[alert.id] + [a.id for a in supporting], suppressed_ids=[a.id for a in supporting],
         impact=impact, evidence=evidence, labels=_labels(impact, config, entity_type, provider),
-        symptoms=[a.entity_id for a in supporting],
+        symptoms=[a.entity_id for a in supporting], area=frozenset({device}),
     )

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
+BACKOFF_AFTER_FAILURES = 3  # failed polls in a row before a device is polled less often
+
+
 class Collector(Protocol):
     async def poll(self) -> PollResult: ...
     async def close(self) -> None: ...
@@ -51,6 +54,9 @@ class DeviceSchedule:
     polls: int = 0
     last_results: list[PollResult] = field(default_factory=list)
     setup_error: str | None = None  # e.g. a missing secret: reported, never raised
+    running: bool = False
+    again: bool = False  # a poll was asked for while one ran: run once more right after it
+    last_done_started: float = float("-inf")  # clock time the last completed poll started
 
 
 def build_collectors(config: Config, device: Device, secrets: SecretSource, clock: Clock,
@@ -166,38 +172,75 @@ class Poller:
                 except Exception:  # closing a dead connection may fail; nothing to keep
                     log.debug("closing collector for %s failed", sched.name, exc_info=True)
 
-    async def poll_device(self, name: str) -> list[PollResult] | None:
+    def poll_soon(self, names: Iterable[str], delay_s: float = 0.0) -> None:
+        """Poll these devices now (or after ``delay_s`` clock seconds), backoff or not.
+
+        The correlator asks for this when something near them failed or recovered, so it decides
+        on fresh answers instead of whatever each device's schedule happened to bring last.
+        """
+        for name in names:
+            sched = self.schedules.get(name)
+            if sched is None or not sched.collectors:
+                continue
+            if delay_s <= 0 and sched.running:
+                sched.again = True
+                continue
+            task = asyncio.get_running_loop().create_task(self._forced(name, delay_s), name=f"poll-now:{name}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _forced(self, name: str, delay_s: float) -> None:
+        if delay_s > 0:
+            await self.clock.sleep(delay_s)
+        await self.poll_device(name, forced=True)
+
+    async def poll_device(self, name: str, forced: bool = False) -> list[PollResult] | None:
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         try:
-            return await self._poll_device(name)
+            return await self._poll_device(name, forced)
         except asyncio.CancelledError:
             # Only stop() cancels polls; ending quietly keeps the scheduler from logging a failure.
             return None
 
-    async def _poll_device(self, name: str) -> list[PollResult] | None:
+    async def _poll_device(self, name: str, forced: bool = False) -> list[PollResult] | None:
         sched = self.schedules[name]
         now = self.clock.now()
-        if now < sched.next_allowed or not sched.collectors:
+        if not sched.collectors or (not forced and now < sched.next_allowed):
             return None
-        async with self._sem:
-            started = time.monotonic()
-            results = list(await asyncio.gather(*(self._safe_poll(name, c) for c in sched.collectors)))
-            self.poll_seconds.append(time.monotonic() - started)
+        if sched.running:
+            if forced:
+                sched.again = True
+            else:
+                self.skipped_overlaps += 1
+            return None
+        sched.running = True
+        try:
+            async with self._sem:
+                started_at = self.clock.now()
+                started = time.monotonic()
+                results = list(await asyncio.gather(*(self._safe_poll(name, c) for c in sched.collectors)))
+                self.poll_seconds.append(time.monotonic() - started)
+        finally:
+            sched.running = False
         sched.polls += 1
         sched.last_results = results
+        sched.last_done_started = started_at
         if any(r.ok for r in results):
             sched.failures, sched.next_allowed = 0, 0.0
         else:
             sched.failures += 1
-            grace = self.config.rules.unreachable_after_polls
+            grace = BACKOFF_AFTER_FAILURES
             if sched.failures > grace:  # back off only once the device is known to be down
                 delay = min(self.interval_of(name) * 2 ** (sched.failures - grace - 1),
                             self.config.polling.backoff_max_s)
                 sched.next_allowed = now + delay
         await self.on_results(name, results)
+        if sched.again:
+            sched.again = False
+            self.poll_soon([name])
         return results
 
     async def _safe_poll(self, name: str, collector: Collector) -> PollResult:

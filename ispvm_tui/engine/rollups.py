@@ -121,12 +121,13 @@ class _Keep:
 _RETENTION: dict[str, _Keep] = {
     **{table: _Keep("ts") for table in ("interface_samples", "health_samples", "bgp_samples", "ospf_samples",
                                         "sensor_samples", "probe_samples", "neighbor_samples", "poll_log",
-                                        "audit")},
+                                        "audit", "events")},
     **{f.table(res): _Keep("bucket") for f in FAMILIES for res in WIDTH_S},
     # A resolved alert stays while the incident it belongs to is open: the incident shows it.
     "alerts": _Keep("ends_at", "state = 'resolved' AND (incident_id IS NULL OR incident_id NOT IN "
                                "(SELECT id FROM incidents WHERE status <> 'closed'))"),
     "incidents": _Keep("closed_at", "status = 'closed'"),
+    "incident_events": _Keep("ts", "incident_id NOT IN (SELECT id FROM incidents WHERE status <> 'closed')"),
     # Delivered and dead events go; pending ones (a resend included) stay with their attempt history.
     "outbox": _Keep("finished_at", "status <> 'pending'"),
     "deliveries": _Keep("attempted_at", "event_id NOT IN (SELECT event_id FROM outbox WHERE status = 'pending')"),

@@ -113,4 +113,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ('health_rollup_1h', 0), ('probe_rollup_5m', 0), ('probe_rollup_1h', 0);
         """,
     ),
+    (
+        4,
+        "rule metrics on alerts, incident lifecycle history, recorded port events",
+        """
+        ALTER TABLE alerts ADD COLUMN metric VARCHAR;
+        ALTER TABLE alerts ADD COLUMN runbook VARCHAR;
+        ALTER TABLE incidents ADD COLUMN closed_by VARCHAR;
+        ALTER TABLE incidents ADD COLUMN reopened INTEGER DEFAULT 0;
+        CREATE TABLE incident_events (
+            ts DOUBLE NOT NULL, incident_id VARCHAR NOT NULL, transition VARCHAR NOT NULL, actor VARCHAR,
+            status VARCHAR, severity VARCHAR, title VARCHAR, detail VARCHAR, event_type VARCHAR);
+        CREATE INDEX incident_events_incident ON incident_events(incident_id, ts);
+        CREATE TABLE events (
+            ts DOUBLE NOT NULL, kind VARCHAR NOT NULL, severity VARCHAR NOT NULL, device VARCHAR,
+            entity_id VARCHAR, summary VARCHAR);
+        CREATE INDEX events_ts ON events(ts);
+        """,
+    ),
 ]

@@ -34,6 +34,10 @@ ROWS_PER_INSERT = 400  # multi-row VALUES statements: far faster than executeman
 MAX_PENDING_ROWS = 200_000  # per table, while its writes keep failing
 
 
+# Failures of the database itself (disk, memory, locks): worth keeping the rows and trying again.
+_TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException)
+
+
 class StoreError(Exception):
     """A database problem with a message meant for the operator."""
 
@@ -125,6 +129,9 @@ class Store:
         if self._closed:
             fut.set_exception(StoreError("store is closed"))
             return fut
+        if not self._writer.is_alive():  # never leave a caller waiting on a writer that is gone
+            fut.set_exception(StoreError(f"the database writer stopped: {self.last_error or 'unknown error'}"))
+            return fut
         self._queue.put(_Job(fn, fut))
         return fut
 
@@ -133,6 +140,23 @@ class Store:
         self.transaction(lambda con: None).result(timeout)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # reported; transaction() fails fast from now on
+            self.last_error = f"writer stopped: {type(exc).__name__}: {exc}"
+            log.critical("database %s", self.last_error)
+            self._fail_queued(exc)
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Job) and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(StoreError(f"the database writer stopped: {exc}"))
+
+    def _loop(self) -> None:
         buffers: dict[str, list[tuple[Any, ...]]] = {}
         pending = 0
         deadline = time.monotonic() + self._flush_s
@@ -179,18 +203,17 @@ class Store:
         for table in [t for t, rows in buffers.items() if rows]:
             rows = buffers[table]
             try:
-                self._con.execute("BEGIN TRANSACTION")
-                for start in range(0, len(rows), ROWS_PER_INSERT):
-                    chunk = rows[start:start + ROWS_PER_INSERT]
-                    width = len(chunk[0])
-                    values = ",".join(["(" + ",".join(["?"] * width) + ")"] * len(chunk))
-                    self._con.execute(f"INSERT INTO {table} VALUES {values}", [v for row in chunk for v in row])
-                self._con.execute("COMMIT")
-            except duckdb.Error as exc:
+                self._insert(table, rows)
+            except Exception as exc:  # a bad row must not kill the writer: every later write would wait on it
                 with contextlib.suppress(duckdb.Error):
                     self._con.execute("ROLLBACK")
-                self.last_error = f"writing {table} failed: {exc}"
+                self.last_error = f"writing {table} failed: {type(exc).__name__}: {exc}"
                 log.error("%s", self.last_error)
+                if not isinstance(exc, _TRANSIENT):
+                    # The rows themselves are at fault and would fail forever: write the good ones, drop
+                    # and count the rest, so one poison row never holds its table back.
+                    self._insert_one_by_one(table, rows)
+                    continue
                 # Keep the rows for the next flush, but bounded: a table that keeps failing must not
                 # grow memory without end. The oldest rows go first; the loss is counted.
                 if len(rows) > MAX_PENDING_ROWS:
@@ -200,6 +223,28 @@ class Store:
             self.rows_written += len(rows)
             self.flushes += 1
             rows.clear()
+
+    def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        self._con.execute("BEGIN TRANSACTION")
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start:start + ROWS_PER_INSERT]
+            width = len(chunk[0])
+            values = ",".join(["(" + ",".join(["?"] * width) + ")"] * len(chunk))
+            self._con.execute(f"INSERT INTO {table} VALUES {values}", [v for row in chunk for v in row])
+        self._con.execute("COMMIT")
+
+    def _insert_one_by_one(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
+            try:
+                self._insert(table, [row])
+            except Exception:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute("ROLLBACK")
+                self.rows_dropped += 1
+            else:
+                self.rows_written += 1
+        self.flushes += 1
+        rows.clear()
 
     # ---- reads --------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:

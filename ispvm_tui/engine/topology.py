@@ -2,14 +2,16 @@
 
 Nodes are the console host (``@console``), devices and links (a link is a
 node between its two devices, so a link can be a root cause on its own).
-Which failed entity explains which is a graph question: an entity whose
-every path from the console crosses another failed entity is a symptom.
+Which failed entity explains which is a graph question answered in
+correlator.py: what the console still reaches when every failed node is
+removed, and the dark regions left behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import networkx as nx
 
@@ -22,6 +24,28 @@ def link_node(link_id: str) -> str:
     return f"link:{link_id}"
 
 
+def node_entity(node: str) -> tuple[str, str]:
+    """(entity type, entity id) of a graph node."""
+    if node.startswith("link:"):
+        return "link", node.removeprefix("link:")
+    return "device", node
+
+
+@dataclass(frozen=True)
+class LinkEnds:
+    id: str
+    a_device: str
+    a_end: str  # "DEVICE:interface"
+    b_device: str
+    b_end: str
+
+    def far(self, device: str) -> tuple[str, str, str]:
+        """(far device, far end, near end) seen from ``device``."""
+        if device == self.a_device:
+            return self.b_device, self.b_end, self.a_end
+        return self.a_device, self.a_end, self.b_end
+
+
 class Topology:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -32,6 +56,8 @@ class Topology:
         for name in config.console.attach:
             g.add_edge(CONSOLE, name)
         self.link_of_end: dict[str, str] = {}
+        self.links: dict[str, LinkEnds] = {}
+        self.links_of: dict[str, list[str]] = {}
         for link in config.links:
             node = link_node(link.id)
             a, b = link.a.split(":", 1)[0], link.b.split(":", 1)[0]
@@ -39,11 +65,18 @@ class Topology:
                 g.add_edge(x, y)
             self.link_of_end[link.a] = link.id
             self.link_of_end[link.b] = link.id
+            self.links[link.id] = LinkEnds(link.id, a, link.a, b, link.b)
+            self.links_of.setdefault(a, []).append(link.id)
+            self.links_of.setdefault(b, []).append(link.id)
         self.graph = g
 
     @cached_property
-    def dominators(self) -> dict[str, str]:
-        return nx.immediate_dominators(self.graph, CONSOLE)
+    def in_topology(self) -> frozenset[str]:
+        """Nodes with a configured path from the console."""
+        return frozenset(nx.descendants(self.graph, CONSOLE)) | {CONSOLE}
+
+    def neighbours(self, node: str) -> set[str]:
+        return set(self.graph.successors(node)) | set(self.graph.predecessors(node))
 
     def reachable(self, without: Iterable[str]) -> set[str]:
         """Nodes the console reaches when ``without`` nodes are gone."""
@@ -51,42 +84,11 @@ class Topology:
         view = nx.restricted_view(self.graph, blocked, [])
         return set(nx.descendants(view, CONSOLE)) | {CONSOLE}
 
-    def roots_and_owners(self, failed: set[str]) -> tuple[list[str], dict[str, str]]:
-        """Split failed nodes into root causes and symptoms (symptom -> owning root).
-
-        A failed node is a root when the console still reaches it with every
-        *other* failed node removed. A symptom is owned by its nearest failed
-        dominator; where redundancy means no single failure dominates it (two
-        uplinks both cut), by the first root on a shortest path to it.
-        """
-        roots = [n for n in sorted(failed) if n in self.reachable(failed - {n})]
-        root_set = set(roots)
-        owners: dict[str, str] = {}
-        for node in sorted(failed - root_set):
-            owner = self._dominating_root(node, root_set)
-            if owner is None:
-                owner = self._first_root_on_path(node, root_set)
-            if owner is not None:
-                owners[node] = owner
-        return roots, owners
-
-    def _dominating_root(self, node: str, roots: set[str]) -> str | None:
-        idom = self.dominators
-        here = node
-        while here in idom and idom[here] != here:
-            here = idom[here]
-            if here in roots:
-                return here
-        return None
-
-    def _first_root_on_path(self, node: str, roots: set[str]) -> str | None:
-        try:
-            path = nx.shortest_path(self.graph, CONSOLE, node)
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
-            return None
-        return next((p for p in path if p in roots), None)
-
     def downstream_of(self, node: str) -> set[str]:
         """Devices the console can no longer reach when ``node`` alone fails."""
-        lost = set(self.graph.nodes) - self.reachable({node}) - {node}
-        return {n for n in lost if not n.startswith("link:") and n != CONSOLE}
+        return set(self._downstream(node))
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one Topology lives as long as its config
+    def _downstream(self, node: str) -> frozenset[str]:
+        lost = set(self.in_topology) - self.reachable({node}) - {node}
+        return frozenset(n for n in lost if not n.startswith("link:") and n != CONSOLE)

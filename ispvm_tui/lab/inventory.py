@@ -20,7 +20,6 @@ from ispvm_tui.config import (
     Notify,
     Polling,
     Retention,
-    Rules,
     Service,
     Settings,
     Site,
@@ -54,7 +53,6 @@ def lab_inventory(lab: Lab, database: Path, *, webhook_url: str | None = None, u
         ispvm=Settings(database=str(database), base_url="http://localhost:8080"),
         polling=Polling(interval_s=interval, timeout_s=timeout, concurrency=32, jitter=0.1,
                         backoff_max_s=interval * 3),
-        rules=Rules(unreachable_after_polls=2, recover_after_polls=1),
         incidents=Incidents(close_after_s=max(30.0, interval * 4), correlate_every_s=min(5.0, interval / 2)),
         retention=Retention(run_every_s=60),  # simulated: rollups show up within a demo
         console=ConsoleLocation(attach=list(sc.console.attach)),

@@ -37,6 +37,10 @@ def severity_summary(snapshot: Snapshot | None) -> Text:
         text.append("   ")
     total = sum(counts.values())
     text.append(f"total {total}" if total else "total 0 — all clear", style="bold" if total else "green")
+    noise = snapshot.noise
+    if noise.alerts_raised:
+        text.append(f"\nNoise  {noise.alerts_raised} alerts raised · {noise.alerts_suppressed} suppressed · "
+                    f"{noise.incidents} incidents", style="dim")
     if snapshot.polls_total == 0:
         text.append("\nSynchronizing… waiting for the first poll results", style="italic")
     return text

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
-from ispvm_tui.engine.api import IncidentView, Snapshot
+from ispvm_tui.engine.api import SEVERITY_ORDER, IncidentView, Snapshot
 from ispvm_tui.screens.widgets import (
     age,
     incident_matches,
@@ -24,6 +24,7 @@ from ispvm_tui.screens.widgets import (
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ID", "id", 10),
+    ("Score", "score", 5),
     ("Severity", "sev", 8),
     ("Status", "status", 9),
     ("Title", "title", 36),
@@ -38,6 +39,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 def incident_cells(incident: IncidentView, now: float) -> tuple[object, ...]:
     return (
         short_id(incident.id),
+        str(incident.score),
         severity_text(incident.severity),
         status_text(incident.status),
         incident.title,
@@ -49,12 +51,27 @@ def incident_cells(incident: IncidentView, now: float) -> tuple[object, ...]:
     )
 
 
+# Sort orders `s` cycles through; open and acknowledged incidents always come before closed ones.
+SORTS: dict[str, object] = {
+    "priority": lambda i: -i.score,
+    "newest": lambda i: -i.opened_at,
+    "severity": lambda i: (SEVERITY_ORDER.index(i.severity), -i.score),
+}
+
+
 class IncidentsPane(Vertical):
     def __init__(self) -> None:
         super().__init__(id="incidents-pane")
         self._snapshot: Snapshot | None = None
         self.filter_text = ""
         self.shown = 0
+        self.sort = "priority"
+
+    def cycle_sort(self) -> str:
+        names = list(SORTS)
+        self.sort = names[(names.index(self.sort) + 1) % len(names)]
+        self._render_rows()
+        return self.sort
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -85,7 +102,8 @@ class IncidentsPane(Vertical):
         snapshot = self._snapshot
         if snapshot is None:
             return
-        rows = self.visible(snapshot.incidents)
+        key = SORTS[self.sort]
+        rows = sorted(self.visible(snapshot.incidents), key=lambda i: (i.status == "closed", key(i)))  # type: ignore[operator]
         self.shown = len(rows)
         with self.app.batch_update():
             sync_table(
