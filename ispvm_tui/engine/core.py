@@ -237,11 +237,17 @@ class Engine:
             lid = topo.link_of_end[end]
             wanted.add(topo.links[lid].far(device)[0])
             wanted |= topo.downstream_of(f"link:{lid}")
+            # ... and ask the reporter again: a port that is already back up was a flap, not a cut.
+            self._settle_after.setdefault(device, now)
+            if self.poller is not None:
+                self.poller.poll_soon([device])
         for t in observed.transitions:
             if t.fired:
                 continue
             if t.alert.metric == "device.unreachable":
+                # What was behind it, and its neighbours: they still report its links down until polled.
                 wanted |= topo.downstream_of(device)
+                wanted |= {topo.links[lid].far(device)[0] for lid in topo.links_of.get(device, ())}
             elif t.alert.entity_id in topo.link_of_end:
                 lid = topo.link_of_end[t.alert.entity_id]
                 wanted |= topo.downstream_of(f"link:{lid}") | {topo.links[lid].far(device)[0]}

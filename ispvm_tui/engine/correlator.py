@@ -148,12 +148,31 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float,
         standalone.remove(a)
         supporting.setdefault(bgp_down[device_of(a)].id, []).append(a)
 
-    plans = [_region_plan(r, why_dead, config, topo, state, now) for r in regions if r.alerts]
+    plans = []
+    for region in (r for r in regions if r.alerts):
+        plan = _region_plan(region, why_dead, config, topo, state, now)
+        plan.held = _contradicted(region, topo, state, now, config.incidents.settle_max_s)
+        plans.append(plan)
     firing_bgp = {a.entity_id for a in firing if a.metric == "bgp.down"}
     plans += [_standalone_plan(a, config, now, supporting.get(a.id, []), firing_bgp) for a in standalone]
     for p in plans:
-        p.held = bool(p.area & state.unsettled)
+        p.held |= bool(p.area & state.unsettled)
     return sorted(plans, key=lambda p: (SEVERITY_ORDER.index(p.severity), p.key))
+
+
+def _contradicted(region: _Region, topo: Topology, state: NetworkState, now: float, limit: float) -> bool:
+    """A port reported down on a link that is the only path to a device which answered since: one of the
+    two observations is already stale (the link flapped back). Wait for the next one, not for ever."""
+    for root in region.roots:
+        if not root.startswith("link:"):
+            continue
+        since = min((a.starts_at for a in region.alerts.get(root, ())), default=now)
+        if now - since >= limit:
+            continue
+        behind = topo.downstream_of(root)
+        if any(d in state.answering and state.last_ok_at.get(d, -math.inf) > since for d in behind):
+            return True
+    return False
 
 
 def _dead_devices(down: dict[str, Alert], link_alerts: dict[str, list[Alert]], topo: Topology,
@@ -298,7 +317,11 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
     roles = {d.name: d.role for d in config.devices}
     root_devices = {r for r in region.roots if not r.startswith("link:")}
     root_links = [node_entity(r)[1] for r in region.roots if r.startswith("link:")]
-    cut_off = {n for n in region.nodes if not n.startswith("link:") and n not in root_devices}
+    dark = {n for n in region.nodes if not n.startswith("link:") and n not in root_devices}
+    # A device that still answers is not cut off, whatever the graph says: behind a hung router
+    # (management plane down, forwarding fine) traffic still flows.
+    cut_off = {n for n in dark if n not in state.answering}
+    still_answering = sorted(dark - cut_off)
     root_alerts = [a for r in region.roots for a in region.alerts.get(r, ())]
     flapping = [a for a in root_alerts if a.metric == "interface.flaps"]
     for a in flapping:
@@ -310,6 +333,7 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
     absorbed_alerts = [a for d in sorted(region.absorbed) for a in region.absorbed[d]]
     suppressed = symptom_alerts + absorbed_alerts + region.suppressed
     entities = {node_entity(n)[1] for n in region.nodes} | {a.entity_id for a in suppressed}
+    entities |= {topo.link_of_end[a.entity_id] for a in absorbed_alerts}
     firing_bgp = {a.entity_id for a in region.suppressed if a.metric == "bgp.down"}
     whole_sites = _whole_sites(config, devices)
     impact, hard_down = _impact(config, devices, entities, firing_bgp, whole_sites)
@@ -352,6 +376,9 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
         if far:
             evidence.append(f"{far[0]} stopped answering with it: a power loss at {far[0]} would look the same "
                             f"from here")
+    if still_answering:
+        evidence.append(f"{', '.join(still_answering)} behind it still answer: traffic passes, only "
+                        f"{', '.join(sorted(root_devices)) or 'the path to it'} does not answer")
     if cut_off:
         confirmed = sorted(d for d in cut_off if d in region.alerts)
         evidence.append(f"{len(cut_off)} devices behind it have no other path: {', '.join(sorted(cut_off))} "

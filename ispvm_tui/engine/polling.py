@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # A poll still running when its next turn comes is skipped by design (no overlapping polls of one
 # device); the poller counts those instead of letting the scheduler warn on every one.
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+# Polls never raise (collectors return failures, _safe_poll catches the rest); what the executor would
+# report is a poll cancelled at shutdown, which is not an error.
+logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
 
 
 BACKOFF_AFTER_FAILURES = 3  # failed polls in a row before a device is polled less often
