@@ -522,3 +522,9 @@ def test_each_flap_counts_a_link_down(loop: BackgroundLoop, address_base: str) -
         assert _interfaces(lab, "POPA-AGG")["ether1"]["link-downs"] == 3
     finally:
         loop.run(lab.stop())
+
+
+def test_the_xfail_list_names_shipped_scenarios() -> None:
+    from tests.test_scenario_runs import NEEDS_CORRELATION_REWRITE
+
+    assert set(builtin_scenarios()) >= NEEDS_CORRELATION_REWRITE
