@@ -274,10 +274,12 @@ def demo(
     database: Annotated[Path | None, typer.Option(help="keep the demo's database here (default: temporary)")] = None,
     address_base: Annotated[str | None, typer.Option(help="first loopback address, overrides [lab]")] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the built-in scenarios")] = False,
+    runs: Annotated[int | None, typer.Option(
+        min=1, max=50, help="headless: play it N times (fresh lab and database each); all must agree")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the built-in lab and the engine on it: the console, or --headless to check a scenario."""
-    from ispvm_tui.demo import describe_expectations, report, start_demo, wait_for_end
+    from ispvm_tui.demo import describe_expectations, play_headless, start_demo
     from ispvm_tui.lab.runner import LabStartError
     from ispvm_tui.lab.scenario import builtin_scenarios
 
@@ -289,31 +291,46 @@ def demo(
     if speed <= 0:
         err("--speed must be positive")
         raise typer.Exit(EXIT_BAD_INPUT)
-    if headless:
-        _setup_logging(verbose)
-        err(f"scenario {sc.scenario.name}: {sc.scenario.description}")
-        err(f"runs {sc.scenario.duration_s:g} simulated seconds at x{speed:g} "
-            f"(about {sc.scenario.duration_s / speed:.0f}s); expecting:")
-        for line in describe_expectations(sc.expect):
-            err(f"  - {line}")
-    else:
+    if runs is not None and not headless:
+        err("--runs needs --headless")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    n_runs = runs or (sc.expect.runs if sc.expect else 1)
+    if n_runs > 1 and database is not None:
+        err("--database keeps one run's database: drop it or play a single run (--runs 1)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if not headless:
         log_dir = database.parent if database else Path.cwd()
         _setup_logging(verbose, to_file=log_dir / "ispvm-demo.log")
+        try:
+            run_ = start_demo(sc, speed=speed, database=database, address_base=address_base)
+        except LabStartError as exc:
+            err(str(exc))
+            raise typer.Exit(1) from None
+        try:
+            _open_console(run_.engine, title=f"ispvm · lab {sc.scenario.name}",
+                          subtitle=f"simulated ISP on loopback, x{speed:g} speed")
+        finally:
+            run_.stop()
+        return
+    _setup_logging(verbose)
+    err(f"scenario {sc.scenario.name}: {sc.scenario.description}")
+    times = f"{n_runs} times " if n_runs > 1 else ""
+    err(f"runs {sc.scenario.duration_s:g} simulated seconds {times}at x{speed:g} "
+        f"(about {sc.scenario.duration_s * n_runs / speed:.0f}s); expecting:")
+    for line in describe_expectations(sc.expect, runs):
+        err(f"  - {line}")
+
+    def progress(k: int, result: dict[str, Any]) -> None:
+        if n_runs > 1:
+            err(f"run {k + 1}/{n_runs}: {len(result['incidents'])} incident(s), "
+                f"{'pass' if result['expect']['passed'] else 'FAIL'}")
+
     try:
-        run_ = start_demo(sc, speed=speed, database=database, address_base=address_base)
+        result = play_headless(sc, speed=speed, runs=n_runs, database=database, address_base=address_base,
+                               on_run=progress)
     except LabStartError as exc:
         err(str(exc))
         raise typer.Exit(1) from None
-    try:
-        if headless:
-            wait_for_end(run_)
-            result = report(run_)
-        else:
-            _open_console(run_.engine, title=f"ispvm · lab {sc.scenario.name}",
-                          subtitle=f"simulated ISP on loopback, x{speed:g} speed")
-            return
-    finally:
-        run_.stop()
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -325,6 +342,8 @@ def demo(
     err("PASS" if passed else "FAIL")
     for failure in result["expect"]["failures"]:
         err(f"  - {failure}")
+    for line in result["expect"].get("signature_diff", []):
+        err(f"    {line}")
     raise typer.Exit(0 if passed else 1)
 
 

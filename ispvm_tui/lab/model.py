@@ -4,6 +4,11 @@ Every lab router's API server and SNMP agent read from this model, so what
 the pollers see over both protocols is one consistent network. The timeline
 (scenario faults) only flips state here; reachability from the monitoring
 host and interface running flags are derived from that state.
+
+Reachability starts at the ``[console].attach`` devices and follows working
+links; a device with no link at all is taken to be reached directly by the
+monitoring host. A hung router (``hang``) keeps carrier and forwards traffic,
+so it stays on the path for others, but its own management plane is silent.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class LabModel(LabModelLike):
     links: dict[str, LinkState] = field(default_factory=dict)
     powered: dict[str, bool] = field(default_factory=dict)
     ospf_down: set[frozenset[str]] = field(default_factory=set)
+    hung: set[str] = field(default_factory=set)  # management plane silent, forwarding and carrier intact
     history: list[AppliedEvent] = field(default_factory=list)
     maintenance: list[TimelineEntry] = field(default_factory=list)
     _pending: list[PendingChange] = field(default_factory=list)
@@ -157,7 +163,16 @@ class LabModel(LabModelLike):
 
     def answering(self, device: str) -> bool:
         self._apply_due()
-        return device in self._reachable
+        return device in self._reachable and device not in self.hung
+
+    def rejecting(self, device: str) -> bool:
+        """True when a connection to this router should be reset rather than ignored: the lab is a
+        routed network (``[lab] unreachable = "reject"``) and the router is cut off or powered off.
+        A hung router is on the path, so its kernel takes the connection and then says nothing."""
+        if self.scenario.lab.unreachable != "reject":
+            return False
+        self._apply_due()
+        return device not in self._reachable
 
     def handle(self, name: str) -> RouterHandle:
         lab = self.scenario.lab
@@ -216,6 +231,12 @@ class LabModel(LabModelLike):
     def _do_device_up(self, e: TimelineEntry, now: float) -> None:
         self._boot(e.device or "", now)
 
+    def _do_hang(self, e: TimelineEntry, now: float) -> None:
+        self.hung.add(e.device or "")
+
+    def _do_unhang(self, e: TimelineEntry, now: float) -> None:
+        self.hung.discard(e.device or "")
+
     def _do_reboot(self, e: TimelineEntry, now: float) -> None:
         self.powered[e.device or ""] = False
         self._pending.append(PendingChange(now + REBOOT_S, "boot", e.device or ""))
@@ -268,6 +289,7 @@ class LabModel(LabModelLike):
                 if peer.state != "established":
                     peer.state, peer.established_since = "established", now
         self.ospf_down.clear()
+        self.hung.clear()
         self._pending = [p for p in self._pending if p.apply == "boot"]
 
     # ---- derived state -----------------------------------------------
@@ -286,11 +308,13 @@ class LabModel(LabModelLike):
                 self.links[p.target].congestion = None
             elif p.apply in ("flap_down", "flap_up") and p.target in self.links:
                 self.links[p.target].flap_down = p.apply == "flap_down"
-        self._refresh()
+            # One refresh per change: a down and an up that fell due together still count a link-down.
+            self._refresh(p.due)
 
     def _boot(self, name: str, now: float) -> None:
         dev = self.devices[name]
         self.powered[name] = True
+        self.hung.discard(name)  # a power cycle is how a hung router gets fixed
         dev.boot_time = now
         for itf in dev.interfaces.values():  # counters restart from zero after a reboot
             itf.rx_bytes = itf.tx_bytes = itf.rx_packets = itf.tx_packets = 0
@@ -306,9 +330,9 @@ class LabModel(LabModelLike):
     def _link_passes(self, link: LinkState) -> bool:
         return link.up and not link.flap_down and self.powered[link.a[0]] and self.powered[link.b[0]]
 
-    def _refresh(self) -> None:
+    def _refresh(self, at: float | None = None) -> None:
         """Recompute running flags, OSPF/BGP side effects and reachability."""
-        now = self.clock.now()
+        now = self.clock.now() if at is None else at
         for link in self.links.values():
             passes = self._link_passes(link)
             for dev_name, itf_name in (link.a, link.b):
@@ -334,7 +358,9 @@ class LabModel(LabModelLike):
         return next((d.name for d in self.devices.values() if d.router_id == rid), None)
 
     def _compute_reachable(self) -> set[str]:
-        start = [d for d in self.scenario.console.attach if self.powered[d]]
+        linked = {end[0] for link in self.links.values() for end in (link.a, link.b)}
+        direct = [*self.scenario.console.attach, *(d for d in self.devices if d not in linked)]
+        start = list(dict.fromkeys(d for d in direct if self.powered[d]))
         seen, queue = set(start), deque(start)
         while queue:
             here = queue.popleft()

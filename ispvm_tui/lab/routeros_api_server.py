@@ -18,9 +18,14 @@ other commands on the same connection, as on a real router: ping sends one
 (``RouterHandle.ping``), until ``count`` is reached or ``/cancel`` stops it
 with ``!trap`` "interrupted".
 
-While the router is not answering (powered off or cut off) the server is a
-black hole: it accepts and reads but never replies, which is what a poller
-sees across a dead path. ``Misbehaviour`` adds the faults a collector must
+While the router is not answering (powered off, cut off or hung) the server
+is a black hole: it accepts and reads but never replies, which is what a
+poller sees across a dead path. In a routed lab (``[lab] unreachable =
+"reject"``) a router that is cut off or powered off instead has its
+connections reset at once (SO_LINGER 0, so the close sends RST): the client
+sees "connection reset", the quick failure a routed network gives after an
+ICMP unreachable or a firewall reject. (A real EHOSTUNREACH on loopback would
+need host routing or firewall changes, which the lab never makes.) ``Misbehaviour`` adds the faults a collector must
 survive: slow replies, connections dropped mid-reply, traps and malformed
 sentences (``/ping`` included).
 """
@@ -28,12 +33,15 @@ sentences (``/ping`` included).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import logging
 import re
 import secrets
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,6 +359,9 @@ class RouterOSApiServer:
         peer = writer.get_extra_info("peername")
         conn = _Conn(writer)
         try:
+            if self.router.rejecting():
+                _reset(writer)
+                return
             if not self.router.answering():
                 await self._swallow(reader)
                 return
@@ -383,6 +394,9 @@ class RouterOSApiServer:
             words = await read_sentence(reader)
             if not words:
                 continue  # RouterOS ignores empty sentences
+            if self.router.rejecting():
+                _reset(conn.writer)  # the path went away mid-session and the network says so
+                return
             if not self.router.answering():
                 continue  # path went dark mid-session: the request is lost
             await self._serve(conn, _Request.parse(words))
@@ -578,6 +592,15 @@ class RouterOSApiServer:
             return _Reply(_trap("no such item"))
         sentences = [["!re", *_row_words(row, _proplist(req))] for row in rows]
         return _Reply([*sentences, ["!done"]], garbage=_MONITOR in self.misbehaviour.garbage_paths)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST instead of FIN: linger on, timeout zero, then abort."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already gone: nothing left to reset
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _is_stream(req: _Request) -> bool:

@@ -19,7 +19,7 @@ from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, va
 
 Action = Literal[
     "link_down", "link_up", "device_down", "device_up", "bgp_down", "bgp_up", "ospf_down", "ospf_up",
-    "congestion", "flap", "reboot", "config_change", "maintenance", "restore",
+    "congestion", "flap", "reboot", "config_change", "maintenance", "restore", "hang", "unhang",
 ]
 
 # Which fields each action needs; checked so a typo fails at load time, not mid-demo.
@@ -31,6 +31,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "congestion": ("link", "percent", "duration_s"),
     "flap": ("interface", "count", "period_s"),
     "reboot": ("device",),
+    "hang": ("device",), "unhang": ("device",),
     "config_change": ("device", "section"),
     "maintenance": ("scope", "duration_s"),
     "restore": (),
@@ -55,6 +56,10 @@ class LabSettings(Strict):
     username: str = "admin"
     password: str = "ispvm-lab"  # lab routers only; real credentials live in the secret store
     community: str = "public"
+    # What a poller sees of a router it has no path to (cut off or powered off): "drop" = silence until
+    # it times out (a switched or black-holed network); "reject" = the API connection is reset at once,
+    # as across a routed network that answers with ICMP unreachable or a firewall reject. SNMP stays silent.
+    unreachable: Literal["drop", "reject"] = "drop"
 
     @field_validator("address_base")
     @classmethod
@@ -146,6 +151,63 @@ class TimelineEntry(Strict):
         return self
 
 
+Severity = Literal["critical", "major", "minor", "warning", "info"]  # as the engine grades incidents
+WEBHOOK_EVENTS = ("incident.opened", "incident.updated", "incident.acked", "incident.closed")
+
+
+def _range(v: list[int] | None) -> list[int] | None:
+    if v is not None and (len(v) != 2 or v[0] > v[1]):
+        raise ValueError("must be [min, max] with min <= max")
+    return v
+
+
+class IncidentExpect(Strict):
+    """What one incident must look like at the end of the run (matched in order of opening)."""
+
+    index: int | None = None  # which incident (0 = first opened, -1 = last); default: this table's position
+    root_causes: list[str] | None = None  # entity ids, compared as a set
+    root_cause_types: list[str] | None = None  # in the order of root_causes sorted
+    title_contains: str | None = None
+    severity: Severity | None = None
+    severity_in: list[Severity] | None = Field(None, min_length=1)
+    impact_devices: list[int] | None = None  # inclusive [min, max] of impact.devices_affected
+    subscribers: list[int] | None = None  # inclusive [min, max] of impact.estimated_subscribers_affected
+    services: list[str] | None = None  # exact set of impact.services
+    labels: dict[str, str] = {}
+    devices_not_counted: list[str] = []  # must not appear in impact.devices
+    alert_rules: list[str] = []  # each rule must appear among the incident's alerts
+    suppressed_min: int | None = Field(None, ge=0)  # at least this many of its alerts suppressed
+    webhooks: list[str] | None = None  # this incident's event types received, in order
+    status: Literal["open", "acked", "closed"] | None = None
+    confidence_min: float | None = Field(None, ge=0, le=1)  # of the first root cause
+    confidence_max: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("impact_devices", "subscribers")
+    @classmethod
+    def _ranges(cls, v: list[int] | None) -> list[int] | None:
+        return _range(v)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _events(cls, v: list[str] | None) -> list[str] | None:
+        for event in v or []:
+            if event not in WEBHOOK_EVENTS:
+                raise ValueError(f"unknown webhook event {event!r} (one of {', '.join(WEBHOOK_EVENTS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IncidentExpect:
+        if self.severity is not None and self.severity_in is not None:
+            raise ValueError("give severity or severity_in, not both")
+        if self.root_cause_types is not None and (
+                self.root_causes is None or len(self.root_cause_types) != len(self.root_causes)):
+            raise ValueError("root_cause_types needs root_causes, one type per root cause")
+        if None not in (self.confidence_min, self.confidence_max) and \
+                (self.confidence_min or 0) > (self.confidence_max or 0):
+            raise ValueError("confidence_min is above confidence_max")
+        return self
+
+
 class Expect(Strict):
     incidents: int | None = Field(None, ge=0)
     root_cause: str | None = None  # entity id of the (first) incident's top root cause
@@ -155,6 +217,9 @@ class Expect(Strict):
     webhook_events: list[str] | None = None  # event types received, in order
     first_incident_within_s: float | None = Field(None, gt=0)  # after the first fault
     all_closed: bool | None = None
+    runs: int = Field(1, ge=1, le=50)  # play the scenario this many times; every run must give the same signature
+    incident: list[IncidentExpect] = []  # [[expect.incident]], in order of opening
+    orphan_alerts_max: int | None = Field(None, ge=0)  # alerts not suppressed and in no incident
 
 
 class Scenario(Strict):
@@ -250,6 +315,40 @@ def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
                 problems.append(source.problem((*loc, "scope", j), f"unknown scope entry {item!r}"))
         if ev.at > sc.scenario.duration_s:
             problems.append(source.problem((*loc, "at"), "after the end of the scenario (scenario.duration_s)"))
+    if sc.expect is not None:
+        problems += _check_expect(sc, source, entities)
+    return problems
+
+
+def _check_expect(sc: Scenario, source: TomlSource, entities: set[str]) -> list[Problem]:
+    """References in [expect] must name things the scenario has: a typo would otherwise only show as a
+    failed run, far from the line that caused it."""
+    assert sc.expect is not None
+    problems: list[Problem] = []
+    interfaces = {f"{d.name}:{i}" for d in sc.devices for i in sc.interfaces_of(d.name)}
+    known = entities | interfaces
+    devices = {d.name for d in sc.devices}
+    services = {s.name for s in sc.services}
+    if sc.expect.root_cause is not None and normalise_link(sc.expect.root_cause) not in known:
+        problems.append(source.problem(("expect", "root_cause"), f"unknown entity {sc.expect.root_cause!r}"))
+    for j, event in enumerate(sc.expect.webhook_events or []):
+        if event not in WEBHOOK_EVENTS:
+            problems.append(source.problem(("expect", "webhook_events", j), f"unknown webhook event {event!r}"))
+    for i, inc in enumerate(sc.expect.incident):
+        loc = ("expect", "incident", i)
+        for j, rc in enumerate(inc.root_causes or []):
+            if normalise_link(rc) not in known:
+                problems.append(source.problem((*loc, "root_causes", j), f"unknown entity {rc!r}"))
+        for j, name in enumerate(inc.devices_not_counted):
+            if name not in devices:
+                problems.append(source.problem((*loc, "devices_not_counted", j), f"unknown device {name!r}"))
+        for j, name in enumerate(inc.services or []):
+            if name not in services:
+                problems.append(source.problem((*loc, "services", j), f"unknown service {name!r}"))
+        if inc.index is not None and sc.expect.incidents is not None and not (
+                -sc.expect.incidents <= inc.index < sc.expect.incidents):
+            problems.append(source.problem((*loc, "index"), f"no incident {inc.index} when exactly "
+                                                            f"{sc.expect.incidents} are expected"))
     return problems
 
 

@@ -149,9 +149,11 @@ def format_ros_duration(seconds: float) -> str:
 class RouterHandle:
     """What a protocol server needs of one lab router.
 
-    ``answering()`` is False while the router is powered off or cut off from
-    the monitoring host: servers then behave like a black hole (read, never
-    reply), which is what a poller sees across a dead path.
+    ``answering()`` is False while the router is powered off, cut off from
+    the monitoring host or hung: servers then behave like a black hole (read,
+    never reply), which is what a poller sees across a dead path.
+    ``rejecting()`` is True when, instead, the API server should reset the
+    connection (a routed lab, ``[lab] unreachable = "reject"``).
     """
 
     def __init__(self, device: SimDevice, username: str, password: str, model: LabModelLike) -> None:
@@ -169,6 +171,9 @@ class RouterHandle:
 
     def answering(self) -> bool:
         return self._model.answering(self.device.name)
+
+    def rejecting(self) -> bool:
+        return self._model.rejecting(self.device.name)
 
     def state(self) -> SimDevice:
         """The device with its counters advanced to now."""
@@ -188,6 +193,9 @@ class LabModelLike:
 
     def answering(self, device: str) -> bool:
         raise NotImplementedError
+
+    def rejecting(self, device: str) -> bool:
+        return False  # a model without a routed network only ever drops
 
     def advance(self) -> None:
         raise NotImplementedError
