@@ -65,6 +65,17 @@ def _load_scenario(name: str):  # -> Scenario
     return _or_exit(load_scenario, name)
 
 
+def _check_lab_addresses(sc: Any, address_base: str | None) -> None:
+    """Refuse (exit 2) a lab whose routers would not all be on loopback, before anything binds."""
+    from ispvm_tui.lab.addresses import LabAddressError, lab_addresses
+
+    try:
+        lab_addresses(address_base or sc.lab.address_base, len(sc.devices))
+    except LabAddressError as exc:
+        err(f"--address-base: {exc}" if address_base else str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
 # ---- config -----------------------------------------------------------------
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="config.toml to check")]) -> None:
@@ -138,6 +149,7 @@ def lab(
 
     _setup_logging(verbose)
     sc = _load_scenario(scenario)
+    _check_lab_addresses(sc, address_base)
 
     async def main() -> None:
         lab_ = Lab(sc, ScaledClock(speed), address_base=address_base)
@@ -288,6 +300,7 @@ def demo(
             typer.echo(name)
         return
     sc = _load_scenario(scenario)
+    _check_lab_addresses(sc, address_base)
     if speed <= 0:
         err("--speed must be positive")
         raise typer.Exit(EXIT_BAD_INPUT)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ErrorKind = Literal["timeout", "refused", "auth", "protocol", "tls", "error"]
+# "unreachable": the device could not be reached (no route, network down, connection reset or
+# closed under us), as opposed to "timeout" (nothing came back) and "refused" (service off).
+ErrorKind = Literal["timeout", "refused", "unreachable", "auth", "protocol", "tls", "error"]
 
 
 @dataclass(frozen=True)

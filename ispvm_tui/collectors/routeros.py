@@ -35,12 +35,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import librouteros
 from librouteros.api import AsyncApi
 from librouteros.exceptions import ConnectionClosed, FatalError, ProtocolError, TrapError
 from librouteros.login import async_plain
 
 from ispvm_tui.clock import Clock
+from ispvm_tui.collectors.neterrors import os_error_kind, os_error_text
 from ispvm_tui.collectors.results import (
     BgpSession,
     ErrorKind,
@@ -53,6 +53,7 @@ from ispvm_tui.collectors.results import (
     ProbeResult,
     SystemInfo,
 )
+from ispvm_tui.collectors.routeros_wire import ReplyBudget, ReplyTooLarge, bytes_received, open_api
 
 _LOG = logging.getLogger(__name__)
 
@@ -138,6 +139,10 @@ class _LoginFailed(Exception):
 
 class _MalformedReply(Exception):
     """The reply could not be parsed; the connection can no longer be trusted."""
+
+
+class _PollTooLarge(Exception):
+    """The poll's replies passed their byte budget: the whole poll stops (a protocol error)."""
 
 
 @dataclass
@@ -237,12 +242,15 @@ class RouterOSCollector:
         self._stage = "connect"
         self._lock = asyncio.Lock()
         self._deadline = 0.0  # time.monotonic() when the running poll's timeout expires
+        self._budget = ReplyBudget()  # reply bytes the running poll may still read
+        self._received = 0  # bytes read on the connection that failed (0: it died before any reply)
 
     async def poll(self) -> PollResult:
         async with self._lock:
             started_at = self._clock.now()
             t0 = time.monotonic()
             self._deadline = t0 + self._timeout
+            self._budget.reset()
             try:
                 async with asyncio.timeout(self._timeout):
                     got = await self._collect()
@@ -283,19 +291,23 @@ class RouterOSCollector:
         self._abort()  # the router closed an idle connection: start over quietly
         t = self.target
         self._stage = "connect"
-        try:
-            self._api = await librouteros.async_connect(
-                t.address, t.username, t.password, port=t.port, timeout=self._timeout,
-                ssl_wrapper=self._ssl_context() if t.tls else None,
-                login_method=self._login, encoding="utf-8",
-            )
-        except TrapError as exc:
-            raise _LoginFailed(str(exc)) from None
-        return self._api
+        api = await open_api(t.address, t.port, timeout=self._timeout,
+                             ssl_context=self._ssl_context() if t.tls else None, budget=self._budget)
+        self._api = api  # from here a failure aborts it (no goodbye to a peer that may not answer)
+        await self._login(api, t.username, t.password)
+        return api
 
     async def _login(self, api: AsyncApi, username: str, password: str) -> None:
         self._stage = "login"
-        await async_plain(api, username, password)
+        try:
+            await async_plain(api, username, password)
+        except TrapError as exc:
+            raise _LoginFailed(str(exc)) from None
+        except ReplyTooLarge as exc:
+            raise _PollTooLarge(str(exc)) from None
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            # librouteros builds its reply from the words it got: a nonsense !trap or !done lands here
+            raise _MalformedReply(f"{type(exc).__name__}: {exc}") from None
 
     def _ssl_context(self) -> ssl.SSLContext:
         t = self.target
@@ -309,6 +321,7 @@ class RouterOSCollector:
     def _abort(self) -> None:
         api, self._api, self._menus = self._api, None, None
         if api is not None:
+            self._received = bytes_received(api)
             _abort_api(api)
 
     # ---- requests -------------------------------------------------------------
@@ -350,6 +363,10 @@ class RouterOSCollector:
             return await api.protocol.readSentence()
         except (FatalError, ConnectionClosed):
             raise
+        except ReplyTooLarge as exc:
+            if exc.scope == "poll":
+                raise _PollTooLarge(str(exc)) from None
+            raise _MalformedReply(str(exc)) from None
         except ProtocolError as exc:
             raise _MalformedReply(str(exc)) from None
         except (IndexError, UnicodeError) as exc:  # empty sentence, undecodable word
@@ -492,7 +509,7 @@ class RouterOSCollector:
         except TimeoutError:
             self._abort()  # the ping is still running on that connection
             return _probe_error(spec, f"no end of /ping within {slot:.2f}s")
-        except (_MalformedReply, ProtocolError, FatalError, ConnectionClosed, OSError,
+        except (_MalformedReply, _PollTooLarge, ProtocolError, FatalError, ConnectionClosed, OSError,
                 asyncio.IncompleteReadError, _LoginFailed) as exc:
             self._abort()
             return _probe_error(spec, self._scrub(f"/ping failed: {type(exc).__name__}: {exc}"))
@@ -538,6 +555,7 @@ class RouterOSCollector:
     # ---- errors ---------------------------------------------------------------
 
     def _classify(self, exc: Exception) -> tuple[ErrorKind, str]:
+        # poll() aborts before classifying, which recorded how much the failed connection had read
         kind, message = self._describe(exc)
         return kind, self._scrub(message)
 
@@ -564,12 +582,20 @@ class RouterOSCollector:
             return "tls", f"TLS with {where} failed during {self._stage}: {exc}"
         if isinstance(exc, FatalError):
             return "protocol", f"{where} ended the API session during {self._stage}: {exc}"
-        if isinstance(exc, ConnectionClosed | ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
-            return "error", f"connection to {where} lost during {self._stage}"
+        if isinstance(exc, _PollTooLarge):
+            return "protocol", f"{where} sent too much during {self._stage}: {exc}"
+        if isinstance(exc, ConnectionClosed | asyncio.IncompleteReadError):
+            # A reset after the router had answered is still a dead path: unreachable either way.
+            when = "before any reply" if self._received == 0 else "in the middle of the session"
+            return "unreachable", f"connection to {where} closed {when} (during {self._stage})"
         if isinstance(exc, _MalformedReply | ProtocolError | TrapError):
             return "protocol", f"bad reply from {where} to {self._stage}: {exc}"
         if isinstance(exc, OSError):
-            return "error", f"{where}: {exc.strerror or exc} (during {self._stage})"
+            kind = os_error_kind(exc)
+            if kind == "unreachable" and isinstance(exc, ConnectionResetError | BrokenPipeError):
+                when = "before any reply" if self._received == 0 else "in the middle of the session"
+                return kind, f"connection to {where} reset {when} (during {self._stage})"
+            return kind, f"{where}: {os_error_text(exc)} (during {self._stage})"
         return "error", f"{type(exc).__name__} during {self._stage}: {exc}"
 
 

@@ -14,12 +14,12 @@ so it stays on the path for others, but its own management plane is silent.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import random
 from collections import deque
 from dataclasses import dataclass, field
 
 from ispvm_tui.clock import Clock
+from ispvm_tui.lab.addresses import lab_addresses
 from ispvm_tui.lab.scenario import Scenario, TimelineEntry, normalise_link
 from ispvm_tui.lab.sim import (
     LabModelLike,
@@ -88,13 +88,14 @@ class LabModel(LabModelLike):
         now = clock.now()
         model.started_at = now
         model._last_advance = now
-        base = ipaddress.ip_address(address_base or scenario.lab.address_base)
+        # Every address is checked before the first is used: no lab router outside loopback (lab/addresses.py).
+        addresses = lab_addresses(address_base or scenario.lab.address_base, len(scenario.devices))
         rng = random.Random(scenario.scenario.name)
         for n, spec in enumerate(scenario.devices, start=1):
             version = "7.16.2" if spec.ros_version == 7 else "6.49.10"
             dev = SimDevice(
                 name=spec.name,
-                address=str(base + n),
+                address=addresses[n - 1],
                 ros_major=spec.ros_version,
                 version=version,
                 board=spec.board or ("CCR2004-16G-2S+" if spec.ros_version == 7 else "CCR1036-8G-2S+"),

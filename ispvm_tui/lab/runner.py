@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ispvm_tui.clock import Clock
+from ispvm_tui.lab.addresses import LabAddressError, is_lab_address
 from ispvm_tui.lab.model import LabModel
 from ispvm_tui.lab.routeros_api_server import RouterOSApiServer
 from ispvm_tui.lab.scenario import Scenario
@@ -37,10 +38,16 @@ class Lab:
     _timeline: asyncio.Task[None] | None = None
 
     async def start(self, *, play: bool = True) -> None:
-        self.model = LabModel.build(self.scenario, self.clock, self.address_base)
+        try:
+            self.model = LabModel.build(self.scenario, self.clock, self.address_base)
+        except LabAddressError as exc:
+            raise LabStartError(f"lab not started: {exc}") from None
         lab = self.scenario.lab
         api_port = self.api_port if self.api_port is not None else lab.api_port
         snmp_port = self.snmp_port if self.snmp_port is not None else lab.snmp_port
+        strays = [d.address for d in self.model.devices.values() if not is_lab_address(d.address)]
+        if strays:  # LabModel.build checked already; the lab's login is never bound anywhere else
+            raise LabStartError(f"lab not started: {', '.join(strays)} not on loopback")
         try:
             for name, dev in self.model.devices.items():
                 handle = self.model.handle(name)

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ispvm_tui.config import Role, link_id
+from ispvm_tui.lab.addresses import LabAddressError, lab_addresses
 from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, validate
 
 Action = Literal[
@@ -266,6 +267,10 @@ def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
         if name not in known_devices:
             problems.append(source.problem(loc, f"unknown device {name!r}"))
 
+    try:  # the whole fleet on loopback, known at load time rather than at the first bind
+        lab_addresses(sc.lab.address_base, len(sc.devices))
+    except LabAddressError as exc:
+        problems.append(source.problem(("lab", "address_base"), str(exc)))
     for i, name in enumerate(devices):
         if devices.count(name) > 1 and devices.index(name) != i:
             problems.append(source.problem(("devices", i, "name"), f"duplicate device name {name!r}"))
