@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -35,7 +36,7 @@ from ispvm_tui.engine.api import (
     SiteView,
     Snapshot,
 )
-from ispvm_tui.engine.correlator import NetworkState, correlate
+from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.engine.rates import CounterSample, rate_bps
@@ -48,6 +49,8 @@ from ispvm_tui.secrets import SecretError, SecretSource
 log = logging.getLogger(__name__)
 
 UPSERT_ALERT = "INSERT OR REPLACE INTO alerts VALUES (" + ",".join(["?"] * 15) + ")"
+MAX_UNASSIGNED = 2000
+UNASSIGNED_KEEP_S = 3600.0
 INSERT_TRANSITION = "INSERT INTO incident_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -110,6 +113,8 @@ class Engine:
         # device -> clock time since which a fresh poll is needed before deciding about it
         self._settle_after: dict[str, float] = {}
         self._unsaved: dict[str, Alert] = {}  # alert rows whose write failed: retried every round
+        self._unassigned: dict[str, Alert] = {}  # resolved alerts that no incident has claimed yet
+        self._rechecked: dict[str, float] = {}  # link alert id -> when its reporter was last asked again
         self._suppressed_ids: set[str] = set()
         self.incidents_opened = 0
         self._critical = frozenset(d.name for d in config.devices if "critical" in d.tags)
@@ -220,43 +225,73 @@ class Engine:
     def _ask_around(self, device: str, observed: Observed, was_pending: bool, now: float) -> None:
         """Re-poll what a change could explain, so the decision never waits on schedules.
 
-        A device that stops answering: poll its neighbours (do they see its ports go down?) and what is
-        behind it (cut off with it?), and poll it again when its rule's ``for`` has passed. A link end
-        seen down: poll the far end and what is behind the link. Anything recovering: poll what was
-        behind it, which stays suppressed until it has answered (or not) again.
+        A device that stops answering: its neighbours (do they see its ports go down?) decide whether it
+        is dead or cut off, so the decision waits for them; what is behind it is polled too, so its alerts
+        come at once, but nothing waits on it (it is cut off either way). A link end seen down: the far
+        end decides, and the reporter is asked again (a port already back up was a flap). Anything
+        recovering: what was behind it and its neighbours are polled, and its incident waits for them,
+        so what is behind a recovering root stays suppressed until it has answered (or not) again.
         """
         topo = self.topology
-        wanted: set[str] = set()
+        settle: set[str] = set()
+        poll: set[str] = set()
         if observed.reachable is False and not was_pending and not self.rules.is_firing("device.unreachable", device):
-            wanted |= topo.downstream_of(device)
-            wanted |= {topo.links[lid].far(device)[0] for lid in topo.links_of.get(device, ())}
+            # Only a neighbour still answering can say whether this device's ports went down.
+            near = {topo.links[lid].far(device)[0] for lid in topo.links_of.get(device, ())}
+            settle |= {n for n in near if self.runtime[n].ok}
+            poll |= near | topo.downstream_of(device)
             rules = self.rules.rules_for("device.unreachable", device)
             if rules and self.poller is not None:
                 self.poller.poll_soon([device], delay_s=max(r.for_s for r in rules) + 0.01)
         for end in observed.ports_down:
             lid = topo.link_of_end[end]
-            wanted.add(topo.links[lid].far(device)[0])
-            wanted |= topo.downstream_of(f"link:{lid}")
-            # ... and ask the reporter again: a port that is already back up was a flap, not a cut.
-            self._settle_after.setdefault(device, now)
-            if self.poller is not None:
-                self.poller.poll_soon([device])
+            settle |= {topo.links[lid].far(device)[0], device}
+            poll |= topo.downstream_of(f"link:{lid}")
         for t in observed.transitions:
             if t.fired:
                 continue
             if t.alert.metric == "device.unreachable":
-                # What was behind it, and its neighbours: they still report its links down until polled.
-                wanted |= topo.downstream_of(device)
-                wanted |= {topo.links[lid].far(device)[0] for lid in topo.links_of.get(device, ())}
+                # Its neighbours still report its links down until they are polled again.
+                settle |= topo.downstream_of(device)
+                settle |= {topo.links[lid].far(device)[0] for lid in topo.links_of.get(device, ())}
             elif t.alert.entity_id in topo.link_of_end:
                 lid = topo.link_of_end[t.alert.entity_id]
-                wanted |= topo.downstream_of(f"link:{lid}") | {topo.links[lid].far(device)[0]}
-        wanted.discard(device)
-        if not wanted or self.poller is None:
+                settle |= topo.downstream_of(f"link:{lid}") | {topo.links[lid].far(device)[0]}
+        if observed.reachable:
+            settle |= self._contradicted_reporters(device, now)
+        if self.poller is None:
             return
-        for name in wanted:
+        for name in settle:
             self._settle_after.setdefault(name, now)
-        self.poller.poll_soon(sorted(wanted))
+        # What the decision waits for goes first: the poll slots are shared with everything behind it.
+        first = sorted(settle - {device}) + ([device] if device in settle else [])
+        self.poller.poll_soon(first + sorted(poll - settle - {device}))
+
+    def _contradicted_reporters(self, device: str, now: float) -> set[str]:
+        """Devices reporting a link down although ``device``, only reachable through that link, answered
+        since: one of the two is already stale (the link came back, or flapped). Ask the reporter again
+        (at most once per interval per alert) before deciding anything on it."""
+        out: set[str] = set()
+        if len(self._rechecked) > 1000:  # forget alerts that no longer fire
+            firing = {a.id for a in self.rules.firing.values()}
+            self._rechecked = {k: v for k, v in self._rechecked.items() if k in firing}
+        answered = self.rules.last_ok_at.get(device, -math.inf)
+        for alert in self.rules.firing.values():
+            if alert.metric not in LINK_METRICS or alert.entity_id not in self.topology.link_of_end:
+                continue
+            if alert.starts_at >= answered:
+                continue
+            lid = self.topology.link_of_end[alert.entity_id]
+            if device not in self.topology.downstream_of(f"link:{lid}"):
+                continue
+            reporter = alert.entity_id.split(":", 1)[0]
+            if now - self._rechecked.get(alert.id, -math.inf) >= self.poller_interval(reporter):
+                self._rechecked[alert.id] = now
+                out.add(reporter)
+        return out
+
+    def poller_interval(self, device: str) -> float:
+        return self.poller.interval_of(device) if self.poller is not None else self.config.polling.interval_s
 
     def _unsettled(self, now: float) -> frozenset[str]:
         limit = self.config.incidents.settle_max_s
@@ -273,11 +308,11 @@ class Engine:
                 lid = self.topology.link_of_end[entity]
                 out |= {self.topology.links[lid].a_device, self.topology.links[lid].b_device}
         for device, first_bad in self.rules.pending_since("device.unreachable").items():
-            if now - first_bad <= limit and self._could_be_dead(device):
+            if now - first_bad <= limit and self._could_be_dead(device, first_bad):
                 out.add(device)
         return frozenset(out)
 
-    def _could_be_dead(self, device: str) -> bool:
+    def _could_be_dead(self, device: str, since: float) -> bool:
         """Whether this device's alert, once it fires, could make it the root cause instead of a link.
 
         Only a device seen from two sides (two links whose far ends answer), or one a neighbour still sees
@@ -287,8 +322,8 @@ class Engine:
         observable = failed = 0
         for lid in self.topology.links_of.get(device, ()):
             far_dev, far_end, _ = self.topology.links[lid].far(device)
-            if not self.runtime[far_dev].ok:
-                continue
+            if not self.runtime[far_dev].ok or self.rules.last_ok_at.get(far_dev, -math.inf) <= since:
+                continue  # not heard from since this device went quiet: it cannot tell us anything
             observable += 1
             failed += self.rules.is_firing("interface.down", far_end)
         return observable >= 2 or (observable == 1 and not failed)
@@ -371,6 +406,12 @@ class Engine:
         for t in transitions:
             self.alerts[t.alert.id] = t.alert
             self._publish("alert.fired" if t.fired else "alert.resolved", t.alert.summary)
+            if not t.fired and t.alert.incident_id is None:
+                # Resolved while its decision was still held: it joins the incident it belonged to
+                # once that incident exists, instead of being left outside every incident.
+                self._unassigned[t.alert.id] = t.alert
+                while len(self._unassigned) > MAX_UNASSIGNED:
+                    self._unassigned.pop(next(iter(self._unassigned)))
         rows = [_alert_row(t.alert) for t in transitions]
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
@@ -440,8 +481,31 @@ class Engine:
             inc_id, sup = owner.get(alert.id), alert.id in suppressed
             if (alert.incident_id, alert.suppressed) != (inc_id, sup):
                 assign.append((alert, inc_id, sup))
+        assign += self._claim_unassigned(rnd, now)
         await self._commit_round(rnd, now, assign)
         return rnd.changes
+
+    def _claim_unassigned(self, rnd: Round, now: float) -> list[tuple[Alert, str | None, bool]]:
+        """Resolved alerts no incident took yet, given to the open incident that covers their entity."""
+        out = []
+        topo = self.topology
+        for aid, alert in list(self._unassigned.items()):
+            if alert.ends_at is not None and now - alert.ends_at > UNASSIGNED_KEEP_S:
+                del self._unassigned[aid]
+                continue
+            keys = {alert.entity_id}
+            if alert.entity_id in topo.link_of_end:
+                keys.add(topo.link_of_end[alert.entity_id])
+            itf = alert.labels.get("interface")
+            if itf and f"{alert.entity_id.split(':', 1)[0]}:{itf}" in topo.link_of_end:
+                keys.add(topo.link_of_end[f"{alert.entity_id.split(':', 1)[0]}:{itf}"])
+            owner = next((inc for inc in rnd.open.values() if keys & (set(inc.entities) | set(inc.roots))), None)
+            if owner is not None:
+                del self._unassigned[aid]
+                owner.alert_ids.append(aid)
+                out.append((alert, owner.id, alert.entity_id not in owner.roots
+                            and alert.metric not in ("interface.down", "interface.flaps")))
+        return out
 
     async def _commit_round(self, rnd: Round, now: float, assign: list[tuple[Alert, str | None, bool]] = (),
                             audit: tuple[str, str, str, str] | None = None) -> None:

@@ -68,7 +68,7 @@ class Plan:
     impact: Impact
     evidence: list[str]
     labels: dict[str, str] = field(default_factory=dict)
-    symptoms: list[str] = field(default_factory=list)  # entity ids explained by the roots
+    symptoms: list[str] = field(default_factory=list)  # entity ids it covers besides its roots
     area: frozenset[str] = frozenset()  # devices whose state this plan depends on
     held: bool = False
 
@@ -150,29 +150,12 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float,
 
     plans = []
     for region in (r for r in regions if r.alerts):
-        plan = _region_plan(region, why_dead, config, topo, state, now)
-        plan.held = _contradicted(region, topo, state, now, config.incidents.settle_max_s)
-        plans.append(plan)
+        plans.append(_region_plan(region, why_dead, config, topo, state, now))
     firing_bgp = {a.entity_id for a in firing if a.metric == "bgp.down"}
     plans += [_standalone_plan(a, config, now, supporting.get(a.id, []), firing_bgp) for a in standalone]
     for p in plans:
         p.held |= bool(p.area & state.unsettled)
     return sorted(plans, key=lambda p: (SEVERITY_ORDER.index(p.severity), p.key))
-
-
-def _contradicted(region: _Region, topo: Topology, state: NetworkState, now: float, limit: float) -> bool:
-    """A port reported down on a link that is the only path to a device which answered since: one of the
-    two observations is already stale (the link flapped back). Wait for the next one, not for ever."""
-    for root in region.roots:
-        if not root.startswith("link:"):
-            continue
-        since = min((a.starts_at for a in region.alerts.get(root, ())), default=now)
-        if now - since >= limit:
-            continue
-        behind = topo.downstream_of(root)
-        if any(d in state.answering and state.last_ok_at.get(d, -math.inf) > since for d in behind):
-            return True
-    return False
 
 
 def _dead_devices(down: dict[str, Alert], link_alerts: dict[str, list[Alert]], topo: Topology,
@@ -317,12 +300,14 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
     roles = {d.name: d.role for d in config.devices}
     root_devices = {r for r in region.roots if not r.startswith("link:")}
     root_links = [node_entity(r)[1] for r in region.roots if r.startswith("link:")]
-    dark = {n for n in region.nodes if not n.startswith("link:") and n not in root_devices}
-    # A device that still answers is not cut off, whatever the graph says: behind a hung router
-    # (management plane down, forwarding fine) traffic still flows.
-    cut_off = {n for n in dark if n not in state.answering}
-    still_answering = sorted(dark - cut_off)
     root_alerts = [a for r in region.roots for a in region.alerts.get(r, ())]
+    since = min((a.starts_at for a in root_alerts), default=now)
+    dark = {n for n in region.nodes if not n.startswith("link:") and n not in root_devices}
+    # A device that answered after the failure began is not cut off, whatever the graph says: behind a
+    # hung router (management plane down, forwarding fine) traffic still flows. One whose last answer
+    # predates the failure is cut off by the topology, before its own polls time out.
+    cut_off = {n for n in dark if not (n in state.answering and state.last_ok_at.get(n, -math.inf) > since)}
+    still_answering = sorted(dark - cut_off)
     flapping = [a for a in root_alerts if a.metric == "interface.flaps"]
     for a in flapping:
         # Behind a flapping link everything is cut off again and again: count it whichever phase
@@ -334,6 +319,7 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
     suppressed = symptom_alerts + absorbed_alerts + region.suppressed
     entities = {node_entity(n)[1] for n in region.nodes} | {a.entity_id for a in suppressed}
     entities |= {topo.link_of_end[a.entity_id] for a in absorbed_alerts}
+    entities |= {a.entity_id for a in root_alerts}  # the ports that reported it
     firing_bgp = {a.entity_id for a in region.suppressed if a.metric == "bgp.down"}
     whole_sites = _whole_sites(config, devices)
     impact, hard_down = _impact(config, devices, entities, firing_bgp, whole_sites)
@@ -398,13 +384,16 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
     else:
         severity = "minor"  # redundancy lost, nobody cut off
     key = "+".join(node_entity(r)[1] for r in region.roots)
-    area = set(devices)
-    for r in region.nodes:
+    # What the decision depends on: the root devices, the ends of root links and the neighbours of root
+    # devices. Devices deeper in the region are cut off either way (counted by the topology until they
+    # answer), so waiting for their polls would only delay the page.
+    area = set(root_devices)
+    for r in region.roots:
         for n in topo.neighbours(r):
-            if n != CONSOLE and not n.startswith("link:"):
-                area.add(n)
-            elif n.startswith("link:"):
+            if n.startswith("link:"):
                 area |= {topo.links[node_entity(n)[1]].a_device, topo.links[node_entity(n)[1]].b_device}
+            elif n != CONSOLE:
+                area.add(n)
     return Plan(
         key=key, root_type=causes[0].entity_type, title=title, severity=severity, root_causes=causes,
         alert_ids=[a.id for a in root_alerts] + [a.id for a in suppressed],

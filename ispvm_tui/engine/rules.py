@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import re
 import uuid
 from collections import deque
@@ -121,7 +122,7 @@ class RuleEngine:
         self._oper: dict[str, bool] = {}  # interface -> last oper state seen
         self._link_downs: dict[str, int] = {}  # interface -> last link-downs counter
         self._downs: dict[str, deque[float]] = {}  # interface -> times it went down (for flap counts)
-        self.last_ok_at: dict[str, float] = {}  # device -> last poll any collector answered
+        self.last_ok_at: dict[str, float] = {}  # device -> start of the last poll any collector answered
         self.raised = 0  # alerts fired since start (noise figures)
 
     # ---- state the correlator needs ---------------------------------------
@@ -170,7 +171,10 @@ class RuleEngine:
             reachable = None  # e.g. an internal error: says nothing about the device
         out.reachable = reachable
         if answered:
-            self.last_ok_at[device] = now
+            # When the answering poll *started*: a reply that began before a failure was reported says
+            # nothing about after it, however late it arrived on a loaded host.
+            self.last_ok_at[device] = max(self.last_ok_at.get(device, -math.inf),
+                                          min(now, max(r.started_at for r in answered)))
         unreachable = None if reachable is None else not reachable
         for rule in self.ruleset.for_metric("device.unreachable", scope):
             out.transitions += self._eval(rule, "device", device, unreachable, now,
