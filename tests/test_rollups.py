@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ispvm_tui.config import Retention, load_config
 from ispvm_tui.engine import rollups
 from ispvm_tui.engine.rollups import apply_retention, maintenance_once, roll_up
+from ispvm_tui.engine.schema import MIGRATIONS
 from ispvm_tui.engine.store import Store
 from ispvm_tui.tomlsource import SourceError
 
@@ -200,6 +201,44 @@ def test_hourly_p95_falls_back_to_the_largest_5_minute_p95(store: Store, how: st
     # Averages and maxima come from the 5-minute rows: what they summarised, nothing else.
     _same(hour, {k: v for k, v in _expected_interfaces(raw, 3600)[(T0, "CORE1", "ether1")].items()
                  if not k.endswith("_p95")})
+
+
+def test_a_database_from_before_the_error_counters_upgrades_in_place(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "old.duckdb"
+    monkeypatch.setattr("ispvm_tui.engine.store.MIGRATIONS", MIGRATIONS[:2])  # the release before migration 3
+    with Store(db, flush_s=0.05) as old:
+        old.append("interface_samples", [(T0 + 10.0 * i, "CORE1", "ether1", "api", 1, True, True, 10**9, 0, 0,
+                                          1e6, 2e6) for i in range(30)])
+        old.flush()
+
+
+        def rolled_by_the_old_release(con: Any) -> None:  # its first bucket, in the old columns
+            con.execute("INSERT INTO interface_rollup_5m (bucket, device, interface, samples, oper_down_samples, "
+                        "rx_bps_samples, rx_bps_avg, tx_bps_samples, tx_bps_avg) "
+                        "VALUES (?, 'CORE1', 'ether1', 30, 0, 30, 1e6, 30, 2e6)", [T0])
+            con.execute("UPDATE rollup_watermarks SET done_until = ? WHERE rollup = 'interface_rollup_5m'", [T0 + 300])
+
+        _tx(old, rolled_by_the_old_release)
+    monkeypatch.undo()
+    with Store(db, flush_s=0.05) as store:
+        assert store.schema_version() == MIGRATIONS[-1][0] == 3
+        assert store.query("SELECT count(*), count(rx_errors), count(discards_ps) FROM interface_samples") == [
+            (30, 0, 0)]
+        store.append("interface_samples", [_sample(T0 + 300 + 10.0 * i, "CORE1", "ether1", rx=1e6, tx=2e6,
+                                                   errors=0.5, discards=float(i)) for i in range(30)])
+        store.flush()
+        _roll(store, T0 + 3600 + GRACE)
+        five = _rows(store, "interface_rollup_5m", ("bucket", "device", "interface"))
+        # Rolled before the upgrade: no error or discard rates behind it.
+        _same(five[(T0, "CORE1", "ether1")], {"samples": 30, "errors_ps_samples": 0, "errors_ps_avg": None,
+                                              "discards_ps_samples": 0, "discards_ps_max": None})
+        _same(five[(T0 + 300, "CORE1", "ether1")], {"samples": 30, "errors_ps_samples": 30, "errors_ps_avg": 0.5,
+                                                    "discards_ps_avg": 14.5, "discards_ps_max": 29.0})
+        hour = _rows(store, "interface_rollup_1h", ("bucket", "device", "interface"))[(T0, "CORE1", "ether1")]
+        # The hour weights by the samples behind each average: the old bucket counts for none.
+        _same(hour, {"samples": 60, "rx_bps_samples": 60, "errors_ps_samples": 30, "errors_ps_avg": 0.5,
+                     "discards_ps_avg": 14.5, "discards_ps_max": 29.0})
 
 
 # ---- health and probes -----------------------------------------------------------
