@@ -321,12 +321,21 @@ def _system_table(result: PollResult) -> Table:
 
 
 def _interfaces_table(result: PollResult) -> Table:
+    # Errors and discards are counters since boot (or the last reset), rx/tx: one poll has no rate.
     table = _table(f"interfaces ({len(result.interfaces)})", "index", "name", "alias", "speed", "admin", "oper",
-                   "rx bytes", "tx bytes")
+                   "rx bytes", "tx bytes", "errors rx/tx", "discards rx/tx")
     for i in result.interfaces:
         _row(table, _text(i.ifindex), i.name, i.alias or "", _speed(i.speed_bps), _updown(i.admin_up),
-                      _updown(i.oper_up), _text(i.rx_bytes), _text(i.tx_bytes))
+                      _updown(i.oper_up), _text(i.rx_bytes), _text(i.tx_bytes),
+                      _pair(i.rx_errors, i.tx_errors), _pair(i.rx_discards, i.tx_discards))
     return table
+
+
+def _pair(rx: int | None, tx: int | None) -> str:
+    """``12/0``; ``?`` for a direction the device does not report, empty when it reports neither."""
+    if rx is None and tx is None:
+        return ""
+    return f"{_text(rx) or '?'}/{_text(tx) or '?'}"
 
 
 def _sensors_table(rows: Sequence[Any]) -> Table:

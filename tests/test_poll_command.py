@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,10 @@ def test_api_poll_with_the_password_prompted_on_stdin(lab: Lab, env: dict[str, s
     assert api["system"]["version"].startswith(f"{lab.model.devices['EDGE1'].ros_major}.")
     assert [i["name"] for i in api["interfaces"]] == ["ether1", "sfp1", "sfp2"]
     assert all(i["oper_up"] and i["admin_up"] for i in api["interfaces"])
+    # Error and discard counters since boot: the lab keeps them at a trickle, never unknown.
+    for i in api["interfaces"]:
+        assert all(isinstance(i[k], int) and i[k] >= 0 for k in ("rx_errors", "tx_errors", "rx_discards",
+                                                                   "tx_discards")), i
     sessions = {b["name"]: b for b in api["bgp"]}
     assert set(sessions) == {"UPSTREAM1", "UPSTREAM2"}
     assert sessions["UPSTREAM1"]["remote_as"] == 64500 and sessions["UPSTREAM1"]["established"] is True
@@ -106,6 +111,7 @@ def test_snmp_poll_with_the_community_from_the_secrets_file(lab: Lab, env: dict[
         (1, "ether1", True), (2, "ether2", True), (3, "ether3", True)]
     assert snmp["interfaces"][0]["speed_bps"] == 10_000_000_000
     assert snmp["interfaces"][0]["alias"] == "to CORE1 ether2"
+    assert all(isinstance(i["rx_errors"], int) and isinstance(i["tx_discards"], int) for i in snmp["interfaces"])
 
 
 def test_both_protocols_print_tables(lab: Lab, env: dict[str, str]) -> None:
@@ -119,6 +125,10 @@ def test_both_protocols_print_tables(lab: Lab, env: dict[str, str]) -> None:
     assert "POPA-AGG" in out and "6.49" in out
     rows = [line.split() for line in out.splitlines()]
     assert ["1", "ether1", "to", "CORE1", "ether2", "10G", "✔", "up", "✔", "up"] in [r[:10] for r in rows]
+    assert "errors rx/tx" in out and "discards rx/tx" in out
+    # Both counter cells end ether1's row in each table as rx/tx pairs (the API row has no ifIndex).
+    ether1 = [r for r in rows if r[:5] == ["ether1", "to", "CORE1", "ether2", "10G"] or r[:2] == ["1", "ether1"]]
+    assert len(ether1) == 2 and all(re.fullmatch(r"\d+/\d+", cell) for r in ether1 for cell in r[-2:]), ether1
     assert "API password for admin" in result.stderr  # the prompt goes to stderr, never into the data
 
 

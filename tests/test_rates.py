@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ispvm_tui.engine.rates import CounterSample, rate_bps
+from ispvm_tui.engine.rates import CounterSample, rate_bps, rate_per_s, summed_rate
 
 
 def s(ts: float, value: int, uptime: float | None = None, bits: int = 64, device_clock: bool = False):
@@ -43,3 +43,33 @@ def test_coarse_uptime_is_not_used_for_timing() -> None:
 
 def test_non_increasing_time_gives_nothing() -> None:
     assert rate_bps(s(10, 0), s(10, 100)) is None
+
+
+# ---- errors and discards: plain counts per second, in + out added up --------------------------
+
+
+def test_rate_per_s_counts_increments_not_bits() -> None:
+    assert rate_per_s(s(0, 100), s(10, 350)) == pytest.approx(25.0)
+    assert rate_bps(s(0, 100), s(10, 350)) == pytest.approx(200.0)
+
+
+def test_summed_rate_adds_directions_and_survives_a_counter32_wrap() -> None:
+    rx = (s(0, 2**32 - 10, bits=32), s(10, 30, bits=32))  # IF-MIB ifInErrors wrapped: 40 errors
+    tx = (s(0, 5, bits=32), s(10, 25, bits=32))
+    assert summed_rate([rx, tx]) == pytest.approx(6.0)
+
+
+def test_summed_rate_of_a_reset_or_reboot_is_none_not_a_spike() -> None:
+    fine = (s(0, 0), s(10, 10))
+    assert summed_rate([fine, (s(0, 10**9), s(10, 3))]) is None  # counters cleared on one direction
+    assert summed_rate([(s(0, 5, uptime=900), s(10, 9, uptime=4)), fine]) is None  # the device rebooted
+    assert summed_rate([fine, (s(0, 1000, bits=32), s(10, 10, bits=32))]) is None  # 32-bit drop from low half
+
+
+def test_summed_rate_leaves_out_what_the_device_does_not_report() -> None:
+    fine = (s(0, 0), s(10, 10))
+    assert summed_rate([fine, (None, None)]) == pytest.approx(1.0)
+    assert summed_rate([(None, None), (None, None)]) is None
+    # A counter that appears or vanishes between two polls has no rate: nor does the sum.
+    assert summed_rate([fine, (None, s(10, 5))]) is None
+    assert summed_rate([fine, (s(0, 5), None)]) is None

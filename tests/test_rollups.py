@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ispvm_tui.config import Retention, load_config
 from ispvm_tui.engine import rollups
 from ispvm_tui.engine.rollups import apply_retention, maintenance_once, roll_up
+from ispvm_tui.engine.schema import MIGRATIONS
 from ispvm_tui.engine.store import Store
 from ispvm_tui.tomlsource import SourceError
 
@@ -80,17 +81,26 @@ def _summary(values: Iterable[float | None], stats: tuple[str, ...], name: str) 
 INTERFACES = (("CORE1", "ether1"), ("CORE1", "ether2"), ("EDGE1", "sfp1"))
 
 
+def _sample(ts: float, device: str, name: str, *, oper_up: bool = True, rx: float | None = None,
+            tx: float | None = None, errors: float | None = None, discards: float | None = None) -> Row:
+    """One interface_samples row in the engine's column order (counters are not rolled up: zeros)."""
+    return (ts, device, name, "api", 1, True, oper_up, 10**9, 0, 0, rx, tx, 0, 0, 0, 0, errors, discards)
+
+
 def _interface_rows(start: float, end: float, step: float, seed: int = 7) -> list[Row]:
     rng = random.Random(seed)
     rows = []
     for device, name in INTERFACES:
         ts, n = start, 0
         while ts < end:
-            # The first sample of a counter has no rate; tx is missing on its own now and then.
+            # The first sample of a counter has no rate; tx is missing on its own now and then,
+            # and errors/discards have gaps of their own (a reset on one direction).
             rx = None if n == 0 else float(rng.randrange(0, 10**9))
             tx = None if n == 0 or n % 17 == 0 else float(rng.randrange(0, 10**9))
+            errors = None if n == 0 or n % 13 == 0 else rng.choice((0.0, 0.0, 0.1, rng.uniform(0, 50)))
+            discards = None if n == 0 or n % 11 == 0 else rng.uniform(0, 2000)
             oper_up = not (name == "ether2" and T0 + 2400 <= ts < T0 + 3000)
-            rows.append((ts, device, name, "api", 1, True, oper_up, 10**9, 0, 0, rx, tx))
+            rows.append(_sample(ts, device, name, oper_up=oper_up, rx=rx, tx=tx, errors=errors, discards=discards))
             ts, n = ts + step, n + 1
     return rows
 
@@ -106,6 +116,8 @@ def _expected_interfaces(rows: list[Row], width: int) -> dict[tuple[Any, ...], d
             "oper_down_samples": sum(1 for r in group if r[6] is False),
             **_summary((r[10] for r in group), ("avg", "max", "p95"), "rx_bps"),
             **_summary((r[11] for r in group), ("avg", "max", "p95"), "tx_bps"),
+            **_summary((r[16] for r in group), ("avg", "max"), "errors_ps"),
+            **_summary((r[17] for r in group), ("avg", "max"), "discards_ps"),
         }
     return expected
 
@@ -159,7 +171,7 @@ def test_rolling_up_again_adds_nothing_and_late_samples_do_not_double_count(stor
     assert set(_roll(store, now - 3600).values()) == {0}
     assert set(_roll(store, now).values()) == {0}
     # A sample that arrives after its bucket was rolled up changes nothing.
-    store.append("interface_samples", [(T0 + 301, "CORE1", "ether1", "api", 1, True, True, 10**9, 0, 0, 9e12, 9e12)])
+    store.append("interface_samples", [_sample(T0 + 301, "CORE1", "ether1", rx=9e12, tx=9e12, discards=9e9)])
     store.flush()
     assert set(_roll(store, now + 120).values()) == {0}
     assert store.query("SELECT * FROM interface_rollup_5m ORDER BY ALL") == five_before
@@ -177,7 +189,7 @@ def test_hourly_p95_falls_back_to_the_largest_5_minute_p95(store: Store, how: st
     if how == "raw rows deleted":
         _tx(store, lambda con: con.execute("DELETE FROM interface_samples WHERE ts < ?", [T0 + 600]))
     else:
-        store.append("interface_samples", [(T0 + 10, "CORE1", "ether1", "api", 1, True, True, 0, 0, 0, 9e12, 9e12)])
+        store.append("interface_samples", [_sample(T0 + 10, "CORE1", "ether1", rx=9e12, tx=9e12)])
         store.flush()
     _roll(store, T0 + 3600 + GRACE)
 
@@ -189,6 +201,44 @@ def test_hourly_p95_falls_back_to_the_largest_5_minute_p95(store: Store, how: st
     # Averages and maxima come from the 5-minute rows: what they summarised, nothing else.
     _same(hour, {k: v for k, v in _expected_interfaces(raw, 3600)[(T0, "CORE1", "ether1")].items()
                  if not k.endswith("_p95")})
+
+
+def test_a_database_from_before_the_error_counters_upgrades_in_place(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "old.duckdb"
+    monkeypatch.setattr("ispvm_tui.engine.store.MIGRATIONS", MIGRATIONS[:2])  # the release before migration 3
+    with Store(db, flush_s=0.05) as old:
+        old.append("interface_samples", [(T0 + 10.0 * i, "CORE1", "ether1", "api", 1, True, True, 10**9, 0, 0,
+                                          1e6, 2e6) for i in range(30)])
+        old.flush()
+
+
+        def rolled_by_the_old_release(con: Any) -> None:  # its first bucket, in the old columns
+            con.execute("INSERT INTO interface_rollup_5m (bucket, device, interface, samples, oper_down_samples, "
+                        "rx_bps_samples, rx_bps_avg, tx_bps_samples, tx_bps_avg) "
+                        "VALUES (?, 'CORE1', 'ether1', 30, 0, 30, 1e6, 30, 2e6)", [T0])
+            con.execute("UPDATE rollup_watermarks SET done_until = ? WHERE rollup = 'interface_rollup_5m'", [T0 + 300])
+
+        _tx(old, rolled_by_the_old_release)
+    monkeypatch.undo()
+    with Store(db, flush_s=0.05) as store:
+        assert store.schema_version() == MIGRATIONS[-1][0] == 3
+        assert store.query("SELECT count(*), count(rx_errors), count(discards_ps) FROM interface_samples") == [
+            (30, 0, 0)]
+        store.append("interface_samples", [_sample(T0 + 300 + 10.0 * i, "CORE1", "ether1", rx=1e6, tx=2e6,
+                                                   errors=0.5, discards=float(i)) for i in range(30)])
+        store.flush()
+        _roll(store, T0 + 3600 + GRACE)
+        five = _rows(store, "interface_rollup_5m", ("bucket", "device", "interface"))
+        # Rolled before the upgrade: no error or discard rates behind it.
+        _same(five[(T0, "CORE1", "ether1")], {"samples": 30, "errors_ps_samples": 0, "errors_ps_avg": None,
+                                              "discards_ps_samples": 0, "discards_ps_max": None})
+        _same(five[(T0 + 300, "CORE1", "ether1")], {"samples": 30, "errors_ps_samples": 30, "errors_ps_avg": 0.5,
+                                                    "discards_ps_avg": 14.5, "discards_ps_max": 29.0})
+        hour = _rows(store, "interface_rollup_1h", ("bucket", "device", "interface"))[(T0, "CORE1", "ether1")]
+        # The hour weights by the samples behind each average: the old bucket counts for none.
+        _same(hour, {"samples": 60, "rx_bps_samples": 60, "errors_ps_samples": 30, "errors_ps_avg": 0.5,
+                     "discards_ps_avg": 14.5, "discards_ps_max": 29.0})
 
 
 # ---- health and probes -----------------------------------------------------------
@@ -381,7 +431,8 @@ def test_a_day_of_a_hundred_interfaces(store: Store) -> None:
 
     def load(con: Any) -> None:
         con.execute("INSERT INTO interface_samples SELECT ? + (i // ?) * ?, 'CORE1', 'if' || (i % ?), 'snmp', 0, "
-                    "true, true, 0, 0, 0, (i * 7919) % 1000000007, (i * 104729) % 1000000007 FROM range(?) t(i)",
+                    "true, true, 0, 0, 0, (i * 7919) % 1000000007, (i * 104729) % 1000000007, "
+                    "0, 0, 0, 0, (i % 7) * 0.5, (i % 101) * 3.0 FROM range(?) t(i)",
                     [T0, interfaces, step, interfaces, interfaces * count])
 
     _tx(store, load)

@@ -271,6 +271,11 @@ def port_mismatches(ours: InterfaceStat, port: dict[str, Any]) -> list[str]:
             kinds = ("UcastPkts", "MulticastPkts", "BroadcastPkts")
             check(f"if{direction}Pkts", got, sum(port[f"if{direction}{kind}"] or 0 for kind in kinds))
     check("counter_bits", ours.counter_bits, 64)
+    # Errors and discards: only LibreNMS's poller results have them (discovery leaves them NULL).
+    for field, got in (("ifInErrors", ours.rx_errors), ("ifOutErrors", ours.tx_errors),
+                       ("ifInDiscards", ours.rx_discards), ("ifOutDiscards", ours.tx_discards)):
+        if port.get(field) is not None:
+            check(field, got, port[field])
     return problems
 
 
@@ -300,6 +305,29 @@ async def test_interfaces_match_librenms(snmpsim: Simulator, engine: SnmpEngine,
         assert {ours[index].name for index in ignored} == {"pppoe-out1"}
     problems = [problem for index, port in expected.items() for problem in port_mismatches(ours[index], port)]
     assert problems == []
+
+
+IF_ENTRY = "1.3.6.1.2.1.2.2.1"
+# (recording, ifIndex): interfaces whose recorded errors or discards are not zero.
+BUSY_PORTS = [("routeros_rb750gr3", 8), ("routeros_rb750gr3", 9), ("ios", 1), ("ios", 10108), ("ios", 10115),
+              ("edgeos", 5), ("edgeos", 26)]
+
+
+@pytest.mark.parametrize(("recording", "ifindex"), BUSY_PORTS)
+async def test_errors_and_discards_are_the_recorded_counters(
+        snmpsim: Simulator, engine: SnmpEngine, recording: str, ifindex: int) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    [ours] = [itf for itf in result.interfaces if itf.ifindex == ifindex]
+    recorded = {column: snmprec_value(recording, f"{IF_ENTRY}.{column}.{ifindex}") for column in (13, 14, 19, 20)}
+    assert all(recorded.values()) and any(v != "0" for v in recorded.values())
+    assert (ours.rx_discards, ours.rx_errors, ours.tx_discards, ours.tx_errors) == tuple(
+        int(recorded[column] or -1) for column in (13, 14, 19, 20))
+    # What LibreNMS's poller read from the same recording.
+    [port] = [p for p in librenms(recording, "ports")["ports"] if p["ifIndex"] == ifindex]
+    assert (ours.rx_discards, ours.rx_errors, ours.tx_discards, ours.tx_errors) == (
+        port["ifInDiscards"], port["ifInErrors"], port["ifOutDiscards"], port["ifOutErrors"])
 
 
 @pytest.mark.parametrize("recording", RECORDINGS)

@@ -48,6 +48,13 @@ class InterfaceStat:
     tx_packets: int | None = None
     counter_bits: int = 64  # 32 when only ifInOctets/ifOutOctets were available
     link_downs: int | None = None
+    # Packets the interface could not receive intact / could not send (RouterOS rx-error/tx-error,
+    # IF-MIB ifIn/OutErrors) and packets dropped though intact (RouterOS rx-drop, tx-drop plus
+    # tx-queue-drop; ifIn/OutDiscards). Over SNMP these are always Counter32: IF-MIB has no HC variant.
+    rx_errors: int | None = None
+    tx_errors: int | None = None
+    rx_discards: int | None = None
+    tx_discards: int | None = None
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,11 @@ _TRUE = {"true", "yes"}
 _MISSING_MENU = ("no such command prefix", "no such command")
 
 # Attributes asked for per menu (.proplist keeps replies small on busy routers).
+# Errors and drops have the same names in v6 and v7; tx-queue-drop (packets the interface queue
+# threw away, where congestion shows on RouterOS) is not printed by every version or interface type.
 _IFACE_PROPS = ("name", "type", "mtu", "mac-address", "running", "disabled", "comment",
-                "rx-byte", "tx-byte", "rx-packet", "tx-packet", "link-downs")
+                "rx-byte", "tx-byte", "rx-packet", "tx-packet", "link-downs",
+                "rx-error", "tx-error", "rx-drop", "tx-drop", "tx-queue-drop")
 _PEER_V6_PROPS = ("name", "instance", "remote-address", "remote-as", "state", "established",
                   "uptime", "prefix-count", "disabled")
 _CONN_V7_PROPS = ("name", "as", "remote.address", "remote.as", "local.role", "disabled")
@@ -755,7 +758,17 @@ def _interface(r: Row) -> InterfaceStat:
         rx_packets=_int(r.get("rx-packet")),
         tx_packets=_int(r.get("tx-packet")),
         link_downs=_int(r.get("link-downs")),
+        rx_errors=_int(r.get("rx-error")),
+        tx_errors=_int(r.get("tx-error")),
+        rx_discards=_int(r.get("rx-drop")),
+        tx_discards=_sum_present(_int(r.get("tx-drop")), _int(r.get("tx-queue-drop"))),
     )
+
+
+def _sum_present(*values: int | None) -> int | None:
+    """The sum of the counters the router printed; None when it printed none of them."""
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
 
 
 def _peer_v6(p: Row, local_as: dict[str, int | None]) -> BgpSession:

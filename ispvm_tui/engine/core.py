@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.collectors.results import PollResult
+from ispvm_tui.collectors.results import InterfaceStat, PollResult
 from ispvm_tui.config import Config, load_rules
 from ispvm_tui.engine import outbox, webhooks
 from ispvm_tui.engine.api import (
@@ -39,7 +39,7 @@ from ispvm_tui.engine.api import (
 from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
-from ispvm_tui.engine.rates import CounterSample, rate_bps
+from ispvm_tui.engine.rates import CounterSample, rate_bps, summed_rate
 from ispvm_tui.engine.rollups import maintenance_once
 from ispvm_tui.engine.rules import Alert, Observed, RuleEngine, Transition
 from ispvm_tui.engine.store import Store
@@ -103,7 +103,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._correlate_soon = asyncio.Event()
-        self._counters: dict[tuple[str, str, str], tuple[CounterSample, CounterSample]] = {}
+        self._counters: dict[tuple[str, str, str], tuple[CounterSample | None, ...]] = {}
         self.poller: Poller | None = None
         self._snmp_engine: Any = None
         self.dispatcher: outbox.OutboxDispatcher | None = None
@@ -351,12 +351,15 @@ class Engine:
                 health.append((ts, device, r.collector, s.uptime_s, s.cpu_load, s.total_memory, s.free_memory,
                                s.version, r.route_count))
             for i in r.interfaces:
-                rx_bps, tx_bps = self._rates(device, r.collector, i.name, ts, i.rx_bytes, i.tx_bytes, uptime,
-                                             i.counter_bits)
+                rx_bps, tx_bps, errors_ps, discards_ps = self._rates(device, r.collector, i, ts, uptime)
+                # The column order of interface_samples (migration 1, then 3's additions at the end).
                 itfs.append((ts, device, i.name, r.collector, i.ifindex, i.admin_up, i.oper_up, i.speed_bps,
-                             i.rx_bytes, i.tx_bytes, rx_bps, tx_bps))
-                if i.speed_bps and rx_bps is not None and tx_bps is not None and i.name not in derived:
-                    derived[i.name] = {"utilisation_pct": 100.0 * max(rx_bps, tx_bps) / i.speed_bps}
+                             i.rx_bytes, i.tx_bytes, rx_bps, tx_bps,
+                             i.rx_errors, i.tx_errors, i.rx_discards, i.tx_discards, errors_ps, discards_ps))
+                if i.name not in derived:  # the first collector's figures (API before SNMP) feed the rules
+                    util = (100.0 * max(rx_bps, tx_bps) / i.speed_bps
+                            if i.speed_bps and rx_bps is not None and tx_bps is not None else None)
+                    derived[i.name] = {"utilisation_pct": util, "errors_ps": errors_ps, "discards_ps": discards_ps}
             for b in r.bgp or ():
                 bgp.append((ts, device, b.name, b.remote_address, b.remote_as, b.state, b.established, b.uptime_s,
                             b.prefixes))
@@ -376,19 +379,27 @@ class Engine:
             self.store.append(table, rows)
         return derived
 
-    def _rates(self, device: str, collector: str, name: str, ts: float, rx: int | None, tx: int | None,
-               uptime: float | None, bits: int) -> tuple[float | None, float | None]:
-        """Bits per second since this interface's previous sample from the same collector."""
-        if rx is None or tx is None:
-            return None, None
-        key = (device, collector, name)
+    def _rates(self, device: str, collector: str, itf: InterfaceStat, ts: float,
+               uptime: float | None) -> tuple[float | None, float | None, float | None, float | None]:
+        """Since this interface's previous sample from the same collector: rx and tx bits per second,
+        errors and discards per second (in + out)."""
+        key = (device, collector, itf.name)
         clock = collector == "snmp"  # sysUpTime: 10 ms ticks; RouterOS uptime has 1 s resolution
-        cur = (CounterSample(ts, rx, uptime, bits, clock), CounterSample(ts, tx, uptime, bits, clock))
-        prev = self._counters.get(key)
+        # IF-MIB errors and discards are Counter32 even where the octets are 64-bit; RouterOS's are 64-bit.
+        loss_bits = 32 if collector == "snmp" else 64
+        counters = ((itf.rx_bytes, itf.counter_bits), (itf.tx_bytes, itf.counter_bits),
+                    (itf.rx_errors, loss_bits), (itf.tx_errors, loss_bits),
+                    (itf.rx_discards, loss_bits), (itf.tx_discards, loss_bits))
+        cur = tuple(None if value is None else CounterSample(ts, value, uptime, bits, clock)
+                    for value, bits in counters)
+        prev = self._counters.get(key) or (None,) * len(cur)
         self._counters[key] = cur
-        if prev is None:
-            return None, None
-        return rate_bps(prev[0], cur[0]), rate_bps(prev[1], cur[1])
+        rx_bps = tx_bps = None
+        if all(s is not None for s in (*prev[:2], *cur[:2])):
+            rx_bps, tx_bps = rate_bps(prev[0], cur[0]), rate_bps(prev[1], cur[1])  # type: ignore[arg-type]
+        errors_ps = summed_rate([(prev[2], cur[2]), (prev[3], cur[3])])
+        discards_ps = summed_rate([(prev[4], cur[4]), (prev[5], cur[5])])
+        return rx_bps, tx_bps, errors_ps, discards_ps
 
     def _update_runtime(self, device: str, results: list[PollResult], now: float) -> None:
         rt = self.runtime[device]

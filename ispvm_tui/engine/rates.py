@@ -35,6 +35,12 @@ def interval(prev: CounterSample, cur: CounterSample) -> float | None:
 
 def rate_bps(prev: CounterSample, cur: CounterSample) -> float | None:
     """Bits per second of an octet counter, or None when the interval cannot be trusted."""
+    per_s = rate_per_s(prev, cur)
+    return None if per_s is None else per_s * 8
+
+
+def rate_per_s(prev: CounterSample, cur: CounterSample) -> float | None:
+    """Increments per second of any counter (packets, errors), or None when the interval cannot be trusted."""
     dt = interval(prev, cur)
     if dt is None:
         return None
@@ -47,4 +53,24 @@ def rate_bps(prev: CounterSample, cur: CounterSample) -> float | None:
             delta += modulo
         else:
             return None
-    return delta * 8 / dt
+    return delta / dt
+
+
+def summed_rate(pairs: list[tuple[CounterSample | None, CounterSample | None]]) -> float | None:
+    """Per-second rate of several counters added up (errors in + out), from (previous, current) pairs.
+
+    A counter the device does not report (None in both samples) is left out; one that it reports
+    but whose rate cannot be trusted (first sample, reset, reboot) makes the sum None, so a
+    reset of one direction never shows as a dip or a spike of the total.
+    """
+    total, seen = 0.0, False
+    for prev, cur in pairs:
+        if prev is None and cur is None:
+            continue
+        if prev is None or cur is None:
+            return None
+        rate = rate_per_s(prev, cur)
+        if rate is None:
+            return None
+        total, seen = total + rate, True
+    return total if seen else None

@@ -71,7 +71,7 @@ class Family:
         return f"{self.prefix}_rollup_{resolution}"
 
 
-# The column layout must match migration 2 in schema.py (written out there so it never changes
+# The column layout must match migrations 2 and 3 in schema.py (written out there so it never changes
 # once applied); tests/test_rollups.py runs every family against a migrated database.
 FAMILIES: tuple[Family, ...] = (
     Family(
@@ -81,6 +81,9 @@ FAMILIES: tuple[Family, ...] = (
         measures=(
             Measure("rx_bps", "rx_bps", ("avg", "max", "p95")),
             Measure("tx_bps", "tx_bps", ("avg", "max", "p95")),
+            # Added by migration 3: a capacity rule asks "how many, how often at worst", not a percentile.
+            Measure("errors_ps", "errors_ps", ("avg", "max")),
+            Measure("discards_ps", "discards_ps", ("avg", "max")),
         ),
         # Literally "reported down": admin-disabled ports count too, which is what an
         # availability report over a port that was switched off should show.

@@ -114,6 +114,32 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
+        3,
+        "interface error and discard counters and their per-second rates; their rollups",
+        # Appended columns: the engine inserts interface_samples rows positionally, in this order.
+        # errors_ps / discards_ps are in + out added up, computed like rx_bps (no spike on a wrap or reset).
+        """
+        ALTER TABLE interface_samples ADD COLUMN rx_errors BIGINT;
+        ALTER TABLE interface_samples ADD COLUMN tx_errors BIGINT;
+        ALTER TABLE interface_samples ADD COLUMN rx_discards BIGINT;
+        ALTER TABLE interface_samples ADD COLUMN tx_discards BIGINT;
+        ALTER TABLE interface_samples ADD COLUMN errors_ps DOUBLE;
+        ALTER TABLE interface_samples ADD COLUMN discards_ps DOUBLE;
+        ALTER TABLE interface_rollup_5m ADD COLUMN errors_ps_samples INTEGER DEFAULT 0;
+        ALTER TABLE interface_rollup_5m ADD COLUMN errors_ps_avg DOUBLE;
+        ALTER TABLE interface_rollup_5m ADD COLUMN errors_ps_max DOUBLE;
+        ALTER TABLE interface_rollup_5m ADD COLUMN discards_ps_samples INTEGER DEFAULT 0;
+        ALTER TABLE interface_rollup_5m ADD COLUMN discards_ps_avg DOUBLE;
+        ALTER TABLE interface_rollup_5m ADD COLUMN discards_ps_max DOUBLE;
+        ALTER TABLE interface_rollup_1h ADD COLUMN errors_ps_samples INTEGER DEFAULT 0;
+        ALTER TABLE interface_rollup_1h ADD COLUMN errors_ps_avg DOUBLE;
+        ALTER TABLE interface_rollup_1h ADD COLUMN errors_ps_max DOUBLE;
+        ALTER TABLE interface_rollup_1h ADD COLUMN discards_ps_samples INTEGER DEFAULT 0;
+        ALTER TABLE interface_rollup_1h ADD COLUMN discards_ps_avg DOUBLE;
+        ALTER TABLE interface_rollup_1h ADD COLUMN discards_ps_max DOUBLE;
+        """,
+    ),
+    (
         4,
         "rule metrics on alerts, incident lifecycle history, recorded port events",
         """

@@ -35,6 +35,11 @@ from ispvm_tui.lab.sim import (
 REBOOT_S = 45.0  # simulated seconds a rebooting router is away
 ADVANCE_STEP_S = 0.25  # simulated seconds between two counter steps
 BACKGROUND_BPS = 200_000  # traffic on interfaces without a modelled link
+# Share of packets lost on a healthy port (a slow, steady baseline a capacity rule stays under),
+# and the share of a congested link's sent packets its queue drops, scaled by the link's load.
+ERROR_SHARE = 2e-8
+DROP_SHARE = 1e-7
+CONGESTED_DROP_SHARE = 0.01
 
 
 @dataclass
@@ -203,6 +208,12 @@ class LabModel(LabModelLike):
                 out.tx_packets += nbytes // 900
                 inn.rx_bytes += nbytes
                 inn.rx_packets += nbytes // 900
+                packets = nbytes / 900
+                inn.count("rx_errors", packets * ERROR_SHARE)
+                inn.count("rx_drops", packets * DROP_SHARE)
+                out.count("tx_drops", packets * DROP_SHARE)
+                if link.congestion is not None:
+                    out.count("tx_queue_drops", packets * CONGESTED_DROP_SHARE * util * skew)
                 carried.update({(src, src_itf), (dst, dst_itf)})
         for dev in self.devices.values():
             if not self.powered[dev.name]:
@@ -214,6 +225,7 @@ class LabModel(LabModelLike):
                     itf.tx_bytes += nbytes // 2
                     itf.rx_packets += nbytes // 600
                     itf.tx_packets += nbytes // 1200
+                    itf.count("rx_errors", nbytes / 600 * ERROR_SHARE)
 
     # ---- timeline -----------------------------------------------------
     def apply(self, entry: TimelineEntry) -> None:

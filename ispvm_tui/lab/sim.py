@@ -28,6 +28,24 @@ class SimInterface:
     tx_packets: int = 0
     link_downs: int = 0
     last_change: float = 0.0  # epoch seconds of the last oper change
+    # RouterOS rx-error / tx-error / rx-drop / tx-drop / tx-queue-drop: a trickle normally,
+    # tx-queue-drop climbs while the link is congested (the model decides how much).
+    rx_errors: int = 0
+    tx_errors: int = 0
+    rx_drops: int = 0
+    tx_drops: int = 0
+    tx_queue_drops: int = 0
+    # Fractions of a packet not counted yet, per counter: the model advances many times a second,
+    # and rounding each small step down would lose a slow counter's every increment.
+    _carry: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+
+    def count(self, counter: str, amount: float) -> None:
+        """Add ``amount`` (possibly fractional) packets to one of the error/drop counters."""
+        total = self._carry.get(counter, 0.0) + amount
+        whole = int(total)
+        self._carry[counter] = total - whole
+        if whole:
+            setattr(self, counter, getattr(self, counter) + whole)
 
 
 @dataclass

@@ -187,8 +187,9 @@ def _c64(value: int) -> Counter64:
     return Counter64(value % _U64)
 
 
-# The model does not simulate errors, discards or non-unicast traffic: those
-# columns exist on real devices, so they are served with the model's value, 0.
+# The model does not simulate non-unicast traffic: those columns exist on real
+# devices, so they are served with the model's value, 0. ifOutDiscards counts
+# what RouterOS splits into tx-drop and tx-queue-drop, so both collectors agree.
 _IF_COLUMNS: dict[int, Column] = {
     1: lambda i, d, n: Integer32(i.ifindex),
     2: lambda i, d, n: _text(i.name),
@@ -201,12 +202,12 @@ _IF_COLUMNS: dict[int, Column] = {
     9: _last_change,
     10: lambda i, d, n: _c32(i.rx_bytes),
     11: lambda i, d, n: _c32(i.rx_packets),
-    13: lambda i, d, n: Counter32(0),
-    14: lambda i, d, n: Counter32(0),
+    13: lambda i, d, n: _c32(i.rx_drops),
+    14: lambda i, d, n: _c32(i.rx_errors),
     16: lambda i, d, n: _c32(i.tx_bytes),
     17: lambda i, d, n: _c32(i.tx_packets),
-    19: lambda i, d, n: Counter32(0),
-    20: lambda i, d, n: Counter32(0),
+    19: lambda i, d, n: _c32(i.tx_drops + i.tx_queue_drops),
+    20: lambda i, d, n: _c32(i.tx_errors),
 }
 
 _IFX_COLUMNS: dict[int, Column] = {
