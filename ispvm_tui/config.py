@@ -402,10 +402,9 @@ def _same_address(cfg: Config) -> list[tuple[int, int, str]]:
     first: dict[tuple[str, str, int], int] = {}
     out: list[tuple[int, int, str]] = []
     for i, dev in enumerate(cfg.devices):
-        try:
-            address = str(ipaddress.ip_address(dev.address))  # one spelling per address (IPv6 forms)
-        except ValueError:
-            address = dev.address.lower().rstrip(".")
+        address = dev.address.lower().rstrip(".")
+        if ":" in address:  # IPv6 (validated) has many spellings of one address; IPv4 and names have one
+            address = str(ipaddress.ip_address(address))
         keys = []
         if dev.credential is not None:
             keys.append(("API port", dev.api_port))
