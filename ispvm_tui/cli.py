@@ -21,11 +21,13 @@ import typer
 
 from ispvm_tui.tomlsource import SourceError
 
-# Locals in tracebacks could include passwords: never show them.
+# Locals in tracebacks could include passwords: never show them. Help text is plain, not rich
+# markup: it names TOML tables ([[links]], [lab]) that markup would swallow as tags.
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
-                  help="ispvm: a NOC console for small ISPs.")
-config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
-secret_app = typer.Typer(no_args_is_help=True, help="Store secrets in the keyring or the encrypted file.")
+                  rich_markup_mode=None, help="ispvm: a NOC console for small ISPs.")
+config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check configuration files.")
+secret_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Store secrets in the keyring or the encrypted file.")
 app.add_typer(config_app, name="config")
 app.add_typer(secret_app, name="secret")
 
@@ -53,10 +55,14 @@ def _or_exit(load: Callable[[Any], T], source: Any) -> T:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
-def _load_config(path: Path):  # -> Config
+def _load_config(path: Path, warnings: list[Any] | None = None):  # -> Config
     from ispvm_tui.config import load_config
 
-    return _or_exit(load_config, path)
+    return _or_exit(lambda p: load_config(p, warnings), path)
+
+
+# A config with thousands of unlinked devices would print a warning each: show the first ones.
+MAX_WARNINGS_SHOWN = 200
 
 
 def _load_scenario(name: str):  # -> Scenario
@@ -79,10 +85,20 @@ def _check_lab_addresses(sc: Any, address_base: str | None) -> None:
 # ---- config -----------------------------------------------------------------
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="config.toml to check")]) -> None:
-    """Validate a config file; print every problem as FILE:LINE: field: message."""
-    cfg = _load_config(file)
+    """Validate a config file; print every problem as FILE:LINE: field: message.
+
+    Warnings (FILE:LINE: field: warning: message) point at what is allowed but probably
+    wrong; with only warnings the file is OK and the exit status is 0.
+    """
+    warnings: list[Any] = []
+    cfg = _load_config(file, warnings)
+    for w in warnings[:MAX_WARNINGS_SHOWN]:
+        err(str(w))
+    if len(warnings) > MAX_WARNINGS_SHOWN:
+        err(f"{file}: ... and {len(warnings) - MAX_WARNINGS_SHOWN} more warnings")
+    note = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
     typer.echo(f"{file}: OK: {len(cfg.sites)} sites, {len(cfg.devices)} devices, {len(cfg.links)} links, "
-               f"{len(cfg.services)} services, {len(cfg.notify.webhooks)} webhooks")
+               f"{len(cfg.services)} services, {len(cfg.notify.webhooks)} webhooks{note}")
 
 
 # ---- secrets ----------------------------------------------------------------
@@ -124,14 +140,20 @@ def secret_check(config: Annotated[Path, typer.Option("--config", "-c")]) -> Non
         names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
     names |= {h.secret for h in cfg.notify.webhooks if h.secret}
     source, missing = default_secrets(), 0
+    errors: list[str] = []
     for name in sorted(names):
         try:
-            found = source.get(name) is not None
+            state = "found  " if source.get(name) is not None else "MISSING"
         except SecretError as exc:
-            found = False
-            err(str(exc))
-        missing += not found
-        typer.echo(f"{'found  ' if found else 'MISSING'} {name}")
+            # A wrong passphrase or a locked keyring says nothing about whether the secret is there.
+            state = "UNKNOWN"
+            if str(exc) not in errors:
+                errors.append(str(exc))
+                err(str(exc))
+        missing += state != "found  "
+        typer.echo(f"{state} {name}")
+    if errors:
+        err("UNKNOWN: the secret store could not be read, so these were not checked")
     raise typer.Exit(1 if missing else 0)
 
 
@@ -195,7 +217,8 @@ def run(
     from ispvm_tui.engine.store import Store, StoreError
     from ispvm_tui.secrets import SecretError, default_secrets
 
-    cfg = _load_config(config)
+    warnings: list[Any] = []
+    cfg = _load_config(config, warnings)
     db = cfg.database_path(config.resolve().parent)
     try:
         store = Store(db)
@@ -210,12 +233,14 @@ def run(
         raise typer.Exit(1) from None
     if headless:
         _setup_logging(verbose)
+        _log_warnings(warnings)
         try:
             asyncio.run(_headless(engine, json_out, duration))
         finally:
             store.close()
         return
     _setup_logging(verbose, to_file=db.with_suffix(".log"))
+    _log_warnings(warnings)
     from ispvm_tui.aioloop import BackgroundLoop
 
     loop = BackgroundLoop()
@@ -227,6 +252,15 @@ def run(
             loop.run(engine.stop(), timeout=30)
         loop.stop()
         store.close()
+
+
+def _log_warnings(warnings: list[Any]) -> None:
+    """The config's warnings, once at start (as `config check` prints them)."""
+    log = logging.getLogger("ispvm_tui.config")
+    for w in warnings[:MAX_WARNINGS_SHOWN]:
+        log.warning("%s", w)
+    if len(warnings) > MAX_WARNINGS_SHOWN:
+        log.warning("... and %d more config warnings (see `ispvm config check`)", len(warnings) - MAX_WARNINGS_SHOWN)
 
 
 def _event_line(event: Any, as_json: bool) -> str:

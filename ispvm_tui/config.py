@@ -10,6 +10,8 @@ encrypted file), see secrets.py.
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from ispvm_tui.engine.rulepack import RuleSet
 
 Role = Literal["core", "edge", "aggregation", "access", "cpe"]
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?$")
 
 
 class Strict(BaseModel):
@@ -182,7 +186,12 @@ class Device(Strict):
         try:
             ipaddress.ip_address(v)
         except ValueError:
-            if not v or " " in v:
+            labels = v.rstrip(".").split(".")
+            if all(label.isdigit() for label in labels):
+                # 999.1.2.3 or 10.300.1.1 would otherwise pass as a host name (and 010.1.1.1 is
+                # octal to some resolvers): all-numeric is meant as an IPv4 address, so it must be one.
+                raise ValueError(f"{v!r} is not an IPv4 address (four numbers 0-255, no leading zeros)") from None
+            if len(v) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
                 raise ValueError("must be an IP address or host name") from None
         return v
 
@@ -305,8 +314,9 @@ def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") 
             problems.append(problem(("devices", i, "snmp"), f"unknown SNMP profile {dev.snmp!r}"))
         if dev.credential is None and dev.snmp is None:
             problems.append(problem(("devices", i), "no collector: set credential (API) and/or snmp"))
+    site_count = Counter(s.name for s in cfg.sites)  # counted once: per-site sums were quadratic
     for i, site in enumerate(cfg.sites):
-        if sum(1 for s in cfg.sites if s.name == site.name) > 1:
+        if site_count[site.name] > 1:
             problems.append(problem(("sites", i, "name"), f"duplicate site name {site.name!r}"))
     for i, dev_name in enumerate(cfg.console.attach):
         if dev_name not in devices:
@@ -345,14 +355,93 @@ def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") 
             problems.append(problem(("rules", "overrides", i, "site"), f"unknown site {o.site!r}"))
         if o.device is not None and o.device not in devices:
             problems.append(problem(("rules", "overrides", i, "device"), f"unknown device {o.device!r}"))
+    hook_count = Counter(h.name for h in cfg.notify.webhooks)
     for i, hook in enumerate(cfg.notify.webhooks):
-        if sum(1 for h in cfg.notify.webhooks if h.name == hook.name) > 1:
+        if hook_count[hook.name] > 1:
             problems.append(problem(("notify", "webhooks", i, "name"), f"duplicate webhook name {hook.name!r}"))
     return problems
 
 
-def load_config(path: str | Path) -> Config:
-    """Read, validate and cross-check a config file; raises SourceError listing every problem."""
+def config_warnings(cfg: Config, source: TomlSource | None, name: str = "<config>") -> list[Problem]:
+    """What is allowed but probably wrong: reported (``config check``, ``run`` at start), never refused."""
+
+    def warn(loc: tuple[str | int, ...], message: str) -> Problem:
+        if source is not None:
+            return source.problem(loc, message, "warning")
+        return Problem(name, None, ".".join(str(p) for p in loc), message, "warning")
+
+    warnings: list[Problem] = []
+    urls = [(("ispvm", "base_url"), cfg.ispvm.base_url)]
+    urls += [(("notify", "webhooks", i, "url"), h.url) for i, h in enumerate(cfg.notify.webhooks)]
+    for loc, url in urls:
+        if _has_credentials(url):  # the message never repeats the URL: it holds the secret
+            warnings.append(warn(loc, "the URL carries credentials (user:password@): credentials belong in "
+                                      "the secret store (webhooks: sign with `secret`; links: no login in them)"))
+    warnings += [warn(("devices", i), "no configured path from the console: root-cause analysis cannot place it")
+                 for i in _unreached(cfg)]
+    for i, j, what in _same_address(cfg):
+        other = cfg.devices[j]
+        warnings.append(warn(("devices", i, "address"), f"same management address and {what} as "
+                                                        f"devices[{j}] ({other.name}): one router polled twice?"))
+    poll_s = cfg.polling.timeout_s
+    for prof_name, prof in cfg.snmp.items():
+        if prof.timeout_s * (prof.retries + 1) > poll_s:
+            warnings.append(warn(("snmp", prof_name, "timeout_s"),
+                                 f"{prof.retries + 1} tries of {prof.timeout_s:g} s outlast [polling].timeout_s "
+                                 f"({poll_s:g} s), which ends every SNMP poll: the last tries never happen"))
+    return warnings
+
+
+def _has_credentials(url: str) -> bool:
+    """``user:password@`` (or a bare token ``user@``) in the URL's authority."""
+    authority = url.split("//", 1)[-1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return "@" in authority
+
+
+def _unreached(cfg: Config) -> list[int]:
+    """Indexes of devices no chain of [[links]] joins to [console].attach."""
+    neighbours: defaultdict[str, list[str]] = defaultdict(list)
+    for link in cfg.links:
+        a, b = link.a.split(":", 1)[0], link.b.split(":", 1)[0]
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    seen = set(cfg.console.attach)
+    queue = deque(seen)
+    while queue:
+        for nxt in neighbours[queue.popleft()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return [i for i, dev in enumerate(cfg.devices) if dev.name not in seen]
+
+
+def _same_address(cfg: Config) -> list[tuple[int, int, str]]:
+    """(device, first device with that address, "API port N" / "SNMP port N") for every repeat."""
+    first: dict[tuple[str, str, int], int] = {}
+    out: list[tuple[int, int, str]] = []
+    for i, dev in enumerate(cfg.devices):
+        address = dev.address.lower().rstrip(".")
+        if ":" in address:  # IPv6 (validated) has many spellings of one address; IPv4 and names have one
+            address = str(ipaddress.ip_address(address))
+        keys = []
+        if dev.credential is not None:
+            keys.append(("API port", dev.api_port))
+        if dev.snmp is not None:
+            prof = cfg.snmp.get(dev.snmp)
+            keys.append(("SNMP port", dev.snmp_port or (prof.port if prof else 161)))
+        for what, port in keys:
+            j = first.setdefault((address, what, port), i)
+            if j != i:
+                out.append((i, j, f"{what} {port}"))
+                break
+    return out
+
+
+def load_config(path: str | Path, warnings: list[Problem] | None = None) -> Config:
+    """Read, validate and cross-check a config file; raises SourceError listing every problem.
+
+    With ``warnings`` given, the file's warnings (``config_warnings``) are appended to it.
+    """
     source = read_toml(path)
     cfg = validate(source, Config)
     problems = cross_check(cfg, source)
@@ -365,6 +454,8 @@ def load_config(path: str | Path) -> Config:
         problems += exc.problems
     if problems:
         raise SourceError(problems)
+    if warnings is not None:
+        warnings.extend(config_warnings(cfg, source))
     return cfg
 
 

@@ -99,3 +99,20 @@ def test_secret_set_reads_a_piped_value_into_the_encrypted_file(tmp_path: Path) 
     assert "s3cret-value" not in result.stdout + result.stderr
     stored = EncryptedFileSecrets(tmp_path / "ispvm" / "secrets.enc", passphrase=PASSPHRASE)
     assert stored.get("routers/noc") == "s3cret-value"
+
+
+def test_headless_run_logs_the_config_warnings_once_at_start(lab_with_cut_link: Lab, tmp_path: Path) -> None:
+    lab = lab_with_cut_link
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"), ISPVM_SECRETS_PASSPHRASE=PASSPHRASE,
+               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    store = EncryptedFileSecrets(tmp_path / "data" / "ispvm" / "secrets.enc", passphrase=PASSPHRASE)
+    store.set("lab/password", lab.scenario.lab.password)
+    store.set("lab/community", lab.scenario.lab.community)
+    config = write_lab_config(lab, tmp_path / "lab.toml", omit_links={"POPB-ACC1:ether1--POPB-AGG:ether2"}, extra=[
+        "[ispvm]", 'database = "state/ispvm.duckdb"', "", "[polling]", "interval_s = 1", "timeout_s = 0.5", ""])
+    exe = shutil.which("ispvm", path=str(Path(sys.executable).parent)) or "ispvm"
+    result = subprocess.run([exe, "run", "--headless", "--duration", "2", "--config", str(config)],
+                            env=env, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "warning: no configured path from the console" in line]
+    assert len(warned) == 1 and "devices[" in warned[0], result.stderr

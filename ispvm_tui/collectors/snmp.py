@@ -52,6 +52,7 @@ from pysnmp.proto.rfc1902 import ObjectName
 
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors import snmp_wire as wire
+from ispvm_tui.collectors.neterrors import os_error_kind, os_error_text
 from ispvm_tui.collectors.results import (
     BgpSession,
     ErrorKind,
@@ -451,10 +452,11 @@ class SnmpTarget:
 class _SnmpFailure(Exception):
     """A request failed as a whole (no usable reply)."""
 
-    def __init__(self, kind: ErrorKind, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, *, garbage: bool = False) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
+        self.garbage = garbage  # only undecodable datagrams came back: nothing else will work either
 
 
 @dataclass(frozen=True)
@@ -492,8 +494,12 @@ class _Extras:
 class SnmpCollector:
     """Polls one SNMP target; ``poll()`` reports every failure in its PollResult."""
 
-    def __init__(self, target: SnmpTarget, *, clock: Clock, engine: SnmpEngine | None = None) -> None:
+    def __init__(self, target: SnmpTarget, *, clock: Clock, engine: SnmpEngine | None = None,
+                 poll_timeout: float | None = None) -> None:
         self.target = target
+        # The whole poll's limit ([polling].timeout_s): every request has its own tries of
+        # target.timeout, and a poll makes many requests, one after another.
+        self._poll_timeout = poll_timeout
         self._clock = clock
         self._engine = engine
         self._owns_engine = engine is None
@@ -518,9 +524,15 @@ class SnmpCollector:
         started_at = self._clock.now()
         t0 = time.monotonic()
         try:
-            fields = await self._collect()
+            async with asyncio.timeout(self._poll_timeout):
+                fields = await self._collect()
         except asyncio.CancelledError:
             raise
+        except TimeoutError:  # only the poll's own limit: request timeouts are _SnmpFailure
+            where = f"{self.target.address}:{self.target.port}"
+            fields = {"ok": False, "error_kind": "timeout",
+                      "error": f"SNMP poll of {where} did not finish within {self._poll_timeout:g} s "
+                               f"(the poll timeout)"}
         except _SnmpFailure as exc:
             fields = {"ok": False, "error": self._scrub(exc.message), "error_kind": exc.kind}
         except Exception as exc:  # a bug or an unexpected library error must not stop the poller
@@ -540,8 +552,8 @@ class SnmpCollector:
         try:
             scalars = await self._get(list(_SYSTEM_OIDS.values()))
         except _SnmpFailure as exc:
-            if exc.kind != "protocol":
-                raise  # silent or refusing device: nothing else will work either
+            if exc.kind != "protocol" or exc.garbage:
+                raise  # silent, refusing or babbling device: nothing else will work either
             stale["system"], scalars = self._scrub(exc.message), {}
 
         tables = [_IF_TABLE, _IFX_TABLE, _HR_PROCESSOR_TABLE, _HR_STORAGE_TABLE]
@@ -719,9 +731,12 @@ class SnmpCollector:
             )
         except wire.SnmpTimeout:
             raise _SnmpFailure(*self._timed_out()) from None
-        except OSError as exc:
+        except wire.SnmpGarbage as exc:
             where = f"{self.target.address}:{self.target.port}"
-            raise _SnmpFailure("protocol", f"SNMP request to {where} failed: {exc}") from None
+            raise _SnmpFailure("protocol", f"SNMP request to {where} failed: {exc}", garbage=True) from None
+        except OSError as exc:  # an ICMP error for this target, or no route to it
+            where = f"{self.target.address}:{self.target.port}"
+            raise _SnmpFailure(os_error_kind(exc), f"SNMP request to {where} failed: {os_error_text(exc)}") from None
         varbinds = reply.varbinds
         if version == wire.VERSION_1 and any(type(v) is wire.Counter64 for _, v in varbinds):
             # SNMPv1 cannot carry Counter64 (RFC 3584): a reply with one is malformed.

@@ -20,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import random
 import socket
+import struct
+import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
@@ -320,6 +323,17 @@ class SnmpTimeout(TimeoutError):
     """No reply within the timeout, after every retry."""
 
 
+class SnmpGarbage(Exception):
+    """No usable reply, but the target's address sent datagrams that are not SNMP: a protocol error."""
+
+
+# Linux: ask for ICMP errors (port/host/net unreachable) on the unconnected socket, queued with
+# the destination they were for, so a request fails at once with why instead of timing out.
+_RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11)),
+            socket.AF_INET6: (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25))}
+_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+
+
 # Bulk replies of many devices arrive on one socket: the kernel default (~208 KB)
 # drops a burst, which looks exactly like timeouts. Capped by net.core.rmem_max.
 RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024
@@ -343,6 +357,10 @@ class SnmpV2Transport(asyncio.DatagramProtocol):
         self._pending: dict[_Key, tuple[tuple[str, int], asyncio.Future[Response]]] = {}
         self._next_id = random.randrange(1, _MAX_REQUEST_ID)
         self.dropped = 0  # datagrams that matched no request or did not decode
+        self._garbage: dict[_Key, str] = {}  # pending requests whose address sent undecodable datagrams
+        self._sending: _Key | None = None  # the request whose sendto() is running
+        self._preempted = False  # that sendto() failed with an error queued for an earlier datagram
+        self._errors: socket.socket | None = None  # a duplicate of the socket, to read its error queue
 
     @classmethod
     async def shared(cls, family: int = socket.AF_INET) -> SnmpV2Transport:
@@ -375,8 +393,16 @@ class SnmpV2Transport(asyncio.DatagramProtocol):
             with contextlib.suppress(OSError, TypeError):
                 sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER_BYTES)
                 break
+        if sock is not None and sys.platform == "linux" and sock.family in _RECVERR:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(*_RECVERR[sock.family], 1)
+                # asyncio's socket wrapper has no recvmsg(); a duplicate shares the queue (and O_NONBLOCK)
+                self._errors = socket.fromfd(sock.fileno(), sock.family, sock.type)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
         for _, future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("SNMP socket closed"))
@@ -385,8 +411,12 @@ class SnmpV2Transport(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
             version, _, response = decode_message(data)
-        except DecodeError:
+        except DecodeError as exc:
             self.dropped += 1
+            source = (addr[0], addr[1])
+            for key, (target, _) in self._pending.items():
+                if target == source:
+                    self._garbage[key] = str(exc)
             return
         entry = self._pending.get((response.request_id, version))
         if entry is None or entry[0] != (addr[0], addr[1]) or entry[1].done():
@@ -395,11 +425,59 @@ class SnmpV2Transport(asyncio.DatagramProtocol):
         entry[1].set_result(response)
 
     def error_received(self, exc: Exception) -> None:
-        pass  # ICMP errors are not tied to a request on an unconnected socket: the request times out
+        """An ICMP error arrived, or a send failed at once (no route): fail the requests it was for.
+
+        Queued ICMP errors name the destination they were for. The kernel may also hand one
+        to the next sendto() of any target: then that send is repeated, not failed.
+        """
+        queued = self._queued_errors()
+        for target, error in queued:
+            self._fail(lambda key, dest, target=target: dest == target, error)
+        sending = self._sending
+        if sending is not None:
+            if queued:
+                self._preempted = True
+            else:  # nothing queued: the send's own error (no route, network down)
+                self._fail(lambda key, dest: key == sending, exc)
+
+    def _queued_errors(self) -> list[tuple[tuple[str, int], OSError]]:
+        """Drain the socket's error queue: (destination of the datagram that failed, its error)."""
+        out: list[tuple[tuple[str, int], OSError]] = []
+        if self._errors is None:
+            return out
+        for _ in range(256):  # bounded: a flood of ICMP cannot keep us here
+            try:
+                _, ancdata, _, addr = self._errors.recvmsg(1, 512, _ERRQUEUE)
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            if addr is None:
+                break
+            for _, _, data in ancdata:
+                if len(data) >= 4:
+                    (code,) = struct.unpack_from("=I", data)
+                    out.append(((addr[0], addr[1]), OSError(code, os.strerror(code))))
+        return out
+
+    def _fail(self, match: Any, exc: Exception) -> None:
+        for key, (target, future) in self._pending.items():
+            if match(key, target) and not future.done():
+                future.set_exception(exc)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def _send(self, key: _Key, future: asyncio.Future[Response], message: bytes, address: tuple[str, int]) -> None:
+        for _ in range(2):
+            if future.done() or self.transport is None:
+                return
+            self._sending, self._preempted = key, False
+            try:
+                self.transport.sendto(message, address)
+            finally:
+                self._sending = None
+            if not self._preempted:
+                return
 
     def _request_id(self) -> int:
         while True:
@@ -434,12 +512,15 @@ class SnmpV2Transport(asyncio.DatagramProtocol):
         try:
             for _ in range(retries + 1):
                 # One request id for every try: a late reply to an earlier try is as good.
-                self.transport.sendto(message, address)
+                self._send(key, future, message, address)
                 await asyncio.wait((future,), timeout=timeout)
                 if future.done():
                     return future.result()
+            if key in self._garbage:
+                raise SnmpGarbage(f"no SNMP response, only undecodable datagrams ({self._garbage[key]})")
             raise SnmpTimeout(f"no response within {timeout:g} s ({retries + 1} tries)")
         finally:
             self._pending.pop(key, None)
+            self._garbage.pop(key, None)
             if not future.done():
                 future.cancel()

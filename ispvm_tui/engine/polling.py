@@ -113,7 +113,8 @@ def build_collectors(config: Config, device: Device, secrets: SecretSource, cloc
                 v3_priv_key=need(prof.v3_priv_secret, "a privacy key"), v3_priv_proto=prof.v3_priv_proto,
                 timeout=prof.timeout_s, retries=prof.retries,
             )
-        collectors.append(SnmpCollector(target, clock=clock, engine=snmp_engine))  # type: ignore[arg-type]
+        collectors.append(SnmpCollector(target, clock=clock, engine=snmp_engine,  # type: ignore[arg-type]
+                                        poll_timeout=timeout))
     return collectors
 
 

@@ -61,9 +61,14 @@ def status_text(status: str) -> Text:
 
 
 def relative_age(seconds: float) -> str:
-    """Minute granularity on purpose: table cells then change at most once a minute."""
-    if seconds < 60:
+    """Minute granularity on purpose: table cells then change at most once a minute.
+
+    "just now" is kept for the first seconds only: 50 s after opening it read as a lie.
+    """
+    if seconds < 10:
         return "just now"
+    if seconds < 60:
+        return "<1m ago"
     minutes = int(seconds // 60)
     if minutes < 60:
         return f"{minutes}m ago"
