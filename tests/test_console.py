@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -459,7 +460,8 @@ async def test_snapshot_failure_is_shown_not_raised(engine: SnapshotEngine) -> N
         engine.snapshot = broken  # type: ignore[method-assign]
         await pilot.press("r")
         await pilot.pause()
-        assert "snapshot failed ×1: engine stopped" in plain(app.screen.query_one("#status", Static))
+        # The periodic refresh may fail once more on a loaded host: the count is not the point.
+        assert re.search(r"snapshot failed ×\d+: engine stopped", plain(app.screen.query_one("#status", Static)))
 
 
 async def test_q_quits_from_main_screen(engine: SnapshotEngine) -> None:

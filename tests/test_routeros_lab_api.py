@@ -79,7 +79,7 @@ class FixedRateModel(LabModelLike):
     def answering(self, device: str) -> bool:
         return self.up
 
-    def advance(self) -> None:
+    def advance(self, min_step: float = 0.0) -> None:
         now = time.time()
         dt, self._last = now - self._last, now
         nbytes = int(self.rate_bps / 8 * dt)

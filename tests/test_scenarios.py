@@ -59,7 +59,7 @@ def test_every_shipped_scenario_loads_and_says_what_it_proves() -> None:
         assert text.startswith("# "), f"{name}: no comment header"
         assert sc.expect is not None, f"{name}: no expectations"
         assert sc.expect.runs == 1  # five runs in a row are asked for on the command line
-        assert sc.scenario.poll_interval_s == 10
+        assert sc.scenario.poll_interval_s in (10, 30)  # 30 only where 40+ routers share the lab's core
         faults = [e.at for e in sc.timeline]
         assert faults and max(faults) < sc.scenario.duration_s
 
@@ -522,9 +522,3 @@ def test_each_flap_counts_a_link_down(loop: BackgroundLoop, address_base: str) -
         assert _interfaces(lab, "POPA-AGG")["ether1"]["link-downs"] == 3
     finally:
         loop.run(lab.stop())
-
-
-def test_the_xfail_list_names_shipped_scenarios() -> None:
-    from tests.test_scenario_runs import NEEDS_CORRELATION_REWRITE
-
-    assert set(builtin_scenarios()) >= NEEDS_CORRELATION_REWRITE

@@ -58,7 +58,7 @@ class RateModel(LabModelLike):
     def answering(self, device: str) -> bool:
         return self.up and device == self.device.name
 
-    def advance(self) -> None:
+    def advance(self, min_step: float = 0.0) -> None:
         now = self.clock.now()
         elapsed, self._last = max(0.0, now - self._last), now
         for itf in self.device.interfaces.values():

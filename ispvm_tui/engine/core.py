@@ -114,7 +114,6 @@ class Engine:
         self._settle_after: dict[str, float] = {}
         self._unsaved: dict[str, Alert] = {}  # alert rows whose write failed: retried every round
         self._unassigned: dict[str, Alert] = {}  # resolved alerts that no incident has claimed yet
-        self._rechecked: dict[str, float] = {}  # link alert id -> when its reporter was last asked again
         self._suppressed_ids: set[str] = set()
         self.incidents_opened = 0
         self._critical = frozenset(d.name for d in config.devices if "critical" in d.tags)
@@ -262,7 +261,7 @@ class Engine:
         if self.poller is None:
             return
         for name in settle:
-            self._settle_after.setdefault(name, now)
+            self._settle_after[name] = now  # a poll that began before this news cannot answer it
         # What the decision waits for goes first: the poll slots are shared with everything behind it.
         first = sorted(settle - {device}) + ([device] if device in settle else [])
         self.poller.poll_soon(first + sorted(poll - settle - {device}))
@@ -270,11 +269,8 @@ class Engine:
     def _contradicted_reporters(self, device: str, now: float) -> set[str]:
         """Devices reporting a link down although ``device``, only reachable through that link, answered
         since: one of the two is already stale (the link came back, or flapped). Ask the reporter again
-        (at most once per interval per alert) before deciding anything on it."""
+        (one question at a time) before deciding anything on it."""
         out: set[str] = set()
-        if len(self._rechecked) > 1000:  # forget alerts that no longer fire
-            firing = {a.id for a in self.rules.firing.values()}
-            self._rechecked = {k: v for k, v in self._rechecked.items() if k in firing}
         answered = self.rules.last_ok_at.get(device, -math.inf)
         for alert in self.rules.firing.values():
             if alert.metric not in LINK_METRICS or alert.entity_id not in self.topology.link_of_end:
@@ -285,13 +281,12 @@ class Engine:
             if device not in self.topology.downstream_of(f"link:{lid}"):
                 continue
             reporter = alert.entity_id.split(":", 1)[0]
-            if now - self._rechecked.get(alert.id, -math.inf) >= self.poller_interval(reporter):
-                self._rechecked[alert.id] = now
-                out.add(reporter)
+            waiting = self._settle_after.get(reporter)
+            sched = self.poller.schedules.get(reporter) if self.poller is not None else None
+            if waiting is not None and sched is not None and sched.last_done_started < waiting:
+                continue  # already being asked again: one question in flight is enough
+            out.add(reporter)
         return out
-
-    def poller_interval(self, device: str) -> float:
-        return self.poller.interval_of(device) if self.poller is not None else self.config.polling.interval_s
 
     def _unsettled(self, now: float) -> frozenset[str]:
         limit = self.config.incidents.settle_max_s
@@ -315,18 +310,24 @@ class Engine:
     def _could_be_dead(self, device: str, since: float) -> bool:
         """Whether this device's alert, once it fires, could make it the root cause instead of a link.
 
-        Only a device seen from two sides (two links whose far ends answer), or one a neighbour still sees
-        carrier to, can be called dead rather than cut off (see correlator.py); waiting on any other
-        pending device would only delay a decision it cannot change.
+        Only a device seen from two sides (two links whose far ends answered since it went quiet), or one a
+        neighbour still sees carrier to, can be called dead rather than cut off (see correlator.py).
+        A neighbour not heard from since then, but not known to be down either, may still turn out to be
+        one of those sides: it counts until its own poll says otherwise. Waiting on any other pending
+        device would only delay a decision it cannot change.
         """
-        observable = failed = 0
+        failed = live = undecided = 0
         for lid in self.topology.links_of.get(device, ()):
             far_dev, far_end, _ = self.topology.links[lid].far(device)
-            if not self.runtime[far_dev].ok or self.rules.last_ok_at.get(far_dev, -math.inf) <= since:
-                continue  # not heard from since this device went quiet: it cannot tell us anything
-            observable += 1
-            failed += self.rules.is_firing("interface.down", far_end)
-        return observable >= 2 or (observable == 1 and not failed)
+            if not self.runtime[far_dev].ok:
+                continue  # down or never heard from: it cannot tell us anything
+            if self.rules.last_ok_at.get(far_dev, -math.inf) <= since:
+                undecided += 1
+            elif self.rules.is_firing("interface.down", far_end):
+                failed += 1
+            else:
+                live += 1
+        return live >= 1 or failed + live + undecided >= 2
 
     def _store_events(self, observed: Observed) -> None:
         if observed.events:

@@ -33,7 +33,6 @@ from ispvm_tui.lab.sim import (
 )
 
 REBOOT_S = 45.0  # simulated seconds a rebooting router is away
-ADVANCE_STEP_S = 0.25  # simulated seconds between two counter steps
 BACKGROUND_BPS = 200_000  # traffic on interfaces without a modelled link
 # Share of packets lost on a healthy port (a slow, steady baseline a capacity rule stays under),
 # and the share of a congested link's sent packets its queue drops, scaled by the link's load.
@@ -185,15 +184,15 @@ class LabModel(LabModelLike):
         lab = self.scenario.lab
         return RouterHandle(self.devices[name], lab.username, lab.password, self)
 
-    def advance(self) -> None:
+    def advance(self, min_step: float = 0.0) -> None:
         """Move counters to now (each link carries its utilisation both ways)."""
         now = self.clock.now()
         self._apply_due()
         dt = now - self._last_advance
-        # Every request of every router lands here, and one step walks the whole fleet: moving the
-        # counters at most every ADVANCE_STEP_S keeps a 50-router lab from spending its core on it,
-        # and loses nothing (the next step carries the whole elapsed time).
-        if dt < ADVANCE_STEP_S:
+        # Every request of every router lands here (with min_step), and one step walks the whole fleet:
+        # stepping at most every sim.STATE_STEP_S keeps a 50-router lab from spending its core on it, and
+        # loses nothing (the next step carries the whole elapsed time).
+        if dt <= 0 or dt < min_step:
             return
         self._last_advance = now
         carried: set[tuple[str, str]] = set()

@@ -164,6 +164,9 @@ def format_ros_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+STATE_STEP_S = 0.25  # simulated seconds: requests closer together than this share one counter step
+
+
 class RouterHandle:
     """What a protocol server needs of one lab router.
 
@@ -194,8 +197,8 @@ class RouterHandle:
         return self._model.rejecting(self.device.name)
 
     def state(self) -> SimDevice:
-        """The device with its counters advanced to now."""
-        self._model.advance()
+        """The device with its counters advanced to now (to within the model's step)."""
+        self._model.advance(min_step=STATE_STEP_S)
         return self.device
 
     def ping(self, target: str) -> float | None:
@@ -215,7 +218,7 @@ class LabModelLike:
     def rejecting(self, device: str) -> bool:
         return False  # a model without a routed network only ever drops
 
-    def advance(self) -> None:
+    def advance(self, min_step: float = 0.0) -> None:
         raise NotImplementedError
 
     def ping(self, source: str, target: str) -> float | None:
