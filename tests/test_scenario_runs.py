@@ -21,6 +21,7 @@ NEEDS_CORRELATION_REWRITE = {
     "core-power-loss",
     "core-power-loss-one-vantage",
     "flapping-port",
+    "one-of-two-transit",
     "pop-storm",
     "root-recovers-symptom-stays",
     "routed-cut-no-route",
