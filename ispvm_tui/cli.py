@@ -38,14 +38,14 @@ def err(message: str) -> None:
 
 
 log = logging.getLogger("ispvm")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _setup_logging(verbose: bool, to_file: Path | None = None) -> None:
-    """Log to stderr, or to a private file; every handler scrubs secrets from every record."""
+def log_handler(to_file: Path | None = None) -> logging.Handler:
+    """stderr, or a private (0600) log file; it scrubs secrets from every record it writes."""
     from ispvm_tui import redact
     from ispvm_tui.fileperms import create_private_file, loose_mode_warning, make_private_dir
 
-    level = logging.DEBUG if verbose else logging.WARNING
     handler: logging.Handler
     loose = None
     if to_file is not None:
@@ -59,10 +59,20 @@ def _setup_logging(verbose: bool, to_file: Path | None = None) -> None:
             raise typer.Exit(1) from None
     else:
         handler = logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redact.install([*logging.getLogger().handlers, handler])
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    redact.install([handler])
     if loose:
-        _warn([loose], logged_to_file=True)
+        err(f"warning: {loose}")
+        handler.handle(log.makeRecord(log.name, logging.WARNING, __file__, 0, "%s", (loose,), None))
+    return handler
+
+
+def _setup_logging(verbose: bool, to_file: Path | None = None) -> None:
+    from ispvm_tui import redact
+
+    handler = log_handler(to_file)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+    redact.install()  # and any handler that was there before
 
 
 def _warn(warnings: list[str], *, logged_to_file: bool) -> None:
