@@ -35,8 +35,10 @@ MIN_SECRET_LEN = 4
 QUIET_LOGGERS: dict[str, int] = {"librouteros": logging.INFO}
 
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s@'\"<>]*@")
-# A login word as librouteros's repr() shows it, or bare: up to the closing quote, a space or the end.
-_API_PASSWORD = re.compile(r"(=password=)(?:\\.|[^'\"\s\\])*")
+# A login word as librouteros's repr() shows it (up to its own closing quote, escapes and all);
+# a bare one hides the rest of its line, since a password may hold spaces and quotes.
+_API_PASSWORD_QUOTED = re.compile(r"""(?P<q>['"])=password=(?:\\.|(?!(?P=q))[^\\\n])*(?P=q)""")
+_API_PASSWORD_BARE = re.compile(r"""=password=(?!\*\*\*['"])[^\n]*""")
 
 _lock = threading.Lock()
 _values: set[str] = set()
@@ -107,7 +109,8 @@ def scrub(text: str) -> str:
         return text
     text = redact_urls(text)
     if "=password=" in text:
-        text = _API_PASSWORD.sub(rf"\g<1>{MASK}", text)
+        text = _API_PASSWORD_QUOTED.sub(rf"\g<q>=password={MASK}\g<q>", text)
+        text = _API_PASSWORD_BARE.sub(f"=password={MASK}", text)
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)
