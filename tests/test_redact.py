@@ -109,3 +109,10 @@ def test_incident_url_never_carries_the_base_urls_credentials() -> None:
     assert webhooks.incident_url("https://noc:Pw-1@noc.example/ispvm/", "a b") == \
         "https://noc.example/ispvm/incidents/a%20b"
     assert redact.scrub("x Pw-1 y") == "x *** y"  # and its password is hidden from logs from now on
+
+
+def test_an_outbox_row_stored_with_credentials_is_sent_without_them() -> None:
+    """Rows written before the base URL lost its credentials are cleaned when they are sent."""
+    stored = {"id": "i1", "url": "https://noc:Old-Pw-1@noc.example/incidents/i1"}
+    body = webhooks.event_body("8a3c3f4e-8a0f-4f55-9d39-9c6c2c7d1a11", "incident.opened", 0, None, stored)
+    assert body["incident"]["url"] == "https://noc.example/incidents/i1"

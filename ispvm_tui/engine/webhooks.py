@@ -210,6 +210,8 @@ def event_body(
         tenant_obj = {"id": tenant.id}
         if tenant.name is not None:
             tenant_obj["name"] = tenant.name
+    if isinstance(incident.get("url"), str):  # rows stored by older versions may still carry credentials
+        incident = {**incident, "url": redact.strip_userinfo(incident["url"])}
     return {
         "event_id": event_id,
         "event_type": event_type,
