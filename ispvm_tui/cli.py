@@ -39,10 +39,56 @@ def err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+log = logging.getLogger("ispvm")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_handler(to_file: Path | None = None) -> logging.Handler:
+    """stderr, or a private (0600) log file; it scrubs secrets from every record it writes."""
+    from ispvm_tui import redact
+    from ispvm_tui.fileperms import create_private_file, loose_mode_warning, make_private_dir
+
+    handler: logging.Handler
+    loose = None
+    if to_file is not None:
+        try:
+            make_private_dir(to_file.parent)
+            if not create_private_file(to_file):
+                loose = loose_mode_warning(to_file, "the engine's log")
+            handler = logging.FileHandler(to_file)
+        except OSError as exc:
+            err(f"cannot write the log {to_file}: {exc}")
+            raise typer.Exit(1) from None
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    redact.install([handler])
+    if loose:
+        err(f"warning: {loose}")
+        handler.handle(log.makeRecord(log.name, logging.WARNING, __file__, 0, "%s", (loose,), None))
+    return handler
+
+
 def _setup_logging(verbose: bool, to_file: Path | None = None) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING
-    handler: logging.Handler = logging.FileHandler(to_file) if to_file else logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ispvm_tui import redact
+
+    handler = log_handler(to_file)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+    redact.install()  # and any handler that was there before
+
+
+def _warn(warnings: list[str], *, logged_to_file: bool) -> None:
+    """Warnings the operator must see: logged, and also on stderr when the log goes to a file."""
+    for warning in warnings:
+        log.warning("%s", warning)
+        if logged_to_file:
+            err(f"warning: {warning}")
+
+
+def _secrets_file_warnings() -> list[str]:
+    from ispvm_tui.secrets import EncryptedFileSecrets
+
+    return EncryptedFileSecrets().permission_warnings()
 
 
 def _or_exit(load: Callable[[Any], T], source: Any) -> T:
@@ -124,6 +170,8 @@ def secret_set(
             store = EncryptedFileSecrets()
             store.set(name, value)
             err(f"stored {name} in {store.path} (encrypted; readers need {PASSPHRASE_ENV})")
+            for warning in store.permission_warnings():
+                err(f"warning: {warning}")
     except SecretError as exc:
         err(str(exc))
         raise typer.Exit(1) from None
@@ -139,6 +187,8 @@ def secret_check(config: Annotated[Path, typer.Option("--config", "-c")]) -> Non
     for prof in cfg.snmp.values():
         names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
     names |= {h.secret for h in cfg.notify.webhooks if h.secret}
+    for warning in _secrets_file_warnings():
+        err(f"warning: {warning}")
     source, missing = default_secrets(), 0
     errors: list[str] = []
     for name in sorted(names):
@@ -220,11 +270,18 @@ def run(
     warnings: list[Any] = []
     cfg = _load_config(config, warnings)
     db = cfg.database_path(config.resolve().parent)
+    # Before the store opens, so its warnings (a database open to others) reach the log.
+    _setup_logging(verbose, to_file=None if headless else db.with_suffix(".log"))
+    _log_warnings(warnings)
     try:
         store = Store(db)
     except StoreError as exc:
         err(str(exc))
         raise typer.Exit(1) from None
+    if not headless:  # the store has logged them; the log is a file the operator may not read
+        for warning in store.permission_warnings:
+            err(f"warning: {warning}")
+    _warn(_secrets_file_warnings(), logged_to_file=not headless)
     try:
         engine = Engine(cfg, store=store, clock=SystemClock(), secrets=default_secrets())
     except SecretError as exc:
@@ -232,15 +289,11 @@ def run(
         err(str(exc))
         raise typer.Exit(1) from None
     if headless:
-        _setup_logging(verbose)
-        _log_warnings(warnings)
         try:
             asyncio.run(_headless(engine, json_out, duration))
         finally:
             store.close()
         return
-    _setup_logging(verbose, to_file=db.with_suffix(".log"))
-    _log_warnings(warnings)
     from ispvm_tui.aioloop import BackgroundLoop
 
     loop = BackgroundLoop()
@@ -264,13 +317,16 @@ def _log_warnings(warnings: list[Any]) -> None:
 
 
 def _event_line(event: Any, as_json: bool) -> str:
+    from ispvm_tui.redact import scrub
+
+    summary = scrub(event.summary)  # error texts are scrubbed where made; this is the last line of defence
     if as_json:
-        return json.dumps({"kind": event.kind, "at": event.at, "summary": event.summary,
+        return json.dumps({"kind": event.kind, "at": event.at, "summary": summary,
                            "incident_id": event.incident_id})
     from datetime import UTC, datetime
 
     at = datetime.fromtimestamp(event.at, UTC).strftime("%H:%M:%SZ")
-    return f"{at} {event.kind:<18} {event.summary}"
+    return f"{at} {event.kind:<18} {summary}"
 
 
 async def _headless(engine: Any, as_json: bool, duration: float | None) -> None:
@@ -430,6 +486,7 @@ def poll(
     from ispvm_tui.secrets import default_secrets
 
     _setup_logging(verbose)
+    _warn(_secrets_file_warnings(), logged_to_file=False)
     req = pollcmd.PollRequest(
         address=address, timeout=timeout, api_user=api_user, api_port=api_port, api_tls=api_tls,
         api_password_secret=api_password_secret, snmp_port=snmp_port, snmp_community_secret=snmp_community_secret,
@@ -458,6 +515,7 @@ def discover(
     from ispvm_tui.secrets import default_secrets
 
     _setup_logging(verbose)
+    _warn(_secrets_file_warnings(), logged_to_file=False)
     cfg = _load_config(config)
     results, setup_errors = asyncio.run(discovery.poll_fleet(cfg, default_secrets(), SystemClock()))
     report = discovery.discover(cfg, results, setup_errors)
@@ -475,6 +533,9 @@ def discover(
 
 
 def main() -> None:
+    from ispvm_tui.fileperms import restrict_umask
+
+    restrict_umask()  # whatever ispvm creates (database, WAL, logs, secrets) is its user's alone
     app()
 
 

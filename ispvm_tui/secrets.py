@@ -4,8 +4,9 @@ The config only names a secret (``password_secret = "routers/noc"``); the
 value lives in the OS keyring, or, on a headless host with no keyring
 service, in an encrypted file (Fernet, key derived with scrypt from the
 passphrase in ``ISPVM_SECRETS_PASSPHRASE``). Values are never printed,
-logged or shown after entry; ``Secret`` wraps them so an accidental repr or
-log line shows ``'***'``.
+logged or shown after entry: every value a source hands out is registered
+with ``redact`` so that no log line can carry it, and sources' reprs show
+names only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, TextIO
+
+from ispvm_tui import redact
+from ispvm_tui.fileperms import create_private_file, loose_mode_warning, make_private_dir
 
 KEYRING_SERVICE = "ispvm"
 PASSPHRASE_ENV = "ISPVM_SECRETS_PASSPHRASE"
@@ -39,7 +43,9 @@ class StaticSecrets:
         self._values = dict(values)
 
     def get(self, name: str) -> str | None:
-        return self._values.get(name)
+        value = self._values.get(name)
+        redact.register(value)
+        return value
 
     def __repr__(self) -> str:
         return f"StaticSecrets({sorted(self._values)} = ***)"
@@ -64,9 +70,11 @@ class KeyringSecrets:
         import keyring
 
         try:
-            return keyring.get_password(self.service, name)
+            value = keyring.get_password(self.service, name)
         except Exception as exc:  # a locked or broken keyring must not crash polling
             raise SecretError(f"keyring lookup of {name!r} failed: {type(exc).__name__}") from None
+        redact.register(value)
+        return value
 
     def set(self, name: str, value: str) -> None:
         import keyring
@@ -105,7 +113,15 @@ class EncryptedFileSecrets:
     def get(self, name: str) -> str | None:
         if not self.path.exists():
             return None
-        return self._load()[1].get(name)
+        value = self._load()[1].get(name)
+        redact.register(value)
+        return value
+
+    def permission_warnings(self) -> list[str]:
+        """The file and its directory, when others may use them (encrypted, but still private)."""
+        found = (loose_mode_warning(self.path, "encrypted secrets"),
+                 loose_mode_warning(self.path.parent, "the encrypted secrets file"))
+        return [w for w in found if w]
 
     def set(self, name: str, value: str) -> None:
         from cryptography.fernet import Fernet
@@ -113,10 +129,11 @@ class EncryptedFileSecrets:
         salt, values = self._load()
         values[name] = value
         token = Fernet(self._key(salt)).encrypt(json.dumps(values).encode()).decode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
+        tmp.unlink(missing_ok=True)  # a leftover could have any mode: start from a fresh 0600 file
+        create_private_file(tmp)
+        with tmp.open("w") as fh:
             json.dump({"salt": base64.b64encode(salt).decode(), "token": token}, fh)
         os.replace(tmp, self.path)
 
@@ -160,4 +177,5 @@ def read_secret(label: str, stdin: TextIO | None = None, stderr: TextIO | None =
         raise SecretError(f"no {label} given") from None
     if not value:
         raise SecretError(f"empty {label}")
+    redact.register(value)
     return value

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import re
 import threading
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from ispvm_tui.engine.schema import MIGRATIONS
+from ispvm_tui.fileperms import PRIVATE_FILE, loose_mode_warning, make_private_dir, restrict_umask
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,9 +58,15 @@ _STOP = object()
 
 
 def _open(path: Path) -> duckdb.DuckDBPyConnection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # DuckDB creates the file, its WAL and spill files itself, without a mode: the umask decides.
+    restrict_umask()
     try:
-        return duckdb.connect(str(path))
+        make_private_dir(path.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory for database {path}: {exc}") from None
+    existed = path.exists()
+    try:
+        con = duckdb.connect(str(path))
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
@@ -71,12 +79,25 @@ def _open(path: Path) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open database {path}: {text}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from None
+    if not existed and path.exists():
+        os.chmod(path, PRIVATE_FILE)
+    return con
+
+
+def permission_warnings(path: Path) -> list[str]:
+    """The database file and its WAL, when either is open to others (they are left as they are)."""
+    holds = "topology, incidents and webhook payloads"
+    found = (loose_mode_warning(p, holds) for p in (path, path.with_name(path.name + ".wal")))
+    return [w for w in found if w]
 
 
 class Store:
     def __init__(self, path: str | Path, *, flush_s: float = 1.0, batch_rows: int = 5000) -> None:
         self.path = Path(path)
         self._con = _open(self.path)
+        self.permission_warnings = permission_warnings(self.path)
+        for warning in self.permission_warnings:
+            log.warning("%s", warning)
         self._flush_s = flush_s
         self._batch_rows = batch_rows
         self._queue: queue.Queue[Any] = queue.Queue()

@@ -26,6 +26,11 @@ Choices where the spec is open:
 * Times are RFC 3339 UTC with whole seconds and a ``Z`` suffix.
 * Redirects are never followed (a signed body must not be replayed to a URL
   the operator did not configure); a 3xx is a permanent failure.
+* Credentials in URLs: ``incident.url`` never carries the base URL's
+  ``user:password@`` (a deep link is for people, who log in themselves). An
+  endpoint URL's ``user:password@`` is sent the only way HTTP sends it, as an
+  ``Authorization: Basic`` header; it is never part of a stored row, an error
+  text or a log line (its password is registered with ``redact``).
 
 Beyond v1 (the spec's recommendations), implemented as *additional* headers
 so a v1 receiver sees no change:
@@ -60,7 +65,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from ispvm_tui import __version__
+from ispvm_tui import __version__, redact
 from ispvm_tui.clock import Clock, SystemClock
 from ispvm_tui.engine.api import IncidentView
 
@@ -108,6 +113,9 @@ class WebhookEndpoint:
             raise ValueError(f"webhook {self.name!r}: URL must be http or https")
         if self.timeout_s <= 0 or self.max_attempts < 1 or self.max_age_s <= 0:
             raise ValueError(f"webhook {self.name!r}: timeout, attempts and max age must be positive")
+        for secret in self.secrets():
+            redact.register(secret)
+        redact.register_url(self.url)
 
     def __repr__(self) -> str:
         # Secrets are hidden; so are URL credentials and query strings, which
@@ -153,6 +161,12 @@ def _evidence_line(line: str) -> str:
     return line[: EVIDENCE_MAX_CHARS - 1] + "…"
 
 
+def incident_url(base_url: str, incident_id: str) -> str:
+    """The deep link ``BASE/incidents/<id>``, without any credentials the base URL carries."""
+    redact.register_url(base_url)
+    return redact.strip_userinfo(base_url).rstrip("/") + "/incidents/" + quote(incident_id, safe="")
+
+
 def incident_object(incident: IncidentView, base_url: str) -> dict[str, Any]:
     """The body's ``incident`` object, in the spec's key order."""
     root_causes = []
@@ -170,7 +184,7 @@ def incident_object(incident: IncidentView, base_url: str) -> dict[str, Any]:
         "severity": incident.severity,
         "starts_at": rfc3339(incident.opened_at),
         "ends_at": _rfc3339_or_none(incident.closed_at),
-        "url": base_url.rstrip("/") + "/incidents/" + quote(incident.id, safe=""),
+        "url": incident_url(base_url, incident.id),
         "ack": {"acked_by": incident.acked_by, "acked_at": _rfc3339_or_none(incident.acked_at)},
         "root_causes": root_causes,
         "impact": {
@@ -196,6 +210,8 @@ def event_body(
         tenant_obj = {"id": tenant.id}
         if tenant.name is not None:
             tenant_obj["name"] = tenant.name
+    if isinstance(incident.get("url"), str):  # rows stored by older versions may still carry credentials
+        incident = {**incident, "url": redact.strip_userinfo(incident["url"])}
     return {
         "event_id": event_id,
         "event_type": event_type,
@@ -277,11 +293,11 @@ def redact_url(url: str) -> str:
 
 def _scrub(text: str, endpoint: WebhookEndpoint) -> str:
     """Remove anything secret from a string destined for logs and the console."""
-    for secret in endpoint.secrets():
-        text = text.replace(secret, "***")
     if endpoint.url != redact_url(endpoint.url):
         text = text.replace(endpoint.url, redact_url(endpoint.url))
-    return text
+    for secret in endpoint.secrets():
+        text = text.replace(secret, "***")
+    return redact.scrub(text)  # URL user info in any spelling httpx used, and every known secret
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
