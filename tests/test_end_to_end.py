@@ -7,7 +7,6 @@ user starts with `ispvm demo`, and check what a real HTTP receiver got.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -15,17 +14,11 @@ import pytest
 from ispvm_tui.demo import report, start_demo, wait_for_end
 from ispvm_tui.engine.webhooks import verify
 from ispvm_tui.lab.scenario import load_scenario
+from tests.waiting import wait_for as _wait
 
 SPEED = 10.0  # the whole lab and engine share two cores: faster starves the pollers
 
 
-def _wait(predicate, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ispvm_tui.lab.model import LabModel
 from ispvm_tui.lab.runner import Lab
 from ispvm_tui.lab.scenario import Scenario, TimelineEntry, load_scenario
 from tests.test_routeros_lab_api import HOST, PASSWORD, USER, make_device, start_lab
+from tests.waiting import wait_for as _wait
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "routeros-api" / "napalm-ros"
 CUT_LINK = "CORE1:ether2--POPA-AGG:ether1"  # 10 Gbit/s, CORE1 (v7) to POPA-AGG (v6)
@@ -247,13 +247,6 @@ def _congested_edge(sc: Scenario) -> Scenario:
     return sc.model_copy(update={"timeline": timeline, "expect": None})
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def test_congestion_raises_discard_rates_in_interface_samples(address_base: str) -> None:

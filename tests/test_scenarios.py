@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from ispvm_tui.lab.scenario import (
     resolve_scenario_path,
 )
 from ispvm_tui.tomlsource import SourceError
+from tests.waiting import wait_for as _wait
 
 SHIPPED = {
     "core-link-cut", "upstream-down", "core-power-loss", "core-power-loss-one-vantage", "both-uplinks-cut",
@@ -39,13 +39,6 @@ SHIPPED = {
 }
 
 
-def _wait(predicate: Any, timeout: float = 20.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 # ---- the shipped files ------------------------------------------------------------

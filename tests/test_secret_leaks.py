@@ -40,6 +40,7 @@ from ispvm_tui.lab.scenario import load_scenario
 from ispvm_tui.lab.webhook_sink import WebhookSink
 from ispvm_tui.secrets import EncryptedFileSecrets
 from tests.labconfig import write_lab_config
+from tests.waiting import wait_for as _wait
 
 EXE = shutil.which("ispvm", path=str(Path(sys.executable).parent)) or "ispvm"
 PASSPHRASE = "leak-test passphrase"
@@ -160,13 +161,6 @@ def _setup(lab: Lab, sink: WebhookSink, slam: SlamServer, tmp: Path) -> tuple[Pa
     return config, env
 
 
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _read_wal(wal: Path, seen: list[tuple[int, bytes]]) -> bool:

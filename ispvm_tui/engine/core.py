@@ -114,7 +114,7 @@ class Engine:
         self._settle_after: dict[str, float] = {}
         self._unsaved: dict[str, Alert] = {}  # alert rows whose write failed: retried every round
         self._unassigned: dict[str, Alert] = {}  # resolved alerts that no incident has claimed yet
-        self._suppressed_ids: set[str] = set()
+        self.alerts_suppressed = 0  # alerts ever suppressed since start (noise figures)
         self.incidents_opened = 0
         self._critical = frozenset(d.name for d in config.devices if "critical" in d.tags)
         self._snapshot = self._build_snapshot()
@@ -210,7 +210,7 @@ class Engine:
         self.polls_failed += sum(1 for r in results if not r.ok)
         derived = self._store_samples(device, results)
         self._update_runtime(device, results, now)
-        was_pending = device in self.rules.pending("device.unreachable")
+        was_pending = self.rules.is_pending("device.unreachable", device)
         observed = self.rules.observe(device, results, now, derived)
         self._store_events(observed)
         self._ask_around(device, observed, was_pending, now)
@@ -563,9 +563,10 @@ class Engine:
         self.book.commit(rnd)
         self._unsaved.clear()
         for alert, inc_id, sup in assign:
+            if sup and not alert.ever_suppressed:
+                alert.ever_suppressed = True
+                self.alerts_suppressed += 1
             alert.incident_id, alert.suppressed = inc_id, sup
-            if sup:
-                self._suppressed_ids.add(alert.id)
         for change, view, _ in prepared:
             if change.transition == "opened":
                 self.incidents_opened += 1
@@ -702,7 +703,7 @@ class Engine:
             sites.append(SiteView(name=s.name, devices=len(members), devices_down=down, subscribers=s.subscribers,
                                   state=st))
         incidents = [inc.view(self.alerts, now, self._critical) for inc in self.book.all()[:200]]
-        noise = Noise(alerts_raised=self.rules.raised, alerts_suppressed=len(self._suppressed_ids),
+        noise = Noise(alerts_raised=self.rules.raised, alerts_suppressed=self.alerts_suppressed,
                       incidents=self.incidents_opened, alerts_firing=len(self.rules.firing))
         return Snapshot(
             taken_at=now, vantage=tuple(self.config.console.attach), sites=tuple(sites), devices=tuple(devices),

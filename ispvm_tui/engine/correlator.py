@@ -196,6 +196,8 @@ def _dead_devices(down: dict[str, Alert], link_alerts: dict[str, list[Alert]], t
 
 def _regions(failed: set[str], topo: Topology) -> list[_Region]:
     """Connected dark regions around the failed nodes, with their root causes."""
+    if not failed:
+        return []  # the usual round: nothing to walk the graph for
     live = topo.reachable(failed)
     dark = set(topo.graph.nodes) - live - {CONSOLE}
     seen: set[str] = set()

@@ -217,17 +217,19 @@ class RuleSet:
         self.rules: dict[str, RuleSpec] = {r.name: r for r in rules}
         self.overrides = sorted(overrides, key=lambda o: o.rank)
         self._cache: dict[tuple[str, str], EffectiveRule | None] = {}
+        self._by_device: dict[tuple[str, str], list[EffectiveRule]] = {}
         self.by_metric: dict[str, list[str]] = {}
         for r in rules:
             self.by_metric.setdefault(r.metric, []).append(r.name)
 
     def for_metric(self, metric: str, device: DeviceScope) -> list[EffectiveRule]:
-        out = []
-        for name in self.by_metric.get(metric, ()):
-            rule = self.effective(name, device)
-            if rule is not None:
-                out.append(rule)
-        return out
+        """The enabled rules on ``metric`` for one device (cached: asked for every poll)."""
+        key = (metric, device.name)
+        rules = self._by_device.get(key)
+        if rules is None:
+            rules = self._by_device[key] = [r for r in (self.effective(n, device)
+                                                        for n in self.by_metric.get(metric, ())) if r is not None]
+        return rules
 
     def effective(self, name: str, device: DeviceScope) -> EffectiveRule | None:
         key = (name, device.name)

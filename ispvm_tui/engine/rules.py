@@ -53,6 +53,7 @@ class Alert:
     suppressed: bool = False
     metric: str = ""
     runbook: str | None = None
+    ever_suppressed: bool = False  # counted once in the noise figures
 
     def view(self) -> AlertView:
         return AlertView(
@@ -129,6 +130,14 @@ class RuleEngine:
     def pending(self, metric: str) -> set[str]:
         """Entities whose rule on ``metric`` saw a bad value but has not fired (yet)."""
         return set(self.pending_since(metric))
+
+    def is_pending(self, metric: str, entity: str) -> bool:
+        """``entity in pending(metric)`` without walking every state: asked once per poll."""
+        for name in self.ruleset.by_metric.get(metric, ()):
+            st = self._states.get((name, entity))
+            if st is not None and st.first_bad_at is not None and (name, entity) not in self.firing:
+                return True
+        return False
 
     def pending_since(self, metric: str) -> dict[str, float]:
         """Entity -> time of its first bad value, for rules on ``metric`` that have not fired."""
@@ -219,6 +228,8 @@ class RuleEngine:
                     rates: Mapping[str, Mapping[str, float | None]], now: float, out: Observed) -> None:
         down_rules = self.ruleset.for_metric("interface.down", scope)
         flap_rules = self.ruleset.for_metric("interface.flaps", scope)
+        rate_rules = [(metric, self.ruleset.for_metric(metric, scope))
+                      for metric in ("interface.utilisation_pct", "interface.errors_ps", "interface.discards_ps")]
         window = max((r.window_s or 0 for r in flap_rules), default=0.0)
         for itf in interfaces:
             entity = f"{device}:{itf.name}"
@@ -258,9 +269,9 @@ class RuleEngine:
                     out.transitions += self._eval(rule, "interface", entity, recent, now,
                                                   lambda r, v, e=entity: self._flap_alert(r, e, v))
             derived = rates.get(itf.name) or {}
-            for metric in ("interface.utilisation_pct", "interface.errors_ps", "interface.discards_ps"):
+            for metric, rules in rate_rules:
                 value = derived.get(metric.split(".", 1)[1])
-                for rule in self.ruleset.for_metric(metric, scope):
+                for rule in rules:
                     if self._watched(device, itf, rule.scope):
                         out.transitions += self._eval(rule, "interface", entity, value, now,
                                                       lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
