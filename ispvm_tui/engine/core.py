@@ -160,7 +160,7 @@ class Engine:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 10, 10)
-        self.poller = Poller(self.config, self.clock, schedules, self._on_results)
+        self.poller = Poller(self.config, self.clock, schedules, self.ingest)
         self.poller.start()
         self.dispatcher = outbox.OutboxDispatcher(self.store, self.endpoints, self.clock, self.tenant,
                                                   on_result=self._on_delivery)
@@ -204,7 +204,8 @@ class Engine:
         return spec.metric if spec is not None else ""
 
     # ---- polling results ------------------------------------------------
-    async def _on_results(self, device: str, results: list[PollResult]) -> None:
+    async def ingest(self, device: str, results: list[PollResult]) -> None:
+        """One device's poll results, from the local poller or a remote collector: the same path for both."""
         now = self.clock.now()
         self.polls_total += len(results)
         self.polls_failed += sum(1 for r in results if not r.ok)
