@@ -97,3 +97,26 @@ def test_a_table_that_cannot_be_written_does_not_block_the_others(tmp_path: Path
         store.flush()
         assert store.query("SELECT action FROM audit") == [("kept",)]
         assert "no_such_table" in (store.last_error or "")
+
+
+def test_bulk_insert_keeps_full_width_counters_and_all_null_columns(tmp_path: Path) -> None:
+    top = 2**64 - 1  # a 64-bit interface counter about to wrap: beyond a signed 64-bit integer
+    rows = [(float(i), "R1", f"ether{i}", "snmp", i, True, None, None, top - i, i, None, None,
+             None, None, None, None, None, None) for i in range(3000)]
+    with Store(tmp_path / "e.duckdb") as store:
+        store.append("interface_samples", rows)
+        store.flush()
+        got = store.query("SELECT count(*), max(rx_bytes), count(oper_up) FROM interface_samples")
+        assert got == [(3000, top, 0)]
+        assert store.rows_dropped == 0
+
+
+def test_a_bad_value_costs_only_its_own_row(tmp_path: Path) -> None:
+    good = [(float(i), "R1", "api", True, 0.1, None, None, None) for i in range(10)]
+    bad = [(11.0, "R1", "api", True, "not a number", None, None, None),  # a string in a DOUBLE column
+           (12.0, "R1", "api", True, 0.1, None, None)]  # one value short
+    with Store(tmp_path / "f.duckdb") as store:
+        store.append("poll_log", good[:5] + bad + good[5:])
+        store.flush()
+        assert store.query("SELECT count(*) FROM poll_log") == [(10,)]
+        assert store.rows_dropped == 2

