@@ -343,9 +343,19 @@ async def _headless(engine: Any, as_json: bool, duration: float | None) -> None:
             print(line, file=sys.stderr, flush=True)
 
     engine.subscribe(on_event)
-    await engine.start()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), duration)
+    # A stop asked for while the engine is still starting (secrets, restoring state) is honoured at once.
+    starting = asyncio.ensure_future(engine.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+    elif starting.exception() is not None:
+        stopping.cancel()
+        raise starting.exception()  # type: ignore[misc]
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping, duration)
     await engine.stop()
     noise = engine.snapshot().noise
     summary = {"kind": "summary", "alerts_raised": noise.alerts_raised, "alerts_suppressed": noise.alerts_suppressed,

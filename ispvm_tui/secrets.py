@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -88,6 +89,11 @@ class EncryptedFileSecrets:
     def __init__(self, path: Path = DEFAULT_FILE, passphrase: str | None = None) -> None:
         self.path = path
         self._passphrase = passphrase
+        # scrypt costs 0.1-0.2 s of CPU on purpose: derive once per (salt, passphrase) and decrypt once per
+        # version of the file, not once per lookup (1,000 devices used to mean minutes before the first poll).
+        self._keys: dict[tuple[bytes, str], bytes] = {}
+        self._loaded: tuple[tuple[int, int, int], bytes, dict[str, str]] | None = None
+        self._lock = threading.Lock()
 
     def _key(self, salt: bytes) -> bytes:
         from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -95,20 +101,32 @@ class EncryptedFileSecrets:
         passphrase = self._passphrase or os.environ.get(PASSPHRASE_ENV)
         if not passphrase:
             raise SecretError(f"{self.path} is encrypted: set {PASSPHRASE_ENV} to read it")
-        return base64.urlsafe_b64encode(Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.encode()))
+        key = self._keys.get((salt, passphrase))
+        if key is None:
+            key = base64.urlsafe_b64encode(Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.encode()))
+            self._keys = {(salt, passphrase): key}  # one passphrase in use at a time: keep only the last
+        return key
 
     def _load(self) -> tuple[bytes, dict[str, str]]:
         from cryptography.fernet import Fernet, InvalidToken
 
-        if not self.path.exists():
-            return os.urandom(16), {}
-        raw = json.loads(self.path.read_text())
-        salt = base64.b64decode(raw["salt"])
         try:
-            data = Fernet(self._key(salt)).decrypt(raw["token"].encode())
-        except InvalidToken:
-            raise SecretError(f"cannot decrypt {self.path}: wrong passphrase") from None
-        return salt, json.loads(data)
+            st = self.path.stat()
+        except FileNotFoundError:
+            return os.urandom(16), {}
+        version = (st.st_ino, st.st_mtime_ns, st.st_size)  # `secret set` replaces the file: a new inode
+        with self._lock:
+            if self._loaded is not None and self._loaded[0] == version:
+                return self._loaded[1], dict(self._loaded[2])
+            raw = json.loads(self.path.read_text())
+            salt = base64.b64decode(raw["salt"])
+            try:
+                data = Fernet(self._key(salt)).decrypt(raw["token"].encode())
+            except InvalidToken:
+                raise SecretError(f"cannot decrypt {self.path}: wrong passphrase") from None
+            values = json.loads(data)
+            self._loaded = (version, salt, values)
+            return salt, dict(values)
 
     def get(self, name: str) -> str | None:
         if not self.path.exists():
@@ -150,6 +168,28 @@ class ChainSecrets:
             if value is not None:
                 return value
         return None
+
+
+class MemoSecrets:
+    """Each name looked up once: a fleet shares a few credentials, and a keyring over D-Bus or the
+    encrypted file costs far more per lookup than a dictionary. Errors are not remembered."""
+
+    def __init__(self, source: SecretSource) -> None:
+        self.source = source
+        self._values: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            if name in self._values:
+                return self._values[name]
+        value = self.source.get(name)
+        with self._lock:
+            self._values[name] = value
+        return value
+
+    def __repr__(self) -> str:
+        return f"MemoSecrets({len(self._values)} names = ***)"
 
 
 def default_secrets() -> ChainSecrets:

@@ -45,7 +45,7 @@ from ispvm_tui.engine.rollups import maintenance_once
 from ispvm_tui.engine.rules import Alert, Observed, RuleEngine, Transition
 from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.topology import Topology
-from ispvm_tui.secrets import SecretError, SecretSource
+from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Engine:
         self.config = config
         self.store = store
         self.clock = clock
-        self.secrets = secrets
+        self.secrets = MemoSecrets(secrets)
         self.topology = Topology(config)
         self.rules = RuleEngine(config, load_rules(config))
         self.book = IncidentBook(config.incidents.close_after_s, config.incidents.update_every_s,
@@ -123,6 +123,7 @@ class Engine:
         self._snapshot_stale = asyncio.Event()
         self._snapshot_cost_s = 0.0  # real seconds the last rebuild took
         self._loop_thread: int | None = None
+        self._stopping = threading.Event()
 
     def _endpoints(self) -> list[webhooks.WebhookEndpoint]:
         out = []
@@ -145,6 +146,9 @@ class Engine:
         self._correlate_soon = asyncio.Event()
         self._snapshot_stale = asyncio.Event()
         await asyncio.to_thread(self._restore)
+        # Off the loop: a keyring or the encrypted file may take a while, and the loop must stay free
+        # to take a SIGTERM meanwhile. Collectors are then built from the remembered values.
+        await asyncio.to_thread(self._prefetch_secrets)
         schedules: dict[str, DeviceSchedule] = {}
         snmp_engine = None
         if any(d.snmp for d in self.config.devices):
@@ -181,6 +185,7 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop polling and delivery; every step is bounded so quitting never hangs."""
+        self._stopping.set()
         for task in self._tasks:
             task.cancel()
         await _bounded(asyncio.gather(*self._tasks, return_exceptions=True), "background tasks")
@@ -191,6 +196,21 @@ class Engine:
             self._snmp_engine = None
         await _bounded(asyncio.to_thread(self.store.flush), "store flush", timeout=30)
         self._refresh_snapshot()  # what a front-end shows last is what the engine ended with
+
+    def _prefetch_secrets(self) -> None:
+        names: set[str] = set()
+        for dev in self.config.devices:
+            cred = self.config.credentials.get(dev.credential) if dev.credential else None
+            if cred is not None:
+                names.add(cred.password_secret)
+            prof = self.config.snmp.get(dev.snmp) if dev.snmp else None
+            if prof is not None:
+                names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
+        for name in sorted(names):
+            if self._stopping.is_set():
+                return  # asked to stop while starting: asyncio.run would wait for this thread
+            with contextlib.suppress(SecretError):  # reported per device when its collectors are built
+                self.secrets.get(name)
 
     def _restore(self) -> None:
         rows = self.store.query_dicts(
