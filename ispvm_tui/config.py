@@ -53,6 +53,10 @@ class Polling(Strict):
     snmp_concurrency: int = Field(16, ge=1, le=4096)
     jitter: float = Field(0.1, ge=0, le=0.5)  # fraction of the interval
     backoff_max_s: float = Field(600.0, gt=0)  # unreachable routers are retried at most this far apart
+    # A device that just failed, or is behind something that did, is first asked "anyone there?" with this
+    # short timeout, in a pool of its own: dead routers then cost seconds, not poll slots (0 turns it off).
+    check_timeout_s: float = Field(2.0, ge=0)
+    check_concurrency: int = Field(512, ge=1, le=8192)
 
 
 class RulesConfig(Strict):
@@ -74,6 +78,9 @@ class Incidents(Strict):
     # While a device near a failure has not been re-polled (or its own alert is still pending), the
     # decision waits, so timing never picks the root cause; never longer than this.
     settle_max_s: float = Field(120.0, ge=0)
+    # However the news keeps coming (a flapping link, a storm still spreading), one problem waits at most
+    # this long in all: then its incident opens on what is known and is updated as the rest answers.
+    hold_max_s: float = Field(45.0, ge=0)
     reopen_window_s: float = Field(900.0, ge=0)  # the same root failing again this soon reopens its incident
 
 

@@ -37,7 +37,7 @@ from ispvm_tui.engine.api import (
     SiteView,
     Snapshot,
 )
-from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate
+from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, Plan, correlate, human_duration
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.engine.rates import CounterSample, rate_bps, summed_rate
@@ -114,6 +114,7 @@ class Engine:
         self.last_maintenance: dict[str, Any] | None = None
         # device -> clock time since which a fresh poll is needed before deciding about it
         self._settle_after: dict[str, float] = {}
+        self._hold_streaks: dict[str, tuple[float, float]] = {}  # plan key -> (held since, last held)
         self._unsaved: dict[str, Alert] = {}  # alert rows whose write failed: retried every round
         self._unassigned: dict[str, Alert] = {}  # resolved alerts that no incident has claimed yet
         self.alerts_suppressed = 0  # alerts ever suppressed since start (noise figures)
@@ -264,11 +265,13 @@ class Engine:
         topo = self.topology
         settle: set[str] = set()
         poll: set[str] = set()
+        suspect: set[str] = set()  # probably cut off too: checked for an answer before a full poll
         if observed.reachable is False and not was_pending and not self.rules.is_firing("device.unreachable", device):
             # Only a neighbour still answering can say whether this device's ports went down.
             near = {topo.links[lid].far(device)[0] for lid in topo.links_of.get(device, ())}
             settle |= {n for n in near if self.runtime[n].ok}
             poll |= near | topo.downstream_of(device)
+            suspect |= topo.downstream_of(device) | {n for n in near if not self.runtime[n].ok}
             rules = self.rules.rules_for("device.unreachable", device)
             if rules and self.poller is not None:
                 self.poller.poll_soon([device], delay_s=max(r.for_s for r in rules) + 0.01)
@@ -276,8 +279,15 @@ class Engine:
             lid = topo.link_of_end[end]
             settle |= {topo.links[lid].far(device)[0], device}
             poll |= topo.downstream_of(f"link:{lid}")
+            suspect |= topo.downstream_of(f"link:{lid}")
         for t in observed.transitions:
             if t.fired:
+                lid = self._link_under_adjacency(device, t.alert)
+                if lid is not None:
+                    # An adjacency lost over a link: the API and SNMP reads of one poll are moments apart,
+                    # so the port may have been seen up while OSPF saw it down (a flap). Both ends are asked
+                    # again before the adjacency is judged the link's symptom or a problem of its own.
+                    settle |= {device, topo.links[lid].far(device)[0]}
                 continue
             if t.alert.metric == "device.unreachable":
                 # Its neighbours still report its links down until they are polled again.
@@ -292,9 +302,19 @@ class Engine:
             return
         for name in settle:
             self._settle_after[name] = now  # a poll that began before this news cannot answer it
-        # What the decision waits for goes first: the poll slots are shared with everything behind it.
-        first = sorted(settle - {device}) + ([device] if device in settle else [])
-        self.poller.poll_soon(first + sorted(poll - settle - {device}))
+        # What the decision waits for goes first (the poll slots are shared with everything behind it),
+        # and within each group parents before children: a dead parent explains what is behind it.
+        suspect -= settle
+        first = topo.parents_first(settle - {device}) + ([device] if device in settle else [])
+        self.poller.poll_soon(first + topo.parents_first(poll - settle - suspect - {device}))
+        self.poller.poll_soon(topo.parents_first(suspect - {device}), suspect=True)
+
+    def _link_under_adjacency(self, device: str, alert: Alert) -> str | None:
+        """The configured link an OSPF adjacency alert runs over, if any."""
+        itf = alert.labels.get("interface")
+        if alert.metric != "ospf.down" or not itf:
+            return None
+        return self.topology.link_of_end.get(f"{device}:{itf}")
 
     def _contradicted_reporters(self, device: str, now: float) -> set[str]:
         """Devices reporting a link down although ``device``, only reachable through that link, answered
@@ -512,6 +532,7 @@ class Engine:
         firing = list(self.rules.firing.values())
         state = self.network_state(now)
         plans = correlate(firing, self.topology, self.config, now, state)
+        self._bound_holds(plans, now)
         rnd = self.book.reconcile(plans, now, state.unsettled)
         held = {aid for p in plans if p.held for aid in p.alert_ids}
         owner = {aid: inc.id for inc in rnd.open.values() for aid in inc.alert_ids}
@@ -526,6 +547,29 @@ class Engine:
         assign += self._claim_unassigned(rnd, now)
         await self._commit_round(rnd, now, assign)
         return rnd.changes
+
+    def _bound_holds(self, plans: list[Plan], now: float) -> None:
+        """Release plans held past ``hold_max_s``, counted per problem (plan key) rather than per piece of news.
+
+        Each settle ends when its answers come, but a link that flaps faster than the answers come
+        brings new news every time, and the plan would stay held for as long as it flaps. A plan that
+        comes back within ``hold_max_s`` of last being held continues the same wait.
+        """
+        limit = self.config.incidents.hold_max_s
+        streaks = self._hold_streaks
+        for key, (_first, last) in list(streaks.items()):
+            if now - last > limit:
+                del streaks[key]
+        for plan in plans:
+            if not plan.held:
+                streaks.pop(plan.key, None)
+                continue
+            first, _ = streaks.get(plan.key, (now, now))
+            streaks[plan.key] = (first, now)
+            if now - first > limit:
+                plan.held = False
+                plan.evidence.append(f"decided after waiting {human_duration(now - first)} for fresh answers "
+                                     "while the state kept changing")
 
     def _claim_unassigned(self, rnd: Round, now: float) -> list[tuple[Alert, str | None, bool]]:
         """Resolved alerts no incident took yet, given to the open incident that covers their entity."""

@@ -20,13 +20,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from ispvm_tui.clock import Clock
+from ispvm_tui.collectors import reachability
+from ispvm_tui.collectors.reachability import ReachTarget
 from ispvm_tui.collectors.results import PollResult
 from ispvm_tui.config import Config, Device
 from ispvm_tui.secrets import SecretError, SecretSource
@@ -60,6 +62,9 @@ class DeviceSchedule:
     running: bool = False
     again: bool = False  # a poll was asked for while one ran: run once more right after it
     last_done_started: float = float("-inf")  # clock time the last completed poll started
+    suspect: bool = False  # something near it failed: check it answers before a full poll
+    reach: ReachTarget | None = None  # what the reachability check asks (from the collectors' targets)
+    checks: int = 0  # full polls replaced by a failed reachability check
 
 
 def build_collectors(config: Config, device: Device, secrets: SecretSource, clock: Clock,
@@ -122,6 +127,25 @@ def _is_snmp(collector: Collector) -> bool:
     return type(collector).__name__ == "SnmpCollector"
 
 
+def reach_target(name: str, collectors: list[Collector]) -> ReachTarget | None:
+    """The reachability check for a device, from its collectors' own targets (same address, ports, community)."""
+    api_port = snmp_port = address = community = None
+    tls, version = False, "2c"
+    for c in collectors:
+        target: Any = getattr(c, "target", None)
+        if target is None:
+            continue
+        address = target.address
+        if _is_snmp(c):
+            snmp_port, version, community = target.port, target.version, target.community
+        else:
+            api_port, tls = target.port, target.tls
+    if address is None:
+        return None
+    return ReachTarget(name=name, address=address, api_port=api_port, api_tls=tls, snmp_port=snmp_port,
+                       snmp_version=version, community=community)
+
+
 class Poller:
     """Runs every device's collectors on schedule and hands results to ``on_results``."""
 
@@ -134,6 +158,10 @@ class Poller:
         self.on_results = on_results
         self._sem = asyncio.Semaphore(config.polling.concurrency)
         self._snmp_sem = asyncio.Semaphore(min(config.polling.snmp_concurrency, config.polling.concurrency))
+        self._check_sem = asyncio.Semaphore(config.polling.check_concurrency)
+        for name, sched in schedules.items():
+            if sched.reach is None:
+                sched.reach = reach_target(name, sched.collectors)
         self._rng = rng or random.Random()
         self._scheduler: AsyncIOScheduler | None = None
         self.poll_seconds: deque[float] = deque(maxlen=1000)  # real seconds per device poll, recent
@@ -176,16 +204,19 @@ class Poller:
                 except Exception:  # closing a dead connection may fail; nothing to keep
                     log.debug("closing collector for %s failed", sched.name, exc_info=True)
 
-    def poll_soon(self, names: Iterable[str], delay_s: float = 0.0) -> None:
-        """Poll these devices now (or after ``delay_s`` clock seconds), backoff or not.
+    def poll_soon(self, names: Iterable[str], delay_s: float = 0.0, suspect: bool = False) -> None:
+        """Poll these devices now (or after ``delay_s`` clock seconds), backoff or not, in the order given.
 
         The correlator asks for this when something near them failed or recovered, so it decides
-        on fresh answers instead of whatever each device's schedule happened to bring last.
+        on fresh answers instead of whatever each device's schedule happened to bring last. ``suspect``:
+        they are probably cut off too, so each is checked for an answer before it gets a full poll.
         """
         for name in names:
             sched = self.schedules.get(name)
             if sched is None or not sched.collectors:
                 continue
+            if suspect:
+                sched.suspect = True
             if delay_s <= 0 and sched.running:
                 sched.again = True
                 continue
@@ -222,18 +253,22 @@ class Poller:
             return None
         sched.running = True
         try:
-            async with self._sem:
-                started_at = self.clock.now()
-                started = time.monotonic()
-                results = list(await asyncio.gather(*(self._safe_poll(name, c) for c in sched.collectors)))
-                self.poll_seconds.append(time.monotonic() - started)
+            results = await self._check(name, sched) if self._should_check(sched) else None
+            if results is None:
+                async with self._sem:
+                    started_at = self.clock.now()
+                    started = time.monotonic()
+                    results = list(await asyncio.gather(*(self._safe_poll(name, c) for c in sched.collectors)))
+                    self.poll_seconds.append(time.monotonic() - started)
+            else:
+                started_at = results[0].started_at
         finally:
             sched.running = False
         sched.polls += 1
         sched.last_results = results
         sched.last_done_started = started_at
         if any(r.ok for r in results):
-            sched.failures, sched.next_allowed = 0, 0.0
+            sched.failures, sched.next_allowed, sched.suspect = 0, 0.0, False
         else:
             sched.failures += 1
             grace = BACKOFF_AFTER_FAILURES
@@ -246,6 +281,24 @@ class Poller:
             sched.again = False
             self.poll_soon([name])
         return results
+
+    def _should_check(self, sched: DeviceSchedule) -> bool:
+        return (self.config.polling.check_timeout_s > 0 and sched.reach is not None
+                and (sched.failures > 0 or sched.suspect))
+
+    async def _check(self, name: str, sched: DeviceSchedule) -> list[PollResult] | None:
+        """None when the device answers (it gets a full poll); else its failed poll, one result per collector."""
+        timeout = min(self.config.polling.check_timeout_s, self.config.polling.timeout_s)
+        started_at = self.clock.now()
+        assert sched.reach is not None
+        async with self._check_sem:
+            reach = await reachability.check(sched.reach, timeout)
+        if reach.ok:
+            return None
+        sched.checks += 1
+        return [PollResult(device=name, collector="snmp" if _is_snmp(c) else "api", started_at=started_at,
+                           duration_s=reach.seconds, ok=False, error=reach.detail, error_kind=reach.kind)
+                for c in sched.collectors]
 
     async def _safe_poll(self, name: str, collector: Collector) -> PollResult:
         try:

@@ -75,6 +75,17 @@ class Topology:
         """Nodes with a configured path from the console."""
         return frozenset(nx.descendants(self.graph, CONSOLE)) | {CONSOLE}
 
+    @cached_property
+    def depth(self) -> dict[str, int]:
+        """Hops from the console to each device it reaches (links not counted): parents come first."""
+        hops = nx.single_source_shortest_path_length(self.graph, CONSOLE)
+        return {n: d // 2 for n, d in hops.items() if n != CONSOLE and not n.startswith("link:")}
+
+    def parents_first(self, devices: Iterable[str]) -> list[str]:
+        """Devices nearest the console first (a dead parent explains its children, so ask it first)."""
+        far = len(self.graph)
+        return sorted(devices, key=lambda d: (self.depth.get(d, far), d))
+
     def neighbours(self, node: str) -> set[str]:
         return set(self.graph.successors(node)) | set(self.graph.predecessors(node))
 
