@@ -361,7 +361,9 @@ def run_storm(name: str, args: argparse.Namespace, lab: LabTopology, engine: Eng
     out["incident_ids"] = [e.get("incident_id") for e in in_storm]
     out["titles"] = [e.get("summary") for e in in_storm][:5]
     out["alerts_fired"] = len(engine.of_kind("alert.fired")) - fired_before
-    hooks = [h for h in sink.received() if h.received_at >= stop_at]
+    ids = {i for i in out["incident_ids"] if i}
+    # This storm's incidents only: a late notice about the previous storm's incident is not its webhook.
+    hooks = [h for h in sink.received() if h.received_at >= stop_at and h.json.get("incident", {}).get("id") in ids]
     out["webhook_first_s"] = round(hooks[0].received_at - stop_at, 2) if hooks else None
     out["webhook_after_incident_s"] = (round(hooks[0].received_at - opened[0]["at"], 2)
                                        if hooks and opened else None)
@@ -373,7 +375,6 @@ def run_storm(name: str, args: argparse.Namespace, lab: LabTopology, engine: Eng
     out["fault_s"] = round(restore_at - stop_at, 1)
     say(f"storm {name}: restored; detect {out['detect_s']} s, {out['incidents_opened']} incidents, "
         f"{out['alerts_fired']} alerts; waiting for incidents to close")
-    ids = {i for i in out["incident_ids"] if i}
     close_limit = args.close_after + 4 * args.interval + 30
 
     def all_closed() -> bool:
@@ -500,7 +501,7 @@ def sigterm_check(args: argparse.Namespace, work: Path, env: dict[str, str], lab
     engine.start()
     time.sleep(delay)
     polled = lab.stats()["reads"] > reads0
-    exit_s, rc = engine.terminate(timeout=120)
+    exit_s, rc = engine.terminate(timeout=max(120.0, 2 * startup))
     say(f"SIGTERM {delay:.1f} s after start: exited in {exit_s:.2f} s (status {rc})")
     return {"sent_after_s": round(delay, 2), "exit_s": round(exit_s, 2), "exit_status": rc,
             "polled_before_signal": polled, "killed": rc is None}
