@@ -43,7 +43,7 @@ async def test_open_and_acknowledge_the_link_cut_incident(live) -> None:
         assert "POPA-AGG" in text and "%" in text  # root cause with its confidence
         await pilot.press("a")
         await app.workers.wait_for_complete()
-        for _ in range(30):
+        for _ in range(300):  # the ack queues behind sample writes on a loaded host
             if engine.snapshot().incident(incident.id).status == "acked":
                 break
             await asyncio.sleep(0.1)
