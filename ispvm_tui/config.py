@@ -291,6 +291,14 @@ class Config(Strict):
         p = Path(self.ispvm.database).expanduser()
         return p if p.is_absolute() else base / p
 
+    def secret_names(self) -> set[str]:
+        """Every secret the config names: credentials, SNMP profiles, webhooks (names, never values)."""
+        names = {c.password_secret for c in self.credentials.values()}
+        for prof in self.snmp.values():
+            names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
+        names |= {h.secret for h in self.notify.webhooks if h.secret}
+        return names
+
 
 def link_id(a: str, b: str) -> str:
     """Links are named by their two ends in sorted order, so either spelling is the same link."""
