@@ -15,6 +15,7 @@ from ispvm_tui.collectors.reachability import ReachTarget, check
 from ispvm_tui.demo import start_demo
 from ispvm_tui.lab.runner import Lab
 from ispvm_tui.lab.scenario import TimelineEntry, load_scenario
+from tests.held_faults import held
 from tests.test_snmp_fixtures import Simulator, snmpsim  # noqa: F401 - the fixture is used below
 from tests.waiting import wait_for
 
@@ -95,7 +96,7 @@ async def test_snmp_to_nothing_fails(version: str) -> None:
 def test_the_engine_checks_what_is_behind_a_cut_before_polling_it(address_base: str) -> None:
     """core-link-cut through the real engine: POP-A's routers, cut off behind the fibre, fail by the check
     (its reason in poll_log), and the incident still names the link."""
-    run = start_demo(load_scenario("core-link-cut"), speed=10.0, address_base=address_base)
+    run = start_demo(held("core-link-cut"), speed=10.0, address_base=address_base)
     try:
         checked = "SELECT count(*) FROM poll_log WHERE device LIKE 'POPA-%' AND error LIKE 'reachability check:%'"
         assert wait_for(lambda: run.store.query(checked)[0][0] > 0, 60), "no poll ended by a reachability check"
