@@ -16,7 +16,7 @@ from typing import Literal
 ErrorKind = Literal["timeout", "refused", "unreachable", "auth", "protocol", "tls", "error"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SystemInfo:
     identity: str | None = None  # /system/identity or sysName
     version: str | None = None  # "7.16.2"
@@ -31,7 +31,7 @@ class SystemInfo:
     voltage_v: float | None = None  # /system/health supply voltage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InterfaceStat:
     name: str
     ifindex: int | None = None
@@ -57,14 +57,14 @@ class InterfaceStat:
     tx_discards: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IpAddress:
     address: str  # "10.0.0.1/30"
     interface: str
     network: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BgpSession:
     name: str  # peer/connection name as configured on the router, e.g. "UPSTREAM1"
     remote_address: str | None
@@ -77,7 +77,7 @@ class BgpSession:
     disabled: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OspfNeighbor:
     router_id: str
     address: str | None
@@ -86,7 +86,7 @@ class OspfNeighbor:
     full: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HealthSensor:
     """One health reading: RouterOS /system/health row or a MIKROTIK-MIB gauge."""
 
@@ -96,7 +96,7 @@ class HealthSensor:
     state: str | None = None  # "ok" / "fail" for PSU and fan states where the device reports one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Neighbor:
     """A directly attached device as discovery protocols see it (MNDP/LLDP/CDP, LLDP-MIB)."""
 
@@ -109,7 +109,7 @@ class Neighbor:
     protocol: str | None = None  # "mndp", "lldp", "cdp" where known
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     """A ping run *from* the router to a configured target."""
 
@@ -124,7 +124,7 @@ class ProbeResult:
     error: str | None = None  # the router refused or failed the probe
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WirelessClient:
     """A station registered to one of the device's wireless interfaces (MIKROTIK-MIB mtxrWlRtabTable)."""
 
@@ -136,7 +136,7 @@ class WirelessClient:
     uptime_s: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageUse:
     """One HOST-RESOURCES-MIB hrStorageTable row, in bytes."""
 
@@ -146,7 +146,7 @@ class StorageUse:
     used_bytes: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PollResult:
     device: str
     collector: Literal["api", "snmp"]

@@ -32,7 +32,7 @@ Op = Literal[">", ">=", "<", "<="]
 BUILTIN_PACKS = ("availability", "capacity", "health")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Metric:
     entity_type: str  # device | interface | bgp_peer | ospf_neighbor | probe | sensor
     kind: Literal["bool", "number"]
@@ -167,7 +167,7 @@ class RuleOverride(_Tunable):
         return 3 if self.device else 2 if self.site else 1 if self.tag else 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EffectiveRule:
     """One rule as it applies to one device after overrides."""
 
@@ -202,7 +202,7 @@ def _compare(op: str, value: float, limit: float) -> bool:
     return {">": value > limit, ">=": value >= limit, "<": value < limit, "<=": value <= limit}[op]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceScope:
     name: str
     site: str
