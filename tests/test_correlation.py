@@ -120,11 +120,61 @@ def test_both_paths_cut_is_one_incident_with_two_root_causes() -> None:
     assert plan.severity == "critical"
 
 
-def test_two_independent_cuts_are_two_incidents() -> None:
+def test_two_cuts_minutes_apart_are_two_incidents() -> None:
     cfg = _config(["CORE1", "P", "Q"], [("CORE1:e1", "P:e1"), ("CORE1:e2", "Q:e1")], ["CORE1"])
-    alerts = [down("CORE1:e1"), down("CORE1:e2"), unreachable("P"), unreachable("Q")]
-    plans = correlate(alerts, Topology(cfg), cfg, 10, state({"P", "Q"}, frozenset({"CORE1", "P", "Q"})))
+    alerts = [down("CORE1:e1", at=0), down("CORE1:e2", at=300), unreachable("P", at=20), unreachable("Q", at=320)]
+    plans = correlate(alerts, Topology(cfg), cfg, 400, state({"P", "Q"}, frozenset({"CORE1", "P", "Q"})))
     assert sorted(p.key for p in plans) == ["CORE1:e1--P:e1", "CORE1:e2--Q:e1"]
+
+
+def _star(pops: int, attach: list[str] | None = None, interval_s: float | None = None) -> Config:
+    """CORE1 with ``pops`` PoPs, each an aggregation router with two access switches behind it."""
+    devices, links = ["CORE1"], []
+    for p in range(1, pops + 1):
+        devices += [f"AGG{p}", f"ACC{p}A", f"ACC{p}B"]
+        links += [(f"CORE1:e{p}", f"AGG{p}:e1"), (f"AGG{p}:e2", f"ACC{p}A:e1"), (f"AGG{p}:e3", f"ACC{p}B:e1")]
+    extra = {"polling": {"interval_s": interval_s}} if interval_s else {}
+    return _config(devices, links, attach or ["CORE1"], **extra)
+
+
+def test_everything_behind_the_attach_point_going_dark_is_one_incident() -> None:
+    cfg = _star(6)
+    everyone = frozenset(d.name for d in cfg.devices)
+    dead = set(everyone) - {"CORE1"}
+    # Seen over two polls of CORE1 (jittered), the far ends' own alerts later still.
+    alerts = [down(f"CORE1:e{p}", at=100 + (p % 2) * 55) for p in range(1, 7)]
+    alerts += [unreachable(d, at=180) for d in sorted(dead)]
+    (plan,) = correlate(alerts, Topology(cfg), cfg, 200, state(dead, everyone))
+    assert roots(plan) == {f"AGG{p}:e1--CORE1:e{p}" for p in range(1, 7)}
+    assert plan.impact.devices_affected == 18
+    assert plan.title.startswith("Outage behind CORE1: 6 links down")
+    assert any("6 failures next to CORE1 began within 55s" in line for line in plan.evidence)
+    assert sorted(plan.suppressed_ids) == sorted(a.id for a in alerts[6:])
+
+
+def test_failures_side_by_side_merge_only_within_one_poll_of_the_common_router() -> None:
+    cfg = _star(3, interval_s=30)  # 30 s polls: 36 s with jitter
+    everyone = frozenset(d.name for d in cfg.devices)
+    dead = {"AGG1", "ACC1A", "ACC1B", "AGG2", "ACC2A", "ACC2B", "AGG3", "ACC3A", "ACC3B"}
+    alerts = [down("CORE1:e1", at=100), down("CORE1:e2", at=130), down("CORE1:e3", at=200)]
+    plans = correlate(alerts, Topology(cfg), cfg, 260, state(dead, everyone))
+    assert sorted(p.key for p in plans) == ["AGG1:e1--CORE1:e1+AGG2:e1--CORE1:e2", "AGG3:e1--CORE1:e3"]
+
+
+def test_cuts_behind_different_routers_at_the_same_moment_stay_apart() -> None:
+    # L5 (behind C) and L1 (off CORE1) fail together: their live neighbours differ, so two problems.
+    alerts = [down("C:e3", at=10), down("CORE1:e1", at=10)]
+    plans = correlate(alerts, TOPO, CONFIG, 20, state({"D"}))
+    assert sorted(p.key for p in plans) == [L1, L5]
+
+
+def test_the_console_attach_points_count_as_one_common_point() -> None:
+    cfg = _config(["COREA", "COREB", "P", "Q"], [("COREA:e1", "COREB:e1"), ("COREA:e2", "P:e1"),
+                                                   ("COREB:e2", "Q:e1")], ["COREA", "COREB"])
+    everyone = frozenset({"COREA", "COREB", "P", "Q"})
+    alerts = [down("COREA:e2", at=50), down("COREB:e2", at=52), unreachable("P", at=70), unreachable("Q", at=70)]
+    (plan,) = correlate(alerts, Topology(cfg), cfg, 80, state({"P", "Q"}, everyone))
+    assert plan.title.startswith("Outage behind COREA, COREB: 2 links down")
 
 
 # ---- devices -----------------------------------------------------------------------------
@@ -319,3 +369,30 @@ def test_priority_score_orders_by_severity_then_impact() -> None:
     _round(book, [down("CORE1:e1"), down("C:e3")], 1, state({"D"}))
     scores = {i.title.split(":")[0]: i.score(10) for i in book.open.values()}
     assert scores["Link down"] > scores["Redundancy degraded"]
+
+
+def test_a_total_outage_waits_for_the_routers_above_and_roots_at_the_attach_point() -> None:
+    cfg = _star(2)
+    topo = Topology(cfg)
+    everyone = frozenset(d.name for d in cfg.devices)
+    # The access switches were confirmed first; their aggregation routers and CORE1 failed too, alerts pending.
+    early = [unreachable(d, at=10) for d in ("ACC1A", "ACC1B", "ACC2A", "ACC2B")]
+    pending = frozenset({"AGG1", "AGG2", "CORE1"})
+    plans = correlate(early, topo, cfg, 22, NetworkState(answering=frozenset(), pending_down=pending))
+    assert plans and all(p.held for p in plans)
+    # Their aggregation routers' alerts fire; CORE1's is still pending: still held.
+    mid = [*early, unreachable("AGG1", at=12), unreachable("AGG2", at=12)]
+    plans = correlate(mid, topo, cfg, 24, NetworkState(answering=frozenset(), pending_down=frozenset({"CORE1"})))
+    assert plans and all(p.held for p in plans)
+    # CORE1's fires: one plan at the attach point, everything else its symptom.
+    (plan,) = correlate([*mid, unreachable("CORE1", at=14)], topo, cfg, 26, NetworkState(answering=frozenset()))
+    assert roots(plan) == {"CORE1"} and not plan.held
+    assert plan.impact.devices_affected == len(everyone)
+
+
+def test_a_dead_access_switch_under_a_healthy_router_is_not_held() -> None:
+    cfg = _star(2)
+    everyone = frozenset(d.name for d in cfg.devices)
+    (plan,) = correlate([unreachable("ACC1A", at=10)], Topology(cfg), cfg, 22,
+                        NetworkState(answering=everyone - {"ACC1A"}, pending_down=frozenset({"ACC2B"})))
+    assert roots(plan) == {"ACC1A"} and not plan.held

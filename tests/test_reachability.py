@@ -3,6 +3,7 @@ and a real SNMPv3 agent (snmpsim) answering an unauthenticated discovery request
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import socket
@@ -10,11 +11,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ispvm_tui.clock import ScaledClock
+from ispvm_tui.clock import ScaledClock, SystemClock
 from ispvm_tui.collectors.reachability import ReachTarget, check
+from ispvm_tui.config import Config
 from ispvm_tui.demo import start_demo
+from ispvm_tui.engine.polling import BACKOFF_AFTER_FAILURES, DeviceSchedule, Poller, build_collectors
 from ispvm_tui.lab.runner import Lab
 from ispvm_tui.lab.scenario import TimelineEntry, load_scenario
+from ispvm_tui.secrets import StaticSecrets
 from tests.held_faults import held
 from tests.test_snmp_fixtures import Simulator, snmpsim  # noqa: F401 - the fixture is used below
 from tests.waiting import wait_for
@@ -106,3 +110,34 @@ def test_the_engine_checks_what_is_behind_a_cut_before_polling_it(address_base: 
                                     for i in run.engine.snapshot().incidents for rc in i.root_causes), 60)
     finally:
         run.stop()
+
+
+async def test_dead_routers_back_off_but_the_attach_point_keeps_its_interval() -> None:
+    """After a total outage the attach point's answer is the first sign it is over: it is never backed off."""
+    port = _closed_port()
+    cfg = Config.model_validate({
+        "console": {"attach": ["CORE1"]}, "sites": [{"name": "S"}],
+        "credentials": {"c": {"username": "u", "password_secret": "pw"}},
+        "devices": [{"name": n, "site": "S", "role": "core", "address": "127.0.0.1", "api_port": port,
+                     "credential": "c"}
+                    for n in ("CORE1", "EDGE1")],
+        "links": [{"a": "CORE1:e1", "b": "EDGE1:e1"}],
+    })
+    clock = SystemClock()
+    secrets = StaticSecrets({"pw": "x"})
+    schedules = {d.name: DeviceSchedule(d.name, build_collectors(cfg, d, secrets, clock)) for d in cfg.devices}
+    seen: list[str] = []
+
+    async def on_results(name: str, results: list) -> None:
+        seen.append(name)
+
+    poller = Poller(cfg, clock, schedules, on_results)
+    try:
+        for _ in range(BACKOFF_AFTER_FAILURES + 2):
+            for name in schedules:  # each in its own task, as the scheduler runs them
+                await asyncio.create_task(poller.poll_device(name, forced=True))
+    finally:
+        await poller.stop()
+    assert all(s.failures == BACKOFF_AFTER_FAILURES + 2 for s in schedules.values())
+    assert schedules["EDGE1"].next_allowed > clock.now()
+    assert schedules["CORE1"].next_allowed == 0.0

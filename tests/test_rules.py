@@ -64,11 +64,11 @@ def test_unreachable_needs_its_duration_and_two_polls_not_one_lost_poll() -> Non
     rules = _engine()
     assert fired(rules.observe("R1", [failed("timeout")], 0)) == []
     assert "R1" in rules.pending("device.unreachable")
-    assert fired(rules.observe("R1", [failed("timeout")], 10)) == []  # 10 s < for = 30 s
-    obs = rules.observe("R1", [failed("timeout")], 30)
+    assert fired(rules.observe("R1", [failed("timeout")], 5)) == []  # 5 s < for = 10 s
+    obs = rules.observe("R1", [failed("timeout")], 10)
     assert fired(obs) == ["device_unreachable"]
     assert obs.transitions[0].alert.starts_at == 0  # the condition began at the first failure
-    assert resolved(rules.observe("R1", [ok()], 40)) == ["device_unreachable"]
+    assert resolved(rules.observe("R1", [ok()], 20)) == ["device_unreachable"]
 
 
 def test_one_lost_poll_between_good_ones_never_fires() -> None:

@@ -516,9 +516,12 @@ class Engine:
                 self._publish("engine.error", f"correlation failed: {exc}")
 
     def network_state(self, now: float) -> NetworkState:
+        limit = self.config.incidents.settle_max_s
+        pending = self.rules.pending_since("device.unreachable")
         return NetworkState(
             answering=frozenset(name for name, rt in self.runtime.items() if rt.ok),
-            last_ok_at=dict(self.rules.last_ok_at), unsettled=self._unsettled(now))
+            last_ok_at=dict(self.rules.last_ok_at), unsettled=self._unsettled(now),
+            pending_down=frozenset(d for d, first_bad in pending.items() if now - first_bad <= limit))
 
     async def correlate_now(self) -> list[Change]:
         now = self.clock.now()

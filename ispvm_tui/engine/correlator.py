@@ -23,7 +23,13 @@ The model, in order:
    else in it is a symptom, counted in the impact and suppressed. A failed
    device with no configured path from the console is its own root cause,
    at a lower confidence that says so.
-4. **Other alerts** (BGP, OSPF, probes, health, capacity) on a device inside
+4. **Failures side by side are one event.** Dark regions whose root causes
+   hang off the same live device (or off the console's attach points) and
+   began within about one poll of it are merged: everything behind a core
+   router going dark at once is one incident, whose evidence names the
+   common point (a line card, its power, a shared duct, a config push),
+   not one incident per cut link. Faults further apart in time stay apart.
+5. **Other alerts** (BGP, OSPF, probes, health, capacity) on a device inside
    a region are suppressed under it; the rest stand alone. Severity follows
    the impact: a service with a healthy alternative is degraded, not down.
 
@@ -35,6 +41,7 @@ so the order polls happen to answer in never decides the answer.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +61,8 @@ class NetworkState:
     answering: frozenset[str] = frozenset()  # devices whose latest poll answered
     last_ok_at: Mapping[str, float] = field(default_factory=dict)
     unsettled: frozenset[str] = frozenset()  # devices whose state is still being decided
+    # Devices whose unreachable alert is pending: next to a region, its firing would move the root outwards.
+    pending_down: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -101,6 +110,10 @@ class _Region:
     nodes: set[str]
     roots: list[str]
     outside: bool = False  # no configured path from the console
+    near: set[str] = field(default_factory=set)  # live devices its roots hang off
+    borders: set[str] = field(default_factory=set)  # the same, the console's attach points as the console
+    common: list[str] = field(default_factory=list)  # set when merged: the shared border(s)
+    spread_s: float = 0.0  # when merged: how far apart its parts began
     alerts: dict[str, list[Alert]] = field(default_factory=dict)  # node -> its own alerts
     absorbed: dict[str, list[Alert]] = field(default_factory=dict)  # dead device -> its links' alerts
     suppressed: list[Alert] = field(default_factory=list)
@@ -121,11 +134,11 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float,
 
     absorbed, why_dead = _dead_devices(down, link_alerts, topo, state)
     failed = set(down) | {link_node(lid) for lid in link_alerts if lid not in absorbed}
-    regions = _regions(failed, topo)
     node_alerts: dict[str, list[Alert]] = {d: [a] for d, a in down.items()}
     for lid, items in link_alerts.items():
         if lid not in absorbed:
             node_alerts[link_node(lid)] = sorted(items, key=lambda a: a.entity_id)
+    regions = _side_by_side(_regions(failed, topo), node_alerts, config)
     region_of: dict[str, _Region] = {}
     for region in regions:
         for node in region.nodes:
@@ -150,7 +163,11 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float,
 
     plans = []
     for region in (r for r in regions if r.alerts):
-        plans.append(_region_plan(region, why_dead, config, topo, state, now))
+        plan = _region_plan(region, why_dead, config, topo, state, now)
+        # A router it hangs off has stopped answering too, its alert still pending: once it fires the region
+        # grows towards the console and the root moves up. Waiting keeps one outage from paging bottom-up.
+        plan.held |= bool(region.near & state.pending_down)
+        plans.append(plan)
     firing_bgp = {a.entity_id for a in firing if a.metric == "bgp.down"}
     plans += [_standalone_plan(a, config, now, supporting.get(a.id, []), firing_bgp) for a in standalone]
     for p in plans:
@@ -215,13 +232,85 @@ def _regions(failed: set[str], topo: Topology) -> list[_Region]:
         seen |= nodes
         roots = sorted(n for n in nodes & failed if topo.neighbours(n) & live)
         if roots:
-            regions.append(_Region(nodes, roots))
+            near = _near(roots, live, topo)
+            attach = topo.neighbours(CONSOLE)
+            regions.append(_Region(nodes, roots, near=near, borders={CONSOLE if d in attach else d for d in near}))
             continue
         # Outside the known topology: nothing says how these are reached, so each failed device
         # is its own root cause (a link alone here would have a live end, so it is never left over).
         for node in sorted(nodes & failed):
             regions.append(_Region({node} | (topo.downstream_of(node) & nodes), [node], outside=True))
     return regions
+
+
+def _near(roots: list[str], live: set[str], topo: Topology) -> set[str]:
+    """The live devices (or the console) the roots hang off, directly or over a live link."""
+    near: set[str] = set()
+    for r in roots:
+        for n in topo.neighbours(r) & live:
+            if n.startswith("link:"):
+                near |= {d for d in topo.neighbours(n) if d in live and d != r}
+            else:
+                near.add(n)
+    return near
+
+
+def _poll_window(border: str, config: Config) -> float:
+    """How far apart two failures seen by ``border`` can begin and still be seen in the same poll or the
+    next (jitter included). The console stands for its attach points: the slowest of them decides."""
+    names = set(config.console.attach) if border == CONSOLE else {border}
+    own = [d.interval_s for d in config.devices if d.name in names and d.interval_s]
+    interval = max([*own, config.polling.interval_s] if len(own) < len(names) else own)
+    return interval * (1 + 2 * config.polling.jitter)
+
+
+def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], config: Config) -> list[_Region]:
+    """Merge dark regions that share a border and began within one of its polls: one event, one incident."""
+    placed = [r for r in regions if not r.outside and r.borders]
+    if len(placed) < 2:
+        return regions
+    start = {id(r): min((a.starts_at for n in r.roots for a in node_alerts.get(n, ())), default=math.inf)
+             for r in placed}
+    parent = list(range(len(placed)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    shared: dict[tuple[int, int], set[str]] = {}
+    for i, j in itertools.combinations(range(len(placed)), 2):
+        a, b = placed[i], placed[j]
+        common = {d for d in a.borders & b.borders
+                  if abs(start[id(a)] - start[id(b)]) <= _poll_window(d, config)}
+        if common:
+            parent[find(i)] = find(j)
+            shared[(i, j)] = common
+    groups: dict[int, list[int]] = {}
+    for i in range(len(placed)):
+        groups.setdefault(find(i), []).append(i)
+    merged: list[_Region] = [r for r in regions if r.outside or not r.borders]
+    for members in groups.values():
+        parts = [placed[i] for i in members]
+        if len(parts) == 1:
+            merged.append(parts[0])
+            continue
+        common = set().union(*(c for (i, j), c in shared.items() if i in members and j in members))
+        starts = [start[id(p)] for p in parts]
+        merged.append(_Region(
+            nodes=set().union(*(p.nodes for p in parts)), roots=sorted({r for p in parts for r in p.roots}),
+            near=set().union(*(p.near for p in parts)), borders=set().union(*(p.borders for p in parts)),
+            common=sorted(common),
+            spread_s=max(starts) - min(starts)))
+    return merged
+
+
+def _common_name(common: list[str], topo: Topology) -> str:
+    names: list[str] = []
+    for d in common:
+        names += sorted(topo.neighbours(CONSOLE)) if d == CONSOLE else [d]
+    return ", ".join(dict.fromkeys(names))
 
 
 def _region_for_other(a: Alert, region_of: dict[str, _Region], topo: Topology,
@@ -356,6 +445,13 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
         if region.outside:
             evidence.append(f"{dev} has no configured path from the console: it is its own root cause "
                             f"(add its [[links]] so root-cause analysis can place it)")
+    common = _common_name(region.common, topo) if region.common else ""
+    if common:
+        parts = [node_entity(r)[1] for r in region.roots]
+        listed = ", ".join(parts[:6]) + (f" and {len(parts) - 6} more" if len(parts) > 6 else "")
+        evidence.append(f"{len(parts)} failures next to {common} began within {human_duration(region.spread_s)} "
+                        f"of each other ({listed}): one event at or near {common} (a line card, its power, a "
+                        f"shared duct, a config change) is likelier than {len(parts)} separate faults")
     for a in absorbed_alerts:
         evidence.append(f"symptom: {a.summary}")
     if len(root_links) == 1 and not root_devices and cut_off and len(region.roots) == 1:
@@ -375,7 +471,7 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
     if impact.services:
         evidence.append("services affected: " + ", ".join(impact.services))
 
-    title = _region_title(region, root_devices, root_links, cut_off, flapping, whole_sites)
+    title = _region_title(region, root_devices, root_links, cut_off, flapping, whole_sites, common)
     outage = bool(cut_off) or any(roles.get(d) in ("access", "cpe") for d in root_devices) or bool(
         _subscribers(config, root_devices))
     if flapping or outage or hard_down:
@@ -413,7 +509,7 @@ def _whole_sites(config: Config, devices: set[str]) -> set[str]:
 
 
 def _region_title(region: _Region, root_devices: set[str], root_links: list[str], cut_off: set[str],
-                  flapping: list[Alert], whole_sites: set[str]) -> str:
+                  flapping: list[Alert], whole_sites: set[str], common: str = "") -> str:
     behind = f" ({len(cut_off)} devices cut off)" if cut_off else ""
     if flapping:  # the count moves while it flaps: it is in the evidence, not the title
         return f"Link flapping: {root_links[0] if root_links else flapping[0].entity_id}{behind}"
@@ -432,6 +528,8 @@ def _region_title(region: _Region, root_devices: set[str], root_links: list[str]
     if root_devices:
         parts.append(f"{len(root_devices)} devices down")
     what = " and ".join(parts)
+    if common:
+        return f"Outage behind {common}: {what}{behind}"
     if where:
         return f"{where} cut off: {what}{behind}"
     return f"Outage: {what}{behind}"

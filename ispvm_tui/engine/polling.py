@@ -277,7 +277,9 @@ class Poller:
         else:
             sched.failures += 1
             grace = BACKOFF_AFTER_FAILURES
-            if sched.failures > grace:  # back off only once the device is known to be down
+            # The attach points are never backed off: everything is reached through them, so their answer
+            # is the first sign that a total outage is over (recovery then re-polls what is behind them).
+            if sched.failures > grace and name not in self.config.console.attach:
                 delay = min(self.interval_of(name) * 2 ** (sched.failures - grace - 1),
                             self.config.polling.backoff_max_s)
                 sched.next_allowed = now + delay
