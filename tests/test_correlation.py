@@ -396,3 +396,15 @@ def test_a_dead_access_switch_under_a_healthy_router_is_not_held() -> None:
     (plan,) = correlate([unreachable("ACC1A", at=10)], Topology(cfg), cfg, 22,
                         NetworkState(answering=everyone - {"ACC1A"}, pending_down=frozenset({"ACC2B"})))
     assert roots(plan) == {"ACC1A"} and not plan.held
+
+
+def test_both_attach_points_failing_together_is_one_incident_that_blames_no_live_router() -> None:
+    # Two attach points with nothing between them: two dark regions, one event.
+    cfg = _config(["COREA", "COREB", "AGG1", "AGG2"], [("COREA:e1", "AGG1:e1"), ("COREB:e1", "AGG2:e1")],
+                  ["COREA", "COREB"])
+    universe = frozenset({"COREA", "COREB", "AGG1", "AGG2"})
+    alerts = [unreachable(d, at=40 + i) for i, d in enumerate(sorted(universe))]
+    (plan,) = correlate(alerts, Topology(cfg), cfg, 80, state(set(universe), universe))
+    assert roots(plan) == {"COREA", "COREB"}
+    assert "behind" not in plan.title
+    assert any("every attach point of the console failed" in line for line in plan.evidence)

@@ -279,11 +279,16 @@ def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], c
             i = parent[i]
         return i
 
+    windows: dict[str, float] = {}
     shared: dict[tuple[int, int], set[str]] = {}
     for i, j in itertools.combinations(range(len(placed)), 2):
         a, b = placed[i], placed[j]
-        common = {d for d in a.borders & b.borders
-                  if abs(start[id(a)] - start[id(b)]) <= _poll_window(d, config)}
+        both = a.borders & b.borders
+        if not both:
+            continue
+        for d in both - windows.keys():
+            windows[d] = _poll_window(d, config)
+        common = {d for d in both if abs(start[id(a)] - start[id(b)]) <= windows[d]}
         if common:
             parent[find(i)] = find(j)
             shared[(i, j)] = common
@@ -306,10 +311,12 @@ def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], c
     return merged
 
 
-def _common_name(common: list[str], topo: Topology) -> str:
+def _common_name(common: list[str], region: _Region, topo: Topology) -> str:
+    """The live router(s) a merged region hangs off; empty when it is the console's own attach points that
+    failed (no live router to name)."""
     names: list[str] = []
     for d in common:
-        names += sorted(topo.neighbours(CONSOLE)) if d == CONSOLE else [d]
+        names += sorted(a for a in topo.neighbours(CONSOLE) if a not in region.nodes) if d == CONSOLE else [d]
     return ", ".join(dict.fromkeys(names))
 
 
@@ -445,13 +452,19 @@ def _region_plan(region: _Region, why_dead: dict[str, str], config: Config, topo
         if region.outside:
             evidence.append(f"{dev} has no configured path from the console: it is its own root cause "
                             f"(add its [[links]] so root-cause analysis can place it)")
-    common = _common_name(region.common, topo) if region.common else ""
-    if common:
+    common = _common_name(region.common, region, topo) if region.common else ""
+    if region.common:
         parts = [node_entity(r)[1] for r in region.roots]
         listed = ", ".join(parts[:6]) + (f" and {len(parts) - 6} more" if len(parts) > 6 else "")
-        evidence.append(f"{len(parts)} failures next to {common} began within {human_duration(region.spread_s)} "
-                        f"of each other ({listed}): one event at or near {common} (a line card, its power, a "
-                        f"shared duct, a config change) is likelier than {len(parts)} separate faults")
+        within = f"began within {human_duration(region.spread_s)} of each other ({listed})"
+        if common:
+            evidence.append(f"{len(parts)} failures next to {common} {within}: one event at or near {common} (a "
+                            f"line card, its power, a shared duct, a config change) is likelier than {len(parts)} "
+                            f"separate faults")
+        else:
+            evidence.append(f"every attach point of the console failed: {len(parts)} failures {within}; the "
+                            f"monitoring host's own connection (or the power at its site) is the likeliest "
+                            f"common cause")
     for a in absorbed_alerts:
         evidence.append(f"symptom: {a.summary}")
     if len(root_links) == 1 and not root_devices and cut_off and len(region.roots) == 1:
