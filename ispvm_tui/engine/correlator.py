@@ -216,7 +216,7 @@ def _regions(failed: set[str], topo: Topology) -> list[_Region]:
     if not failed:
         return []  # the usual round: nothing to walk the graph for
     live = topo.reachable(failed)
-    dark = set(topo.graph.nodes) - live - {CONSOLE}
+    dark = topo.nodes - live - {CONSOLE}
     seen: set[str] = set()
     regions: list[_Region] = []
     for start in sorted(failed):

@@ -4,16 +4,17 @@ Nodes are the console host (``@console``), devices and links (a link is a
 node between its two devices, so a link can be a root cause on its own).
 Which failed entity explains which is a graph question answered in
 correlator.py: what the console still reaches when every failed node is
-removed, and the dark regions left behind.
+removed, and the dark regions left behind. The walks are breadth-first over
+adjacency sets: that is all the graph needs, and a graph library would cost
+the engine more memory (11 MB measured for networkx) than the whole topology.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-
-import networkx as nx
 
 from ispvm_tui.config import Config
 
@@ -49,12 +50,13 @@ class LinkEnds:
 class Topology:
     def __init__(self, config: Config) -> None:
         self.config = config
-        g = nx.DiGraph()
-        g.add_node(CONSOLE)
+        # Directed: the console reaches its attach points; devices and links reach each other both ways.
+        self.successors: dict[str, set[str]] = {CONSOLE: set()}
+        self.predecessors: dict[str, set[str]] = {CONSOLE: set()}
         for dev in config.devices:
-            g.add_node(dev.name)
+            self._node(dev.name)
         for name in config.console.attach:
-            g.add_edge(CONSOLE, name)
+            self._edge(CONSOLE, name)
         self.link_of_end: dict[str, str] = {}
         self.links: dict[str, LinkEnds] = {}
         self.links_of: dict[str, list[str]] = {}
@@ -62,38 +64,60 @@ class Topology:
             node = link_node(link.id)
             a, b = link.a.split(":", 1)[0], link.b.split(":", 1)[0]
             for x, y in ((a, node), (node, b), (b, node), (node, a)):
-                g.add_edge(x, y)
+                self._edge(x, y)
             self.link_of_end[link.a] = link.id
             self.link_of_end[link.b] = link.id
             self.links[link.id] = LinkEnds(link.id, a, link.a, b, link.b)
             self.links_of.setdefault(a, []).append(link.id)
             self.links_of.setdefault(b, []).append(link.id)
-        self.graph = g
+
+    def _node(self, name: str) -> None:
+        self.successors.setdefault(name, set())
+        self.predecessors.setdefault(name, set())
+
+    def _edge(self, x: str, y: str) -> None:
+        self._node(x)
+        self._node(y)
+        self.successors[x].add(y)
+        self.predecessors[y].add(x)
+
+    @property
+    def nodes(self) -> set[str]:
+        return set(self.successors)
+
+    def _hops(self, blocked: set[str] | frozenset[str] = frozenset()) -> dict[str, int]:
+        """Hops from the console to every node it reaches around ``blocked`` (breadth first)."""
+        hops = {CONSOLE: 0}
+        queue = deque([CONSOLE])
+        while queue:
+            here = queue.popleft()
+            for n in self.successors[here]:
+                if n not in hops and n not in blocked:
+                    hops[n] = hops[here] + 1
+                    queue.append(n)
+        return hops
 
     @cached_property
     def in_topology(self) -> frozenset[str]:
         """Nodes with a configured path from the console."""
-        return frozenset(nx.descendants(self.graph, CONSOLE)) | {CONSOLE}
+        return frozenset(self._hops())
 
     @cached_property
     def depth(self) -> dict[str, int]:
         """Hops from the console to each device it reaches (links not counted): parents come first."""
-        hops = nx.single_source_shortest_path_length(self.graph, CONSOLE)
-        return {n: d // 2 for n, d in hops.items() if n != CONSOLE and not n.startswith("link:")}
+        return {n: d // 2 for n, d in self._hops().items() if n != CONSOLE and not n.startswith("link:")}
 
     def parents_first(self, devices: Iterable[str]) -> list[str]:
         """Devices nearest the console first (a dead parent explains its children, so ask it first)."""
-        far = len(self.graph)
+        far = len(self.successors)
         return sorted(devices, key=lambda d: (self.depth.get(d, far), d))
 
     def neighbours(self, node: str) -> set[str]:
-        return set(self.graph.successors(node)) | set(self.graph.predecessors(node))
+        return self.successors.get(node, set()) | self.predecessors.get(node, set())
 
     def reachable(self, without: Iterable[str]) -> set[str]:
         """Nodes the console reaches when ``without`` nodes are gone."""
-        blocked = set(without)
-        view = nx.restricted_view(self.graph, blocked, [])
-        return set(nx.descendants(view, CONSOLE)) | {CONSOLE}
+        return set(self._hops(set(without)))
 
     def downstream_of(self, node: str) -> set[str]:
         """Devices the console can no longer reach when ``node`` alone fails."""
