@@ -125,3 +125,35 @@ def test_a_stopped_writer_fails_callers_at_once(tmp_path: Path) -> None:
     finally:
         store._closed = True
         store._con.close()
+
+
+def test_resolved_alerts_no_incident_shows_are_let_go_from_memory_but_stay_stored(tmp_path: Path) -> None:
+    """A port flapping all night raises an alert per cycle: memory keeps what incidents show, the database all."""
+    from ispvm_tui.collectors.results import InterfaceStat, PollResult
+    from ispvm_tui.engine import core
+
+    store = Store(tmp_path / "e.duckdb")
+    engine = Engine(CONFIG, store=store, clock=ScaledClock(1.0), secrets=StaticSecrets({"x": "pw"}))
+    engine._alerts_cap = 50  # as if ALERTS_KEPT were small: the same path, reached sooner
+
+    def poll(up: bool, at: float) -> list[PollResult]:
+        return [PollResult(device="A", collector="api", started_at=at, duration_s=0.01, ok=True,
+                           interfaces=(InterfaceStat(name="e1", admin_up=True, oper_up=up),))]  # a link end
+
+    async def flap() -> int:
+        raised = 0
+        for cycle in range(120):
+            observed = engine.rules.observe("A", poll(cycle % 2 == 1, cycle * 1000.0), cycle * 1000.0)
+            raised += sum(t.fired for t in observed.transitions)
+            await engine._persist_alerts(observed.transitions)
+        return raised
+
+    try:
+        raised = asyncio.run(flap())
+        store.flush()
+        assert raised > 50, "the scenario must raise more alerts than the cap"
+        assert len(engine.alerts) <= max(50, 2 * 50) + 2
+        assert store.query("SELECT count(DISTINCT id) FROM alerts")[0][0] >= raised
+        assert core.ALERTS_KEPT >= 10_000
+    finally:
+        store.close()

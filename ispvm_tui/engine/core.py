@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 UPSERT_ALERT = "INSERT OR REPLACE INTO alerts VALUES (" + ",".join(["?"] * 15) + ")"
 MAX_UNASSIGNED = 2000
+# Resolved alerts are kept for the incidents that show them; past this many the rest are let go.
+ALERTS_KEPT = 20_000
 UNASSIGNED_KEEP_S = 3600.0
 SNAPSHOT_MIN_PAUSE_S = 0.25  # real seconds between two snapshot rebuilds caused by polls
 INSERT_TRANSITION = "INSERT INTO incident_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -95,6 +97,7 @@ class Engine:
         self.book = IncidentBook(config.incidents.close_after_s, config.incidents.update_every_s,
                                  config.incidents.reopen_window_s)
         self.alerts: dict[str, Alert] = {}
+        self._alerts_cap = ALERTS_KEPT
         self.runtime: dict[str, DeviceRuntime] = {d.name: DeviceRuntime() for d in config.devices}
         self.setup_errors: dict[str, str] = {}
         self.endpoints = self._endpoints()
@@ -457,6 +460,13 @@ class Engine:
                 rt.version, rt.uptime_s, rt.cpu_load = best.system.version, best.system.uptime_s, best.system.cpu_load
             rt.oper = {i.name: i.oper_up for i in best.interfaces}
 
+    def _prune_alerts(self) -> None:
+        """Forget resolved alerts no open or recently closed incident shows (they stay in the database):
+        a long run with a flapping port would otherwise keep every alert it ever raised in memory."""
+        shown = {aid for inc in self.book.all() for aid in inc.alert_ids} | set(self._unassigned)
+        self.alerts = {aid: a for aid, a in self.alerts.items() if a.state == "firing" or aid in shown}
+        self._alerts_cap = max(ALERTS_KEPT, 2 * len(self.alerts))  # pruning stays rare when most are shown
+
     async def _persist_alerts(self, transitions: list[Transition]) -> None:
         for t in transitions:
             self.alerts[t.alert.id] = t.alert
@@ -467,6 +477,8 @@ class Engine:
                 self._unassigned[t.alert.id] = t.alert
                 while len(self._unassigned) > MAX_UNASSIGNED:
                     self._unassigned.pop(next(iter(self._unassigned)))
+        if len(self.alerts) > self._alerts_cap:
+            self._prune_alerts()
         rows = [_alert_row(t.alert) for t in transitions]
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
