@@ -13,9 +13,11 @@ import pytest
 
 from ispvm_tui.clock import ScaledClock, SystemClock
 from ispvm_tui.collectors.reachability import ReachTarget, check
-from ispvm_tui.config import Config
+from ispvm_tui.config import Config, load_rules
 from ispvm_tui.demo import start_demo
 from ispvm_tui.engine.polling import BACKOFF_AFTER_FAILURES, DeviceSchedule, Poller, build_collectors
+from ispvm_tui.engine.rules import RuleEngine
+from ispvm_tui.lab.routeros_api_server import Misbehaviour
 from ispvm_tui.lab.runner import Lab
 from ispvm_tui.lab.scenario import TimelineEntry, load_scenario
 from ispvm_tui.secrets import StaticSecrets
@@ -141,3 +143,40 @@ async def test_dead_routers_back_off_but_the_attach_point_keeps_its_interval() -
     assert all(s.failures == BACKOFF_AFTER_FAILURES + 2 for s in schedules.values())
     assert schedules["EDGE1"].next_allowed > clock.now()
     assert schedules["CORE1"].next_allowed == 0.0
+
+
+async def test_a_router_that_answers_the_check_but_is_too_slow_to_poll_is_slow_not_down(address_base: str) -> None:
+    """On a loaded host (or a busy router) a full poll can time out while the router plainly answers: that
+    poll is 'slow', and the rules count the router as reachable, so it never pages as unreachable."""
+    async with _lab(address_base) as lab:
+        name, address, api_port, _snmp = next(r for r in lab.routers() if r[0] == "POPA-ACC1")
+        cfg = Config.model_validate({
+            "console": {"attach": ["CORE1"]}, "sites": [{"name": "S"}],
+            "polling": {"timeout_s": 1.0, "check_timeout_s": 1.0},
+            "credentials": {"c": {"username": lab.scenario.lab.username, "password_secret": "pw"}},
+            "devices": [{"name": name, "site": "S", "role": "access", "address": address, "api_port": api_port,
+                         "credential": "c"}],
+        })
+        clock = SystemClock()
+        secrets = StaticSecrets({"pw": lab.scenario.lab.password})
+        schedules = {name: DeviceSchedule(name, build_collectors(cfg, cfg.devices[0], secrets, clock))}
+        got: list[list] = []
+
+        async def on_results(_name: str, results: list) -> None:
+            got.append(results)
+
+        poller = Poller(cfg, clock, schedules, on_results)
+        lab.api_servers[name].misbehaviour = Misbehaviour(reply_delay_s=0.25)  # one word: fine; a poll: too slow
+        rules = RuleEngine(cfg, load_rules(cfg))
+        try:
+            for _ in range(3):
+                await asyncio.create_task(poller.poll_device(name, forced=True))
+        finally:
+            await poller.stop()
+        first, *checked = got
+        assert first[0].error_kind == "timeout"  # no check before the first failure: a plain timeout
+        assert checked and all(r[0].error_kind == "slow" for r in checked), checked
+        assert "answered a reachability check" in (checked[0][0].error or "")
+        verdicts = [rules.observe(name, results, 100.0 + 20 * i).reachable for i, results in enumerate(got)]
+        assert verdicts == [False, True, True]
+        assert not rules.is_firing("device.unreachable", name)

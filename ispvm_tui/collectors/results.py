@@ -13,7 +13,8 @@ from typing import Literal
 
 # "unreachable": the device could not be reached (no route, network down, connection reset or
 # closed under us), as opposed to "timeout" (nothing came back) and "refused" (service off).
-ErrorKind = Literal["timeout", "refused", "unreachable", "auth", "protocol", "tls", "error"]
+# "slow": the poll timed out although the device answered a reachability check just before: it is there.
+ErrorKind = Literal["timeout", "refused", "unreachable", "auth", "protocol", "tls", "error", "slow"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,6 +151,15 @@ def reach_target(name: str, collectors: list[Collector]) -> ReachTarget | None:
                        snmp_version=version, community=community)
 
 
+def _slow(result: PollResult) -> PollResult:
+    """A poll that timed out right after the device answered the reachability check: the device is there,
+    the poll was slow (a busy router or a loaded host). Slow is not unreachable: it never pages as down."""
+    if result.ok or result.error_kind != "timeout":
+        return result
+    return dataclasses.replace(result, error_kind="slow",
+                               error=f"answered a reachability check, then the poll timed out: {result.error}")
+
+
 class Poller:
     """Runs every device's collectors on schedule and hands results to ``on_results``."""
 
@@ -258,13 +267,16 @@ class Poller:
             return None
         sched.running = True
         try:
-            results = await self._check(name, sched) if self._should_check(sched) else None
+            checked = self._should_check(sched)
+            results = await self._check(name, sched) if checked else None
             if results is None:
                 async with self._sem:
                     started_at = self.clock.now()
                     started = time.monotonic()
                     results = list(await asyncio.gather(*(self._safe_poll(name, c) for c in sched.collectors)))
                     self.poll_seconds.append(time.monotonic() - started)
+                if checked:
+                    results = [_slow(r) for r in results]
             else:
                 started_at = results[0].started_at
         finally:

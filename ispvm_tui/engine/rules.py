@@ -32,7 +32,7 @@ from ispvm_tui.engine.rulepack import METRICS, DeviceScope, EffectiveRule, RuleS
 # Failures that mean the device could not be reached at all.
 UNREACHABLE_KINDS = frozenset({"timeout", "refused", "unreachable"})
 # Failures that prove the device answered (something is wrong, but it is there).
-ANSWERED_KINDS = frozenset({"auth", "protocol", "tls"})
+ANSWERED_KINDS = frozenset({"auth", "protocol", "tls", "slow"})
 _OK_STATES = frozenset({"ok", "normal", "good", "true", "yes", "running"})
 
 
