@@ -161,6 +161,17 @@ class RuleEngine:
             self._states[(alert.rule, alert.entity_id)] = _State(first_bad_at=alert.starts_at, bad_samples=10**6)
 
     # ---- evaluation ----------------------------------------------------
+    def observe_collector(self, name: str, lost: bool, now: float, summary: str,
+                          evidence: list[str]) -> list[Transition]:
+        """A remote collector's heartbeat verdict; its alert's entity is ``collector:NAME``."""
+        entity = f"collector:{name}"
+        scope = DeviceScope(entity, "", "collector", ())
+        out: list[Transition] = []
+        for rule in self.ruleset.for_metric("collector.lost", scope):
+            out += self._eval(rule, "collector", entity, lost, now,
+                              lambda r, v: self._new(r, "collector", entity, summary, list(evidence)))
+        return out
+
     def observe(self, device: str, results: list[PollResult], now: float,
                 rates: Mapping[str, Mapping[str, float | None]] | None = None) -> Observed:
         """Feed one poll cycle of one device (all its collectors).
