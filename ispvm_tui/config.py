@@ -534,6 +534,8 @@ def load_config(path: str | Path, warnings: list[Problem] | None = None) -> Conf
     base = Path(path).resolve().parent
     files = [str(p if p.is_absolute() else base / p) for p in (Path(f).expanduser() for f in cfg.rules.files)]
     cfg = cfg.model_copy(update={"rules": cfg.rules.model_copy(update={"files": files})})
+    if cfg.remote is not None:
+        cfg = cfg.model_copy(update={"remote": _resolve_tls(cfg.remote, base)})
     try:
         load_rules(cfg, source)
     except SourceError as exc:
@@ -558,7 +560,18 @@ def load_remote_settings(path: str | Path) -> tuple[Remote, list[CollectorDef]]:
     """[remote] and [[collectors]] of a file; SourceError (FILE:LINE: field: message) when they are wrong."""
     source = read_toml(path)
     parsed = validate(source, _RemoteFile)
-    return parsed.remote, list(parsed.collectors)
+    return _resolve_tls(parsed.remote, Path(path).resolve().parent), list(parsed.collectors)
+
+
+def _resolve_tls(remote: Remote, base: Path) -> Remote:
+    """TLS file paths relative to the config file, as rule files are."""
+    update = {}
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        value = getattr(remote, key)
+        if value is not None:
+            p = Path(value).expanduser()
+            update[key] = str(p if p.is_absolute() else base / p)
+    return remote.model_copy(update=update) if update else remote
 
 
 def load_rules(cfg: Config, source: TomlSource | None = None) -> RuleSet:

