@@ -174,7 +174,8 @@ def test_results_survive_a_wan_cut_with_one_collector_incident(lab: Lab, nats_se
         # hostile messages: garbage, and a poll of a device this collector does not poll.
         _publish(nats_server.url, "ispvm.results.pop-a.POPA-AGG", _first_message(nats_server.url), "test:dup")
         _publish(nats_server.url, "ispvm.results.pop-a.POPA-AGG", b'{"v":1,"results":"nope"}', "test:bad1")
-        stolen = _first_message(nats_server.url).replace(b'"POPA-AGG"', b'"CORE1"')
+        first = _first_message(nats_server.url)
+        stolen = first.replace(json.dumps(json.loads(first)["device"]).encode(), b'"CORE1"')
         _publish(nats_server.url, "ispvm.results.pop-a.CORE1", stolen, "test:bad2")
         assert wait_for(lambda: len([e for e in engine.events() if e["kind"] == "remote.malformed"]) >= 2, 30), \
             engine.stdout()
