@@ -291,6 +291,9 @@ def run(
     if headless:
         try:
             asyncio.run(_headless(engine, json_out, duration))
+        except SecretError as exc:  # e.g. [remote]'s NATS password not in the store
+            err(str(exc))
+            raise typer.Exit(1) from None
         finally:
             store.close()
         return
