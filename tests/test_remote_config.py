@@ -139,3 +139,9 @@ def test_late_results_are_stored_marked_late_and_never_fire_or_clear_alerts(tmp_
         assert rows == [(False, 3), (True, 11)]
     finally:
         store.close()
+
+
+def test_single_host_mode_never_loads_nats() -> None:
+    code = ("import sys, ispvm_tui.cli, ispvm_tui.engine.core, ispvm_tui.config, ispvm_tui.engine.polling; "
+            "sys.exit(1 if any(m == 'nats' or m.startswith('nats.') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
