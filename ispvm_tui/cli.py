@@ -183,10 +183,7 @@ def secret_check(config: Annotated[Path, typer.Option("--config", "-c")]) -> Non
     from ispvm_tui.secrets import SecretError, default_secrets
 
     cfg = _load_config(config)
-    names = {c.password_secret for c in cfg.credentials.values()}
-    for prof in cfg.snmp.values():
-        names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
-    names |= {h.secret for h in cfg.notify.webhooks if h.secret}
+    names = cfg.secret_names()
     for warning in _secrets_file_warnings():
         err(f"warning: {warning}")
     source, missing = default_secrets(), 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
@@ -331,6 +331,24 @@ class Config(Strict):
     def database_path(self, base: Path) -> Path:
         p = Path(self.ispvm.database).expanduser()
         return p if p.is_absolute() else base / p
+
+    def secret_names(self, polled_elsewhere: Collection[str] = ()) -> set[str]:
+        """The secrets this host needs (names, never values): its devices' credentials and SNMP profiles,
+        webhooks and the NATS link. Devices in ``polled_elsewhere`` are a remote collector's business: their
+        secrets live in that collector's store."""
+        if polled_elsewhere:
+            here = [d for d in self.devices if d.name not in polled_elsewhere]
+            creds = [self.credentials[d.credential] for d in here if d.credential in self.credentials]
+            profiles = [self.snmp[d.snmp] for d in here if d.snmp in self.snmp]
+        else:  # everything named, used or not: `secret check` reports a forgotten one before it is needed
+            creds, profiles = list(self.credentials.values()), list(self.snmp.values())
+        names = {c.password_secret for c in creds}
+        for prof in profiles:
+            names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
+        names |= {h.secret for h in self.notify.webhooks if h.secret}
+        if self.remote is not None:
+            names |= {n for n in (self.remote.password_secret, self.remote.nkey_seed_secret) if n}
+        return names
 
 
 def remote_devices(cfg: Config) -> dict[str, str]:

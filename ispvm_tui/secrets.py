@@ -94,6 +94,7 @@ class EncryptedFileSecrets:
         self._keys: dict[tuple[bytes, str], bytes] = {}
         self._loaded: tuple[tuple[int, int, int], bytes, dict[str, str]] | None = None
         self._lock = threading.Lock()
+        self.decryptions = 0  # times the file was really decrypted (each costs a scrypt derivation or less)
 
     def _key(self, salt: bytes) -> bytes:
         from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -124,6 +125,7 @@ class EncryptedFileSecrets:
                 data = Fernet(self._key(salt)).decrypt(raw["token"].encode())
             except InvalidToken:
                 raise SecretError(f"cannot decrypt {self.path}: wrong passphrase") from None
+            self.decryptions += 1
             values = json.loads(data)
             self._loaded = (version, salt, values)
             return salt, dict(values)
@@ -172,7 +174,8 @@ class ChainSecrets:
 
 class MemoSecrets:
     """Each name looked up once: a fleet shares a few credentials, and a keyring over D-Bus or the
-    encrypted file costs far more per lookup than a dictionary. Errors are not remembered."""
+    encrypted file costs far more per lookup than a dictionary. The engine reads its secrets while
+    starting (a changed secret needs a restart either way). Errors are not remembered."""
 
     def __init__(self, source: SecretSource) -> None:
         self.source = source

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 
 from ispvm_tui.collectors.results import ErrorKind
-from ispvm_tui.collectors.snmp_wire import GET, VERSION_2C, encode_request
+from ispvm_tui.collectors.snmp_wire import GET, VERSION_2C, encode_request, encode_v3_discovery
 
 SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 _PROBE_WORD = b"/system/identity/print"
@@ -153,7 +153,7 @@ async def _snmp(target: ReachTarget, timeout: float) -> tuple[ErrorKind, str] | 
                 _Datagram, remote_addr=(target.address, target.snmp_port))
             request_id = next(_request_ids) & 0x7FFFFFFF
             if target.snmp_version == "3":
-                transport.sendto(v3_discovery(request_id))
+                transport.sendto(encode_v3_discovery(request_id))
             else:
                 transport.sendto(encode_request(VERSION_2C, (target.community or "").encode(), GET, request_id,
                                                 [SYS_UPTIME]))
@@ -167,30 +167,3 @@ async def _snmp(target: ReachTarget, timeout: float) -> tuple[ErrorKind, str] | 
         if transport is not None:
             with contextlib.suppress(Exception):
                 transport.close()
-
-
-# ---- SNMPv3 engine-ID discovery (RFC 3414 section 4), in BER by hand -----------------------------------
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    length = bytes((n,)) if n < 0x80 else bytes((0x80 | ((n.bit_length() + 7) // 8),)) + n.to_bytes(
-        (n.bit_length() + 7) // 8, "big")
-    return bytes((tag,)) + length + body
-
-
-def _int(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
-
-
-def _octets(value: bytes) -> bytes:
-    return _tlv(0x04, value)
-
-
-def v3_discovery(message_id: int) -> bytes:
-    """A reportable, unauthenticated GET with an empty engine ID and user: any v3 agent replies with
-    a usmStatsUnknownEngineIDs report."""
-    global_data = _tlv(0x30, _int(message_id) + _int(65507) + _octets(b"\x04") + _int(3))
-    usm = _tlv(0x30, _octets(b"") + _int(0) + _int(0) + _octets(b"") + _octets(b"") + _octets(b""))
-    pdu = _tlv(GET, _int(message_id) + _int(0) + _int(0) + _tlv(0x30, b""))
-    scoped = _tlv(0x30, _octets(b"") + _octets(b"") + pdu)
-    return _tlv(0x30, _int(3) + global_data + _octets(usm) + scoped)

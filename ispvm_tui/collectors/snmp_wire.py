@@ -187,6 +187,19 @@ def encode_request(
     return _tlv(_SEQUENCE, _integer(version) + _tlv(_OCTET_STRING, community) + pdu)
 
 
+def encode_v3_discovery(message_id: int) -> bytes:
+    """An SNMPv3 engine-ID discovery request (RFC 3414 section 4): a reportable, unauthenticated GET with
+    an empty engine ID and user. Every v3 agent answers it with a report, before any authentication."""
+    max_size, flags_reportable, usm = 65507, b"\x04", 3
+    global_data = _tlv(_SEQUENCE, _integer(message_id) + _integer(max_size) + _tlv(_OCTET_STRING, flags_reportable)
+                       + _integer(usm))
+    empty = _tlv(_OCTET_STRING, b"")
+    security = _tlv(_SEQUENCE, empty + _integer(0) + _integer(0) + empty + empty + empty)
+    pdu = _tlv(GET, _integer(message_id) + _integer(0) + _integer(0) + _tlv(_SEQUENCE, b""))
+    scoped = _tlv(_SEQUENCE, empty + empty + pdu)
+    return _tlv(_SEQUENCE, _integer(3) + global_data + _tlv(_OCTET_STRING, security) + scoped)
+
+
 # -- decoding -------------------------------------------------------------------
 
 

@@ -210,16 +210,8 @@ class Engine:
         self._refresh_snapshot()  # what a front-end shows last is what the engine ended with
 
     def _prefetch_secrets(self) -> None:
-        names: set[str] = set()
-        for dev in self.config.devices:
-            if dev.name in self.remote_devices:
-                continue  # its collector reads its secrets from its own store
-            cred = self.config.credentials.get(dev.credential) if dev.credential else None
-            if cred is not None:
-                names.add(cred.password_secret)
-            prof = self.config.snmp.get(dev.snmp) if dev.snmp else None
-            if prof is not None:
-                names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
+        # a remote collector's devices: their secrets live in that collector's store
+        names = self.config.secret_names(polled_elsewhere=self.remote_devices)
         for name in sorted(names):
             if self._stopping.is_set():
                 return  # asked to stop while starting: asyncio.run would wait for this thread

@@ -127,6 +127,11 @@ def _is_snmp(collector: Collector) -> bool:
     return type(collector).__name__ == "SnmpCollector"
 
 
+def _kind(collector: Collector) -> str:
+    """The name a collector's results carry in ``PollResult.collector``."""
+    return "snmp" if _is_snmp(collector) else "api"
+
+
 def reach_target(name: str, collectors: list[Collector]) -> ReachTarget | None:
     """The reachability check for a device, from its collectors' own targets (same address, ports, community)."""
     api_port = snmp_port = address = community = None
@@ -296,7 +301,7 @@ class Poller:
         if reach.ok:
             return None
         sched.checks += 1
-        return [PollResult(device=name, collector="snmp" if _is_snmp(c) else "api", started_at=started_at,
+        return [PollResult(device=name, collector=_kind(c), started_at=started_at,
                            duration_s=reach.seconds, ok=False, error=reach.detail, error_kind=reach.kind)
                 for c in sched.collectors]
 
@@ -310,6 +315,5 @@ class Poller:
             raise
         except Exception as exc:  # a collector bug must not stop the fleet
             log.exception("collector for %s raised", name)
-            kind = "snmp" if _is_snmp(collector) else "api"
-            return PollResult(device=name, collector=kind, started_at=self.clock.now(), duration_s=0.0, ok=False,
-                              error=f"internal error: {type(exc).__name__}", error_kind="error")
+            return PollResult(device=name, collector=_kind(collector), started_at=self.clock.now(), duration_s=0.0,
+                              ok=False, error=f"internal error: {type(exc).__name__}", error_kind="error")

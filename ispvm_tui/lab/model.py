@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from ispvm_tui.clock import Clock
@@ -85,11 +85,17 @@ class LabModel(LabModelLike):
     _last_advance: float = 0.0
     _reachable: set[str] = field(default_factory=set)
     started_at: float = 0.0
+    # Lazy counters (large labs): a router's counters move only when that router is read, so a request
+    # costs the same whatever the fleet size. Off by default: then every read moves the whole network.
+    lazy: bool = False
+    _advanced_at: dict[str, float] = field(default_factory=dict)  # lazy: device -> counters moved up to
+    _link_at: dict[tuple[str, str], tuple[LinkState, bool]] = field(default_factory=dict)  # end -> (link, is a)
 
     # ---- construction -------------------------------------------------
     @classmethod
-    def build(cls, scenario: Scenario, clock: Clock, address_base: str | None = None) -> LabModel:
-        model = cls(scenario=scenario, clock=clock)
+    def build(cls, scenario: Scenario, clock: Clock, address_base: str | None = None, *,
+              lazy: bool = False) -> LabModel:
+        model = cls(scenario=scenario, clock=clock, lazy=lazy)
         now = clock.now()
         model.started_at = now
         model._last_advance = now
@@ -128,6 +134,7 @@ class LabModel(LabModelLike):
             b_dev, b_itf = link.b.split(":", 1)
             state = LinkState(link.id, (a_dev, a_itf), (b_dev, b_itf), link.speed_mbps * 1_000_000, link.utilisation)
             model.links[link.id] = state
+            model._link_at[(a_dev, a_itf)], model._link_at[(b_dev, b_itf)] = (state, True), (state, False)
             for (dev_name, itf), (peer_name, peer_itf) in (((a_dev, a_itf), (b_dev, b_itf)),
                                                           ((b_dev, b_itf), (a_dev, a_itf))):
                 dev, peer = model.devices[dev_name], model.devices[peer_name]
@@ -160,6 +167,7 @@ class LabModel(LabModelLike):
                     interface=my_end.split(":", 1)[1], adjacency_since=now - rng.uniform(3600, 86400),
                 ))
                 model.devices[me].config["ospf"] += f"/routing ospf interface-template add interfaces={my_end}\n"
+        model._advanced_at = dict.fromkeys(model.devices, now)
         model._refresh()
         return model
 
@@ -186,6 +194,10 @@ class LabModel(LabModelLike):
 
     def advance(self, min_step: float = 0.0) -> None:
         """Move counters to now (each link carries its utilisation both ways)."""
+        if self.lazy:
+            for name in self.devices:
+                self.advance_device(name)
+            return
         now = self.clock.now()
         self._apply_due()
         dt = now - self._last_advance
@@ -226,13 +238,60 @@ class LabModel(LabModelLike):
                     itf.tx_packets += nbytes // 1200
                     itf.count("rx_errors", nbytes / 600 * ERROR_SHARE)
 
+    def advance_device(self, name: str, min_step: float = 0.0) -> None:
+        """Move one router's counters to now: the whole network unless the model is lazy.
+
+        Each link end carries the link's constant rate in each direction, so moving its two ends at
+        different moments still gives the same totals; any state change moves everything first (apply).
+        """
+        if not self.lazy:
+            self.advance(min_step)
+            return
+        now = self.clock.now()
+        self._apply_due()
+        dt = now - self._advanced_at.get(name, now)
+        if dt <= 0 or dt < min_step:
+            return
+        self._advanced_at[name] = now
+        if not self.powered[name]:
+            return
+        for itf in self.devices[name].interfaces.values():
+            end = self._link_at.get((name, itf.name))
+            if end is not None and self._link_passes(end[0]):
+                link, is_a = end
+                util = link.congestion if link.congestion is not None else link.utilisation
+                out_skew, in_skew = (1.0, 0.6) if is_a else (0.6, 1.0)
+                sent, got = (int(link.speed_bps * util * skew / 8 * dt) for skew in (out_skew, in_skew))
+                itf.tx_bytes += sent
+                itf.tx_packets += sent // 900
+                itf.rx_bytes += got
+                itf.rx_packets += got // 900
+                itf.count("rx_errors", got / 900 * ERROR_SHARE)
+                itf.count("rx_drops", got / 900 * DROP_SHARE)
+                itf.count("tx_drops", sent / 900 * DROP_SHARE)
+                if link.congestion is not None:
+                    itf.count("tx_queue_drops", sent / 900 * CONGESTED_DROP_SHARE * util * out_skew)
+            elif itf.running and not itf.disabled:
+                nbytes = int(BACKGROUND_BPS / 8 * dt)
+                itf.rx_bytes += nbytes
+                itf.tx_bytes += nbytes // 2
+                itf.rx_packets += nbytes // 600
+                itf.tx_packets += nbytes // 1200
+                itf.count("rx_errors", nbytes / 600 * ERROR_SHARE)
+
     # ---- timeline -----------------------------------------------------
     def apply(self, entry: TimelineEntry) -> None:
+        self.apply_many([entry])
+
+    def apply_many(self, entries: list[TimelineEntry]) -> None:
+        """Several timeline entries at one moment (a storm: hundreds of routers off at once), with one
+        recomputation of links and reachability instead of one per entry."""
         now = self.clock.now()
         self.advance()
-        target = entry.link or entry.peer or entry.interface or entry.device or ",".join(entry.scope or []) or "*"
-        getattr(self, f"_do_{entry.action}")(entry, now)
-        self.history.append(AppliedEvent(now, now - self.started_at, entry.action, target, entry.note))
+        for entry in entries:
+            target = entry.link or entry.peer or entry.interface or entry.device or ",".join(entry.scope or []) or "*"
+            getattr(self, f"_do_{entry.action}")(entry, now)
+            self.history.append(AppliedEvent(now, now - self.started_at, entry.action, target, entry.note))
         self._refresh()
 
     def _do_link_down(self, e: TimelineEntry, now: float) -> None:
@@ -377,18 +436,21 @@ class LabModel(LabModelLike):
         linked = {end[0] for link in self.links.values() for end in (link.a, link.b)}
         direct = [*self.scenario.console.attach, *(d for d in self.devices if d not in linked)]
         start = list(dict.fromkeys(d for d in direct if self.powered[d]))
+        return self._spread(start)
+
+    def _spread(self, start: list[str]) -> set[str]:
+        """Every device reached from ``start`` over working links (one pass over the links, then a walk)."""
+        near: defaultdict[str, list[str]] = defaultdict(list)
+        for link in self.links.values():
+            if self._link_passes(link):
+                near[link.a[0]].append(link.b[0])
+                near[link.b[0]].append(link.a[0])
         seen, queue = set(start), deque(start)
         while queue:
-            here = queue.popleft()
-            for link in self.links.values():
-                if not self._link_passes(link):
-                    continue
-                ends = {link.a[0], link.b[0]}
-                if here in ends:
-                    (there,) = ends - {here}
-                    if there not in seen:
-                        seen.add(there)
-                        queue.append(there)
+            for there in near[queue.popleft()]:
+                if there not in seen:
+                    seen.add(there)
+                    queue.append(there)
         return seen
 
     def ping(self, source: str, target: str) -> float | None:
@@ -417,14 +479,4 @@ class LabModel(LabModelLike):
         return any(p.remote_address == target for d in self.devices.values() for p in d.bgp_peers)
 
     def _reachable_from(self, start: str) -> set[str]:
-        seen, queue = {start}, deque([start])
-        while queue:
-            here = queue.popleft()
-            for link in self.links.values():
-                ends = {link.a[0], link.b[0]}
-                if here in ends and self._link_passes(link):
-                    (there,) = ends - {here}
-                    if there not in seen:
-                        seen.add(there)
-                        queue.append(there)
-        return seen
+        return self._spread([start])

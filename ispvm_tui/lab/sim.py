@@ -198,7 +198,7 @@ class RouterHandle:
 
     def state(self) -> SimDevice:
         """The device with its counters advanced to now (to within the model's step)."""
-        self._model.advance(min_step=STATE_STEP_S)
+        self._model.advance_device(self.device.name, min_step=STATE_STEP_S)
         return self.device
 
     def ping(self, target: str) -> float | None:
@@ -220,6 +220,10 @@ class LabModelLike:
 
     def advance(self, min_step: float = 0.0) -> None:
         raise NotImplementedError
+
+    def advance_device(self, device: str, min_step: float = 0.0) -> None:
+        """Move one router's counters to now; a model without per-router state moves everything."""
+        self.advance(min_step)
 
     def ping(self, source: str, target: str) -> float | None:
         raise NotImplementedError
