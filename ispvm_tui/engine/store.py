@@ -170,6 +170,11 @@ class Store:
         self._queue.put(_Job(lambda con: None, fut, samples_first=True))
         return fut
 
+    @property
+    def writer_alive(self) -> bool:
+        """False once the writer thread is gone (or the store closed): nothing queued will be written."""
+        return not self._closed and self._writer.is_alive()
+
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued so far is on disk."""
         self.transaction(lambda con: None).result(timeout)

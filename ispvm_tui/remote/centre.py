@@ -5,9 +5,11 @@ Started by ``Engine.start`` when ``[remote]`` is set. It
 * makes sure the stream (``ispvm.results.>``, with a dedup window) and the config bucket exist, and
   puts each collector's devices and polling settings under its key (secret names only);
 * reads the stream through one durable pull consumer: decode -> ``engine.ingest`` -> wait until the
-  samples are committed -> ack. A message whose rows could not be committed is not acked (nak'd with
-  a delay): it comes again. A malformed message (or one naming a device that collector does not
-  poll) is terminated, logged and counted; nothing in it reaches the engine;
+  samples are committed -> ack. While the rows cannot be committed yet, the messages are kept in
+  progress and the commit is waited for again (never nak'd: the rows are queued and would be stored
+  twice); if the store's writer died, fetching stops and a restart's dedup takes over. A malformed
+  message (or one naming a device that collector does not poll) is terminated, logged and counted;
+  nothing in it reaches the engine;
 * drops a poll whose started_at it already has for that device (a redelivery), and marks a poll
   that started more than two of the device's intervals before it arrived as late: stored, never
   fed to the rules;
@@ -41,6 +43,7 @@ FETCH_BATCH = 128
 DEDUP_WINDOW_S = 300.0  # JetStream drops a repeated Nats-Msg-Id this long (a publish retried after a lost ack)
 SEEN_PER_DEVICE = 512  # started_at values remembered per device for the engine's own duplicate check
 LOST_AFTER = 3  # heartbeats missed
+COMMIT_RETRY_MAX_S = 10.0  # well inside ack_wait: in_progress is sent at every retry
 
 
 class Centre:
@@ -64,7 +67,8 @@ class Centre:
         self.duplicates = 0
         self.late = 0
         self.malformed = 0
-        self.not_committed = 0
+        self.not_committed = 0  # polls whose commit had to be waited for
+        self.halted = False  # the store's writer died: fetching stopped
 
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +113,8 @@ class Centre:
                 await asyncio.sleep(1.0)
                 continue
             await self._handle(msgs)
+            if self.halted:
+                return
 
     async def _ensure_stream(self, js: Any) -> None:
         want = api.StreamConfig(name=self.remote.stream, subjects=[f"{link.RESULTS_PREFIX}.>"],
@@ -180,23 +186,44 @@ class Centre:
             self._remember(device, started_at)
             fresh.append((device, started_at))
             ack.append(msg)
-        if fresh:
-            try:  # ack only what is on disk: the samples these messages queued, committed
-                await asyncio.wrap_future(self.engine.store.samples_committed())
-            except Exception as exc:
-                self.not_committed += len(fresh)
-                log.error("samples of %d remote polls not committed (%s); they will be delivered again",
-                          len(fresh), exc)
-                for device, started_at in fresh:
-                    self._forget(device, started_at)
-                for msg in ack:
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=5)
-                return
+        if fresh and not await self._wait_committed(ack):
+            return  # the writer is gone: nothing is acked, the stream redelivers after a restart
         self.ingested += len(fresh)
         for msg in ack:
             with contextlib.suppress(Exception):
                 await msg.ack()
+
+    async def _wait_committed(self, msgs: list[Any]) -> bool:
+        """Wait until the samples these messages queued are committed; False if they never can be.
+
+        Never nak here: the rows are already in the store's queue and are written once the database
+        recovers, so a redelivery would store them twice (and feed the rules twice). Meanwhile
+        ``in_progress`` keeps the stream from redelivering them after ack_wait."""
+        delay = 0.5
+        failures = 0
+        while True:
+            try:
+                await asyncio.wrap_future(self.engine.store.samples_committed())
+                if failures:
+                    log.warning("samples of %d remote polls committed after %d failed attempts", len(msgs), failures)
+                return True
+            except Exception as exc:
+                failures += 1
+                if not self.engine.store.writer_alive:
+                    # Restart dedup (polls already in poll_log count as seen) handles what was written.
+                    log.critical("the database writer stopped (%s): no more remote results are read until "
+                                 "the engine restarts", exc)
+                    self.halted = True
+                    return False
+                if failures == 1:
+                    self.not_committed += len(msgs)
+                    log.error("samples of %d remote polls not committed yet (%s); waiting, not acknowledging",
+                              len(msgs), exc)
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+            await asyncio.sleep(delay)
+            delay = min(COMMIT_RETRY_MAX_S, delay * 2)
 
     def _check(self, msg: Any) -> tuple[str, str, float, list[Any]]:
         collector, device, started_at, results = codec.decode(msg.data)
@@ -222,13 +249,6 @@ class Centre:
         values.add(started_at)
         while len(order) > SEEN_PER_DEVICE:
             values.discard(order.popleft())
-
-    def _forget(self, device: str, started_at: float) -> None:
-        entry = self._seen.get(device)
-        if entry is not None:
-            entry[1].discard(started_at)
-            with contextlib.suppress(ValueError):
-                entry[0].remove(started_at)
 
     def _seen_from_store(self) -> None:
         """Polls stored before a restart count as seen: a message stored but not acked comes again."""

@@ -1,0 +1,204 @@
+"""The centre in-process against a real nats-server: the test publishes what a collector would, and
+drives the store and the server into the failures the centre must survive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ispvm_tui.aioloop import BackgroundLoop
+from ispvm_tui.clock import ScaledClock
+from ispvm_tui.collectors.results import PollResult
+from ispvm_tui.config import load_config
+from ispvm_tui.engine.core import Engine, EngineEvent
+from ispvm_tui.engine.store import Store
+from ispvm_tui.remote import codec
+from ispvm_tui.secrets import StaticSecrets
+from tests.natsserver import NatsServer
+from tests.waiting import wait_for
+
+HEARTBEAT_S = 0.5
+
+CONFIG = """
+[polling]
+interval_s = 60
+[incidents]
+correlate_every_s = 0.5
+close_after_s = 1
+[console]
+attach = ["A1"]
+[credentials.c]
+username = "u"
+password_secret = "x"
+[[sites]]
+name = "POP-A"
+[[sites]]
+name = "POP-B"
+[[devices]]
+name = "A1"
+site = "POP-A"
+role = "access"
+address = "127.0.0.2"
+credential = "c"
+[[devices]]
+name = "B1"
+site = "POP-B"
+role = "access"
+address = "127.0.0.3"
+credential = "c"
+[remote]
+nats_url = "{url}"
+heartbeat_s = {hb}
+{remote_extra}
+[[collectors]]
+name = "pop-a"
+site = "POP-A"
+{pop_a_extra}
+[[collectors]]
+name = "pop-b"
+site = "POP-B"
+{pop_b_extra}
+"""
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "jetstream", tmp_path / "nats-server.log")
+    server.start()
+    yield server
+    server.kill()
+
+
+def write_config(tmp_path: Path, url: str, *, remote_extra: str = "", pop_a_extra: str = "",
+                 pop_b_extra: str = "") -> Path:
+    path = tmp_path / "centre.toml"
+    path.write_text(CONFIG.format(url=url, hb=HEARTBEAT_S, remote_extra=remote_extra, pop_a_extra=pop_a_extra,
+                                  pop_b_extra=pop_b_extra))
+    return path
+
+
+class Centre:
+    """The engine (and its centre) on a background loop, with its events collected."""
+
+    def __init__(self, config: Path, db: Path, secrets: dict[str, str] | None = None) -> None:
+        self.cfg = load_config(config)
+        self.store = Store(db)
+        self.engine = Engine(self.cfg, store=self.store, clock=ScaledClock(1.0),
+                             secrets=StaticSecrets({"x": "pw", **(secrets or {})}))
+        self._events: list[EngineEvent] = []
+        self._lock = threading.Lock()
+        self.engine.subscribe(self._on_event)
+        self.loop = BackgroundLoop("test-centre")
+        self.loop.run(self.engine.start(), timeout=60)
+
+    def _on_event(self, event: EngineEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def events(self, kind: str, text: str = "") -> list[EngineEvent]:
+        with self._lock:
+            return [e for e in self._events if e.kind == kind and text in e.summary]
+
+    def stop(self) -> None:
+        try:
+            self.loop.run(self.engine.stop(), timeout=60)
+        finally:
+            self.loop.stop()
+            self.store.close()
+
+
+def poll(device: str, at: float, ok: bool = True) -> list[PollResult]:
+    return [PollResult(device=device, collector="api", started_at=at, duration_s=0.05, ok=ok,
+                       error=None if ok else "timed out", error_kind=None if ok else "timeout")]
+
+
+async def _with_nc(url: str, fn: Any, **opts: Any) -> Any:
+    import nats
+
+    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, **opts)
+    try:
+        return await fn(nc)
+    finally:
+        await nc.close()
+
+
+def publish_poll(url: str, collector: str, device: str, at: float, ok: bool = True, **opts: Any) -> None:
+    payload = codec.encode(collector, device, poll(device, at, ok))
+
+    async def send(nc: Any) -> None:
+        await nc.jetstream().publish(f"ispvm.results.{collector}.{device}", payload,
+                                     headers={"Nats-Msg-Id": f"{collector}:{device}:{at!r}"}, timeout=5)
+
+    asyncio.run(_with_nc(url, send, **opts))
+
+
+def consumer_state(url: str, **opts: Any) -> tuple[int, int]:
+    """(acknowledged stream sequence, messages not yet delivered or acked); (-1, -1) when unknown."""
+
+    async def ask(nc: Any) -> tuple[int, int]:
+        info = await nc.jetstream().consumer_info("ISPVM", "ispvm-engine")
+        return info.ack_floor.stream_seq, info.num_pending + info.num_ack_pending
+
+    try:
+        return asyncio.run(_with_nc(url, ask, **opts))
+    except Exception:
+        return (-1, -1)
+
+
+class Heartbeats:
+    """A collector's heartbeats, from a thread of the test, until stopped."""
+
+    def __init__(self, url: str, name: str, **opts: Any) -> None:
+        self.url, self.name, self.opts = url, name, opts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        async def beat(nc: Any) -> None:
+            while not self._stop.is_set():
+                body = {"v": 1, "collector": self.name, "at": time.time(), "buffered": 0, "dropped": 0, "devices": 1}
+                await nc.publish(f"ispvm.hb.{self.name}", json.dumps(body).encode())
+                await nc.flush()
+                await asyncio.sleep(HEARTBEAT_S / 2)
+
+        while not self._stop.is_set():
+            try:
+                asyncio.run(_with_nc(self.url, beat, **self.opts))
+            except Exception:  # the server is away: try again
+                self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_a_commit_that_fails_for_a_while_is_waited_for_never_redelivered(nats_server: NatsServer,
+                                                                          tmp_path: Path) -> None:
+    centre = Centre(write_config(tmp_path, nats_server.url), tmp_path / "centre.duckdb")
+    try:
+        assert wait_for(lambda: consumer_state(nats_server.url)[0] >= 0, 60)
+        # A real transient database failure: poll_log altered by another, open transaction (this thread's
+        # reader cursor), so every insert into it is a DuckDB TransactionException until that one ends.
+        centre.store.query("BEGIN TRANSACTION")
+        centre.store.query("ALTER TABLE poll_log ADD COLUMN blocked INTEGER")
+        now = centre.engine.clock.now()
+        for k in range(5):
+            publish_poll(nats_server.url, "pop-a", "A1", now - 5 + k)
+        assert wait_for(lambda: centre.engine.centre.not_committed > 0, 60)
+        centre.store.query("ROLLBACK")
+        assert wait_for(lambda: consumer_state(nats_server.url) == (5, 0), 60)
+        centre.store.flush()
+        rows, distinct = centre.store.query("SELECT count(*), count(DISTINCT ts) FROM poll_log WHERE device = 'A1'")[0]
+        assert (rows, distinct) == (5, 5)
+        assert centre.engine.centre.ingested == 5 and centre.engine.centre.duplicates == 0
+    finally:
+        centre.stop()
