@@ -202,3 +202,69 @@ def test_a_commit_that_fails_for_a_while_is_waited_for_never_redelivered(nats_se
         assert centre.engine.centre.ingested == 5 and centre.engine.centre.duplicates == 0
     finally:
         centre.stop()
+
+
+def _incidents(store_path: Path, title: str) -> list[tuple[str, str]]:
+    import duckdb
+
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        return con.execute("SELECT status, title FROM incidents WHERE title LIKE ? ORDER BY opened_at",
+                           [title + "%"]).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_collector_lost_before_an_engine_restart_closes_when_it_is_back(nats_server: NatsServer,
+                                                                          tmp_path: Path) -> None:
+    config = write_config(tmp_path, nats_server.url)
+    db = tmp_path / "centre.duckdb"
+    beats_b = Heartbeats(nats_server.url, "pop-b")
+    try:
+        centre = Centre(config, db)
+        try:
+            assert wait_for(lambda: centre.events("incident.opened", "Collector pop-a lost"), 60)
+        finally:
+            centre.stop()
+        assert _incidents(db, "Collector pop-a lost") == [("open", "Collector pop-a lost: 1 device not monitored")]
+
+        beats_a = Heartbeats(nats_server.url, "pop-a")
+        try:
+            centre = Centre(config, db)  # restores the firing alert and its open incident
+            try:
+                assert wait_for(lambda: centre.events("incident.closed", "Collector pop-a lost"), 60)
+                assert not centre.engine.rules.is_firing("collector.lost", "collector:pop-a")
+            finally:
+                centre.stop()
+        finally:
+            beats_a.stop()
+    finally:
+        beats_b.stop()
+    assert _incidents(db, "Collector pop-a lost") == [("closed", "Collector pop-a lost: 1 device not monitored")]
+    assert _incidents(db, "Collector pop-b") == []
+
+
+def test_the_centre_losing_nats_is_one_stream_incident_not_every_collector_lost(nats_server: NatsServer,
+                                                                               tmp_path: Path) -> None:
+    db = tmp_path / "centre.duckdb"
+    beats = [Heartbeats(nats_server.url, "pop-a"), Heartbeats(nats_server.url, "pop-b")]
+    try:
+        centre = Centre(write_config(tmp_path, nats_server.url), db)
+        try:
+            assert wait_for(lambda: centre.engine.centre.link_up and consumer_state(nats_server.url)[0] >= 0, 60)
+            nats_server.kill()
+            assert wait_for(lambda: centre.events("incident.opened", "Result stream ISPVM unreachable"), 60)
+            assert all(centre.engine.runtime[d].ok is None for d in ("A1", "B1"))  # unknown, not down
+            nats_server.start()
+            assert wait_for(lambda: centre.events("incident.closed", "Result stream ISPVM unreachable"), 60)
+            # Heard again after the reconnect: nobody was lost.
+            assert wait_for(lambda: centre.engine.centre._heard == {"pop-a", "pop-b"}, 60)
+            assert centre.events("incident.opened", "Collector") == []
+        finally:
+            centre.stop()
+    finally:
+        for b in beats:
+            b.stop()
+    assert _incidents(db, "Collector") == []
+    assert _incidents(db, "Result stream") == [("closed", "Result stream ISPVM unreachable: 2 remote collectors "
+                                                          "(2 devices) not heard")]

@@ -15,7 +15,11 @@ Started by ``Engine.start`` when ``[remote]`` is set. It
   fed to the rules;
 * watches heartbeats: a collector unheard of for 3 x heartbeat_s raises one ``collector_lost`` alert
   (one incident, "Collector X lost: N devices not monitored"); its devices' state is unknown
-  meanwhile, and since no results arrive for them they raise no unreachable alerts.
+  meanwhile, and since no results arrive for them they raise no unreachable alerts. Judged every
+  tick, so an alert restored after a restart closes when the collector is heard again;
+* watches its own link: while the engine cannot reach NATS, collectors' verdicts are frozen and
+  one ``result_stream_unreachable`` alert (entity ``stream:<name>``) fires instead of one per
+  collector; at the reconnect every collector gets its grace again.
 """
 
 from __future__ import annotations
@@ -59,9 +63,12 @@ class Centre:
         self._tasks: list[asyncio.Task[Any]] = []
         self._nc: Any = None
         self._seen: dict[str, tuple[deque[float], set[float]]] = {}
-        started = time.monotonic()  # a collector gets 3 heartbeats' grace from the engine's start
-        self.last_heartbeat: dict[str, float] = dict.fromkeys(self.members, started)
-        self.lost: dict[str, bool] = dict.fromkeys(self.members, False)
+        # The centre's own link: while it is down no collector can be heard, so their verdicts freeze and
+        # one result_stream_unreachable alert speaks for all of them. Grace counts from the last change.
+        self.link_up = False
+        self._link_since = time.monotonic()
+        self.last_heartbeat: dict[str, float] = dict.fromkeys(self.members, self._link_since)
+        self._heard: set[str] = set()  # collectors heard since the last (re)connect
         self.received = 0
         self.ingested = 0
         self.duplicates = 0
@@ -87,7 +94,7 @@ class Centre:
                 await asyncio.wait_for(self._nc.close(), 5)
 
     async def _run(self, opts: dict[str, Any]) -> None:
-        nc = await link.connect_forever(self.remote, opts, "ispvm-engine", self._stop)
+        nc = await link.connect_forever(self.remote, opts, "ispvm-engine", self._stop, on_state=self._on_link)
         if nc is None:
             return
         self._nc = nc
@@ -262,23 +269,68 @@ class Centre:
                 self._remember(device, ts)
 
     # ---- heartbeats ---------------------------------------------------------
+    def _on_link(self, up: bool) -> None:
+        now = time.monotonic()
+        if up == self.link_up:
+            return
+        self.link_up, self._link_since = up, now
+        if up:  # every collector gets its grace again: heartbeats could not arrive while we were away
+            for name in self.last_heartbeat:
+                self.last_heartbeat[name] = now
+            self._heard.clear()
+
     async def _on_heartbeat(self, msg: Any) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         if name in self.last_heartbeat and len(msg.data) < 4096:
             self.last_heartbeat[name] = time.monotonic()
+            self._heard.add(name)
 
     async def _watch_heartbeats(self) -> None:
-        limit = LOST_AFTER * self.remote.heartbeat_s
         while True:
             await asyncio.sleep(min(1.0, self.remote.heartbeat_s / 2))
-            now = time.monotonic()
-            for name, last in self.last_heartbeat.items():
-                lost = now - last > limit
-                if lost != self.lost[name]:
-                    self.lost[name] = lost
-                    await self._collector_state(name, lost, now - last)
+            await self.evaluate()
 
-    async def _collector_state(self, name: str, lost: bool, silent_s: float) -> None:
+    async def evaluate(self) -> None:
+        """Every tick, not on changes only: the rules' for/clear_for decide, and an alert restored after a
+        restart is judged like any other."""
+        limit = LOST_AFTER * self.remote.heartbeat_s
+        now = time.monotonic()
+        at = self.engine.clock.now()
+        transitions = []
+        down_s = now - self._link_since
+        down = False if self.link_up else (True if down_s > limit else None)
+        transitions += self._stream_state(down, down_s, at)
+        for name, last in self.last_heartbeat.items():
+            silent_s = now - last
+            if not self.link_up:
+                lost = None  # frozen: the centre cannot hear anyone, which says nothing about them
+            elif silent_s > limit:
+                lost = True
+            else:
+                lost = False if name in self._heard else None  # no word yet since the connect: wait
+            transitions += self._collector_state(name, lost, silent_s, at)
+        await self.engine.apply_transitions(transitions)
+
+    def _unknown(self, devices: list[str], why: str) -> None:
+        for d in devices:  # unknown, not down: no fresh answer, no failure either
+            rt = self.engine.runtime[d]
+            rt.ok, rt.last_error = None, why
+
+    def _stream_state(self, down: bool | None, down_s: float, at: float) -> list[Any]:
+        n = len(self.members)
+        stream = self.remote.stream
+        summary = (f"Result stream {stream} unreachable: {n} remote collector{'s' if n != 1 else ''} "
+                   f"({len(self.assigned)} devices) not heard")
+        evidence = [f"the engine has had no connection to NATS at {self.remote.nats_url} for {down_s:.0f}s",
+                    "no collector is judged lost meanwhile; their buffered polls replay when the link is back"]
+        transitions = self.engine.rules.observe_stream(stream, down, at, summary, evidence)
+        for t in transitions:
+            log.warning("result stream %s %s", stream, "unreachable" if t.fired else "reachable again")
+            if t.fired:
+                self._unknown(list(self.assigned), f"result stream {stream} unreachable")
+        return transitions
+
+    def _collector_state(self, name: str, lost: bool | None, silent_s: float, at: float) -> list[Any]:
         devices = self.members[name]
         n = len(devices)
         summary = f"Collector {name} lost: {n} device{'s' if n != 1 else ''} not monitored"
@@ -286,10 +338,9 @@ class Centre:
                     f"(every {self.remote.heartbeat_s:g}s expected)",
                     "its devices' state is unknown, not down: " + ", ".join(devices[:20])
                     + (f" and {n - 20} more" if n > 20 else "")]
-        log.warning("collector %s %s", name, "lost" if lost else "back")
-        if lost:
-            for d in devices:  # unknown, not down: no fresh answer, no failure either
-                rt = self.engine.runtime[d]
-                rt.ok, rt.last_error = None, f"collector {name} lost"
-        transitions = self.engine.rules.observe_collector(name, lost, self.engine.clock.now(), summary, evidence)
-        await self.engine.apply_transitions(transitions)
+        transitions = self.engine.rules.observe_collector(name, lost, at, summary, evidence)
+        for t in transitions:
+            log.warning("collector %s %s", name, "lost" if t.fired else "back")
+            if t.fired:
+                self._unknown(devices, f"collector {name} lost")
+        return transitions
