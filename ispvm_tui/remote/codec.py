@@ -71,6 +71,14 @@ def encode(collector: str, device: str, results: list[PollResult]) -> bytes:
     return data
 
 
+def wire_size(payload: bytes, headers: dict[str, str]) -> int:
+    """What NATS counts against max_payload: the payload and the header block nats-py sends with it."""
+    if not headers:
+        return len(payload)
+    block = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    return len(payload) + len(block.encode())
+
+
 def decode(data: bytes) -> tuple[str, str, float, list[PollResult]]:
     """(collector, device, started_at, results) from a message; CodecError says what is wrong."""
     try:

@@ -25,12 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nats.errors import MaxPayloadError
+
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import PollResult
 from ispvm_tui.config import Config, Remote
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.remote import codec, link
-from ispvm_tui.remote.buffer import Buffer
+from ispvm_tui.remote.buffer import MAX_ATTEMPTS, Buffer
 from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,11 @@ SEND_WINDOW = 32  # publishes in flight at once: a WAN round trip per poll would
 PUBLISH_TIMEOUT_S = 5.0
 CONFIG_KEY = "config"  # meta key of the last configuration received
 DRAIN_S = 5.0  # at a stop, how long the last polls may take to reach the stream (the rest stay buffered)
+MAX_DENIED = 10_000  # subjects the server refused us, remembered (this collector's own: a few per device)
+
+
+class _TooLarge(Exception):
+    """Over the server's max_payload, headers included: it can never be sent."""
 
 
 class RemoteCollector:
@@ -61,6 +68,8 @@ class RemoteCollector:
         self.published = 0
         self.made = 0  # polls made since start
         self.setup_errors: dict[str, str] = {}
+        self._server_max_payload = 0
+        self._denied: dict[str, str] = {}  # subject -> the server's permissions error
 
     # ---- lifecycle --------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -90,7 +99,7 @@ class RemoteCollector:
 
     async def _connection(self, opts: dict[str, Any]) -> None:
         nc = await link.connect_forever(self.remote, opts, f"ispvm-collector-{self.name}", self._stop,
-                                        on_state=self._on_link)
+                                        on_state=self._on_link, on_error=self._on_error)
         if nc is None:
             return
         self._nc, self._js = nc, nc.jetstream()
@@ -163,17 +172,42 @@ class RemoteCollector:
             self._snmp_engine = None
 
     # ---- results out --------------------------------------------------------
+    def _max_payload(self) -> int:
+        """The server's max_payload (from its INFO, remembered), never above what the centre decodes."""
+        limit = codec.MAX_MESSAGE_BYTES
+        if self._nc is not None and self._nc.is_connected:
+            self._server_max_payload = self._nc.max_payload
+        if self._server_max_payload:
+            limit = min(limit, self._server_max_payload)
+        return limit
+
     async def _on_results(self, device: str, results: list[PollResult]) -> None:
         payload = codec.encode(self.name, device, results)
         started = min(r.started_at for r in results)
         msg_id = f"{self.name}:{device}:{started!r}"
-        # Synchronous on purpose: polls are stored in the order they finished, and the sender keeps it.
-        self.buffer.push(link.results_subject(self.name, device), msg_id, payload)
+        subject = link.results_subject(self.name, device)
         self.made += 1
+        size, limit = codec.wire_size(payload, self._headers(msg_id, 0.0)), self._max_payload()
+        if size > limit:  # it would block the queue (or close the connection): refused, kept, counted
+            self.buffer.refuse(subject, msg_id, payload, f"too large: {size} bytes with headers, "
+                               f"the server takes {limit}", self.clock.now())
+            return
+        # Synchronous on purpose: polls are stored in the order they finished, and the sender keeps it.
+        self.buffer.push(subject, msg_id, payload, self.clock.now())
         self._wake.set()
 
+    def _on_error(self, exc: Exception) -> None:
+        subject = link.denied_subject(exc)
+        if subject is not None and len(self._denied) < MAX_DENIED:
+            self._denied[subject.lower()] = str(exc)  # nats-py hands the server's error over lower-cased
+
     async def _sender(self) -> None:
-        """Oldest first, a window at a time; a failed window is sent again from its first failure."""
+        """Oldest first, a window at a time; what was accepted leaves the buffer, what failed is sent again.
+
+        A message that can never be accepted is moved aside (Buffer.dead_letter): one over the server's
+        max_payload, one on a subject the server denies this collector, or one that failed MAX_ATTEMPTS
+        times while others in its window got through. A failure of the link or of the stream as a whole
+        counts against no message: they all wait."""
         failing_since: float | None = None
         while True:
             rows = await asyncio.to_thread(self.buffer.peek, SEND_WINDOW)
@@ -182,27 +216,53 @@ class RemoteCollector:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
-            outcomes = await asyncio.gather(*(self._publish(subject, msg_id, payload)
-                                              for _, subject, msg_id, payload in rows), return_exceptions=True)
-            sent: list[int] = []
-            for (seq, *_), outcome in zip(rows, outcomes, strict=True):
-                if outcome is not None:
-                    break  # keep this one and everything after it, in order
-                sent.append(seq)
+            now = self.clock.now()
+            outcomes = await asyncio.gather(*(self._publish(subject, msg_id, payload, queued_at, now)
+                                              for _, subject, msg_id, payload, queued_at in rows),
+                                            return_exceptions=True)
+            sent = [row[0] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
+            failed = [(row, outcome) for row, outcome in zip(rows, outcomes, strict=True) if outcome is not None]
             await asyncio.to_thread(self.buffer.delete, sent)
             self.published += len(sent)
-            if len(sent) < len(rows):
-                error = next(o for o in outcomes if o is not None)
-                if failing_since is None:
+            if failed:
+                stuck = await self._failures(failed, others_accepted=bool(sent))
+                if stuck and failing_since is None:
                     failing_since = time.monotonic()
+                    error = failed[0][1]
                     log.warning("publishing to JetStream failed (%s); %d polls buffered locally, retrying",
                                 type(error).__name__ if isinstance(error, BaseException) else error,
                                 self.buffer.count)
-                await asyncio.sleep(1.0)
+                if stuck:
+                    await asyncio.sleep(1.0)
             elif failing_since is not None:
                 log.warning("publishing again after %.0f s; %d polls still buffered",
                             time.monotonic() - failing_since, self.buffer.count)
                 failing_since = None
+
+    async def _failures(self, failed: list[tuple[Any, BaseException]], others_accepted: bool) -> bool:
+        """Dead-letter what can never be sent; True if something is left to retry."""
+        left = False
+        for (seq, subject, *_), error in failed:
+            reason = self._permanent(subject, error)
+            if reason is None and others_accepted:
+                attempts = await asyncio.to_thread(self.buffer.failed, seq)
+                if attempts >= MAX_ATTEMPTS:
+                    reason = f"failed {attempts} times while others were accepted: {type(error).__name__}: {error}"
+            if reason is None:
+                left = True
+                continue
+            await asyncio.to_thread(self.buffer.dead_letter, seq, reason, self.clock.now())
+        return left
+
+    def _permanent(self, subject: str, error: BaseException) -> str | None:
+        if isinstance(error, _TooLarge):
+            return f"too large: {error}"
+        if isinstance(error, MaxPayloadError):
+            return "too large: over the server's max_payload"
+        denied = self._denied.get(subject.lower())
+        if denied is not None:
+            return f"permission denied: {denied}"
+        return None
 
     async def _drain(self, limit_s: float) -> None:
         deadline = time.monotonic() + limit_s
@@ -211,10 +271,19 @@ class RemoteCollector:
 
     def summary(self) -> str:
         return (f"collector {self.name}: {self.made} polls made, {self.published} published, "
-                f"{self.buffer.count} still buffered, {self.buffer.dropped} dropped (buffer full)")
+                f"{self.buffer.count} still buffered, {self.buffer.dropped} dropped (buffer full), "
+                f"{self.buffer.dead_now} dead (never sendable)")
 
-    async def _publish(self, subject: str, msg_id: str, payload: bytes) -> None:
-        await self._js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": msg_id})
+    def _headers(self, msg_id: str, queued_s: float) -> dict[str, str]:
+        return {"Nats-Msg-Id": msg_id}
+
+    async def _publish(self, subject: str, msg_id: str, payload: bytes, queued_at: float | None, now: float) -> None:
+        queued_s = max(0.0, now - queued_at) if queued_at is not None else 0.0
+        headers = self._headers(msg_id, queued_s)
+        size, limit = codec.wire_size(payload, headers), self._max_payload()
+        if size > limit:  # the server would close the connection on it, and it would come again after
+            raise _TooLarge(f"{size} bytes with headers, the server takes {limit}")
+        await self._js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_S, headers=headers)
 
     async def _heartbeats(self) -> None:
         subject = f"{link.HEARTBEAT_PREFIX}.{self.name}"
@@ -222,7 +291,8 @@ class RemoteCollector:
             # Only while connected: heartbeats queued during a cut would all arrive at once, and late.
             if self._nc is not None and self._nc.is_connected:
                 body = {"v": 1, "collector": self.name, "at": self.clock.now(), "buffered": self.buffer.count,
-                        "dropped": self.buffer.dropped, "devices": len(self.poller.schedules) if self.poller else 0}
+                        "dropped": self.buffer.dropped, "dead": self.buffer.dead,
+                        "devices": len(self.poller.schedules) if self.poller else 0}
                 with contextlib.suppress(Exception):
                     await self._nc.publish(subject, json.dumps(body).encode())
             await asyncio.sleep(self.heartbeat_s)

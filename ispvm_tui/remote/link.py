@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 RESULTS_PREFIX = "ispvm.results"
 HEARTBEAT_PREFIX = "ispvm.hb"
+_DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+def denied_subject(exc: Exception) -> str | None:
+    """The subject of a server's "Permissions Violation for Publish to ..." error, if that is what it is."""
+    m = _DENIED.search(str(exc))
+    return m.group(1) if m else None
 
 
 def results_subject(collector: str, device: str) -> str:
@@ -71,7 +79,8 @@ def options(remote: Remote, secrets: SecretSource) -> dict[str, Any]:
 
 
 async def connect_forever(remote: Remote, opts: dict[str, Any], name: str, stop: asyncio.Event,
-                          on_state: Callable[[bool], Awaitable[None] | None] | None = None) -> Client | None:
+                          on_state: Callable[[bool], Awaitable[None] | None] | None = None,
+                          on_error: Callable[[Exception], None] | None = None) -> Client | None:
     """Connect, retrying until it works or ``stop`` is set; then nats-py reconnects by itself, forever.
 
     nats-py gives up a first connection at once, so a collector started while the WAN is down (or a
@@ -92,6 +101,8 @@ async def connect_forever(remote: Remote, opts: dict[str, Any], name: str, stop:
 
     async def error(exc: Exception) -> None:
         log.debug("NATS: %s", exc)
+        if on_error is not None:
+            on_error(exc)
 
     while not stop.is_set():
         try:
