@@ -23,7 +23,7 @@ from ispvm_tui.secrets import StaticSecrets
 from tests.natsserver import NatsServer
 from tests.waiting import wait_for
 
-HEARTBEAT_S = 0.5
+HEARTBEAT_S = 1.0  # grace 3 s: a loaded host reconnecting a heartbeat sender is not a lost collector
 
 CONFIG = """
 [polling]
@@ -128,12 +128,13 @@ async def _with_nc(url: str, fn: Any, **opts: Any) -> Any:
         await nc.close()
 
 
-def publish_poll(url: str, collector: str, device: str, at: float, ok: bool = True, **opts: Any) -> None:
+def publish_poll(url: str, collector: str, device: str, at: float, ok: bool = True,
+                 headers: dict[str, str] | None = None, **opts: Any) -> None:
     payload = codec.encode(collector, device, poll(device, at, ok))
 
     async def send(nc: Any) -> None:
-        await nc.jetstream().publish(f"ispvm.results.{collector}.{device}", payload,
-                                     headers={"Nats-Msg-Id": f"{collector}:{device}:{at!r}"}, timeout=5)
+        await nc.jetstream().publish(f"ispvm.results.{collector}.{device}", payload, timeout=5,
+                                     headers={"Nats-Msg-Id": f"{collector}:{device}:{at!r}", **(headers or {})})
 
     asyncio.run(_with_nc(url, send, **opts))
 
@@ -152,10 +153,10 @@ def consumer_state(url: str, **opts: Any) -> tuple[int, int]:
 
 
 class Heartbeats:
-    """A collector's heartbeats, from a thread of the test, until stopped."""
+    """A collector's heartbeats, from a thread of the test, until stopped; ``skew_s``: its clock's error."""
 
-    def __init__(self, url: str, name: str, **opts: Any) -> None:
-        self.url, self.name, self.opts = url, name, opts
+    def __init__(self, url: str, name: str, skew_s: float = 0.0, **opts: Any) -> None:
+        self.url, self.name, self.opts, self.skew_s = url, name, opts, skew_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -165,7 +166,8 @@ class Heartbeats:
 
         async def beat(nc: Any) -> None:
             while not self._stop.is_set():
-                body = {"v": 1, "collector": self.name, "at": time.time(), "buffered": 0, "dropped": 0, "devices": 1}
+                body = {"v": 1, "collector": self.name, "at": time.time() + self.skew_s, "buffered": 0,
+                        "dropped": 0, "devices": 1}
                 await nc.publish(f"ispvm.hb.{self.name}", json.dumps(body).encode())
                 await nc.flush()
                 await asyncio.sleep(HEARTBEAT_S / 2)
@@ -268,3 +270,51 @@ def test_the_centre_losing_nats_is_one_stream_incident_not_every_collector_lost(
     assert _incidents(db, "Collector") == []
     assert _incidents(db, "Result stream") == [("closed", "Result stream ISPVM unreachable: 2 remote collectors "
                                                           "(2 devices) not heard")]
+
+
+def test_lateness_is_what_the_collector_says_never_a_clock_comparison(nats_server: NatsServer,
+                                                                     tmp_path: Path) -> None:
+    centre = Centre(write_config(tmp_path, nats_server.url), tmp_path / "centre.duckdb")
+    beats = Heartbeats(nats_server.url, "pop-a", skew_s=-600)  # the PoP's clock is ten minutes behind
+    try:
+        assert wait_for(lambda: consumer_state(nats_server.url)[0] >= 0, 60)
+        now = centre.engine.clock.now()
+        publish_poll(nats_server.url, "pop-a", "A1", now - 600, ok=False)  # current, by a slow clock
+        publish_poll(nats_server.url, "pop-a", "A1", now - 599, ok=False)
+        publish_poll(nats_server.url, "pop-a", "A1", now - 1, headers={codec.REPLAYED_HEADER: "120.0"})
+        publish_poll(nats_server.url, "pop-a", "A1", now - 2, headers={codec.REPLAYED_HEADER: "soon"})
+        assert wait_for(lambda: consumer_state(nats_server.url) == (4, 0), 60)
+        centre.store.flush()
+        rows = centre.store.query("SELECT ts, late FROM poll_log WHERE device = 'A1' ORDER BY ts")
+        assert rows == [(now - 600, False), (now - 599, False), (now - 1, True)]
+        assert centre.engine.centre.malformed == 1  # the header that is not a number
+        # The two failures were current, so the rules saw them (a replayed answer would not have cleared them).
+        assert centre.engine.rules.is_pending("device.unreachable", "A1") or \
+            centre.engine.rules.is_firing("device.unreachable", "A1")
+        assert wait_for(lambda: centre.events("remote.clock_skew", "pop-a's clock is 600s behind"), 30)
+    finally:
+        beats.stop()
+        centre.stop()
+
+
+def test_what_the_stream_held_before_the_centre_started_is_late(nats_server: NatsServer, tmp_path: Path) -> None:
+    from nats.js import api
+
+    async def make_stream(nc: Any) -> None:
+        await nc.jetstream().add_stream(api.StreamConfig(name="ISPVM", subjects=["ispvm.results.>"],
+                                                         duplicate_window=300.0))
+
+    asyncio.run(_with_nc(nats_server.url, make_stream))
+    import time
+
+    now = time.time()
+    publish_poll(nats_server.url, "pop-a", "A1", now - 1)  # published while no centre was reading
+    centre = Centre(write_config(tmp_path, nats_server.url), tmp_path / "centre.duckdb")
+    try:
+        assert wait_for(lambda: consumer_state(nats_server.url) == (1, 0), 60)
+        publish_poll(nats_server.url, "pop-a", "A1", now + 1)
+        assert wait_for(lambda: consumer_state(nats_server.url) == (2, 0), 60)
+        centre.store.flush()
+        assert centre.store.query("SELECT late FROM poll_log WHERE device = 'A1' ORDER BY ts") == [(True,), (False,)]
+    finally:
+        centre.stop()

@@ -10,9 +10,11 @@ Started by ``Engine.start`` when ``[remote]`` is set. It
   twice); if the store's writer died, fetching stops and a restart's dedup takes over. A malformed
   message (or one naming a device that collector does not poll) is terminated, logged and counted;
   nothing in it reaches the engine;
-* drops a poll whose started_at it already has for that device (a redelivery), and marks a poll
-  that started more than two of the device's intervals before it arrived as late: stored, never
-  fed to the rules;
+* drops a poll whose started_at it already has for that device (a redelivery), and marks as late
+  (stored, never fed to the rules) a poll the collector says it replayed from its buffer
+  (``Ispvm-Replayed`` header: buffered longer than a poll interval) or one that was already in the
+  stream when the centre last (re)connected. No clock of the PoP is compared with the centre's:
+  a heartbeat whose ``at`` is off by more than CLOCK_SKEW_WARN_S is warned about, nothing more;
 * watches heartbeats: a collector unheard of for 3 x heartbeat_s raises one ``collector_lost`` alert
   (one incident, "Collector X lost: N devices not monitored"); its devices' state is unknown
   meanwhile, and since no results arrive for them they raise no unreachable alerts. Judged every
@@ -28,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -47,6 +50,7 @@ FETCH_BATCH = 128
 DEDUP_WINDOW_S = 300.0  # JetStream drops a repeated Nats-Msg-Id this long (a publish retried after a lost ack)
 SEEN_PER_DEVICE = 512  # started_at values remembered per device for the engine's own duplicate check
 LOST_AFTER = 3  # heartbeats missed
+CLOCK_SKEW_WARN_S = 5.0  # a heartbeat's "at" this far from the engine's clock is warned about
 COMMIT_RETRY_MAX_S = 10.0  # well inside ack_wait: in_progress is sent at every retry
 
 
@@ -69,6 +73,9 @@ class Centre:
         self._link_since = time.monotonic()
         self.last_heartbeat: dict[str, float] = dict.fromkeys(self.members, self._link_since)
         self._heard: set[str] = set()  # collectors heard since the last (re)connect
+        self._skewed: set[str] = set()  # collectors whose clock was last seen off (warned once)
+        self._backlog_seq = 0  # stream messages up to this one were stored while the centre was away
+        self._background: set[asyncio.Future[Any]] = set()
         self.received = 0
         self.ingested = 0
         self.duplicates = 0
@@ -103,6 +110,7 @@ class Centre:
         while True:  # set up what the collectors need; retried while the server is away
             try:
                 await self._ensure_stream(js)
+                await self._mark_backlog(js)
                 await self._publish_configs(js)
                 sub = await js.pull_subscribe(f"{link.RESULTS_PREFIX}.>", durable=DURABLE, stream=self.remote.stream,
                                               config=api.ConsumerConfig(ack_wait=60, max_ack_pending=4 * FETCH_BATCH))
@@ -122,6 +130,19 @@ class Centre:
             await self._handle(msgs)
             if self.halted:
                 return
+
+    async def _mark_backlog(self, js: Any) -> None:
+        """What the stream holds now arrived while this centre was away: history, not news."""
+        info = await js.stream_info(self.remote.stream)
+        self._backlog_seq = max(self._backlog_seq, info.state.last_seq)
+
+    async def _after_reconnect(self) -> None:
+        if self._nc is None:
+            return
+        try:
+            await self._mark_backlog(self._nc.jetstream())
+        except Exception as exc:  # the link dropped again: the next reconnect tries again
+            log.debug("stream state after the reconnect not read: %s", exc)
 
     async def _ensure_stream(self, js: Any) -> None:
         want = api.StreamConfig(name=self.remote.stream, subjects=[f"{link.RESULTS_PREFIX}.>"],
@@ -181,7 +202,7 @@ class Centre:
                 self.duplicates += 1
                 ack.append(msg)
                 continue
-            late = self._is_late(device, started_at)
+            late = self._is_late(msg)
             self.late += late
             try:
                 await self.engine.ingest(device, results, late=late)
@@ -234,6 +255,9 @@ class Centre:
 
     def _check(self, msg: Any) -> tuple[str, str, float, list[Any]]:
         collector, device, started_at, results = codec.decode(msg.data)
+        replayed = (msg.headers or {}).get(codec.REPLAYED_HEADER)
+        if replayed is not None:
+            codec.queued_seconds(replayed)  # CodecError when it is not a number of seconds
         parts = msg.subject.split(".", 3)
         if len(parts) < 4 or parts[2] != collector:
             raise CodecError(f"collector {collector!r} does not match the subject")
@@ -241,10 +265,14 @@ class Centre:
             raise CodecError(f"device {device!r} is not polled by collector {collector!r}")
         return collector, device, started_at, results
 
-    def _is_late(self, device: str, started_at: float) -> bool:
-        cfg = self.engine.config
-        interval = cfg.device(device).interval_s or cfg.polling.interval_s
-        return self.engine.clock.now() - started_at > 2 * interval
+    def _is_late(self, msg: Any) -> bool:
+        """Backlog, by what the collector says (it buffered the poll) or by the stream's own order (the
+        message was stored before this centre's last connect) — never by comparing two hosts' clocks."""
+        if codec.REPLAYED_HEADER in (msg.headers or {}):
+            return True
+        with contextlib.suppress(Exception):
+            return msg.metadata.sequence.stream <= self._backlog_seq
+        return False
 
     def _has(self, device: str, started_at: float) -> bool:
         entry = self._seen.get(device)
@@ -278,12 +306,36 @@ class Centre:
             for name in self.last_heartbeat:
                 self.last_heartbeat[name] = now
             self._heard.clear()
+            if self._nc is not None:  # a reconnect (the first connect marks the backlog in _run)
+                self._background.add(task := asyncio.ensure_future(self._after_reconnect()))
+                task.add_done_callback(self._background.discard)
 
     async def _on_heartbeat(self, msg: Any) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         if name in self.last_heartbeat and len(msg.data) < 4096:
             self.last_heartbeat[name] = time.monotonic()
             self._heard.add(name)
+            self._check_clock(name, msg.data)
+
+    def _check_clock(self, name: str, data: bytes) -> None:
+        """Lateness never depends on the PoP's clock, but an operator wants to know it is off."""
+        try:
+            at = json.loads(data).get("at")
+        except (ValueError, AttributeError):
+            return
+        if not isinstance(at, int | float) or isinstance(at, bool) or not math.isfinite(at):
+            return
+        skew = at - self.engine.clock.now()
+        off = abs(skew) > CLOCK_SKEW_WARN_S
+        if off and name not in self._skewed:
+            self._skewed.add(name)
+            text = (f"collector {name}'s clock is {abs(skew):.0f}s {'ahead of' if skew > 0 else 'behind'} the "
+                    f"engine's: keep both on NTP (poll times are the collector's)")
+            log.warning("%s", text)
+            self.engine._publish("remote.clock_skew", text)
+        elif not off and name in self._skewed:
+            self._skewed.discard(name)
+            log.warning("collector %s's clock agrees with the engine's again", name)
 
     async def _watch_heartbeats(self) -> None:
         while True:

@@ -36,6 +36,22 @@ class CodecError(ValueError):
     """A message that is not a valid poll message, with the reason."""
 
 
+REPLAYED_HEADER = "Ispvm-Replayed"  # seconds the poll waited in the collector's buffer, when over an interval
+MAX_QUEUED_S = 366 * 86400.0
+
+
+def queued_seconds(value: str) -> float:
+    """The ``Ispvm-Replayed`` header's value; CodecError unless it is a plain number of seconds."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise CodecError(f"{REPLAYED_HEADER}: not a number of seconds") from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_QUEUED_S:
+        raise CodecError(f"{REPLAYED_HEADER}: {value!r} is out of range")
+    return seconds
+
+
+
 class _Envelope(BaseModel):
     # ser_json_inf_nan: a NaN or infinite reading survives the trip instead of turning into null
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ser_json_inf_nan="constants")

@@ -187,7 +187,8 @@ class RemoteCollector:
         msg_id = f"{self.name}:{device}:{started!r}"
         subject = link.results_subject(self.name, device)
         self.made += 1
-        size, limit = codec.wire_size(payload, self._headers(msg_id, 0.0)), self._max_payload()
+        # Sized with the longest headers it may get (replayed after a long cut), so it fits then too.
+        size, limit = codec.wire_size(payload, self._headers(msg_id, codec.MAX_QUEUED_S)), self._max_payload()
         if size > limit:  # it would block the queue (or close the connection): refused, kept, counted
             self.buffer.refuse(subject, msg_id, payload, f"too large: {size} bytes with headers, "
                                f"the server takes {limit}", self.clock.now())
@@ -274,12 +275,26 @@ class RemoteCollector:
                 f"{self.buffer.count} still buffered, {self.buffer.dropped} dropped (buffer full), "
                 f"{self.buffer.dead_now} dead (never sendable)")
 
-    def _headers(self, msg_id: str, queued_s: float) -> dict[str, str]:
-        return {"Nats-Msg-Id": msg_id}
+    @staticmethod
+    def _headers(msg_id: str, replayed_s: float | None) -> dict[str, str]:
+        headers = {"Nats-Msg-Id": msg_id}
+        if replayed_s is not None:  # the centre stores it as history and keeps it from the rules
+            headers[codec.REPLAYED_HEADER] = f"{min(replayed_s, codec.MAX_QUEUED_S):.1f}"
+        return headers
+
+    def _interval(self, subject: str) -> float:
+        device = subject.split(".", 3)[-1]
+        cfg = self.config
+        if cfg is None:
+            return 60.0
+        dev = next((d for d in cfg.devices if d.name == device), None)
+        return (dev.interval_s if dev is not None else None) or cfg.polling.interval_s
 
     async def _publish(self, subject: str, msg_id: str, payload: bytes, queued_at: float | None, now: float) -> None:
+        # Replayed: it waited in the buffer longer than a poll interval, measured on this host's clock
+        # alone (when it was buffered, when it is sent), so the PoP's clock never meets the centre's.
         queued_s = max(0.0, now - queued_at) if queued_at is not None else 0.0
-        headers = self._headers(msg_id, queued_s)
+        headers = self._headers(msg_id, queued_s if queued_s > self._interval(subject) else None)
         size, limit = codec.wire_size(payload, headers), self._max_payload()
         if size > limit:  # the server would close the connection on it, and it would come again after
             raise _TooLarge(f"{size} bytes with headers, the server takes {limit}")
