@@ -344,6 +344,9 @@ def collector(
     from ispvm_tui.secrets import DEFAULT_FILE
 
     path = buffer or DEFAULT_FILE.parent / f"collector-{name}.sqlite"
+    entry = next((c for c in collectors if c.name == name), None)
+    if entry is not None:
+        remote = remote.for_collector(entry)  # its own NATS user, when it has one
     try:
         worker = RemoteCollector(remote, name, secrets=default_secrets(), clock=SystemClock(), buffer_path=path)
     except OSError as exc:
@@ -365,6 +368,23 @@ def collector(
         err(str(exc))
         raise typer.Exit(1) from None
     err(worker.summary())
+
+
+@app.command("nats-config")
+def nats_config(
+    config: Annotated[Path, typer.Option("--config", "-c", help="the engine's config, with [remote] and "
+                                                             "[[collectors]] users")],
+) -> None:
+    """Print the nats-server `authorization` block: one user per collector and one for the engine, each
+    allowed only its own subjects. Passwords are variables named after their secrets, never values."""
+    from ispvm_tui.remote.natsauth import authorization_block
+
+    block, problems = authorization_block(_load_config(config))
+    for problem in problems:
+        err(f"{config}: {problem}")
+    if problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    typer.echo(block, nl=False)
 
 
 def _log_warnings(warnings: list[Any]) -> None:

@@ -286,6 +286,20 @@ class Remote(Strict):
     # Polls a collector keeps while the centre is out of reach; past it the oldest go, counted and logged.
     buffer_max_polls: int = Field(100_000, ge=10, le=10_000_000)
 
+    @field_validator("nats_url")
+    @classmethod
+    def _no_credentials_in_url(cls, v: str) -> str:
+        if "@" in v:  # the URL is logged; a password belongs in the secret store
+            raise ValueError("no user or password in the URL: use user and password_secret (or nkey_seed_secret)")
+        return v
+
+    def for_collector(self, collector: CollectorDef) -> Remote:
+        """The link as this collector makes it: its own NATS user when it has one."""
+        if collector.user is None:
+            return self
+        return self.model_copy(update={"user": collector.user, "password_secret": collector.password_secret,
+                                       "nkey_seed_secret": None})
+
     @model_validator(mode="after")
     def _auth(self) -> Remote:
         if (self.user is None) != (self.password_secret is None):
@@ -298,11 +312,23 @@ class Remote(Strict):
 
 
 class CollectorDef(Strict):
-    """A remote collector: polls the devices of its ``site`` and those named in ``devices``."""
+    """A remote collector: polls the devices of its ``site`` and those named in ``devices``.
+
+    ``user``/``password_secret``: its own NATS user, which the collector connects as instead of
+    [remote]'s; ``ispvm nats-config`` prints the server's users with each one's permissions (publish
+    only its own results and heartbeat, read only its own configuration key)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")  # a NATS subject token: no dots
     site: str | None = None
     devices: list[str] = []
+    user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    password_secret: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _auth(self) -> CollectorDef:
+        if (self.user is None) != (self.password_secret is None):
+            raise ValueError("user and password_secret go together")
+        return self
 
 
 class Config(Strict):

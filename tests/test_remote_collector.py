@@ -30,7 +30,7 @@ authorization {{
     {{user: "admin", password: "admin-pw"}}
     {{user: "pop-a", password: "pop-a-pw", permissions: {{
       publish: {{allow: [">"], deny: ["ispvm.results.pop-a.DENIED"]}}
-      subscribe: {{allow: ["_INBOX.>"]}}
+      subscribe: {{allow: ["_INBOX_pop-a.>"]}}
     }}}}
   ]
 }}

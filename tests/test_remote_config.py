@@ -87,6 +87,8 @@ devices = ["A2"]
     ('[remote]\nnats_url = "http://x"\n', "remote.nats_url"),
     ('[remote]\nheartbeat_s = 0\n', "remote.heartbeat_s"),
     ('[remote]\npassword = "hunter2"\n', "remote.password: unknown field"),
+    ('[remote]\nnats_url = "nats://u:hunter2@host:4222"\n', "no user or password in the URL"),
+    ('[remote]\n[[collectors]]\nname = "p"\nsite = "POP-A"\nuser = "p"\n', "user and password_secret go together"),
 ])
 def test_mistakes_are_reported_with_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
     path = _write(tmp_path, text)

@@ -36,6 +36,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from nats.js import api
+from nats.js.errors import NotFoundError
 
 from ispvm_tui.remote import codec, link
 from ispvm_tui.remote.codec import CodecError
@@ -155,7 +156,17 @@ class Centre:
         await js.update_stream(want)
 
     async def _publish_configs(self, js: Any) -> None:
-        kv = await js.create_key_value(bucket=link.config_bucket(self.remote), history=1)
+        bucket = link.config_bucket(self.remote)
+        # Direct gets name the key in the subject, so a collector's NATS user can be allowed its own key only.
+        try:
+            info = await js.stream_info(f"KV_{bucket}")
+        except NotFoundError:
+            kv = await js.create_key_value(api.KeyValueConfig(bucket=bucket, history=1, direct=True))
+        else:
+            if not info.config.allow_direct:  # a bucket made before per-collector users
+                info.config.allow_direct = True
+                await js.update_stream(info.config)
+            kv = await js.key_value(bucket)
         for collector, devices in self.members.items():
             value = json.dumps(self.collector_config(collector, devices), sort_keys=True).encode()
             with contextlib.suppress(Exception):

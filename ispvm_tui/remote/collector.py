@@ -75,6 +75,7 @@ class RemoteCollector:
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         opts = link.options(self.remote, self.secrets)  # SecretError before anything starts
+        opts["inbox_prefix"] = link.inbox_prefix(self.name)  # its own replies only (natsauth.py)
         saved = self.buffer.get_meta(CONFIG_KEY)
         if saved is not None:
             with contextlib.suppress(ValueError):

@@ -17,12 +17,12 @@ import nats
 from nats.aio.client import Client
 
 from ispvm_tui.config import Remote
+from ispvm_tui.remote.natsauth import HEARTBEAT_PREFIX, RESULTS_PREFIX, inbox_prefix
 from ispvm_tui.secrets import SecretError, SecretSource
 
 log = logging.getLogger(__name__)
 
-RESULTS_PREFIX = "ispvm.results"
-HEARTBEAT_PREFIX = "ispvm.hb"
+__all__ = ["HEARTBEAT_PREFIX", "RESULTS_PREFIX", "inbox_prefix"]  # one definition, in natsauth (no nats there)
 _DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
@@ -90,6 +90,8 @@ async def connect_forever(remote: Remote, opts: dict[str, Any], name: str, stop:
     reported = False
 
     async def disconnected() -> None:
+        if stop.is_set():
+            return  # our own close at a stop, not a lost link
         log.warning("NATS connection to %s lost; reconnecting", remote.nats_url)
         if on_state is not None:
             await _maybe(on_state(False))
