@@ -285,6 +285,10 @@ class Remote(Strict):
     heartbeat_s: float = Field(5.0, ge=0.2, le=300)  # a collector unheard of for 3 of these is lost
     # Polls a collector keeps while the centre is out of reach; past it the oldest go, counted and logged.
     buffer_max_polls: int = Field(100_000, ge=10, le=10_000_000)
+    # The result stream is a work queue (acked messages leave it), so these bound only what waits for the
+    # engine: an engine outage, or a backlog. Past either the oldest go (docs/architecture.md, sizing).
+    stream_max_age_s: float = Field(7 * 86400.0, ge=60)
+    stream_max_bytes: int = Field(10 * 1024**3, ge=1024**2)
 
     @field_validator("nats_url")
     @classmethod

@@ -318,3 +318,58 @@ def test_what_the_stream_held_before_the_centre_started_is_late(nats_server: Nat
         assert centre.store.query("SELECT late FROM poll_log WHERE device = 'A1' ORDER BY ts") == [(True,), (False,)]
     finally:
         centre.stop()
+
+
+def _stream_config(url: str) -> Any:
+    async def get(nc: Any) -> Any:
+        return (await nc.jetstream().stream_info("ISPVM")).config
+
+    return asyncio.run(_with_nc(url, get))
+
+
+def test_the_stream_is_a_bounded_work_queue_and_an_operators_change_is_kept(nats_server: NatsServer,
+                                                                            tmp_path: Path) -> None:
+    from nats.js import api
+
+    config = write_config(tmp_path, nats_server.url, remote_extra="stream_max_age_s = 3600\n"
+                                                                  "stream_max_bytes = 50000000")
+    db = tmp_path / "centre.duckdb"
+    centre = Centre(config, db)
+    try:
+        assert wait_for(lambda: consumer_state(nats_server.url)[0] >= 0, 60)
+    finally:
+        centre.stop()
+    cfg = _stream_config(nats_server.url)
+    assert cfg.retention == api.RetentionPolicy.WORK_QUEUE
+    assert (cfg.max_age, cfg.max_bytes) == (3600, 50_000_000)
+
+    async def operator_edit(nc: Any) -> None:  # as `nats stream edit --max-age 2h` would
+        js = nc.jetstream()
+        current = (await js.stream_info("ISPVM")).config
+        current.max_age = 7200.0
+        await js.update_stream(current)
+
+    asyncio.run(_with_nc(nats_server.url, operator_edit))
+    config = write_config(tmp_path, nats_server.url, remote_extra="stream_max_age_s = 1800\n"
+                                                                  "stream_max_bytes = 80000000")
+    centre = Centre(config, db)
+    try:
+        assert wait_for(lambda: _stream_config(nats_server.url).max_bytes == 80_000_000, 60)
+    finally:
+        centre.stop()
+    assert _stream_config(nats_server.url).max_age == 7200  # the operator's, not overwritten
+
+    # Acknowledged results leave a work queue: the stream holds only what the engine has not taken.
+    centre = Centre(config, db)
+    try:
+        import time
+
+        publish_poll(nats_server.url, "pop-a", "A1", time.time())
+        assert wait_for(lambda: consumer_state(nats_server.url) == (1, 0), 60)
+
+        async def messages(nc: Any) -> int:
+            return (await nc.jetstream().stream_info("ISPVM")).state.messages
+
+        assert wait_for(lambda: asyncio.run(_with_nc(nats_server.url, messages)) == 0, 30)
+    finally:
+        centre.stop()

@@ -11,8 +11,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,18 +131,38 @@ def _publish(url: str, subject: str, payload: bytes, msg_id: str) -> None:
     asyncio.run(send())
 
 
-def _first_message(url: str) -> bytes:
-    import nats
+class Tap:
+    """The first result message published, as a plain NATS subscriber sees it (the stream is a work queue:
+    what the engine acknowledged is gone from it)."""
 
-    async def get() -> bytes:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
-        try:
-            msg = await nc.jetstream().get_msg("ISPVM", 1)
-            return msg.data
-        finally:
-            await nc.close()
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.first: bytes | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(30)
 
-    return asyncio.run(get())
+    async def _run(self) -> None:
+        import nats
+
+        nc = await nats.connect(self.url, connect_timeout=2)
+
+        async def seen(msg: Any) -> None:
+            if self.first is None:
+                self.first = msg.data
+
+        await nc.subscribe("ispvm.results.pop-a.>", cb=seen)
+        await nc.flush()
+        self._ready.set()
+        while not self._stop.is_set() and self.first is None:
+            await asyncio.sleep(0.1)
+        await nc.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 def _buffered(path: Path) -> int:
@@ -165,6 +187,7 @@ def test_results_survive_a_wan_cut_with_one_collector_incident(lab: Lab, nats_se
     wan = TcpProxy(nats_server.port)
     pop_config = _config(lab, tmp_path, wan.url, "pop-a.toml")  # the PoP reaches NATS over its WAN link
     buffer = tmp_path / "pop-a.sqlite"
+    tap = Tap(nats_server.url)
     engine = Proc(["run", "--headless", "--json", "--config", str(config)], env, tmp_path, "engine")
     collector = Proc(["collector", "--site", "POP-A", "--config", str(pop_config), "--buffer", str(buffer)], env,
                      tmp_path, "collector")
@@ -174,9 +197,11 @@ def test_results_survive_a_wan_cut_with_one_collector_incident(lab: Lab, nats_se
 
         # A duplicate (the same poll again, under another message id so JetStream lets it through) and two
         # hostile messages: garbage, and a poll of a device this collector does not poll.
-        _publish(nats_server.url, "ispvm.results.pop-a.POPA-AGG", _first_message(nats_server.url), "test:dup")
+        assert wait_for(lambda: tap.first is not None, 30)
+        first = tap.first
+        assert first is not None
+        _publish(nats_server.url, "ispvm.results.pop-a.POPA-AGG", first, "test:dup")
         _publish(nats_server.url, "ispvm.results.pop-a.POPA-AGG", b'{"v":1,"results":"nope"}', "test:bad1")
-        first = _first_message(nats_server.url)
         stolen = first.replace(json.dumps(json.loads(first)["device"]).encode(), b'"CORE1"')
         _publish(nats_server.url, "ispvm.results.pop-a.CORE1", stolen, "test:bad2")
         assert wait_for(lambda: len([e for e in engine.events() if e["kind"] == "remote.malformed"]) >= 2, 30), \
@@ -199,6 +224,7 @@ def test_results_survive_a_wan_cut_with_one_collector_incident(lab: Lab, nats_se
         collector.kill()
         engine.kill()
         wan.close()
+        tap.stop()
 
     summary = collector.stderr().strip().splitlines()[-1]
     made = int(summary.split(": ", 1)[1].split(" polls made")[0])

@@ -51,8 +51,16 @@ FETCH_BATCH = 128
 DEDUP_WINDOW_S = 300.0  # JetStream drops a repeated Nats-Msg-Id this long (a publish retried after a lost ack)
 SEEN_PER_DEVICE = 512  # started_at values remembered per device for the engine's own duplicate check
 LOST_AFTER = 3  # heartbeats missed
+META = "ispvm."  # stream metadata keys: the limits ispvm itself last set
 CLOCK_SKEW_WARN_S = 5.0  # a heartbeat's "at" this far from the engine's clock is warned about
 COMMIT_RETRY_MAX_S = 10.0  # well inside ack_wait: in_progress is sent at every retry
+
+
+def _close(value: float, recorded: str) -> bool:
+    try:
+        return math.isclose(value, float(recorded), rel_tol=1e-6)
+    except ValueError:
+        return False
 
 
 class Centre:
@@ -146,14 +154,49 @@ class Centre:
             log.debug("stream state after the reconnect not read: %s", exc)
 
     async def _ensure_stream(self, js: Any) -> None:
-        want = api.StreamConfig(name=self.remote.stream, subjects=[f"{link.RESULTS_PREFIX}.>"],
-                                duplicate_window=DEDUP_WINDOW_S, max_age=7 * 86400.0, storage=api.StorageType.FILE)
+        """Create the stream as a work queue; on an existing one, apply the config's limits only where
+        nobody changed them since ispvm set them (recorded in the stream's metadata): an operator's
+        ``nats stream edit`` wins, with a warning, instead of being overwritten at every start."""
+        stream = self.remote.stream
+        subject = f"{link.RESULTS_PREFIX}.>"
+        want = {"max_age": self.remote.stream_max_age_s, "max_bytes": float(self.remote.stream_max_bytes),
+                "duplicate_window": DEDUP_WINDOW_S}
         try:
-            await js.stream_info(self.remote.stream)
-        except Exception:
-            await js.add_stream(want)
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            await js.add_stream(api.StreamConfig(
+                name=stream, subjects=[subject], retention=api.RetentionPolicy.WORK_QUEUE,
+                storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD, max_age=want["max_age"],
+                max_bytes=self.remote.stream_max_bytes, duplicate_window=DEDUP_WINDOW_S,
+                metadata={f"{META}{k}": repr(v) for k, v in want.items()}))
             return
-        await js.update_stream(want)
+        cfg = info.config
+        meta = {k: v for k, v in (cfg.metadata or {}).items() if not k.startswith("_nats")}
+        changed = False
+        for key, value in want.items():
+            current = float(getattr(cfg, key) or 0)
+            recorded = meta.get(f"{META}{key}")
+            if math.isclose(current, value, rel_tol=1e-6):
+                changed |= recorded != repr(value)
+                meta[f"{META}{key}"] = repr(value)
+                continue
+            if recorded is not None and not _close(current, recorded):
+                log.warning("stream %s: %s is %g, changed outside ispvm ([remote] says %g): left as it is",
+                            stream, key, current, value)
+                continue
+            setattr(cfg, key, int(value) if key == "max_bytes" else value)
+            meta[f"{META}{key}"] = repr(value)
+            changed = True
+        if subject not in (cfg.subjects or []):
+            cfg.subjects = [*(cfg.subjects or []), subject]
+            changed = True
+        if cfg.retention != api.RetentionPolicy.WORK_QUEUE:
+            log.warning("stream %s keeps %s retention (made before work-queue retention): acknowledged results "
+                        "stay until max_age; delete the stream while the engine is stopped to recreate it",
+                        stream, cfg.retention)
+        if changed:
+            cfg.metadata = {**(cfg.metadata or {}), **meta}
+            await js.update_stream(cfg)
 
     async def _publish_configs(self, js: Any) -> None:
         bucket = link.config_bucket(self.remote)
