@@ -103,3 +103,15 @@ def test_non_finite_readings_survive_and_non_bytes_are_refused() -> None:
     assert math.isinf(decode(encode("c", "R1", [r]))[3][0].duration_s)
     with pytest.raises(CodecError):
         decode("a str")  # type: ignore[arg-type]
+
+
+def test_a_poll_larger_than_any_centre_takes_is_refused_where_it_is_made() -> None:
+    import os
+
+    from ispvm_tui.remote.codec import MAX_JSON_BYTES
+
+    noise = os.urandom(MAX_JSON_BYTES // 2).hex()  # incompressible, and over the limit as JSON
+    huge = PollResult(device="A1", collector="api", started_at=1.0, duration_s=0.1, ok=False, error=noise,
+                      error_kind="internal")
+    with pytest.raises(CodecError, match="over the"):
+        encode("pop-a", "A1", [huge])

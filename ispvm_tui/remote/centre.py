@@ -96,7 +96,7 @@ class Centre:
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
         opts = link.options(self.remote, self.engine.secrets)
-        self._seen_from_store()
+        await asyncio.to_thread(self._seen_from_store)  # up to an hour of poll_log: not on the loop
         self._tasks = [asyncio.create_task(self._run(opts), name="remote-results"),
                        asyncio.create_task(self._watch_heartbeats(), name="remote-heartbeats")]
 
@@ -242,8 +242,9 @@ class Centre:
         fresh: list[tuple[str, float]] = []
         for msg in msgs:
             self.received += 1
+            await asyncio.sleep(0)  # a batch of 128 decodes: let heartbeats and the console in between
             try:
-                collector, device, started_at, results = self._check(msg)
+                collector, device, started_at, results = await self._check(msg)
             except CodecError as exc:
                 self.malformed += 1
                 log.error("malformed result message on %s terminated (%d so far): %s", msg.subject, self.malformed,
@@ -307,8 +308,11 @@ class Centre:
             await asyncio.sleep(delay)
             delay = min(COMMIT_RETRY_MAX_S, delay * 2)
 
-    def _check(self, msg: Any) -> tuple[str, str, float, list[Any]]:
-        collector, device, started_at, results = codec.decode(msg.data)
+    async def _check(self, msg: Any) -> tuple[str, str, float, list[Any]]:
+        if len(msg.data) > codec.COMPRESS_OVER or msg.data[:1] == b"Z":  # a large one: parse it off the loop
+            collector, device, started_at, results = await asyncio.to_thread(codec.decode, msg.data)
+        else:
+            collector, device, started_at, results = codec.decode(msg.data)
         replayed = (msg.headers or {}).get(codec.REPLAYED_HEADER)
         if replayed is not None:
             codec.queued_seconds(replayed)  # CodecError when it is not a number of seconds

@@ -25,7 +25,8 @@ from ispvm_tui.collectors.results import PollResult
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 1024 * 1024  # what travels: NATS' default max_payload
-MAX_JSON_BYTES = 16 * 1024 * 1024  # what a message may inflate to (the API collector's own cap on a poll)
+# What a message may inflate to: about four polls of 1,000 interfaces (API + SNMP: ~1 KiB of JSON each).
+MAX_JSON_BYTES = 4 * 1024 * 1024
 COMPRESS_OVER = 64 * 1024
 MAX_RESULTS = 8  # one per collector kind; two today
 _ZLIB = b"Z"
@@ -78,10 +79,13 @@ class _Envelope(BaseModel):
 
 
 def encode(collector: str, device: str, results: list[PollResult]) -> bytes:
-    """The message for one poll of one device (``started_at``: when its first collector started)."""
+    """The message for one poll of one device (``started_at``: when its first collector started);
+    CodecError if it is larger than any centre takes."""
     env = _Envelope(v=VERSION, collector=collector, device=device,
                     started_at=min(r.started_at for r in results), results=list(results))
     data = env.model_dump_json().encode()
+    if len(data) > MAX_JSON_BYTES:  # the centre would refuse it: say so here, where it is made
+        raise CodecError(f"a poll of {len(data)} bytes of JSON is over the {MAX_JSON_BYTES} byte limit")
     if len(data) > COMPRESS_OVER:
         data = _ZLIB + zlib.compress(data, 6)
     return data

@@ -33,6 +33,7 @@ from ispvm_tui.config import Config, Remote
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.remote import codec, link
 from ispvm_tui.remote.buffer import MAX_ATTEMPTS, Buffer
+from ispvm_tui.remote.codec import CodecError
 from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,12 @@ PUBLISH_TIMEOUT_S = 5.0
 CONFIG_KEY = "config"  # meta key of the last configuration received
 DRAIN_S = 5.0  # at a stop, how long the last polls may take to reach the stream (the rest stay buffered)
 MAX_DENIED = 10_000  # subjects the server refused us, remembered (this collector's own: a few per device)
+
+
+def _snmp_engine() -> Any:
+    from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+    return SnmpEngine()
 
 
 class _TooLarge(Exception):
@@ -69,6 +76,7 @@ class RemoteCollector:
         self.made = 0  # polls made since start
         self.setup_errors: dict[str, str] = {}
         self._server_max_payload = 0
+        self._push_lock = asyncio.Lock()
         self._denied: dict[str, str] = {}  # subject -> the server's permissions error
 
     # ---- lifecycle --------------------------------------------------------
@@ -146,10 +154,11 @@ class RemoteCollector:
             return
         await self._stop_poller()
         self.config = cfg
+        # Off the loop: a keyring or the encrypted file can take a while per secret, and pysnmp's engine
+        # about a second of CPU; heartbeats and the sender must not wait on either.
+        await asyncio.to_thread(self._prefetch_secrets, cfg)
         if any(d.snmp for d in cfg.devices):
-            from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
-
-            self._snmp_engine = SnmpEngine()
+            self._snmp_engine = await asyncio.to_thread(_snmp_engine)
         schedules: dict[str, DeviceSchedule] = {}
         self.setup_errors = {}
         for dev in cfg.devices:
@@ -163,6 +172,14 @@ class RemoteCollector:
         self.poller = Poller(cfg, self.clock, schedules, self._on_results)
         self.poller.start()
         log.warning("collector %s polls %d devices (configuration from %s)", self.name, len(schedules), source)
+
+    def _prefetch_secrets(self, cfg: Config) -> None:
+        for name in sorted(cfg.secret_names() - self._link_secrets()):
+            with contextlib.suppress(SecretError):  # reported per device when its collectors are built
+                self.secrets.get(name)
+
+    def _link_secrets(self) -> set[str]:
+        return {n for n in (self.remote.password_secret, self.remote.nkey_seed_secret) if n}
 
     async def _stop_poller(self) -> None:
         if self.poller is not None:
@@ -183,19 +200,27 @@ class RemoteCollector:
         return limit
 
     async def _on_results(self, device: str, results: list[PollResult]) -> None:
-        payload = codec.encode(self.name, device, results)
         started = min(r.started_at for r in results)
         msg_id = f"{self.name}:{device}:{started!r}"
         subject = link.results_subject(self.name, device)
         self.made += 1
+        try:
+            payload = codec.encode(self.name, device, results)
+        except CodecError as exc:
+            await asyncio.to_thread(self.buffer.refuse, subject, msg_id, b"", f"too large: {exc}", self.clock.now())
+            return
         # Sized with the longest headers it may get (replayed after a long cut), so it fits then too.
         size, limit = codec.wire_size(payload, self._headers(msg_id, codec.MAX_QUEUED_S)), self._max_payload()
         if size > limit:  # it would block the queue (or close the connection): refused, kept, counted
-            self.buffer.refuse(subject, msg_id, payload, f"too large: {size} bytes with headers, "
-                               f"the server takes {limit}", self.clock.now())
+            await asyncio.to_thread(self.buffer.refuse, subject, msg_id, payload,
+                                    f"too large: {size} bytes with headers, the server takes {limit}",
+                                    self.clock.now())
             return
-        # Synchronous on purpose: polls are stored in the order they finished, and the sender keeps it.
-        self.buffer.push(subject, msg_id, payload, self.clock.now())
+        # Off the loop, one at a time: the lock hands out turns in arrival order, so polls are stored in
+        # the order they finished, and the sender keeps it.
+        queued_at = self.clock.now()
+        async with self._push_lock:
+            await asyncio.to_thread(self.buffer.push, subject, msg_id, payload, queued_at)
         self._wake.set()
 
     def _on_error(self, exc: Exception) -> None:
