@@ -115,3 +115,17 @@ def test_a_poll_larger_than_any_centre_takes_is_refused_where_it_is_made() -> No
                       error_kind="internal")
     with pytest.raises(CodecError, match="over the"):
         encode("pop-a", "A1", [huge])
+
+
+def test_a_poll_from_far_in_the_future_is_refused() -> None:
+    from ispvm_tui.remote.codec import MAX_FUTURE_S
+
+    now = 1_800_000_000.0
+    soon = encode("pop-a", "A1", [PollResult(device="A1", collector="api", started_at=now + 30, duration_s=0.1,
+                                             ok=True)])
+    assert decode(soon, now)[2] == now + 30  # a clock a little ahead: accepted (and warned about by heartbeat)
+    later = encode("pop-a", "A1", [PollResult(device="A1", collector="api", started_at=now + MAX_FUTURE_S + 60,
+                                              duration_s=0.1, ok=True)])
+    with pytest.raises(CodecError, match="in the future"):
+        decode(later, now)
+    assert decode(later)[2] > now  # without a clock to compare with, the codec does not judge

@@ -309,10 +309,11 @@ class Centre:
             delay = min(COMMIT_RETRY_MAX_S, delay * 2)
 
     async def _check(self, msg: Any) -> tuple[str, str, float, list[Any]]:
+        now = self.engine.clock.now()
         if len(msg.data) > codec.COMPRESS_OVER or msg.data[:1] == b"Z":  # a large one: parse it off the loop
-            collector, device, started_at, results = await asyncio.to_thread(codec.decode, msg.data)
+            collector, device, started_at, results = await asyncio.to_thread(codec.decode, msg.data, now)
         else:
-            collector, device, started_at, results = codec.decode(msg.data)
+            collector, device, started_at, results = codec.decode(msg.data, now)
         replayed = (msg.headers or {}).get(codec.REPLAYED_HEADER)
         if replayed is not None:
             codec.queued_seconds(replayed)  # CodecError when it is not a number of seconds

@@ -28,6 +28,7 @@ MAX_MESSAGE_BYTES = 1024 * 1024  # what travels: NATS' default max_payload
 # What a message may inflate to: about four polls of 1,000 interfaces (API + SNMP: ~1 KiB of JSON each).
 MAX_JSON_BYTES = 4 * 1024 * 1024
 COMPRESS_OVER = 64 * 1024
+MAX_FUTURE_S = 3600.0  # a PoP clock may run ahead (warned about past 5 s), but not by hours
 MAX_RESULTS = 8  # one per collector kind; two today
 _ZLIB = b"Z"
 NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")  # config.py's device name pattern, bounded
@@ -99,10 +100,19 @@ def wire_size(payload: bytes, headers: dict[str, str]) -> int:
     return len(payload) + len(block.encode())
 
 
-def decode(data: bytes) -> tuple[str, str, float, list[PollResult]]:
-    """(collector, device, started_at, results) from a message; CodecError says what is wrong."""
+def decode(data: bytes, now: float | None = None) -> tuple[str, str, float, list[PollResult]]:
+    """(collector, device, started_at, results) from a message; CodecError says what is wrong.
+
+    ``now`` (the reader's clock): a poll that claims to have started more than MAX_FUTURE_S after it
+    is refused — its timestamps would sit ahead of every real one in the history and the dedup."""
     try:
-        return _decode(data)
+        out = _decode(data)
+        if now is not None:
+            latest = max(r.started_at for r in out[3])
+            if latest > now + MAX_FUTURE_S:
+                raise CodecError(f"started_at is {latest - now:.0f}s in the future (a clock far off: more than "
+                                 f"{MAX_FUTURE_S:.0f}s is refused)")
+        return out
     except CodecError:
         raise
     except Exception as exc:  # the promise: nothing but CodecError, whatever arrives
