@@ -182,6 +182,20 @@ class Heartbeats:
         self._stop.set()
         self._thread.join(10)
 
+    def goodbye(self) -> None:
+        """Stop as a collector stopped on purpose does: one last heartbeat that says so."""
+        import time
+
+        self.stop()
+        body = {"v": 1, "collector": self.name, "at": time.time(), "buffered": 0, "dropped": 0, "devices": 1,
+                "stopping": True}
+
+        async def bye(nc: Any) -> None:
+            await nc.publish(f"ispvm.hb.{self.name}", json.dumps(body).encode())
+            await nc.flush()
+
+        asyncio.run(_with_nc(self.url, bye, **self.opts))
+
 
 def test_a_commit_that_fails_for_a_while_is_waited_for_never_redelivered(nats_server: NatsServer,
                                                                           tmp_path: Path) -> None:
@@ -373,3 +387,38 @@ def test_the_stream_is_a_bounded_work_queue_and_an_operators_change_is_kept(nats
         assert wait_for(lambda: asyncio.run(_with_nc(nats_server.url, messages)) == 0, 30)
     finally:
         centre.stop()
+
+
+def test_a_collector_that_says_goodbye_is_recorded_as_stopped_not_lost(nats_server: NatsServer,
+                                                                      tmp_path: Path) -> None:
+    import time
+
+    from ispvm_tui.remote.centre import LOST_AFTER
+
+    db = tmp_path / "centre.duckdb"
+    beats = [Heartbeats(nats_server.url, "pop-a"), Heartbeats(nats_server.url, "pop-b")]
+    try:
+        centre = Centre(write_config(tmp_path, nats_server.url), db)
+        try:
+            remote = centre.engine.centre
+            assert wait_for(lambda: remote._heard == {"pop-a", "pop-b"}, 60)
+            beats[0].goodbye()
+            assert wait_for(lambda: centre.events("remote.collector_stopped", "Collector pop-a stopped"), 30)
+            # Silent for well past the grace, then judged once more: stopped, not lost.
+            assert wait_for(lambda: time.monotonic() - remote.last_heartbeat["pop-a"] > 2 * LOST_AFTER * HEARTBEAT_S,
+                            60)
+            centre.loop.run(remote.evaluate(), timeout=30)
+            assert not centre.engine.rules.is_firing("collector.lost", "collector:pop-a")
+            assert centre.engine.runtime["A1"].ok is None  # unknown while nobody polls it
+            centre.store.flush()
+            assert centre.store.query("SELECT kind, severity, entity_id FROM events WHERE kind = 'collector.stopped'") \
+                == [("collector.stopped", "info", "collector:pop-a")]
+            # It runs again: heard, and judged as any collector from then on.
+            beats[0] = Heartbeats(nats_server.url, "pop-a")
+            assert wait_for(lambda: "pop-a" in remote._heard and "pop-a" not in remote._stopped, 30)
+        finally:
+            centre.stop()
+    finally:
+        for b in beats:
+            b.stop()
+    assert _incidents(db, "Collector") == []

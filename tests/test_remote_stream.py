@@ -218,6 +218,9 @@ def test_results_survive_a_wan_cut_with_one_collector_incident(lab: Lab, nats_se
         assert wait_for(lambda: _buffered(buffer) == 0, 90), collector.stderr()
         assert wait_for(lambda: _incidents(engine, "incident.closed", "Collector pop-a lost"), 60), engine.stdout()
         assert collector.stop() == 0, collector.stderr()
+        # A deliberate stop says goodbye: recorded as stopped, never paged as lost while the engine runs on.
+        assert wait_for(lambda: [e for e in engine.events() if e["kind"] == "remote.collector_stopped"], 30), \
+            engine.stdout()
         assert wait_for(lambda: _consumer(nats_server.url)[2] == 0, 60)
         assert engine.stop() == 0, engine.stderr()
     finally:

@@ -83,6 +83,7 @@ class Centre:
         self.last_heartbeat: dict[str, float] = dict.fromkeys(self.members, self._link_since)
         self._heard: set[str] = set()  # collectors heard since the last (re)connect
         self._skewed: set[str] = set()  # collectors whose clock was last seen off (warned once)
+        self._stopped: set[str] = set()  # collectors that said goodbye (a deliberate stop), until heard again
         self._backlog_seq = 0  # stream messages up to this one were stored while the centre was away
         self._background: set[asyncio.Future[Any]] = set()
         self.received = 0
@@ -371,17 +372,41 @@ class Centre:
 
     async def _on_heartbeat(self, msg: Any) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
-        if name in self.last_heartbeat and len(msg.data) < 4096:
-            self.last_heartbeat[name] = time.monotonic()
-            self._heard.add(name)
-            self._check_clock(name, msg.data)
-
-    def _check_clock(self, name: str, data: bytes) -> None:
-        """Lateness never depends on the PoP's clock, but an operator wants to know it is off."""
-        try:
-            at = json.loads(data).get("at")
-        except (ValueError, AttributeError):
+        if name not in self.last_heartbeat or len(msg.data) >= 4096:
             return
+        self.last_heartbeat[name] = time.monotonic()
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {}
+        if body.get("stopping") is True:
+            self._stopped_by_operator(name)
+            return
+        if name in self._stopped:
+            self._stopped.discard(name)
+            log.warning("collector %s started again", name)
+        self._heard.add(name)
+        self._check_clock(name, body)
+
+    def _stopped_by_operator(self, name: str) -> None:
+        """A goodbye: recorded (an info event), not paged; its devices are not monitored meanwhile."""
+        if name in self._stopped:
+            return
+        self._stopped.add(name)
+        self._heard.discard(name)
+        n = len(self.members[name])
+        text = f"Collector {name} stopped: {n} device{'s' if n != 1 else ''} not monitored until it runs again"
+        log.warning("%s", text)
+        self._unknown(self.members[name], f"collector {name} stopped")
+        self.engine.store.append("events", [(self.engine.clock.now(), "collector.stopped", "info", None,
+                                             f"collector:{name}", text)])
+        self.engine._publish("remote.collector_stopped", text)
+
+    def _check_clock(self, name: str, body: dict[str, Any]) -> None:
+        """Lateness never depends on the PoP's clock, but an operator wants to know it is off."""
+        at = body.get("at")
         if not isinstance(at, int | float) or isinstance(at, bool) or not math.isfinite(at):
             return
         skew = at - self.engine.clock.now()
@@ -413,8 +438,10 @@ class Centre:
         transitions += self._stream_state(down, down_s, at)
         for name, last in self.last_heartbeat.items():
             silent_s = now - last
-            if not self.link_up:
-                lost = None  # frozen: the centre cannot hear anyone, which says nothing about them
+            if not self.link_up or name in self._stopped:
+                # frozen: the centre cannot hear anyone (which says nothing about them), or the collector
+                # said goodbye (a deliberate stop is recorded, not paged)
+                lost = None
             elif silent_s > limit:
                 lost = True
             else:

@@ -102,6 +102,7 @@ class RemoteCollector:
             await self._stop_poller()
             self.buffer.set_meta("made", str(self.made).encode())
             if self._nc is not None:
+                await self._goodbye()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._nc.close(), 5)
             self.buffer.close()
@@ -326,14 +327,27 @@ class RemoteCollector:
             raise _TooLarge(f"{size} bytes with headers, the server takes {limit}")
         await self._js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_S, headers=headers)
 
+    def _heartbeat(self, stopping: bool = False) -> bytes:
+        body = {"v": 1, "collector": self.name, "at": self.clock.now(), "buffered": self.buffer.count,
+                "dropped": self.buffer.dropped, "dead": self.buffer.dead,
+                "devices": len(self.poller.schedules) if self.poller else 0}
+        if stopping:
+            body["stopping"] = True
+        return json.dumps(body).encode()
+
     async def _heartbeats(self) -> None:
         subject = f"{link.HEARTBEAT_PREFIX}.{self.name}"
         while True:
             # Only while connected: heartbeats queued during a cut would all arrive at once, and late.
             if self._nc is not None and self._nc.is_connected:
-                body = {"v": 1, "collector": self.name, "at": self.clock.now(), "buffered": self.buffer.count,
-                        "dropped": self.buffer.dropped, "dead": self.buffer.dead,
-                        "devices": len(self.poller.schedules) if self.poller else 0}
                 with contextlib.suppress(Exception):
-                    await self._nc.publish(subject, json.dumps(body).encode())
+                    await self._nc.publish(subject, self._heartbeat())
             await asyncio.sleep(self.heartbeat_s)
+
+    async def _goodbye(self) -> None:
+        """A deliberate stop says so: the centre records "collector stopped" instead of paging it lost."""
+        if not self._nc.is_connected:
+            return
+        with contextlib.suppress(Exception):
+            await self._nc.publish(f"{link.HEARTBEAT_PREFIX}.{self.name}", self._heartbeat(stopping=True))
+            await asyncio.wait_for(self._nc.flush(), 2)
