@@ -288,6 +288,9 @@ def run(
     if headless:
         try:
             asyncio.run(_headless(engine, json_out, duration))
+        except SecretError as exc:  # e.g. [remote]'s NATS password not in the store
+            err(str(exc))
+            raise typer.Exit(1) from None
         finally:
             store.close()
         return
@@ -302,6 +305,86 @@ def run(
             loop.run(engine.stop(), timeout=30)
         loop.stop()
         store.close()
+
+
+# ---- collector ----------------------------------------------------------------
+@app.command()
+def collector(
+    config: Annotated[Path, typer.Option("--config", "-c", help="a file with [remote] (and [[collectors]])")],
+    site: Annotated[str | None, typer.Option(help="the site this collector polls (its [[collectors]] entry)")] = None,
+    name: Annotated[str | None, typer.Option(help="the collector's name, as in the centre's [[collectors]]")] = None,
+    buffer: Annotated[Path | None, typer.Option(help="local buffer file (SQLite) for polls the centre "
+                                                     "has not acknowledged yet")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run at a PoP: poll the devices the centre assigns to this collector, publish to NATS JetStream."""
+    from ispvm_tui.clock import SystemClock
+    from ispvm_tui.config import load_remote_settings
+    from ispvm_tui.secrets import SecretError, default_secrets
+
+    remote, collectors = _or_exit(load_remote_settings, config)
+    if (site is None) == (name is None):
+        err("give --site or --name (one of them)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if name is None:
+        found = [c.name for c in collectors if c.site == site]
+        if len(found) != 1:
+            err(f"{config}: no [[collectors]] entry with site = {site!r}; add one, or pass --name"
+                if not found else f"{config}: several [[collectors]] poll site {site!r}: pass --name")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        name = found[0]
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
+        err(f"--name {name!r}: letters, digits, '-' and '_' only (it is a NATS subject token)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _setup_logging(verbose)
+    from ispvm_tui.remote.collector import RemoteCollector
+    from ispvm_tui.secrets import DEFAULT_FILE
+
+    path = buffer or DEFAULT_FILE.parent / f"collector-{name}.sqlite"
+    entry = next((c for c in collectors if c.name == name), None)
+    if entry is not None:
+        remote = remote.for_collector(entry)  # its own NATS user, when it has one
+    try:
+        worker = RemoteCollector(remote, name, secrets=default_secrets(), clock=SystemClock(), buffer_path=path)
+    except OSError as exc:
+        err(f"cannot open the buffer {path}: {exc}")
+        raise typer.Exit(1) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await worker.run(stop)
+
+    try:
+        asyncio.run(main())
+    except SecretError as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+    err(worker.summary())
+
+
+@app.command("nats-config")
+def nats_config(
+    config: Annotated[Path, typer.Option("--config", "-c", help="the engine's config, with [remote] and "
+                                                             "[[collectors]] users")],
+) -> None:
+    """Print the nats-server `authorization` block: one user per collector and one for the engine, each
+    allowed only its own subjects. Passwords are variables named after their secrets, never values."""
+    from ispvm_tui.remote.natsauth import authorization_block
+
+    block, problems = authorization_block(_load_config(config))
+    for problem in problems:
+        err(f"{config}: {problem}")
+    if problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    typer.echo(block, nl=False)
 
 
 def _log_warnings(warnings: list[Any]) -> None:

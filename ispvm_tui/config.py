@@ -12,11 +12,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ispvm_tui.engine.rulepack import RuleOverride
 from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, validate
@@ -266,6 +267,74 @@ class Notify(Strict):
     webhooks: list[Webhook] = []
 
 
+class Remote(Strict):
+    """NATS JetStream between remote collectors and the centre (docs/architecture.md, "Result stream").
+
+    Credentials are secret-store names, as everywhere: ``password_secret`` (with ``user``) or
+    ``nkey_seed_secret``. TLS is used when ``tls_ca`` is set or the URL is ``tls://``.
+    """
+
+    nats_url: str = Field("nats://127.0.0.1:4222", pattern=r"^(nats|tls)://[^\s/]+$")
+    stream: str = Field("ISPVM", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    user: str | None = Field(None, min_length=1)
+    password_secret: str | None = Field(None, min_length=1)
+    nkey_seed_secret: str | None = Field(None, min_length=1)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    heartbeat_s: float = Field(5.0, ge=0.2, le=300)  # a collector unheard of for 3 of these is lost
+    # Polls a collector keeps while the centre is out of reach; past it the oldest go, counted and logged.
+    buffer_max_polls: int = Field(100_000, ge=10, le=10_000_000)
+    # The result stream is a work queue (acked messages leave it), so these bound only what waits for the
+    # engine: an engine outage, or a backlog. Past either the oldest go (docs/architecture.md, sizing).
+    stream_max_age_s: float = Field(7 * 86400.0, ge=60)
+    stream_max_bytes: int = Field(10 * 1024**3, ge=1024**2)
+
+    @field_validator("nats_url")
+    @classmethod
+    def _no_credentials_in_url(cls, v: str) -> str:
+        if "@" in v:  # the URL is logged; a password belongs in the secret store
+            raise ValueError("no user or password in the URL: use user and password_secret (or nkey_seed_secret)")
+        return v
+
+    def for_collector(self, collector: CollectorDef) -> Remote:
+        """The link as this collector makes it: its own NATS user when it has one."""
+        if collector.user is None:
+            return self
+        return self.model_copy(update={"user": collector.user, "password_secret": collector.password_secret,
+                                       "nkey_seed_secret": None})
+
+    @model_validator(mode="after")
+    def _auth(self) -> Remote:
+        if (self.user is None) != (self.password_secret is None):
+            raise ValueError("user and password_secret go together")
+        if self.nkey_seed_secret is not None and self.user is not None:
+            raise ValueError("use either user/password_secret or nkey_seed_secret, not both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
+class CollectorDef(Strict):
+    """A remote collector: polls the devices of its ``site`` and those named in ``devices``.
+
+    ``user``/``password_secret``: its own NATS user, which the collector connects as instead of
+    [remote]'s; ``ispvm nats-config`` prints the server's users with each one's permissions (publish
+    only its own results and heartbeat, read only its own configuration key)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")  # a NATS subject token: no dots
+    site: str | None = None
+    devices: list[str] = []
+    user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    password_secret: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _auth(self) -> CollectorDef:
+        if (self.user is None) != (self.password_secret is None):
+            raise ValueError("user and password_secret go together")
+        return self
+
+
 class Config(Strict):
     ispvm: Settings = Settings()
     tenant: Tenant | None = None
@@ -283,6 +352,8 @@ class Config(Strict):
     probes: list[Probe] = []
     services: list[Service] = []
     notify: Notify = Notify()
+    remote: Remote | None = None
+    collectors: list[CollectorDef] = []
 
     def device(self, name: str) -> Device:
         return next(d for d in self.devices if d.name == name)
@@ -291,13 +362,34 @@ class Config(Strict):
         p = Path(self.ispvm.database).expanduser()
         return p if p.is_absolute() else base / p
 
-    def secret_names(self) -> set[str]:
-        """Every secret the config names: credentials, SNMP profiles, webhooks (names, never values)."""
-        names = {c.password_secret for c in self.credentials.values()}
-        for prof in self.snmp.values():
+    def secret_names(self, polled_elsewhere: Collection[str] = ()) -> set[str]:
+        """The secrets this host needs (names, never values): its devices' credentials and SNMP profiles,
+        webhooks and the NATS link. Devices in ``polled_elsewhere`` are a remote collector's business: their
+        secrets live in that collector's store."""
+        if polled_elsewhere:
+            here = [d for d in self.devices if d.name not in polled_elsewhere]
+            creds = [self.credentials[d.credential] for d in here if d.credential in self.credentials]
+            profiles = [self.snmp[d.snmp] for d in here if d.snmp in self.snmp]
+        else:  # everything named, used or not: `secret check` reports a forgotten one before it is needed
+            creds, profiles = list(self.credentials.values()), list(self.snmp.values())
+        names = {c.password_secret for c in creds}
+        for prof in profiles:
             names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
         names |= {h.secret for h in self.notify.webhooks if h.secret}
+        if self.remote is not None:
+            names |= {n for n in (self.remote.password_secret, self.remote.nkey_seed_secret) if n}
         return names
+
+
+def remote_devices(cfg: Config) -> dict[str, str]:
+    """Device -> the collector that polls it (by its site, or by name); absent: the engine polls it."""
+    out: dict[str, str] = {}
+    for col in cfg.collectors:
+        named = set(col.devices)
+        for dev in cfg.devices:
+            if dev.name in named or (col.site is not None and dev.site == col.site):
+                out.setdefault(dev.name, col.name)
+    return out
 
 
 def link_id(a: str, b: str) -> str:
@@ -370,10 +462,37 @@ def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") 
             problems.append(problem(("rules", "overrides", i, "site"), f"unknown site {o.site!r}"))
         if o.device is not None and o.device not in devices:
             problems.append(problem(("rules", "overrides", i, "device"), f"unknown device {o.device!r}"))
+    problems += _check_collectors(cfg, devices, sites, problem)
     hook_count = Counter(h.name for h in cfg.notify.webhooks)
     for i, hook in enumerate(cfg.notify.webhooks):
         if hook_count[hook.name] > 1:
             problems.append(problem(("notify", "webhooks", i, "name"), f"duplicate webhook name {hook.name!r}"))
+    return problems
+
+
+def _check_collectors(cfg: Config, devices: dict[str, int], sites: set[str],
+                      problem: Callable[[tuple[str | int, ...], str], Problem]) -> list[Problem]:
+    problems: list[Problem] = []
+    if cfg.collectors and cfg.remote is None:
+        problems.append(problem(("collectors", 0), "[[collectors]] need a [remote] section (the NATS server)"))
+    owner: dict[str, str] = {}
+    names: set[str] = set()
+    for i, col in enumerate(cfg.collectors):
+        if col.name in names:
+            problems.append(problem(("collectors", i, "name"), f"duplicate collector name {col.name!r}"))
+        names.add(col.name)
+        if col.site is None and not col.devices:
+            problems.append(problem(("collectors", i), "a collector needs a site or a list of devices"))
+        if col.site is not None and col.site not in sites:
+            problems.append(problem(("collectors", i, "site"), f"unknown site {col.site!r} (not in [[sites]])"))
+        for j, dev_name in enumerate(col.devices):
+            if dev_name not in devices:
+                problems.append(problem(("collectors", i, "devices", j), f"unknown device {dev_name!r}"))
+        mine = {d.name for d in cfg.devices if d.name in set(col.devices) or (col.site and d.site == col.site)}
+        for dev_name in sorted(mine):
+            if owner.setdefault(dev_name, col.name) != col.name:
+                problems.append(problem(("collectors", i), f"device {dev_name!r} is already polled by "
+                                                           f"collector {owner[dev_name]!r}"))
     return problems
 
 
@@ -463,6 +582,8 @@ def load_config(path: str | Path, warnings: list[Problem] | None = None) -> Conf
     base = Path(path).resolve().parent
     files = [str(p if p.is_absolute() else base / p) for p in (Path(f).expanduser() for f in cfg.rules.files)]
     cfg = cfg.model_copy(update={"rules": cfg.rules.model_copy(update={"files": files})})
+    if cfg.remote is not None:
+        cfg = cfg.model_copy(update={"remote": _resolve_tls(cfg.remote, base)})
     try:
         load_rules(cfg, source)
     except SourceError as exc:
@@ -472,6 +593,33 @@ def load_config(path: str | Path, warnings: list[Problem] | None = None) -> Conf
     if warnings is not None:
         warnings.extend(config_warnings(cfg, source))
     return cfg
+
+
+class _RemoteFile(BaseModel):
+    """What a collector reads from its own file: [remote] and [[collectors]]; anything else is ignored,
+    so the centre's config.toml serves as it is, and so does a file holding only those two."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    remote: Remote
+    collectors: list[CollectorDef] = []
+
+
+def load_remote_settings(path: str | Path) -> tuple[Remote, list[CollectorDef]]:
+    """[remote] and [[collectors]] of a file; SourceError (FILE:LINE: field: message) when they are wrong."""
+    source = read_toml(path)
+    parsed = validate(source, _RemoteFile)
+    return _resolve_tls(parsed.remote, Path(path).resolve().parent), list(parsed.collectors)
+
+
+def _resolve_tls(remote: Remote, base: Path) -> Remote:
+    """TLS file paths relative to the config file, as rule files are."""
+    update = {}
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        value = getattr(remote, key)
+        if value is not None:
+            p = Path(value).expanduser()
+            update[key] = str(p if p.is_absolute() else base / p)
+    return remote.model_copy(update=update) if update else remote
 
 
 def load_rules(cfg: Config, source: TomlSource | None = None) -> RuleSet:

@@ -331,7 +331,7 @@ def _seed_events(store: Store) -> None:
         for days_ago in (1100, 400):
             con.execute("INSERT INTO audit VALUES (?, 'noc', 'incident.ack', 'x', NULL)", [NOW - days_ago * DAY])
         for days_ago in (8, 6):
-            con.execute("INSERT INTO poll_log VALUES (?, 'CORE1', 'api', true, 0.2, NULL, NULL, NULL)",
+            con.execute("INSERT INTO poll_log VALUES (?, 'CORE1', 'api', true, 0.2, NULL, NULL, NULL, false)",
                         [NOW - days_ago * DAY])
         for table, days_ago in (("interface_rollup_5m", 100), ("interface_rollup_5m", 80),
                                 ("interface_rollup_1h", 800), ("interface_rollup_1h", 700)):

@@ -112,9 +112,9 @@ def test_bulk_insert_keeps_full_width_counters_and_all_null_columns(tmp_path: Pa
 
 
 def test_a_bad_value_costs_only_its_own_row(tmp_path: Path) -> None:
-    good = [(float(i), "R1", "api", True, 0.1, None, None, None) for i in range(10)]
-    bad = [(11.0, "R1", "api", True, "not a number", None, None, None),  # a string in a DOUBLE column
-           (12.0, "R1", "api", True, 0.1, None, None)]  # one value short
+    good = [(float(i), "R1", "api", True, 0.1, None, None, None, False) for i in range(10)]
+    bad = [(11.0, "R1", "api", True, "not a number", None, None, None, False),  # a string in a DOUBLE column
+           (12.0, "R1", "api", True, 0.1, None, None, None)]  # one value short
     with Store(tmp_path / "f.duckdb") as store:
         store.append("poll_log", good[:5] + bad + good[5:])
         store.flush()

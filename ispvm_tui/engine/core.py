@@ -25,7 +25,7 @@ import duckdb
 
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import InterfaceStat, PollResult
-from ispvm_tui.config import Config, load_rules
+from ispvm_tui.config import Config, load_rules, remote_devices
 from ispvm_tui.engine import outbox, webhooks
 from ispvm_tui.engine.api import (
     DeviceView,
@@ -110,6 +110,8 @@ class Engine:
         self._correlate_soon = asyncio.Event()
         self._counters: dict[tuple[str, str, str], tuple[CounterSample | None, ...]] = {}
         self.poller: Poller | None = None
+        self.remote_devices = remote_devices(config)  # device -> its remote collector: not polled here
+        self.centre: Any = None  # remote.centre.Centre while [remote] is configured
         self._snmp_engine: Any = None
         self.dispatcher: outbox.OutboxDispatcher | None = None
         self.polls_total = 0
@@ -161,6 +163,8 @@ class Engine:
             snmp_engine = SnmpEngine()
         self._snmp_engine = snmp_engine
         for dev in self.config.devices:
+            if dev.name in self.remote_devices:
+                continue  # its collector polls it; its results arrive through the centre
             try:
                 collectors = build_collectors(self.config, dev, self.secrets, self.clock, snmp_engine)
             except (SecretError, ValueError) as exc:
@@ -185,11 +189,18 @@ class Engine:
             asyncio.create_task(self._maintenance_loop(), name="rollups"),
             asyncio.create_task(self._snapshot_loop(), name="snapshots"),
         ]
+        if self.config.remote is not None:
+            from ispvm_tui.remote.centre import Centre  # imports nats: only when [remote] is set
+
+            self.centre = Centre(self)
+            await self.centre.start()
         self._refresh_snapshot()
 
     async def stop(self) -> None:
         """Stop polling and delivery; every step is bounded so quitting never hangs."""
         self._stopping.set()
+        if self.centre is not None:
+            await _bounded(self.centre.stop(), "remote results")
         for task in self._tasks:
             task.cancel()
         await _bounded(asyncio.gather(*self._tasks, return_exceptions=True), "background tasks")
@@ -202,7 +213,8 @@ class Engine:
         self._refresh_snapshot()  # what a front-end shows last is what the engine ended with
 
     def _prefetch_secrets(self) -> None:
-        names = self.config.secret_names()
+        # a remote collector's devices: their secrets live in that collector's store
+        names = self.config.secret_names(polled_elsewhere=self.remote_devices)
         for name in sorted(names):
             if self._stopping.is_set():
                 return  # asked to stop while starting: asyncio.run would wait for this thread
@@ -230,12 +242,19 @@ class Engine:
         return spec.metric if spec is not None else ""
 
     # ---- polling results ------------------------------------------------
-    async def ingest(self, device: str, results: list[PollResult]) -> None:
-        """One device's poll results, from the local poller or a remote collector: the same path for both."""
+    async def ingest(self, device: str, results: list[PollResult], *, late: bool = False) -> None:
+        """One device's poll results, from the local poller or a remote collector: the same path for both.
+
+        ``late``: a remote collector's backlog replayed after a WAN cut. It is history: stored (marked
+        late), but never fed to the rules, so it neither raises past alerts nor clears current ones.
+        """
         now = self.clock.now()
         self.polls_total += len(results)
         self.polls_failed += sum(1 for r in results if not r.ok)
-        derived = self._store_samples(device, results)
+        derived = self._store_samples(device, results, late)
+        if late:
+            self._snapshot_stale.set()
+            return
         self._update_runtime(device, results, now)
         was_pending = self.rules.is_pending("device.unreachable", device)
         observed = self.rules.observe(device, results, now, derived)
@@ -382,14 +401,22 @@ class Engine:
                  f"{e.device}:{e.interface} {'up' if e.up else 'down'} (not watched: recorded only)")
                 for e in observed.events])
 
-    def _store_samples(self, device: str, results: list[PollResult]) -> dict[str, dict[str, float | None]]:
+    async def apply_transitions(self, transitions: list[Transition]) -> None:
+        """Alerts that come from outside the device polls (a remote collector lost or back)."""
+        if transitions:
+            await self._persist_alerts(transitions)
+            self._correlate_soon.set()
+            self._snapshot_stale.set()
+
+    def _store_samples(self, device: str, results: list[PollResult],
+                       late: bool = False) -> dict[str, dict[str, float | None]]:
         """Queue this poll's rows; returns per-interface derived rates for the rules."""
         polls, itfs, health, bgp, ospf, sensors, probes, neighbors = [], [], [], [], [], [], [], []
         derived: dict[str, dict[str, float | None]] = {}
         for r in results:
             ts = r.started_at
             stale = ",".join(f"{k}: {v}" for k, v in r.stale.items()) or None
-            polls.append((ts, device, r.collector, r.ok, r.duration_s, r.error_kind, r.error, stale))
+            polls.append((ts, device, r.collector, r.ok, r.duration_s, r.error_kind, r.error, stale, late))
             if not r.ok:
                 continue
             uptime = r.system.uptime_s if r.system else None

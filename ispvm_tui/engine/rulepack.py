@@ -59,6 +59,9 @@ METRICS: dict[str, Metric] = {
     "sensor.voltage_v": Metric("sensor", "number", "V", "a supply voltage sensor"),
     "sensor.psu_failed": Metric("sensor", "bool", "", "a power supply reports a failed state"),
     "sensor.fan_failed": Metric("sensor", "bool", "", "a fan reports a failed state"),
+    "collector.lost": Metric("collector", "bool", "", "a remote collector sent no heartbeat for 3 intervals"),
+    "stream.unreachable": Metric("stream", "bool", "", "the engine has lost its own link to the result stream "
+                                                       "(NATS) for 3 heartbeat intervals"),
 }
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")

@@ -161,6 +161,26 @@ class RuleEngine:
             self._states[(alert.rule, alert.entity_id)] = _State(first_bad_at=alert.starts_at, bad_samples=10**6)
 
     # ---- evaluation ----------------------------------------------------
+    def observe_collector(self, name: str, lost: bool | None, now: float, summary: str,
+                          evidence: list[str]) -> list[Transition]:
+        """A remote collector's heartbeat verdict, every watcher tick (None: unknown, keep the state);
+        its alert's entity is ``collector:NAME``."""
+        return self._observe_remote("collector.lost", f"collector:{name}", "collector", lost, now, summary, evidence)
+
+    def observe_stream(self, stream: str, down: bool | None, now: float, summary: str,
+                       evidence: list[str]) -> list[Transition]:
+        """The centre's own link to the result stream; entity ``stream:NAME``."""
+        return self._observe_remote("stream.unreachable", f"stream:{stream}", "stream", down, now, summary, evidence)
+
+    def _observe_remote(self, metric: str, entity: str, kind: str, value: bool | None, now: float, summary: str,
+                        evidence: list[str]) -> list[Transition]:
+        scope = DeviceScope(entity, "", kind, ())
+        out: list[Transition] = []
+        for rule in self.ruleset.for_metric(metric, scope):
+            out += self._eval(rule, kind, entity, value, now,
+                              lambda r, v: self._new(r, kind, entity, summary, list(evidence)))
+        return out
+
     def observe(self, device: str, results: list[PollResult], now: float,
                 rates: Mapping[str, Mapping[str, float | None]] | None = None) -> Observed:
         """Feed one poll cycle of one device (all its collectors).

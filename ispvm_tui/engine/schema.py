@@ -157,4 +157,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX events_ts ON events(ts);
         """,
     ),
+    (
+        5,
+        "poll_log.late: results a remote collector delivered after a WAN cut (stored, never fed to the rules)",
+        "ALTER TABLE poll_log ADD COLUMN late BOOLEAN DEFAULT false;",
+    ),
 ]

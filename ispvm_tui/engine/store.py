@@ -53,6 +53,7 @@ class StoreLocked(StoreError):
 class _Job:
     fn: Callable[[duckdb.DuckDBPyConnection], Any]
     future: Future[Any]
+    samples_first: bool = False  # fail unless every sample row queued before it has been committed
 
 
 _STOP = object()
@@ -158,6 +159,22 @@ class Store:
         self._queue.put(_Job(fn, fut))
         return fut
 
+    def samples_committed(self) -> Future[None]:
+        """Done once every sample row queued so far is committed; failed (StoreError) if some of them
+        could not be written yet (they stay queued and are retried). What a consumer acknowledging a
+        message only after its rows are stored waits on."""
+        fut: Future[None] = Future()
+        if self._closed or not self._writer.is_alive():
+            fut.set_exception(StoreError(f"the database writer stopped: {self.last_error or 'store is closed'}"))
+            return fut
+        self._queue.put(_Job(lambda con: None, fut, samples_first=True))
+        return fut
+
+    @property
+    def writer_alive(self) -> bool:
+        """False once the writer thread is gone (or the store closed): nothing queued will be written."""
+        return not self._closed and self._writer.is_alive()
+
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued so far is on disk."""
         self.transaction(lambda con: None).result(timeout)
@@ -200,6 +217,10 @@ class Store:
                 # Samples queued before a job are written before it: readers see a consistent order.
                 self._flush_samples(buffers)
                 pending = 0
+                if item.samples_first and any(buffers.values()):
+                    if item.future.set_running_or_notify_cancel():
+                        item.future.set_exception(StoreError(f"samples not written yet: {self.last_error}"))
+                    continue
                 self._run_job(item)
             if pending >= self._batch_rows or time.monotonic() >= deadline:
                 self._flush_samples(buffers)
