@@ -362,6 +362,11 @@ class Config(Strict):
         p = Path(self.ispvm.database).expanduser()
         return p if p.is_absolute() else base / p
 
+    def interval_of(self, device: str) -> float:
+        """Clock seconds between polls of one device: its own interval_s, else the fleet's."""
+        dev = next((d for d in self.devices if d.name == device), None)
+        return (dev.interval_s if dev is not None and dev.interval_s else None) or self.polling.interval_s
+
     def secret_names(self, polled_elsewhere: Collection[str] = ()) -> set[str]:
         """The secrets this host needs (names, never values): its devices' credentials and SNMP profiles,
         webhooks and the NATS link. Devices in ``polled_elsewhere`` are a remote collector's business: their

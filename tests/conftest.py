@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.natsserver import NatsServer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -21,3 +24,12 @@ _blocks = itertools.count(random.Random(os.getpid()).randrange(0, 20000))
 def address_base() -> str:
     n = next(_blocks)
     return f"127.{100 + (n // 250) % 100}.{n % 250}.0"
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A real nats-server with JetStream on loopback, stopped after the test (a test may override it)."""
+    server = NatsServer(tmp_path / "jetstream", tmp_path / "nats-server.log")
+    server.start()
+    yield server
+    server.kill()

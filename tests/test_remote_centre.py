@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ispvm_tui.aioloop import BackgroundLoop
 from ispvm_tui.clock import ScaledClock
@@ -65,14 +62,6 @@ name = "pop-b"
 site = "POP-B"
 {pop_b_extra}
 """
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "jetstream", tmp_path / "nats-server.log")
-    server.start()
-    yield server
-    server.kill()
 
 
 def write_config(tmp_path: Path, url: str, *, remote_extra: str = "", pop_a_extra: str = "",

@@ -43,14 +43,6 @@ def lab(address_base: str) -> Iterator[Lab]:
     loop.stop()
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "jetstream", tmp_path / "nats-server.log")
-    server.start()
-    yield server
-    server.kill()
-
-
 class Proc:
     """A process whose stdout/stderr go to files the test reads while it runs."""
 

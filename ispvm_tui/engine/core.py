@@ -353,7 +353,8 @@ class Engine:
             out.add(reporter)
         return out
 
-    def _unsettled(self, now: float) -> frozenset[str]:
+    def _unsettled(self, now: float, pending_down: dict[str, float]) -> frozenset[str]:
+        """``pending_down``: device -> first bad observation, for pending unreachable alerts still in time."""
         limit = self.config.incidents.settle_max_s
         out: set[str] = set()
         schedules = self.poller.schedules if self.poller is not None else {}
@@ -367,9 +368,7 @@ class Engine:
             if now - first_bad <= limit and entity in self.topology.link_of_end:
                 lid = self.topology.link_of_end[entity]
                 out |= {self.topology.links[lid].a_device, self.topology.links[lid].b_device}
-        for device, first_bad in self.rules.pending_since("device.unreachable").items():
-            if now - first_bad <= limit and self._could_be_dead(device, first_bad):
-                out.add(device)
+        out |= {d for d, first_bad in pending_down.items() if self._could_be_dead(d, first_bad)}
         return frozenset(out)
 
     def _could_be_dead(self, device: str, since: float) -> bool:
@@ -556,11 +555,12 @@ class Engine:
 
     def network_state(self, now: float) -> NetworkState:
         limit = self.config.incidents.settle_max_s
-        pending = self.rules.pending_since("device.unreachable")
+        pending = {d: first_bad for d, first_bad in self.rules.pending_since("device.unreachable").items()
+                   if now - first_bad <= limit}
         return NetworkState(
             answering=frozenset(name for name, rt in self.runtime.items() if rt.ok),
-            last_ok_at=dict(self.rules.last_ok_at), unsettled=self._unsettled(now),
-            pending_down=frozenset(d for d, first_bad in pending.items() if now - first_bad <= limit))
+            last_ok_at=dict(self.rules.last_ok_at), unsettled=self._unsettled(now, pending),
+            pending_down=frozenset(pending))
 
     async def correlate_now(self) -> list[Change]:
         now = self.clock.now()

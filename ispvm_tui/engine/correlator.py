@@ -110,8 +110,7 @@ class _Region:
     nodes: set[str]
     roots: list[str]
     outside: bool = False  # no configured path from the console
-    near: set[str] = field(default_factory=set)  # live devices its roots hang off
-    borders: set[str] = field(default_factory=set)  # the same, the console's attach points as the console
+    near: set[str] = field(default_factory=set)  # live devices (or the console) its roots hang off
     common: list[str] = field(default_factory=list)  # set when merged: the shared border(s)
     spread_s: float = 0.0  # when merged: how far apart its parts began
     alerts: dict[str, list[Alert]] = field(default_factory=dict)  # node -> its own alerts
@@ -138,7 +137,7 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float,
     for lid, items in link_alerts.items():
         if lid not in absorbed:
             node_alerts[link_node(lid)] = sorted(items, key=lambda a: a.entity_id)
-    regions = _side_by_side(_regions(failed, topo), node_alerts, config)
+    regions = _side_by_side(_regions(failed, topo), node_alerts, topo, config)
     region_of: dict[str, _Region] = {}
     for region in regions:
         for node in region.nodes:
@@ -232,9 +231,7 @@ def _regions(failed: set[str], topo: Topology) -> list[_Region]:
         seen |= nodes
         roots = sorted(n for n in nodes & failed if topo.neighbours(n) & live)
         if roots:
-            near = _near(roots, live, topo)
-            attach = topo.neighbours(CONSOLE)
-            regions.append(_Region(nodes, roots, near=near, borders={CONSOLE if d in attach else d for d in near}))
+            regions.append(_Region(nodes, roots, near=_near(roots, live, topo)))
             continue
         # Outside the known topology: nothing says how these are reached, so each failed device
         # is its own root cause (a link alone here would have a live end, so it is never left over).
@@ -255,20 +252,26 @@ def _near(roots: list[str], live: set[str], topo: Topology) -> set[str]:
     return near
 
 
+def _borders(region: _Region, topo: Topology) -> set[str]:
+    """What the region hangs off, the console's attach points counted as one (the console itself)."""
+    attach = topo.neighbours(CONSOLE)
+    return {CONSOLE if d in attach else d for d in region.near}
+
+
 def _poll_window(border: str, config: Config) -> float:
     """How far apart two failures seen by ``border`` can begin and still be seen in the same poll or the
     next (jitter included). The console stands for its attach points: the slowest of them decides."""
-    names = set(config.console.attach) if border == CONSOLE else {border}
-    own = [d.interval_s for d in config.devices if d.name in names and d.interval_s]
-    interval = max([*own, config.polling.interval_s] if len(own) < len(names) else own)
-    return interval * (1 + 2 * config.polling.jitter)
+    names = config.console.attach if border == CONSOLE else [border]
+    return max(config.interval_of(n) for n in names) * (1 + 2 * config.polling.jitter)
 
 
-def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], config: Config) -> list[_Region]:
+def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], topo: Topology,
+                  config: Config) -> list[_Region]:
     """Merge dark regions that share a border and began within one of its polls: one event, one incident."""
-    placed = [r for r in regions if not r.outside and r.borders]
+    placed = [r for r in regions if not r.outside and r.near]
     if len(placed) < 2:
         return regions
+    borders = {id(r): _borders(r, topo) for r in placed}
     start = {id(r): min((a.starts_at for n in r.roots for a in node_alerts.get(n, ())), default=math.inf)
              for r in placed}
     parent = list(range(len(placed)))
@@ -283,7 +286,7 @@ def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], c
     shared: dict[tuple[int, int], set[str]] = {}
     for i, j in itertools.combinations(range(len(placed)), 2):
         a, b = placed[i], placed[j]
-        both = a.borders & b.borders
+        both = borders[id(a)] & borders[id(b)]
         if not both:
             continue
         for d in both - windows.keys():
@@ -295,7 +298,7 @@ def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], c
     groups: dict[int, list[int]] = {}
     for i in range(len(placed)):
         groups.setdefault(find(i), []).append(i)
-    merged: list[_Region] = [r for r in regions if r.outside or not r.borders]
+    merged: list[_Region] = [r for r in regions if r.outside or not r.near]
     for members in groups.values():
         parts = [placed[i] for i in members]
         if len(parts) == 1:
@@ -305,9 +308,7 @@ def _side_by_side(regions: list[_Region], node_alerts: dict[str, list[Alert]], c
         starts = [start[id(p)] for p in parts]
         merged.append(_Region(
             nodes=set().union(*(p.nodes for p in parts)), roots=sorted({r for p in parts for r in p.roots}),
-            near=set().union(*(p.near for p in parts)), borders=set().union(*(p.borders for p in parts)),
-            common=sorted(common),
-            spread_s=max(starts) - min(starts)))
+            near=set().union(*(p.near for p in parts)), common=sorted(common), spread_s=max(starts) - min(starts)))
     return merged
 
 

@@ -184,8 +184,7 @@ class Poller:
 
     def interval_of(self, name: str) -> float:
         """Clock seconds between polls of one device (its own interval_s, else the fleet's)."""
-        device = next((d for d in self.config.devices if d.name == name), None)
-        return (device.interval_s if device and device.interval_s else None) or self.config.polling.interval_s
+        return self.config.interval_of(name)
 
     def start(self) -> None:
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
