@@ -166,7 +166,7 @@ async def test_a_router_that_answers_the_check_but_is_too_slow_to_poll_is_slow_n
             got.append(results)
 
         poller = Poller(cfg, clock, schedules, on_results)
-        lab.api_servers[name].misbehaviour = Misbehaviour(reply_delay_s=0.25)  # one word: fine; a poll: too slow
+        lab.api_servers[name].misbehaviour = Misbehaviour(reply_delay_s=0.15)  # a word: 0.15 s; a poll: 16 x 0.15 s
         rules = RuleEngine(cfg, load_rules(cfg))
         try:
             for _ in range(3):
