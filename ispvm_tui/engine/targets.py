@@ -1,0 +1,51 @@
+"""What the outbox delivers to: one protocol for webhooks, ticket systems, chat and e-mail.
+
+The outbox (engine/outbox.py) owns durability, order, retries, dead letters and
+the delivery log; a target only turns one queued event into one attempt and
+says how it went. Targets that create something on the far side (a Jira issue,
+a ServiceNow record, an e-mail thread) remember its key through ``Refs`` so a
+retry, a restart or a lost response never creates it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from ispvm_tui.engine.webhooks import AttemptOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One queued event for one target, as the outbox hands it over."""
+
+    event_id: str  # stable across retries and resends: receivers deduplicate on it
+    target: str  # the target's configured name
+    incident_id: str
+    event_type: str  # incident.opened | incident.updated | incident.acked | incident.closed
+    incident: dict[str, Any]  # the webhook payload's "incident" object (engine/webhooks.py incident_object)
+    created_at: float  # epoch seconds the event was stored
+    sequence: int  # per incident, 1, 2, 3 ... in the order the events happened
+    attempt: int  # 1 for the first try of this event
+
+
+class Refs(Protocol):
+    """Durable incident -> far-side key mapping, per target (e.g. a Jira issue key)."""
+
+    async def get(self, target: str, incident_id: str) -> str | None: ...
+
+    async def put(self, target: str, incident_id: str, ref: str) -> None: ...
+
+
+class Target(Protocol):
+    """A configured destination. ``send`` never raises for the far side's failures: it returns them."""
+
+    name: str
+    kind: str  # webhook | jira | servicenow | telegram | slack | email
+    events: frozenset[str]
+    max_attempts: int
+    max_age_s: float
+
+    async def send(self, notice: Notice, client: httpx.AsyncClient, refs: Refs) -> AttemptOutcome: ...
