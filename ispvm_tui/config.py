@@ -258,9 +258,12 @@ class Webhook(Strict):
         "incident.acked",
         "incident.closed",
     ]
+    # Secret-store names of keys being rotated out: they still sign the V2 header (docs/webhooks.md).
+    previous_secrets: list[str] = []
     timeout_s: float = Field(5.0, gt=0)
-    max_attempts: int = Field(8, ge=1, le=50)
-    max_age_s: float = Field(86400.0, gt=0)
+    # 0: no limit by count; an event is retried (backoff capped at 10 min) until it is max_age_s old.
+    max_attempts: int = Field(0, ge=0, le=1000)
+    max_age_s: float = Field(86400.0, ge=60, le=30 * 86400)
 
 
 class Notify(Strict):
@@ -381,6 +384,7 @@ class Config(Strict):
         for prof in profiles:
             names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
         names |= {h.secret for h in self.notify.webhooks if h.secret}
+        names |= {name for h in self.notify.webhooks for name in h.previous_secrets}
         if self.remote is not None:
             names |= {n for n in (self.remote.password_secret, self.remote.nkey_seed_secret) if n}
         return names

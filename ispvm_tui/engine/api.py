@@ -154,6 +154,66 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class DeliveryView:
+    """One queued event for one target (an outbox row) and its last attempt."""
+
+    event_id: str
+    target: str
+    incident_id: str
+    event_type: str
+    sequence: int
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int
+    created_at: float
+    next_attempt_at: float | None  # pending only
+    finished_at: float | None
+    last_error: str | None
+    superseded: bool = False
+    last_http_status: int | None = None
+    last_latency_s: float | None = None
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """One delivery attempt (a ``deliveries`` row)."""
+
+    delivery_id: str
+    event_id: str
+    target: str
+    attempt: int
+    attempted_at: float
+    http_status: int | None
+    outcome: str  # delivered | retry | permanent
+    error: str | None
+    latency_s: float | None
+    event_type: str | None = None
+    incident_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    """A target's circuit breaker: closed (normal), open (paused, probing later), half-open (probing)."""
+
+    name: str
+    state: str
+    failures: int  # failed attempts in a row
+    opened_at: float | None
+    probe_at: float | None
+    last_error: str | None
+    pending: int = 0
+    dead: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    taken_at: float
+    endpoints: tuple[EndpointView, ...]
+    dead: tuple[DeliveryView, ...]  # newest first
+    recent: tuple[AttemptView, ...]  # newest first
+    live: bool = True  # breaker states are the running engine's (False: last recorded ones)
+
+
+@dataclass(frozen=True)
 class EngineEvent:
     kind: str  # "incident.opened", "incident.updated", "incident.acked", "incident.closed",
     #            "alert.fired", "alert.resolved", "delivery.failed", "delivery.dead", "engine.error"
@@ -178,4 +238,12 @@ class EngineAPI(Protocol):
 
     def close(self, incident_id: str, actor: str, note: str = "") -> Future[IncidentView]:
         """Close by hand; it stays closed (not paged again) while its root keeps failing."""
+        ...
+
+    def delivery_report(self, limit: int = 200) -> Future[DeliveryReport]:
+        """Dead letters, recent attempts and each target's breaker (read off the loop)."""
+        ...
+
+    def resend(self, event_id: str, actor: str) -> Future[bool]:
+        """Queue a dead or delivered event again (audited); True when it is superseded."""
         ...

@@ -28,6 +28,7 @@ from ispvm_tui.collectors.results import InterfaceStat, PollResult
 from ispvm_tui.config import Config, load_rules, remote_devices
 from ispvm_tui.engine import outbox, webhooks
 from ispvm_tui.engine.api import (
+    DeliveryReport,
     DeviceView,
     EngineEvent,
     EntityState,
@@ -44,7 +45,9 @@ from ispvm_tui.engine.rates import CounterSample, rate_bps, summed_rate
 from ispvm_tui.engine.rollups import maintenance_once
 from ispvm_tui.engine.rules import Alert, Observed, RuleEngine, Transition
 from ispvm_tui.engine.store import Store
+from ispvm_tui.engine.targets import MemoryRefs, Refs, Target
 from ispvm_tui.engine.topology import Topology
+from ispvm_tui.engine.webhook_target import WebhookTarget
 from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,8 @@ class Engine:
         self.endpoints = self._endpoints()
         tenant = config.tenant
         self.tenant = webhooks.Tenant(str(tenant.id), tenant.name) if tenant else None
+        self.targets: dict[str, Target] = {ep.name: WebhookTarget(ep, self.tenant) for ep in self.endpoints}
+        self.refs: Refs = MemoryRefs()
         self._subscribers: list[Callable[[EngineEvent], None]] = []
         self._sub_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,16 +139,20 @@ class Engine:
     def _endpoints(self) -> list[webhooks.WebhookEndpoint]:
         out = []
         for hook in self.config.notify.webhooks:
-            secret = None
-            if hook.secret:
-                secret = self.secrets.get(hook.secret)
-                if secret is None:
-                    raise SecretError(f"webhook {hook.name!r}: secret {hook.secret!r} not found; "
-                                      f"add it with `ispvm secret set {hook.secret}`")
+            secret = self._webhook_secret(hook.name, hook.secret) if hook.secret else None
+            # Rotation: the secrets being retired still sign the V2 header until they are removed.
+            previous = tuple(self._webhook_secret(hook.name, name) for name in hook.previous_secrets)
             out.append(webhooks.WebhookEndpoint(
                 name=hook.name, url=hook.url, secret=secret, timeout_s=hook.timeout_s,
-                max_attempts=hook.max_attempts, max_age_s=hook.max_age_s, events=frozenset(hook.events)))
+                max_attempts=hook.max_attempts, max_age_s=hook.max_age_s, events=frozenset(hook.events),
+                previous_secrets=previous))
         return out
+
+    def _webhook_secret(self, hook: str, name: str) -> str:
+        secret = self.secrets.get(name)
+        if secret is None:
+            raise SecretError(f"webhook {hook!r}: secret {name!r} not found; add it with `ispvm secret set {name}`")
+        return secret
 
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
@@ -181,7 +190,7 @@ class Engine:
         gc.set_threshold(20_000, 10, 10)
         self.poller = Poller(self.config, self.clock, schedules, self.ingest)
         self.poller.start()
-        self.dispatcher = outbox.OutboxDispatcher(self.store, self.endpoints, self.clock, self.tenant,
+        self.dispatcher = outbox.OutboxDispatcher(self.store, self.targets, self.clock, self.refs,
                                                   on_result=self._on_delivery)
         self._tasks = [
             asyncio.create_task(self._correlation_loop(), name="correlator"),
@@ -658,7 +667,7 @@ class Engine:
                 con.execute(INSERT_TRANSITION, [now, snap.id, change.transition, change.actor, snap.status,
                                                 snap.severity, snap.title, change.detail, change.event])
                 if change.event is not None:
-                    outbox.enqueue(con, self.endpoints, view.id, change.event, payload, now)
+                    outbox.enqueue(con, self.targets.values(), view.id, change.event, payload, now)
             for row in alert_rows:
                 con.execute(UPSERT_ALERT, row)
             if audit is not None:
@@ -709,11 +718,26 @@ class Engine:
         self._refresh_snapshot()
         return rnd.changes[-1].snapshot.view(self.alerts, now, self._critical)
 
-    async def resend_delivery(self, event_id: str, actor: str) -> None:
+    async def resend_delivery(self, event_id: str, actor: str) -> bool:
         now = self.clock.now()
-        await asyncio.wrap_future(self.store.transaction(lambda con: outbox.resend(con, event_id, actor, now)))
+        superseded = await asyncio.wrap_future(
+            self.store.transaction(lambda con: outbox.resend(con, event_id, actor, now)))
         if self.dispatcher is not None:
             self.dispatcher.wake()
+        return bool(superseded)
+
+    async def resend_all_dead_deliveries(self, actor: str) -> list[str]:
+        now = self.clock.now()
+        ids = await asyncio.wrap_future(self.store.transaction(lambda con: outbox.resend_all_dead(con, actor, now)))
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+        return list(ids)
+
+    async def _delivery_report(self, limit: int) -> DeliveryReport:
+        breakers = self.dispatcher.breaker_states() if self.dispatcher is not None else None
+        now = self.clock.now()
+        return await asyncio.to_thread(outbox.delivery_report, self.store.query_dicts, now, breakers=breakers,
+                                       limit=limit)
 
     # ---- EngineAPI (any thread) -------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -737,8 +761,15 @@ class Engine:
     def close(self, incident_id: str, actor: str, note: str = "") -> Future[IncidentView]:
         return self._submit(self.close_incident(incident_id, actor, note))
 
-    def resend(self, event_id: str, actor: str) -> Future[None]:
+    def resend(self, event_id: str, actor: str) -> Future[bool]:
         return self._submit(self.resend_delivery(event_id, actor))
+
+    def resend_all_dead(self, actor: str) -> Future[list[str]]:
+        return self._submit(self.resend_all_dead_deliveries(actor))
+
+    def delivery_report(self, limit: int = 200) -> Future[DeliveryReport]:
+        """Dead letters, recent attempts, breakers: read in a thread, never on the console's loop."""
+        return self._submit(self._delivery_report(limit))
 
     def _submit(self, coro: Any) -> Future[Any]:
         if self._loop is None:

@@ -1,11 +1,31 @@
-"""The durable webhook outbox and its delivery loop.
+"""The durable outbox and its delivery loop, for every kind of target.
 
 Rows are written in the same transaction as the incident change (see
-engine/core.py), so nothing is sent that was not stored and nothing stored
-is forgotten across a crash. The loop picks due rows in sequence order,
-holds back any row whose incident has an earlier undelivered row for the
-same endpoint (per-incident order), attempts them, and records every
-attempt in ``deliveries``. Exhausted rows become ``dead`` and can be resent.
+engine/core.py), so nothing is sent that was not stored and nothing stored is
+forgotten across a crash. The dispatcher delivers through ``Target`` objects
+(engine/targets.py; the webhook is engine/webhook_target.py):
+
+* Order: only the oldest pending row of each (target, incident) is ever due,
+  and it stays "in flight" until its outcome is committed, so one incident's
+  events reach a target one after another, in ``sequence`` order. A dead row
+  does not block: later events of its incident go on, and the dead one stays
+  visible until resent. A resend of an event some later event of its incident
+  already overtook is sent with ``superseded = true``.
+* Retries: exponential backoff with full jitter (webhooks.backoff_s, capped at
+  10 minutes) or the receiver's Retry-After (bounded to an hour); a row is
+  dead-lettered when an attempt fails permanently, or fails once the row has
+  been queued ``max_age_s`` (its last retry is scheduled at that age), or has
+  used ``max_attempts`` when that is not 0 (no count limit).
+* Circuit breaker per target: ``BREAKER_FAILURES`` failed attempts in a row
+  open it; its queue then waits (nothing is attempted, nothing is dropped)
+  and one event probes it after a cool-down (30 s, doubling to 10 minutes).
+  A probe that succeeds closes it and makes the target's whole queue due at
+  once; one that fails opens it again. Other targets are unaffected.
+* Throughput: up to ``concurrency`` attempts in flight per target; outcomes
+  are written in batches (one transaction for all that finished meanwhile).
+
+Every attempt is one ``deliveries`` row (time, HTTP status, outcome, error,
+latency); breaker changes are kept in ``webhook_endpoints`` for the CLI.
 """
 
 from __future__ import annotations
@@ -16,41 +36,63 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import duckdb
 import httpx
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.engine import webhooks
+from ispvm_tui.engine import api, webhooks
 from ispvm_tui.engine.store import Store
+from ispvm_tui.engine.targets import Notice, Refs, Target
 
 log = logging.getLogger(__name__)
 
+CONCURRENCY = 16  # attempts in flight per target
+BREAKER_FAILURES = 5  # failed attempts in a row that pause a target
+BREAKER_COOLDOWN_S = 30.0  # first pause before a probe; doubles per failed probe
+BREAKER_COOLDOWN_MAX_S = webhooks.BACKOFF_CAP_S
+BATCH_MAX = 512  # outcomes per transaction
+
+# Heads: the oldest pending row per (target, incident); of those, the due ones, numbered per target so one
+# busy target cannot fill a round. One scan of the pending rows.
 DUE_SQL = """
-SELECT o.event_id, o.seq, o.endpoint, o.incident_id, o.event_type, o.incident, o.created_at, o.attempts
-FROM outbox o
-WHERE o.status = 'pending' AND o.next_attempt_at <= ?
-  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.status = 'pending' AND p.endpoint = o.endpoint
-                  AND p.incident_id = o.incident_id AND p.seq < o.seq)
-ORDER BY o.seq
-LIMIT 64
+WITH heads AS (
+    SELECT event_id, seq, endpoint, incident_id, event_type, incident, created_at, attempts, sequence, superseded,
+           queued_at, next_attempt_at,
+           row_number() OVER (PARTITION BY endpoint, incident_id ORDER BY seq) AS rn
+    FROM outbox WHERE status = 'pending'),
+due AS (
+    SELECT *, row_number() OVER (PARTITION BY endpoint ORDER BY seq) AS k FROM heads
+    WHERE rn = 1 AND (next_attempt_at <= ? OR list_contains(?::VARCHAR[], endpoint)))
+SELECT event_id, seq, endpoint, incident_id, event_type, incident, created_at, attempts, sequence, superseded,
+       queued_at, next_attempt_at
+FROM due WHERE k <= ? ORDER BY seq
 """
 
+DeliveryStatus = str  # delivered | retry | dead
 
-def enqueue(con: duckdb.DuckDBPyConnection, endpoints: list[webhooks.WebhookEndpoint], incident_id: str,
+
+class _Named(Protocol):
+    name: str
+    events: frozenset[str]
+
+
+def enqueue(con: duckdb.DuckDBPyConnection, targets: Iterable[_Named], incident_id: str,
             event_type: str, incident: dict[str, Any], now: float) -> int:
-    """Insert one outbox row per subscribed endpoint; call inside the incident's transaction."""
+    """Insert one outbox row per subscribed target; call inside the incident's transaction."""
     count = 0
-    for ep in endpoints:
-        if event_type not in ep.events:
+    for target in targets:
+        if event_type not in target.events:
             continue
+        (sequence,) = con.execute("SELECT coalesce(max(sequence), 0) + 1 FROM outbox WHERE endpoint = ? "
+                                  "AND incident_id = ?", [target.name, incident_id]).fetchone()
         con.execute(
-            "INSERT INTO outbox (event_id, endpoint, incident_id, event_type, incident, created_at, next_attempt_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [str(uuid.uuid4()), ep.name, incident_id, event_type, json.dumps(incident), now, now],
+            "INSERT INTO outbox (event_id, endpoint, incident_id, event_type, incident, created_at, next_attempt_at,"
+            " sequence, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [str(uuid.uuid4()), target.name, incident_id, event_type, json.dumps(incident), now, now, sequence, now],
         )
         count += 1
     return count
@@ -67,102 +109,399 @@ class DeliveryResult:
     error: str | None
 
 
+@dataclass
+class Breaker:
+    """One target's circuit: closed (normal), open (paused until ``probe_at``), half-open (one probe out)."""
+
+    state: str = "closed"
+    failures: int = 0  # failed attempts in a row
+    opened_at: float | None = None
+    probe_at: float | None = None
+    cooldown_s: float = BREAKER_COOLDOWN_S
+    last_error: str | None = None
+
+    def quota(self, now: float, in_flight: int, concurrency: int) -> int:
+        if self.state == "closed":
+            return max(0, concurrency - in_flight)
+        if self.state == "open" and self.probe_at is not None and now >= self.probe_at and in_flight == 0:
+            return 1
+        return 0
+
+    def failed(self, now: float, error: str | None) -> bool:
+        """Record a failed attempt; True when the state changed."""
+        self.failures += 1
+        self.last_error = error
+        if self.state == "half-open":
+            self.cooldown_s = min(BREAKER_COOLDOWN_MAX_S, self.cooldown_s * 2)
+        elif self.state != "closed" or self.failures < BREAKER_FAILURES:
+            return False
+        self.state, self.opened_at, self.probe_at = "open", self.opened_at or now, now + self.cooldown_s
+        return True
+
+    def succeeded(self) -> bool:
+        changed = self.state != "closed"
+        self.state, self.failures, self.opened_at, self.probe_at = "closed", 0, None, None
+        self.cooldown_s = BREAKER_COOLDOWN_S
+        self.last_error = None
+        return changed
+
+
+@dataclass
+class _Outcome:
+    row: dict[str, Any]
+    outcome: webhooks.AttemptOutcome
+    status: DeliveryStatus
+    attempts: int
+    now: float
+    next_at: float | None
+    error: str | None
+
+
+@dataclass
+class _Pending:
+    outcomes: list[_Outcome] = field(default_factory=list)
+    breakers: set[str] = field(default_factory=set)  # targets whose breaker changed
+    resume: set[str] = field(default_factory=set)  # targets whose queue becomes due at once (breaker closed)
+
+
 class OutboxDispatcher:
-    def __init__(self, store: Store, endpoints: list[webhooks.WebhookEndpoint], clock: Clock,
-                 tenant: webhooks.Tenant | None, *, on_result: Callable[[DeliveryResult], None] | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, store: Store, targets: dict[str, Target], clock: Clock, refs: Refs, *,
+                 on_result: Callable[[DeliveryResult], None] | None = None, rng: random.Random | None = None,
+                 concurrency: int = CONCURRENCY) -> None:
         self.store = store
-        self.endpoints = {ep.name: ep for ep in endpoints}
+        self.targets = dict(targets)
         self.clock = clock
-        self.tenant = tenant
+        self.refs = refs
         self.on_result = on_result
+        self.concurrency = max(1, concurrency)
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
+        self.breakers: dict[str, Breaker] = {name: Breaker() for name in self.targets}
+        self._in_flight: dict[str, int] = {name: 0 for name in self.targets}  # target -> attempts out
+        self._busy: set[str] = set()  # event ids sent or waiting for their outcome's commit
+        self._busy_keys: set[tuple[str, str]] = set()  # (target, incident) with an event in flight
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending = _Pending()
+        self._pending_ready = asyncio.Event()
+        self._to_release: list[dict[str, Any]] = []
+        self.delivered = 0  # attempts that delivered, since start (the bench reads it)
 
     def wake(self) -> None:
         self._wake.set()
 
+    def breaker_states(self) -> dict[str, Breaker]:
+        """Each target's circuit as it is now (copies; any thread)."""
+        return {name: Breaker(**vars(b)) for name, b in self.breakers.items()}
+
     async def run(self, poll_real_s: float = 1.0) -> None:
-        self._client = httpx.AsyncClient(follow_redirects=False)
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=self.concurrency * 4))
+        flusher = asyncio.create_task(self._flush_loop(), name="outbox-writes")
         try:
+            try:
+                await self._write_breakers(set(self.targets))
+            except Exception as exc:  # only the CLI's view of the breakers suffers
+                log.error("recording webhook endpoint state failed: %s", exc)
             while True:
                 try:
                     await self.dispatch_due()
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the loop must survive a bad row or a locked store
-                    log.exception("webhook dispatch round failed")
+                    log.exception("outbox dispatch round failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), poll_real_s)
                 self._wake.clear()
         finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            # Outcomes already known are kept: an attempt whose outcome is lost is simply made again.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush_once(), 5.0)
             await self._client.aclose()
 
-    async def dispatch_due(self) -> int:
-        now = self.clock.now()
-        rows = await asyncio.to_thread(self.store.query_dicts, DUE_SQL, [now])
-        # One row per (endpoint, incident) per round keeps order even when a round sends several.
-        seen: set[tuple[str, str]] = set()
-        batch = []
-        for row in rows:
-            key = (row["endpoint"], row["incident_id"])
-            if key not in seen:
-                seen.add(key)
-                batch.append(row)
-        await asyncio.gather(*(self._deliver(row) for row in batch))
-        return len(batch)
+    async def _write_breakers(self, names: set[str]) -> None:
+        rows = self._breaker_rows(names, self.clock.now())
+        if rows:
+            await asyncio.wrap_future(self.store.transaction(lambda con: _upsert_breakers(con, rows)))
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
-        ep = self.endpoints.get(row["endpoint"])
+    def _breaker_rows(self, names: set[str], now: float) -> list[list[Any]]:
+        return [[n, b.state, b.failures, b.opened_at, b.probe_at, b.last_error, now]
+                for n in sorted(names) if (b := self.breakers.get(n)) is not None]
+
+    async def dispatch_due(self) -> int:
+        """Start every due attempt there is room for; returns how many were started."""
+        for row in self._to_release:
+            self._release(row)
+        self._to_release.clear()
         now = self.clock.now()
-        if ep is None:  # endpoint removed from config: keep the row visible as dead, not lost
-            await self._record(row, None, "dead", f"endpoint {row['endpoint']!r} is no longer configured", now)
-            return
-        body = webhooks.encode_body(webhooks.event_body(
-            row["event_id"], row["event_type"], now, self.tenant, json.loads(row["incident"])))
+        probing = [name for name, b in self.breakers.items() if b.quota(now, self._in_flight[name], 1) == 1
+                   and b.state != "closed"]
+        room = {name: self.breakers[name].quota(now, self._in_flight[name], self.concurrency)
+                for name in self.targets}
+        if not any(room.values()):
+            return 0
+        per_target = self.concurrency + max(self._in_flight.values(), default=0)
+        rows = await asyncio.to_thread(self.store.query_dicts, DUE_SQL, [now, probing, per_target])
+        started = 0
+        for row in rows:
+            name = row["endpoint"]
+            key = (name, row["incident_id"])
+            if row["event_id"] in self._busy or key in self._busy_keys:
+                continue
+            target = self.targets.get(name)
+            if target is None:  # removed from the config: keep the row visible as dead, not lost
+                self._busy.add(row["event_id"])
+                self._busy_keys.add(key)
+                self._settle(row, _no_attempt(f"target {name!r} is no longer configured"), "dead", self.clock.now())
+                continue
+            if room.get(name, 0) <= 0:
+                continue
+            room[name] -= 1
+            breaker = self.breakers[name]
+            if breaker.state == "open":
+                breaker.state = "half-open"  # this attempt is the probe
+                self._pending.breakers.add(name)
+            self._busy.add(row["event_id"])
+            self._busy_keys.add(key)
+            self._in_flight[name] += 1
+            task = asyncio.create_task(self._deliver(target, row))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        return started
+
+    async def _deliver(self, target: Target, row: dict[str, Any]) -> None:
+        notice = Notice(
+            event_id=row["event_id"], target=target.name, incident_id=row["incident_id"],
+            event_type=row["event_type"], incident=json.loads(row["incident"]), created_at=row["created_at"],
+            sequence=int(row["sequence"] or 1), attempt=row["attempts"] + 1, superseded=bool(row["superseded"]))
         assert self._client is not None
-        outcome = await webhooks.attempt(self._client, ep, row["event_type"], body, self.tenant)
+        try:
+            outcome = await target.send(notice, self._client, self.refs)
+        except asyncio.CancelledError:
+            self._release(row)
+            raise
+        except Exception as exc:  # a target's bug is a failed attempt, never a stopped queue
+            log.exception("target %s failed to send", target.name)
+            outcome = _no_attempt(f"{type(exc).__name__}: {exc}", status="retry")
+        finally:
+            self._in_flight[target.name] -= 1
+        now = self.clock.now()
         attempts = row["attempts"] + 1
+        queued_at = row["queued_at"] if row["queued_at"] is not None else row["created_at"]
+        deadline = queued_at + target.max_age_s
+        next_at = None
         if outcome.status == "delivered":
             status = "delivered"
-        elif outcome.status == "permanent" or attempts >= ep.max_attempts or now - row["created_at"] >= ep.max_age_s:
+            self.delivered += 1
+        elif outcome.status == "permanent" or now >= deadline or (target.max_attempts and
+                                                                   attempts >= target.max_attempts):
             status = "dead"
         else:
             status = "retry"
-        wait = max(webhooks.backoff_s(attempts, rng=self._rng), outcome.retry_after_s or 0.0)
-        await self._record(row, outcome, status, outcome.error, now, next_at=now + wait)
+            wait = (outcome.retry_after_s if outcome.retry_after_s is not None
+                    else webhooks.backoff_s(attempts, rng=self._rng))
+            next_at = min(now + min(wait, webhooks.RETRY_AFTER_MAX_S), deadline)
+        breaker = self.breakers[target.name]
+        # A permanent refusal is an answer: the receiver is up, so it does not trip the breaker.
+        if outcome.status == "retry":
+            if breaker.failed(now, outcome.error):
+                self._pending.breakers.add(target.name)
+                log.warning("target %s paused after %d failed attempts in a row; probing in %.0fs",
+                            target.name, breaker.failures, breaker.cooldown_s)
+        elif breaker.succeeded():
+            self._pending.breakers.add(target.name)
+            self._pending.resume.add(target.name)
+            log.info("target %s answers again; its queue resumes", target.name)
+        elif breaker.failures:
+            breaker.failures = 0
+        self._settle(row, outcome, status, now, attempts=attempts, next_at=next_at)
 
-    async def _record(self, row: dict[str, Any], outcome: webhooks.AttemptOutcome | None, status: str,
-                      error: str | None, now: float, next_at: float | None = None) -> None:
-        attempts = row["attempts"] + (1 if outcome else 0)
+    def _release(self, row: dict[str, Any]) -> None:
+        self._busy.discard(row["event_id"])
+        self._busy_keys.discard((row["endpoint"], row["incident_id"]))
 
-        def write(con: duckdb.DuckDBPyConnection) -> None:
-            if outcome is not None:
-                con.execute(
-                    "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [outcome.delivery_id, row["event_id"], row["endpoint"], attempts, now, outcome.http_status,
-                     outcome.status, outcome.error, outcome.duration_s],
-                )
-            if status == "retry":
-                con.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE event_id = ?",
-                            [attempts, next_at, error, row["event_id"]])
-            else:
-                con.execute("UPDATE outbox SET attempts = ?, status = ?, last_error = ?, finished_at = ? "
-                            "WHERE event_id = ?", [attempts, status, error, now, row["event_id"]])
+    def _settle(self, row: dict[str, Any], outcome: webhooks.AttemptOutcome, status: DeliveryStatus, now: float,
+                *, attempts: int | None = None, next_at: float | None = None) -> None:
+        self._pending.outcomes.append(_Outcome(row, outcome, status, row["attempts"] if attempts is None else attempts,
+                                               now, next_at, outcome.error))
+        self._pending_ready.set()
 
-        await asyncio.wrap_future(self.store.transaction(write))
-        if self.on_result is not None:
-            self.on_result(DeliveryResult(row["event_id"], row["endpoint"], row["event_type"], row["incident_id"],
-                                          status, attempts, error))
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._pending_ready.wait()
+            try:
+                await self._flush_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # kept in memory and written with the next batch
+                log.error("recording webhook outcomes failed (kept, retried): %s", exc)
+                await asyncio.sleep(self.clock.to_real(1.0) if self.clock.speed > 1 else 1.0)
+
+    async def _flush_once(self) -> None:
+        self._pending_ready.clear()
+        pending, self._pending = self._pending, _Pending()
+        if not (pending.outcomes or pending.breakers):
+            return
+        outcomes = pending.outcomes
+        now = self.clock.now()
+        breaker_rows = self._breaker_rows(pending.breakers, now)
+        try:
+            await asyncio.wrap_future(self.store.transaction(
+                lambda con: _write_outcomes(con, outcomes, breaker_rows, pending.resume, now)))
+        except BaseException:
+            # Nothing was written: merge back so the next flush tries again (the rows stay in flight meanwhile).
+            self._pending.outcomes[:0] = outcomes
+            self._pending.breakers |= pending.breakers
+            self._pending.resume |= pending.resume
+            self._pending_ready.set()
+            raise
+        # Released at the start of the next round, so its query (begun after this commit) sees them finished:
+        # a query already running could still return them as pending.
+        self._to_release.extend(o.row for o in outcomes)
+        for o in outcomes:
+            if self.on_result is not None:
+                try:
+                    self.on_result(DeliveryResult(o.row["event_id"], o.row["endpoint"], o.row["event_type"],
+                                                  o.row["incident_id"], o.status, o.attempts, o.error))
+                except Exception:
+                    log.exception("delivery result callback failed")
+        self._wake.set()
 
 
-def resend(con: duckdb.DuckDBPyConnection, event_id: str, actor: str, now: float) -> None:
-    """Put a dead (or delivered) event back in the queue; the resend is audited."""
-    found = con.execute("SELECT status FROM outbox WHERE event_id = ?", [event_id]).fetchone()
+def _no_attempt(error: str, status: str = "dead") -> webhooks.AttemptOutcome:
+    return webhooks.AttemptOutcome(str(uuid.uuid4()), status, None, error, None, 0.0)  # type: ignore[arg-type]
+
+
+def _upsert_breakers(con: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None:
+    for row in rows:
+        con.execute("INSERT OR REPLACE INTO webhook_endpoints VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+
+def _values(rows: list[list[Any]], casts: tuple[str, ...]) -> tuple[str, list[Any]]:
+    one = "(" + ", ".join(f"?::{c}" for c in casts) + ")"
+    return ", ".join([one] * len(rows)), [v for r in rows for v in r]
+
+
+def _write_outcomes(con: duckdb.DuckDBPyConnection, outcomes: list[_Outcome], breaker_rows: list[list[Any]],
+                    resume: set[str], now: float) -> None:
+    """One transaction for a batch: the attempts' log rows, the outbox rows' new state, breaker changes."""
+    for start in range(0, len(outcomes), BATCH_MAX):
+        chunk = outcomes[start:start + BATCH_MAX]
+        attempted = [o for o in chunk if o.attempts > o.row["attempts"]]  # not: a row whose target is gone
+        if attempted:
+            sql, params = _values(
+                [[o.outcome.delivery_id, o.row["event_id"], o.row["endpoint"], o.attempts, o.now,
+                  o.outcome.http_status, o.outcome.status, o.outcome.error, o.outcome.duration_s] for o in attempted],
+                ("VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "DOUBLE", "INTEGER", "VARCHAR", "VARCHAR", "DOUBLE"))
+            con.execute("INSERT INTO deliveries VALUES " + sql, params)
+        sql, params = _values(
+            [[o.row["event_id"], o.attempts, "pending" if o.status == "retry" else o.status,
+              o.next_at if o.status == "retry" else o.row["next_attempt_at"], o.error,
+              None if o.status == "retry" else o.now] for o in chunk],
+            ("VARCHAR", "INTEGER", "VARCHAR", "DOUBLE", "VARCHAR", "DOUBLE"))
+        con.execute(
+            "UPDATE outbox SET attempts = v.attempts, status = v.status, next_attempt_at = v.next_at, "
+            "last_error = v.err, finished_at = v.fin "
+            f"FROM (VALUES {sql}) AS v(event_id, attempts, status, next_at, err, fin) "
+            "WHERE outbox.event_id = v.event_id", params)
+    for name in sorted(resume):  # the breaker closed: what waited behind it is due now, not at its own backoff
+        con.execute("UPDATE outbox SET next_attempt_at = ? WHERE endpoint = ? AND status = 'pending' "
+                    "AND next_attempt_at > ?", [now, name, now])
+    _upsert_breakers(con, breaker_rows)
+
+
+def resend(con: duckdb.DuckDBPyConnection, event_id: str, actor: str, now: float) -> bool:
+    """Put a dead (or delivered) event back in the queue; the resend is audited.
+
+    Returns whether it is superseded: a later event of its incident already reached the target, and the
+    resent body says so (``"superseded": true``).
+    """
+    found = con.execute("SELECT status, endpoint, incident_id, sequence FROM outbox WHERE event_id = ?",
+                        [event_id]).fetchone()
     if found is None:
         raise KeyError(f"no outbox event {event_id}")
-    con.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, finished_at = NULL "
-                "WHERE event_id = ?", [now, event_id])
-    con.execute("INSERT INTO audit VALUES (?, ?, 'webhook.resend', ?, ?)",
-                [now, actor, event_id, f"was {found[0]}"])
+    status, endpoint, incident_id, sequence = found
+    if status == "pending":
+        raise ValueError(f"event {event_id} is still queued; only dead or delivered events can be resent")
+    (superseded,) = con.execute(
+        "SELECT count(*) > 0 FROM outbox WHERE endpoint = ? AND incident_id = ? AND status = 'delivered' "
+        "AND sequence > ?", [endpoint, incident_id, sequence or 0]).fetchone()
+    con.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, queued_at = ?, "
+                "finished_at = NULL, superseded = ? WHERE event_id = ?", [now, now, superseded, event_id])
+    detail = f"was {status}" + ("; superseded by a later delivered event" if superseded else "")
+    con.execute("INSERT INTO audit VALUES (?, ?, 'webhook.resend', ?, ?)", [now, actor, event_id, detail])
+    return bool(superseded)
+
+
+def resend_all_dead(con: duckdb.DuckDBPyConnection, actor: str, now: float) -> list[str]:
+    """Resend every dead event, oldest first; each one audited."""
+    ids = [r[0] for r in con.execute("SELECT event_id FROM outbox WHERE status = 'dead' ORDER BY seq").fetchall()]
+    for event_id in ids:
+        resend(con, event_id, actor, now)
+    return ids
+
+
+# ---- reading the queue and the log (engine API, CLI) ------------------------
+
+_DELIVERY_COLS = ("o.event_id, o.endpoint, o.incident_id, o.event_type, o.sequence, o.status, o.attempts, "
+                  "o.created_at, o.next_attempt_at, o.finished_at, o.last_error, o.superseded, "
+                  "(SELECT d.http_status FROM deliveries d WHERE d.event_id = o.event_id ORDER BY d.attempted_at DESC "
+                  "LIMIT 1) AS http_status, "
+                  "(SELECT d.duration_s FROM deliveries d WHERE d.event_id = o.event_id ORDER BY d.attempted_at DESC "
+                  "LIMIT 1) AS latency_s")
+
+
+def _delivery_view(r: dict[str, Any]) -> api.DeliveryView:
+    return api.DeliveryView(
+        event_id=r["event_id"], target=r["endpoint"], incident_id=r["incident_id"], event_type=r["event_type"],
+        sequence=int(r["sequence"] or 0), status=r["status"], attempts=r["attempts"], created_at=r["created_at"],
+        next_attempt_at=r["next_attempt_at"] if r["status"] == "pending" else None, finished_at=r["finished_at"],
+        last_error=r["last_error"], superseded=bool(r["superseded"]), last_http_status=r["http_status"],
+        last_latency_s=r["latency_s"])
+
+
+def list_deliveries(query: Callable[[str, list[Any]], list[dict[str, Any]]], *, dead_only: bool = False,
+                    limit: int = 200) -> list[api.DeliveryView]:
+    """Outbox rows, newest first; ``query`` is Store.query_dicts."""
+    where = "WHERE o.status = 'dead'" if dead_only else ""
+    rows = query(f"SELECT {_DELIVERY_COLS} FROM outbox o {where} ORDER BY o.seq DESC LIMIT ?", [limit])
+    return [_delivery_view(r) for r in rows]
+
+
+def delivery_report(query: Callable[[str, list[Any]], list[dict[str, Any]]], now: float, *,
+                    breakers: dict[str, Breaker] | None = None, limit: int = 200) -> api.DeliveryReport:
+    """Dead letters, the latest attempts and each target's breaker; ``breakers`` from a running dispatcher."""
+    counts = {r["endpoint"]: r for r in query(
+        "SELECT endpoint, count(*) FILTER (WHERE status = 'pending') AS pending, "
+        "count(*) FILTER (WHERE status = 'dead') AS dead FROM outbox GROUP BY endpoint", [])}
+    stored = {r["endpoint"]: r for r in query("SELECT * FROM webhook_endpoints", [])}
+    endpoints = []
+    for name in sorted(set(breakers or {}) | (set() if breakers is not None else set(stored)) | set(counts)):
+        c = counts.get(name, {})
+        if breakers is not None and name in breakers:
+            b = breakers[name]
+            state, failures, opened_at, probe_at, error = b.state, b.failures, b.opened_at, b.probe_at, b.last_error
+        elif name in stored:
+            s = stored[name]
+            state, failures, opened_at, probe_at, error = (s["state"], s["failures"], s["opened_at"], s["probe_at"],
+                                                           s["last_error"])
+        else:
+            state, failures, opened_at, probe_at, error = "unknown", 0, None, None, None
+        endpoints.append(api.EndpointView(name, state, failures, opened_at, probe_at, error,
+                                          int(c.get("pending") or 0), int(c.get("dead") or 0)))
+    attempts = query(
+        "SELECT d.*, o.event_type, o.incident_id FROM deliveries d LEFT JOIN outbox o USING (event_id) "
+        "ORDER BY d.attempted_at DESC LIMIT ?", [limit])
+    recent = tuple(api.AttemptView(
+        delivery_id=r["delivery_id"], event_id=r["event_id"], target=r["endpoint"], attempt=r["attempt"],
+        attempted_at=r["attempted_at"], http_status=r["http_status"], outcome=r["outcome"], error=r["error"],
+        latency_s=r["duration_s"], event_type=r["event_type"], incident_id=r["incident_id"]) for r in attempts)
+    dead = tuple(list_deliveries(query, dead_only=True, limit=limit))
+    return api.DeliveryReport(now, tuple(endpoints), dead, recent, live=breakers is not None)

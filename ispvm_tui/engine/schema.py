@@ -162,4 +162,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "poll_log.late: results a remote collector delivered after a WAN cut (stored, never fed to the rules)",
         "ALTER TABLE poll_log ADD COLUMN late BOOLEAN DEFAULT false;",
     ),
+    (
+        6,
+        "outbox: per-incident sequence, superseded resends; webhook endpoint (circuit breaker) state",
+        # sequence: per (endpoint, incident), 1, 2, 3 ... in event order; numbered here for rows already queued.
+        # queued_at: when the row was queued (created, or resent by hand); max_age_s counts from it.
+        # superseded: set by a manual resend when a later event of the incident already reached the endpoint.
+        """
+        ALTER TABLE outbox ADD COLUMN sequence INTEGER;
+        ALTER TABLE outbox ADD COLUMN superseded BOOLEAN DEFAULT false;
+        ALTER TABLE outbox ADD COLUMN queued_at DOUBLE;
+        UPDATE outbox SET queued_at = created_at;
+        UPDATE outbox SET sequence = n.sequence
+        FROM (SELECT event_id, row_number() OVER (PARTITION BY endpoint, incident_id ORDER BY seq) AS sequence
+              FROM outbox) n
+        WHERE outbox.event_id = n.event_id;
+        CREATE TABLE webhook_endpoints (
+            endpoint VARCHAR PRIMARY KEY, state VARCHAR NOT NULL, failures INTEGER NOT NULL,
+            opened_at DOUBLE, probe_at DOUBLE, last_error VARCHAR, updated_at DOUBLE NOT NULL);
+        """,
+    ),
 ]

@@ -29,6 +29,8 @@ class Notice:
     created_at: float  # epoch seconds the event was stored
     sequence: int  # per incident, 1, 2, 3 ... in the order the events happened
     attempt: int  # 1 for the first try of this event
+    # Added: true on a manual resend after a later event of this incident already reached the target.
+    superseded: bool = False
 
 
 class Refs(Protocol):
@@ -49,3 +51,16 @@ class Target(Protocol):
     max_age_s: float
 
     async def send(self, notice: Notice, client: httpx.AsyncClient, refs: Refs) -> AttemptOutcome: ...
+
+
+class MemoryRefs:
+    """Refs kept in memory: enough for targets that create nothing on the far side (webhooks)."""
+
+    def __init__(self) -> None:
+        self._refs: dict[tuple[str, str], str] = {}
+
+    async def get(self, target: str, incident_id: str) -> str | None:
+        return self._refs.get((target, incident_id))
+
+    async def put(self, target: str, incident_id: str, ref: str) -> None:
+        self._refs[(target, incident_id)] = ref

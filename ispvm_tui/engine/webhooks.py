@@ -12,8 +12,10 @@ letters, manual resend) lives elsewhere and calls :func:`attempt` and
   HMAC-SHA256 of the exact body bytes sent, keyed with the current secret.
   The v1 header always carries exactly one signature.
 * Body: built by :func:`event_body` around :func:`incident_object`, encoded
-  once by :func:`encode_body`; the outbox stores those bytes so every retry
-  sends, and signs, the identical body with the same ``event_id``.
+  once by :func:`encode_body`. The outbox stores the incident object and
+  ``sent_at`` is the event's creation time, so every retry sends, and signs,
+  the identical body with the same ``event_id`` (only a manual resend of a
+  superseded event differs: ``"superseded": true``).
 
 Choices where the spec is open:
 
@@ -79,6 +81,12 @@ EVIDENCE_TOP = 5
 EVIDENCE_MAX_CHARS = 200
 USER_AGENT = f"ispvm-webhooks/{__version__}"
 
+# 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the receiver asks to be tried again.
+RETRYABLE_4XX = frozenset({408, 425, 429})
+BACKOFF_BASE_S = 2.0
+BACKOFF_CAP_S = 600.0  # a receiver back from a long outage is retried within 10 minutes
+RETRY_AFTER_MAX_S = 3600.0  # a Retry-After further out than this is taken as one hour
+
 _ERROR_SNIPPET_CHARS = 200
 _SIGNATURE_RE = re.compile(r"sha256=([0-9a-f]{64})")
 _RNG = random.Random()
@@ -96,7 +104,7 @@ class WebhookEndpoint:
     url: str
     secret: str | None = field(default=None, repr=False)
     timeout_s: float = 5.0
-    max_attempts: int = 8
+    max_attempts: int = 0  # 0: no limit by count; an event is retried until it is max_age_s old
     max_age_s: float = 86400.0
     events: frozenset[str] = frozenset(EVENT_TYPES)
     # Old secrets still signed with (V2 header only) while receivers rotate.
@@ -111,8 +119,8 @@ class WebhookEndpoint:
             raise ValueError(f"unknown event types: {sorted(unknown)}")
         if urlsplit(self.url).scheme not in ("http", "https"):
             raise ValueError(f"webhook {self.name!r}: URL must be http or https")
-        if self.timeout_s <= 0 or self.max_attempts < 1 or self.max_age_s <= 0:
-            raise ValueError(f"webhook {self.name!r}: timeout, attempts and max age must be positive")
+        if self.timeout_s <= 0 or self.max_attempts < 0 or self.max_age_s <= 0:
+            raise ValueError(f"webhook {self.name!r}: timeout and max age must be positive, attempts 0 or more")
         for secret in self.secrets():
             redact.register(secret)
         redact.register_url(self.url)
@@ -199,9 +207,16 @@ def incident_object(incident: IncidentView, base_url: str) -> dict[str, Any]:
 
 
 def event_body(
-    event_id: str, event_type: str, sent_at: float, tenant: Tenant | None, incident: dict[str, Any]
+    event_id: str, event_type: str, sent_at: float, tenant: Tenant | None, incident: dict[str, Any],
+    *, sequence: int | None = None, superseded: bool = False,
 ) -> dict[str, Any]:
-    """The top-level body. ``event_id`` must stay the same on every retry."""
+    """The top-level body. ``event_id`` must stay the same on every retry.
+
+    ``sequence`` (beyond v1): the event's number among this endpoint's events for the incident,
+    1, 2, 3 ... in the order they happened. ``superseded`` (beyond v1): true only on a manual resend
+    of an event after a later event of the same incident was already delivered to this endpoint.
+    Both are added after the v1 keys, so a v1 receiver that ignores unknown fields sees no change.
+    """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     uuid.UUID(event_id)  # raises ValueError: receivers de-duplicate on it
@@ -212,13 +227,19 @@ def event_body(
             tenant_obj["name"] = tenant.name
     if isinstance(incident.get("url"), str):  # rows stored by older versions may still carry credentials
         incident = {**incident, "url": redact.strip_userinfo(incident["url"])}
-    return {
+    body: dict[str, Any] = {
         "event_id": event_id,
         "event_type": event_type,
         "sent_at": rfc3339(sent_at),
         "tenant": tenant_obj,
         "incident": incident,
     }
+    if sequence is not None:
+        if sequence < 1:
+            raise ValueError("sequence starts at 1")
+        body["sequence"] = sequence
+        body["superseded"] = bool(superseded)
+    return body
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
@@ -323,7 +344,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 def _classify(status: int) -> Literal["delivered", "retry", "permanent"]:
     if 200 <= status < 300:
         return "delivered"
-    if status in (408, 429) or 500 <= status < 600:
+    if status in RETRYABLE_4XX or 500 <= status < 600:
         return "retry"
     return "permanent"  # 3xx (not followed), other 4xx, nonsense codes
 
@@ -421,7 +442,7 @@ async def attempt(
                 if status == "retry":
                     retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.now())
                     if retry_after is not None:
-                        retry_after = min(retry_after, endpoint.max_age_s)
+                        retry_after = min(retry_after, RETRY_AFTER_MAX_S, endpoint.max_age_s)
                 return outcome(status, response.status_code, _http_error(response, snippet), retry_after)
     except (TimeoutError, httpx.TimeoutException) as exc:
         detail = f" ({type(exc).__name__})" if isinstance(exc, httpx.TimeoutException) else ""
@@ -432,7 +453,8 @@ async def attempt(
         return outcome("retry", error=f"{type(exc).__name__}: {str(exc) or 'connection failed'}")
 
 
-def backoff_s(attempt_no: int, *, base: float = 2.0, cap: float = 900.0, rng: random.Random | None = None) -> float:
+def backoff_s(attempt_no: int, *, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S,
+              rng: random.Random | None = None) -> float:
     """Delay before retry number ``attempt_no`` (1 = after the first failure).
 
     Full jitter (uniform between 0 and the exponential ceiling) spreads the
