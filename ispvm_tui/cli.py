@@ -1,4 +1,4 @@
-"""Command line: ``ispvm demo | run | lab | config check | secret``.
+"""Command line: ``ispvm demo | run | lab | config check | secret | deliveries``.
 
 stdout carries data (JSON, tables a script may read); diagnostics and
 progress go to stderr. Textual is imported only by the commands that open
@@ -28,8 +28,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check configuration files.")
 secret_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Store secrets in the keyring or the encrypted file.")
+deliveries_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                             help="The webhook outbox: dead letters, the delivery log, resends.")
 app.add_typer(config_app, name="config")
 app.add_typer(secret_app, name="secret")
+app.add_typer(deliveries_app, name="deliveries")
 
 EXIT_BAD_INPUT = 2
 T = TypeVar("T")
@@ -620,6 +623,123 @@ def discover(
     err(f"{len(cfg.devices) - len(report.unanswered)} of {len(cfg.devices)} devices answered; "
         f"{len(report.missing)} links missing from the inventory")
     raise typer.Exit(1 if report.unanswered else 0)
+
+
+# ---- deliveries ---------------------------------------------------------------
+def _open_outbox(config: Path | None, database: Path | None) -> Any:
+    """The database named by --database or the config's [ispvm].database; a clear exit when the engine holds it."""
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    if (config is None) == (database is None):
+        err("give --config F (its [ispvm].database) or --database F")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    db = database if database is not None else _load_config(config).database_path(config.resolve().parent)
+    if not db.exists():
+        err(f"no database at {db}: nothing has been queued yet")
+        raise typer.Exit(1)
+    try:
+        return Store(db)
+    except StoreLocked as exc:
+        err(f"{exc}\nThe running engine holds it: use the console's Deliveries screen (key d), or stop the engine "
+            "and run this again.")
+        raise typer.Exit(1) from None
+    except StoreError as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+
+
+def _when(ts: float | None) -> str:
+    import time
+
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="config.toml")] = None,
+    database: Annotated[Path | None, typer.Option(help="the database file (instead of --config)")] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="only dead letters")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout: events, attempts, endpoints")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="at most this many events")] = 200,
+) -> None:
+    """Queued, delivered and dead webhook events (newest first), each endpoint's circuit, recent attempts.
+
+    Reads the database file; while the engine runs it holds the file, and this says so.
+    """
+    import dataclasses
+    import time
+
+    from ispvm_tui.engine import outbox
+
+    store = _open_outbox(config, database)
+    try:
+        events = outbox.list_deliveries(store.query_dicts, dead_only=dead, limit=limit)
+        report = outbox.delivery_report(store.query_dicts, time.time(), limit=limit)
+    finally:
+        store.close()
+    if json_out:
+        typer.echo(json.dumps({
+            "events": [dataclasses.asdict(e) for e in events],
+            "endpoints": [dataclasses.asdict(e) for e in report.endpoints],
+            "attempts": [] if dead else [dataclasses.asdict(a) for a in report.recent],
+        }, indent=2))
+        return
+    for ep in report.endpoints:
+        extra = f", probing at {_when(ep.probe_at)}" if ep.state != "closed" and ep.probe_at else ""
+        typer.echo(f"endpoint {ep.name}: {ep.state} (last recorded{extra}), {ep.pending} queued, {ep.dead} dead"
+                   + (f", last error: {ep.last_error}" if ep.last_error and ep.state != "closed" else ""))
+    if not events:
+        typer.echo("no dead letters" if dead else "no webhook events")
+        return
+    typer.echo(f"{'EVENT ID':36}  {'ENDPOINT':12} {'EVENT':17} {'SEQ':>3} {'STATUS':9} {'TRIES':>5} "
+               f"{'CREATED':19}  LAST ERROR")
+    for e in events:
+        flag = " (superseded)" if e.superseded else ""
+        typer.echo(f"{e.event_id:36}  {e.target[:12]:12} {e.event_type:17} {e.sequence:>3} {e.status:9} "
+                   f"{e.attempts:>5} {_when(e.created_at):19}  {(e.last_error or '')[:80]}{flag}")
+
+
+@deliveries_app.command("resend")
+def deliveries_resend(
+    event_ids: Annotated[list[str] | None, typer.Argument(help="event ids (ispvm deliveries list)")] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="every dead letter, oldest first")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="config.toml")] = None,
+    database: Annotated[Path | None, typer.Option(help="the database file (instead of --config)")] = None,
+    actor: Annotated[str | None, typer.Option(help="who resends (audit); default: your user name")] = None,
+) -> None:
+    """Queue dead (or delivered) events again; each resend is audited. The engine sends them when it runs.
+
+    A resent event that a later event of its incident has overtaken is sent with "superseded": true.
+    """
+    import getpass
+    import time
+
+    from ispvm_tui.engine import outbox
+
+    if bool(event_ids) == all_dead:
+        err("give event ids or --all-dead (not both)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    who = actor or getpass.getuser()
+    store = _open_outbox(config, database)
+    failed = 0
+    try:
+        now = time.time()
+        if all_dead:
+            ids = store.transaction(lambda con: outbox.resend_all_dead(con, who, now)).result(60)
+            typer.echo(f"queued {len(ids)} dead event(s) again")
+        for event_id in event_ids or []:
+            try:
+                superseded = store.transaction(
+                    lambda con, e=event_id: outbox.resend(con, e, who, now)).result(60)
+            except (KeyError, ValueError) as exc:
+                err(str(exc).strip("'\""))
+                failed += 1
+                continue
+            typer.echo(f"queued {event_id} again" + (" (superseded: a later event was delivered)" if superseded
+                                                      else ""))
+    finally:
+        store.close()
+    raise typer.Exit(1 if failed else 0)
 
 
 def main() -> None:
