@@ -162,4 +162,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "poll_log.late: results a remote collector delivered after a WAN cut (stored, never fed to the rules)",
         "ALTER TABLE poll_log ADD COLUMN late BOOLEAN DEFAULT false;",
     ),
+    (
+        6,
+        "drop interface_samples_dev_ts: nothing reads raw samples by device (rollups and retention scan by time,"
+        " which DuckDB's zone maps already serve), and the index cost ~40 % of the sample insert",
+        "DROP INDEX IF EXISTS interface_samples_dev_ts;",
+    ),
 ]
