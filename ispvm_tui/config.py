@@ -52,7 +52,9 @@ class Polling(Strict):
     # SNMP replies are decoded on the poller's one core: past ~16 polls in flight replies wait in the
     # socket while others decode, and time out for no fault of the router.
     snmp_concurrency: int = Field(16, ge=1, le=4096)
-    jitter: float = Field(0.1, ge=0, le=0.5)  # fraction of the interval
+    # How late, as a fraction of the interval, a poll may start (queued behind others) and still be on time:
+    # the correlator's "same poll round" window and the benchmarks' expected poll counts allow for it.
+    jitter: float = Field(0.1, ge=0, le=0.5)
     backoff_max_s: float = Field(600.0, gt=0)  # unreachable routers are retried at most this far apart
     # A device that just failed, or is behind something that did, is first asked "anyone there?" with this
     # short timeout, in a pool of its own: dead routers then cost seconds, not poll slots (0 turns it off).

@@ -195,7 +195,7 @@ async def test_which_4xx_are_permanent(make_rig, code: int, final: str) -> None:
         await rig.enqueue("inc-1", "incident.opened")
         assert await until(lambda: rig.rows()[0]["status"] != "pending")
         assert rig.rows()[0]["status"] == final
-        assert [w.response_status for w in sink.received()][0] == code
+        assert sink.received()[0].response_status == code
 
 
 # --- order, dead letters and superseded resends ----------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -26,6 +25,7 @@ from pysnmp.proto import rfc1905
 from ispvm_tui.clock import ScaledClock
 from ispvm_tui.collectors.results import InterfaceStat, Neighbor, PollResult
 from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
+from ispvm_tui.lab import ber
 from ispvm_tui.lab.sim import LabModelLike, RouterHandle, SimBgpPeer, SimDevice, SimInterface, SimNeighbor
 from ispvm_tui.lab.snmp_agent import SnmpAgent
 from ispvm_tui.lab.snmp_mibs import LLDP_REM_ENTRY
@@ -487,12 +487,11 @@ async def test_a_timeout_in_one_optional_table_is_stale(lab: Lab, monkeypatch: p
     assert (await collector.poll()).neighbors  # warm up: the engine's first request is slow
     answer = lab.agent._answer
 
-    def silent_on_lldp_rows(p_mod: Any, v1: bool, pdu: Any) -> tuple[int, int, list[bytes]] | None:
+    def silent_on_lldp_rows(request: ber.Request) -> tuple[int, int, list[bytes]] | None:
         # Drop requests for lldpRemTable columns, not the probe (the table's root OID).
-        oids = [tuple(oid) for oid, _ in p_mod.apiPDU.get_varbinds(pdu)]
-        if any(oid[: len(LLDP_REM_ENTRY)] == LLDP_REM_ENTRY for oid in oids):
+        if any(oid[: len(LLDP_REM_ENTRY)] == LLDP_REM_ENTRY for oid in request.oids):
             return None
-        return answer(p_mod, v1, pdu)
+        return answer(request)
 
     monkeypatch.setattr(lab.agent, "_answer", silent_on_lldp_rows)
     await next_burst()

@@ -38,14 +38,16 @@ from ispvm_tui.engine.api import (
     SiteView,
     Snapshot,
 )
-from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, Plan, correlate, human_duration
+from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate
+from ispvm_tui.engine.holds import HoldBound
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.engine.rates import CounterSample, rate_bps, summed_rate
 from ispvm_tui.engine.rollups import maintenance_once
 from ispvm_tui.engine.rules import Alert, Observed, RuleEngine, Transition
 from ispvm_tui.engine.store import Store
-from ispvm_tui.engine.targets import MemoryRefs, Refs, Target
+from ispvm_tui.engine.target_refs import StoreRefs
+from ispvm_tui.engine.targets import Refs, Target
 from ispvm_tui.engine.topology import Topology
 from ispvm_tui.engine.webhook_target import WebhookTarget
 from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
@@ -107,7 +109,7 @@ class Engine:
         tenant = config.tenant
         self.tenant = webhooks.Tenant(str(tenant.id), tenant.name) if tenant else None
         self.targets: dict[str, Target] = {ep.name: WebhookTarget(ep, self.tenant) for ep in self.endpoints}
-        self.refs: Refs = MemoryRefs()
+        self.refs: Refs = StoreRefs(store)  # far-side keys (Jira issue, ServiceNow record) survive restarts
         self._subscribers: list[Callable[[EngineEvent], None]] = []
         self._sub_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,7 +126,7 @@ class Engine:
         self.last_maintenance: dict[str, Any] | None = None
         # device -> clock time since which a fresh poll is needed before deciding about it
         self._settle_after: dict[str, float] = {}
-        self._hold_streaks: dict[str, tuple[float, float]] = {}  # plan key -> (held since, last held)
+        self._holds = HoldBound(config.incidents.hold_max_s)
         self._unsaved: dict[str, Alert] = {}  # alert rows whose write failed: retried every round
         self._unassigned: dict[str, Alert] = {}  # resolved alerts that no incident has claimed yet
         self.alerts_suppressed = 0  # alerts ever suppressed since start (noise figures)
@@ -576,7 +578,7 @@ class Engine:
         firing = list(self.rules.firing.values())
         state = self.network_state(now)
         plans = correlate(firing, self.topology, self.config, now, state)
-        self._bound_holds(plans, now)
+        self._holds.apply(plans, now)
         rnd = self.book.reconcile(plans, now, state.unsettled)
         held = {aid for p in plans if p.held for aid in p.alert_ids}
         owner = {aid: inc.id for inc in rnd.open.values() for aid in inc.alert_ids}
@@ -591,29 +593,6 @@ class Engine:
         assign += self._claim_unassigned(rnd, now)
         await self._commit_round(rnd, now, assign)
         return rnd.changes
-
-    def _bound_holds(self, plans: list[Plan], now: float) -> None:
-        """Release plans held past ``hold_max_s``, counted per problem (plan key) rather than per piece of news.
-
-        Each settle ends when its answers come, but a link that flaps faster than the answers come
-        brings new news every time, and the plan would stay held for as long as it flaps. A plan that
-        comes back within ``hold_max_s`` of last being held continues the same wait.
-        """
-        limit = self.config.incidents.hold_max_s
-        streaks = self._hold_streaks
-        for key, (_first, last) in list(streaks.items()):
-            if now - last > limit:
-                del streaks[key]
-        for plan in plans:
-            if not plan.held:
-                streaks.pop(plan.key, None)
-                continue
-            first, _ = streaks.get(plan.key, (now, now))
-            streaks[plan.key] = (first, now)
-            if now - first > limit:
-                plan.held = False
-                plan.evidence.append(f"decided after waiting {human_duration(now - first)} for fresh answers "
-                                     "while the state kept changing")
 
     def _claim_unassigned(self, rnd: Round, now: float) -> list[tuple[Alert, str | None, bool]]:
         """Resolved alerts no incident took yet, given to the open incident that covers their entity."""

@@ -260,7 +260,8 @@ def _borders(region: _Region, topo: Topology) -> set[str]:
 
 def _poll_window(border: str, config: Config) -> float:
     """How far apart two failures seen by ``border`` can begin and still be seen in the same poll or the
-    next (jitter included). The console stands for its attach points: the slowest of them decides."""
+    next (each device keeps its own phase; a poll may start up to ``jitter`` late). The console stands for its
+    attach points: the slowest of them decides."""
     names = config.console.attach if border == CONSOLE else [border]
     return max(config.interval_of(n) for n in names) * (1 + 2 * config.polling.jitter)
 

@@ -1,8 +1,11 @@
 """Scheduling polls: one APScheduler job per device, bounded concurrency.
 
-Each device's job runs at most once at a time (``max_instances=1``), starts
-at a random offset inside the first interval and carries jitter, so a fleet
-never polls in lockstep. A device that keeps failing is backed off
+Each device's job runs at most once at a time (``max_instances=1``). Every
+device is first polled within a few seconds of start; from its second poll on
+it keeps a phase of its own, drawn once and spread over the whole interval, so
+a fleet never polls in lockstep and every device is polled exactly once per
+interval (a jitter drawn per poll would add up: on average one poll in
+twenty would be lost). A device that keeps failing is backed off
 exponentially (up to ``backoff_max_s``) so dead routers do not eat the
 concurrency budget of live ones. Collectors never raise for a router's
 misbehaviour; anything unexpected is still caught here and recorded as a
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from ispvm_tui.clock import Clock
@@ -191,15 +195,26 @@ class Poller:
         self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
         for name in self.schedules:
             interval = self.clock.to_real(self.interval_of(name))
-            jitter = interval * self.config.polling.jitter
-            # A random first run spreads the fleet over the first interval instead of a thundering herd.
-            first = time.time() + self._rng.uniform(0.05, max(0.1, min(interval, 5.0)))
+            first, phase = self.first_and_phase(interval)
+            grace = int(interval) + 1
+            # The first poll, soon, so the console fills; then the device's own phase, once per interval.
+            self._scheduler.add_job(self.poll_device, DateTrigger(run_date=datetime.fromtimestamp(first, UTC)),
+                                    args=[name], id=f"first:{name}", misfire_grace_time=grace)
             self._scheduler.add_job(
-                self.poll_device, IntervalTrigger(seconds=interval, jitter=jitter or None,
-                                                  start_date=datetime.fromtimestamp(first, UTC)),
-                args=[name], id=f"poll:{name}", max_instances=1, coalesce=True, misfire_grace_time=int(interval) + 1,
+                self.poll_device, IntervalTrigger(seconds=interval, start_date=datetime.fromtimestamp(phase, UTC)),
+                args=[name], id=f"poll:{name}", max_instances=1, coalesce=True, misfire_grace_time=grace,
             )
         self._scheduler.start()
+
+    def first_and_phase(self, interval: float, now: float | None = None) -> tuple[float, float]:
+        """Epoch times of a device's first poll (within 5 s) and of its second, which sets its phase.
+
+        The second comes 10 %..100 % of an interval after the first, uniformly: the fleet's polls are
+        spread over the whole interval from then on, never more than one interval apart.
+        """
+        now = time.time() if now is None else now
+        first = now + self._rng.uniform(0.05, max(0.1, min(interval, 5.0)))
+        return first, first + interval * self._rng.uniform(0.1, 1.0)
 
     def _on_overlap(self, event: JobSubmissionEvent) -> None:
         self.skipped_overlaps += 1

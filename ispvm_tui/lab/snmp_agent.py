@@ -1,10 +1,9 @@
 """A small SNMP v1/v2c agent for one lab router.
 
-It speaks the real wire protocol (requests decoded by pysnmp's message API,
-replies BER-encoded with pyasn1) but skips pysnmp's SnmpEngine, whose
-per-instance MIB and LCD machinery is far too heavy for a lab of a thousand
-routers: each agent is one UDP socket, one cached sorted OID table and a few
-bisects per request.
+It speaks the real wire protocol (BER by hand, lab/ber.py) but skips pysnmp's
+SnmpEngine, whose per-instance MIB and LCD machinery is far too heavy for a lab
+of a thousand routers: each agent is one UDP socket, one cached sorted table of
+pre-encoded values and a few bisects per request.
 
 Behaviour a poller can observe, as on a real RouterOS agent:
 
@@ -23,16 +22,9 @@ import bisect
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
-from pyasn1.codec.ber import decoder, encoder
-from pyasn1.error import PyAsn1Error
-from pyasn1.type import univ
-from pysnmp.proto import api
-from pysnmp.proto.error import ProtocolError
-from pysnmp.proto.rfc1902 import Counter64, ObjectName
-from pysnmp.proto.rfc1905 import endOfMibView, noSuchInstance, noSuchObject
-
+from ispvm_tui.lab import ber
 from ispvm_tui.lab.sim import RouterHandle
 from ispvm_tui.lab.snmp_mibs import Oid, object_type, render_oids
 
@@ -48,19 +40,19 @@ class _View:
     """One rendering of the router's MIB, ready for bisecting."""
 
     oids: list[Oid]
-    values: list[Any]
+    values: list[bytes]  # BER-encoded
     objects: frozenset[Oid]  # OIDs of the object types (instance stripped)
     encoded: dict[int, bytes] = field(default_factory=dict)  # BER varbinds, made on first use
 
     @classmethod
-    def build(cls, rows: list[tuple[Oid, Any]]) -> _View:
+    def build(cls, rows: list[tuple[Oid, bytes]]) -> _View:
         oids = [oid for oid, _ in rows]
         return cls(oids, [value for _, value in rows], frozenset(object_type(oid) for oid in oids))
 
     def varbind(self, i: int) -> bytes:
         cached = self.encoded.get(i)
         if cached is None:
-            cached = self.encoded[i] = _encode_varbind(self.oids[i], self.values[i])
+            cached = self.encoded[i] = ber.varbind(self.oids[i], self.values[i])
         return cached
 
     def successor(self, oid: Oid) -> int | None:
@@ -133,48 +125,40 @@ class SnmpAgent:
             return None  # black hole: a dead path never answers
         try:
             return self._respond(data)
-        except (PyAsn1Error, ProtocolError, ValueError, TypeError, IndexError) as exc:
+        except (ValueError, TypeError, IndexError) as exc:  # ber.BerError is a ValueError
             log.debug("%s: dropped malformed SNMP datagram: %s", self.router.name, exc)
         except Exception:  # one bad request must not take the router's agent down
             log.exception("%s: SNMP request failed", self.router.name)
         return None
 
     def _respond(self, data: bytes) -> bytes | None:
-        version = int(api.decodeMessageVersion(data))
-        p_mod = api.PROTOCOL_MODULES.get(version)
-        if p_mod is None:
+        if ber.version_of(data) not in (0, 1):
             return None  # SNMPv3 is not served by the lab agent
-        request, _ = decoder.decode(data, asn1Spec=p_mod.Message())
-        if bytes(p_mod.apiMessage.get_community(request)) != self._community:
+        request = ber.decode_request(data)
+        if request.community != self._community:
             return None  # like real agents: a wrong community gets no answer
-        pdu = p_mod.apiMessage.get_pdu(request)
-        answer = self._answer(p_mod, version == api.SNMP_VERSION_1, pdu)
+        answer = self._answer(request)
         if answer is None:
             return None
         status, index, varbinds = answer
         if status:
-            # On error the request's bindings go back unchanged.
-            varbinds = [_encode_varbind(tuple(oid), value) for oid, value in p_mod.apiPDU.get_varbinds(pdu)]
-        request_id = p_mod.apiPDU.get_request_id(pdu)
-        encoded = _encode_response(version, self._community, request_id, status, index, varbinds)
+            varbinds = request.varbinds  # on error the request's bindings go back unchanged
+        encoded = ber.encode_response(request.version, self._community, request.request_id, status, index, varbinds)
         if len(encoded) > self.max_message_bytes:
             # Bulk replies are trimmed to fit, so only GET/GETNEXT can end up here.
-            encoded = _encode_response(version, self._community, request_id, _ERR_TOO_BIG, 0, [])
+            encoded = ber.encode_response(request.version, self._community, request.request_id, _ERR_TOO_BIG, 0, [])
         return encoded
 
-    def _answer(self, p_mod: Any, v1: bool, pdu: Any) -> tuple[int, int, list[bytes]] | None:
-        """(error status, error index, encoded varbinds) for ``pdu``; None for PDUs we ignore."""
-        requested = [tuple(oid) for oid, _ in p_mod.apiPDU.get_varbinds(pdu)]
-        tag = pdu.tagSet
-        if tag == p_mod.GetRequestPDU.tagSet:
-            return self._get(requested, v1)
-        if tag == p_mod.GetNextRequestPDU.tagSet:
-            return self._get_next(requested, v1)
-        if not v1 and tag == p_mod.GetBulkRequestPDU.tagSet:
-            non_repeaters = int(p_mod.apiBulkPDU.get_non_repeaters(pdu))
-            max_repetitions = int(p_mod.apiBulkPDU.get_max_repetitions(pdu))
-            return 0, 0, self._get_bulk(requested, non_repeaters, max_repetitions)
-        if tag == p_mod.SetRequestPDU.tagSet:
+    def _answer(self, request: ber.Request) -> tuple[int, int, list[bytes]] | None:
+        """(error status, error index, encoded varbinds) for the request; None for PDUs we ignore."""
+        v1 = request.version == 0
+        if request.pdu == ber.GET_REQUEST:
+            return self._get(request.oids, v1)
+        if request.pdu == ber.GET_NEXT_REQUEST:
+            return self._get_next(request.oids, v1)
+        if not v1 and request.pdu == ber.GET_BULK_REQUEST:
+            return 0, 0, self._get_bulk(request.oids, request.a, request.b)
+        if request.pdu == ber.SET_REQUEST:
             # Read-only lab: refuse the first binding the way net-snmp-style agents do.
             return (_ERR_NO_SUCH_NAME if v1 else _ERR_NOT_WRITABLE), 1, []
         return None  # traps, responses, reports: nothing to answer
@@ -198,7 +182,7 @@ class SnmpAgent:
             return self._view
         if self._view_v1 is None:
             rows = zip(self._view.oids, self._view.values, strict=True)
-            self._view_v1 = _View.build([(o, v) for o, v in rows if not isinstance(v, Counter64)])
+            self._view_v1 = _View.build([(o, v) for o, v in rows if not ber.is_counter64(v)])
         return self._view_v1
 
     def _get(self, oids: list[Oid], v1: bool) -> tuple[int, int, list[bytes]]:
@@ -211,9 +195,9 @@ class SnmpAgent:
             elif v1:
                 return _ERR_NO_SUCH_NAME, position, []
             elif any(oid[:k] in view.objects for k in range(1, len(oid) + 1)):
-                out.append(_encode_varbind(oid, noSuchInstance))
+                out.append(ber.varbind(oid, ber.NO_SUCH_INSTANCE))
             else:
-                out.append(_encode_varbind(oid, noSuchObject))
+                out.append(ber.varbind(oid, ber.NO_SUCH_OBJECT))
         return 0, 0, out
 
     def _get_next(self, oids: list[Oid], v1: bool) -> tuple[int, int, list[bytes]]:
@@ -226,7 +210,7 @@ class SnmpAgent:
             elif v1:
                 return _ERR_NO_SUCH_NAME, position, []
             else:
-                out.append(_encode_varbind(oid, endOfMibView))
+                out.append(ber.varbind(oid, ber.END_OF_MIB_VIEW))
         return 0, 0, out
 
     def _get_bulk(self, oids: list[Oid], non_repeaters: int, max_repetitions: int) -> list[bytes]:
@@ -255,7 +239,7 @@ def _next(view: _View, oid: Oid) -> tuple[Oid, bytes, bool]:
     """(next OID, its encoded varbind, whether the MIB ended) for GETBULK."""
     i = view.successor(oid)
     if i is None:
-        return oid, _encode_varbind(oid, endOfMibView), True
+        return oid, ber.varbind(oid, ber.END_OF_MIB_VIEW), True
     return view.oids[i], view.varbind(i), False
 
 
@@ -273,37 +257,3 @@ class _Budget:
         self.varbinds -= len(encoded)
         self.size -= cost
         return True
-
-
-# -- BER ---------------------------------------------------------------------
-# Values and OIDs are encoded by pyasn1; only the response envelope (three
-# SEQUENCE-like headers) is assembled here. Building the reply as a pyasn1 object
-# tree first costs ~6x more, which a lab of a thousand routers cannot afford.
-
-_SEQUENCE = 0x30
-_GET_RESPONSE = 0xA2  # [2] IMPLICIT SEQUENCE: Response-PDU in v1 and v2c
-
-
-def _encode_varbind(oid: Oid, value: Any) -> bytes:
-    return _tlv(_SEQUENCE, encoder.encode(ObjectName(oid)) + encoder.encode(value))
-
-
-def _encode_response(
-    version: int, community: bytes, request_id: Any, status: int, index: int, varbinds: list[bytes]
-) -> bytes:
-    pdu = (
-        encoder.encode(request_id)
-        + encoder.encode(univ.Integer(status))
-        + encoder.encode(univ.Integer(index))
-        + _tlv(_SEQUENCE, b"".join(varbinds))
-    )
-    message = encoder.encode(univ.Integer(version)) + encoder.encode(univ.OctetString(community))
-    return _tlv(_SEQUENCE, message + _tlv(_GET_RESPONSE, pdu))
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        return bytes((tag, size)) + body
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + body

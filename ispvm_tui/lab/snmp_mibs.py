@@ -16,22 +16,12 @@ neighbours are only visible through the API, as on real routers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from pysnmp.proto.rfc1902 import (
-    Counter32,
-    Counter64,
-    Gauge32,
-    Integer32,
-    ObjectIdentifier,
-    OctetString,
-    TimeTicks,
-)
-
+from ispvm_tui.lab import ber
 from ispvm_tui.lab.sim import SimDevice, SimInterface, SimNeighbor, SimSensor
 
 Oid = tuple[int, ...]
-OidRow = tuple[Oid, Any]
+OidRow = tuple[Oid, bytes]  # OID and its value, BER-encoded (lab/ber.py)
 
 _U32 = 2**32
 _U64 = 2**64
@@ -113,7 +103,7 @@ def render_oids(device: SimDevice, now: float) -> list[OidRow]:
     interfaces = sorted(device.interfaces.values(), key=lambda itf: itf.ifindex)
     rows: list[OidRow] = [
         *_system_group(device, now),
-        (IF_NUMBER, Integer32(len(interfaces))),
+        (IF_NUMBER, ber.integer32(len(interfaces))),
         *_table(IF_ENTRY, _IF_COLUMNS, interfaces, device, now),
         *_table(IFX_ENTRY, _IFX_COLUMNS, interfaces, device, now),
         *_host_resources(device, now),
@@ -124,21 +114,20 @@ def render_oids(device: SimDevice, now: float) -> list[OidRow]:
     return rows
 
 
-def _timeticks(seconds: float) -> TimeTicks:
+def _timeticks(seconds: float) -> bytes:
     # TimeTicks is an unsigned 32-bit count of centiseconds: it wraps after ~497 days.
-    return TimeTicks(int(max(0.0, seconds) * 100) % _U32)
+    return ber.timeticks(int(max(0.0, seconds) * 100) % _U32)
 
 
-def _text(value: str) -> OctetString:
-    # Explicit UTF-8: pyasn1 would encode a str as latin-1 and fail on other characters.
-    return OctetString(value.encode("utf-8"))
+def _text(value: str) -> bytes:
+    return ber.text(value)
 
 
 def _system_group(device: SimDevice, now: float) -> list[OidRow]:
     # RouterOS leaves sysContact and sysLocation empty unless configured.
     return [
         ((*SYSTEM, 1, 0), _text(f"RouterOS {device.board}")),
-        ((*SYSTEM, 2, 0), ObjectIdentifier(MIKROTIK)),
+        ((*SYSTEM, 2, 0), ber.object_id(MIKROTIK)),
         ((*SYSTEM, 3, 0), _timeticks(device.uptime(now))),
         ((*SYSTEM, 4, 0), _text("")),
         ((*SYSTEM, 5, 0), _text(device.name)),
@@ -146,7 +135,7 @@ def _system_group(device: SimDevice, now: float) -> list[OidRow]:
     ]
 
 
-Column = Callable[[SimInterface, SimDevice, float], Any]
+Column = Callable[[SimInterface, SimDevice, float], bytes]
 
 
 def _table(
@@ -174,31 +163,31 @@ def _link_speed(itf: SimInterface) -> int:
     return itf.speed_bps if itf.running else 0
 
 
-def _last_change(itf: SimInterface, device: SimDevice, now: float) -> TimeTicks:
+def _last_change(itf: SimInterface, device: SimDevice, now: float) -> bytes:
     # ifLastChange is sysUpTime at the last oper change; 0 if it predates the boot.
     return _timeticks(itf.last_change - device.boot_time)
 
 
-def _c32(value: int) -> Counter32:
-    return Counter32(value % _U32)
+def _c32(value: int) -> bytes:
+    return ber.counter32(value % _U32)
 
 
-def _c64(value: int) -> Counter64:
-    return Counter64(value % _U64)
+def _c64(value: int) -> bytes:
+    return ber.counter64(value % _U64)
 
 
 # The model does not simulate non-unicast traffic: those columns exist on real
 # devices, so they are served with the model's value, 0. ifOutDiscards counts
 # what RouterOS splits into tx-drop and tx-queue-drop, so both collectors agree.
 _IF_COLUMNS: dict[int, Column] = {
-    1: lambda i, d, n: Integer32(i.ifindex),
+    1: lambda i, d, n: ber.integer32(i.ifindex),
     2: lambda i, d, n: _text(i.name),
-    3: lambda i, d, n: Integer32(if_type_number(i.type)),
-    4: lambda i, d, n: Integer32(i.mtu),
-    5: lambda i, d, n: Gauge32(min(_link_speed(i), _U32 - 1)),
-    6: lambda i, d, n: OctetString(_mac_bytes(i.mac)),
-    7: lambda i, d, n: Integer32(2 if i.disabled else 1),
-    8: lambda i, d, n: Integer32(1 if i.running else 2),
+    3: lambda i, d, n: ber.integer32(if_type_number(i.type)),
+    4: lambda i, d, n: ber.integer32(i.mtu),
+    5: lambda i, d, n: ber.gauge32(min(_link_speed(i), _U32 - 1)),
+    6: lambda i, d, n: ber.octets(_mac_bytes(i.mac)),
+    7: lambda i, d, n: ber.integer32(2 if i.disabled else 1),
+    8: lambda i, d, n: ber.integer32(1 if i.running else 2),
     9: _last_change,
     10: lambda i, d, n: _c32(i.rx_bytes),
     11: lambda i, d, n: _c32(i.rx_packets),
@@ -212,19 +201,19 @@ _IF_COLUMNS: dict[int, Column] = {
 
 _IFX_COLUMNS: dict[int, Column] = {
     1: lambda i, d, n: _text(i.name),
-    2: lambda i, d, n: Counter32(0),
-    3: lambda i, d, n: Counter32(0),
-    4: lambda i, d, n: Counter32(0),
-    5: lambda i, d, n: Counter32(0),
+    2: lambda i, d, n: ber.counter32(0),
+    3: lambda i, d, n: ber.counter32(0),
+    4: lambda i, d, n: ber.counter32(0),
+    5: lambda i, d, n: ber.counter32(0),
     6: lambda i, d, n: _c64(i.rx_bytes),
     7: lambda i, d, n: _c64(i.rx_packets),
-    8: lambda i, d, n: Counter64(0),
-    9: lambda i, d, n: Counter64(0),
+    8: lambda i, d, n: ber.counter64(0),
+    9: lambda i, d, n: ber.counter64(0),
     10: lambda i, d, n: _c64(i.tx_bytes),
     11: lambda i, d, n: _c64(i.tx_packets),
-    12: lambda i, d, n: Counter64(0),
-    13: lambda i, d, n: Counter64(0),
-    15: lambda i, d, n: Gauge32(min(_link_speed(i) // 1_000_000, _U32 - 1)),
+    12: lambda i, d, n: ber.counter64(0),
+    13: lambda i, d, n: ber.counter64(0),
+    15: lambda i, d, n: ber.gauge32(min(_link_speed(i) // 1_000_000, _U32 - 1)),
     18: lambda i, d, n: _text(i.comment),
 }
 
@@ -236,17 +225,17 @@ def _host_resources(device: SimDevice, now: float) -> list[OidRow]:
     ram = RAM_STORAGE_INDEX
     return [
         (HR_SYSTEM_UPTIME, _timeticks(device.uptime(now))),
-        (HR_MEMORY_SIZE, Integer32(total)),
-        ((*HR_STORAGE_ENTRY, 1, ram), Integer32(ram)),
-        ((*HR_STORAGE_ENTRY, 2, ram), ObjectIdentifier(HR_STORAGE_RAM)),
+        (HR_MEMORY_SIZE, ber.integer32(total)),
+        ((*HR_STORAGE_ENTRY, 1, ram), ber.integer32(ram)),
+        ((*HR_STORAGE_ENTRY, 2, ram), ber.object_id(HR_STORAGE_RAM)),
         ((*HR_STORAGE_ENTRY, 3, ram), _text("main memory")),
-        ((*HR_STORAGE_ENTRY, 4, ram), Integer32(kib)),
-        ((*HR_STORAGE_ENTRY, 5, ram), Integer32(total)),
-        ((*HR_STORAGE_ENTRY, 6, ram), Integer32(used)),
-        ((*HR_STORAGE_ENTRY, 7, ram), Counter32(0)),
+        ((*HR_STORAGE_ENTRY, 4, ram), ber.integer32(kib)),
+        ((*HR_STORAGE_ENTRY, 5, ram), ber.integer32(total)),
+        ((*HR_STORAGE_ENTRY, 6, ram), ber.integer32(used)),
+        ((*HR_STORAGE_ENTRY, 7, ram), ber.counter32(0)),
         # The model has one CPU load figure: one processor row, hrDeviceIndex 1.
-        ((*HR_PROCESSOR_ENTRY, 1, 1), ObjectIdentifier((0, 0))),
-        ((*HR_PROCESSOR_ENTRY, 2, 1), Integer32(device.cpu_load)),
+        ((*HR_PROCESSOR_ENTRY, 1, 1), ber.object_id((0, 0))),
+        ((*HR_PROCESSOR_ENTRY, 2, 1), ber.integer32(device.cpu_load)),
     ]
 
 
@@ -254,8 +243,8 @@ def _mikrotik(device: SimDevice) -> list[OidRow]:
     # Classic health scalars are in tenths (volts, degrees C) on every version.
     voltage = round(device.voltage_v * 10)
     rows: list[OidRow] = [
-        ((*MTXR_HEALTH, 8, 0), Integer32(voltage)),
-        ((*MTXR_HEALTH, 10, 0), Integer32(round(device.temperature_c * 10))),
+        ((*MTXR_HEALTH, 8, 0), ber.integer32(voltage)),
+        ((*MTXR_HEALTH, 10, 0), ber.integer32(round(device.temperature_c * 10))),
         (MTXR_LIC_VERSION, _text(device.version)),
         (MTXR_SERIAL, _text(device.serial)),
     ]
@@ -267,8 +256,8 @@ def _mikrotik(device: SimDevice) -> list[OidRow]:
         gauges += _sensor_gauges(device.sensors)
         for index, name, value, unit in gauges:
             rows.append(((*MTXR_GAUGE_ENTRY, 2, index), _text(name)))
-            rows.append(((*MTXR_GAUGE_ENTRY, 3, index), Integer32(value)))  # v7 sends Integer32, not Gauge32
-            rows.append(((*MTXR_GAUGE_ENTRY, 4, index), Integer32(unit)))
+            rows.append(((*MTXR_GAUGE_ENTRY, 3, index), ber.integer32(value)))  # v7 sends Integer32, not Gauge32
+            rows.append(((*MTXR_GAUGE_ENTRY, 4, index), ber.integer32(unit)))
     else:
         rows += _classic_sensors(device.sensors)
     return rows
@@ -321,11 +310,11 @@ def _classic_sensors(sensors: Iterable[SimSensor]) -> list[OidRow]:
         number, scale = _CLASSIC_SCALARS[sensor.name]
         oid = (*MTXR_HEALTH, number, 0)
         if sensor.value is None:
-            rows.append((oid, Integer32(1 if sensor.state == "ok" else 0)))
+            rows.append((oid, ber.integer32(1 if sensor.state == "ok" else 0)))
         elif number in (17, 18):
-            rows.append((oid, Gauge32(round(sensor.value))))  # mtxrHlFanSpeed is a Gauge32
+            rows.append((oid, ber.gauge32(round(sensor.value))))  # mtxrHlFanSpeed is a Gauge32
         else:
-            rows.append((oid, Integer32(round(sensor.value * scale))))
+            rows.append((oid, ber.integer32(round(sensor.value * scale))))
     return rows
 
 
@@ -362,15 +351,15 @@ def _lldp_neighbor(index: Oid, neighbor: SimNeighbor) -> list[OidRow]:
     if neighbor.platform == "MikroTik":
         description = " ".join(part for part in ("MikroTik RouterOS", neighbor.version, neighbor.board) if part)
     rows: list[OidRow] = [
-        ((*LLDP_REM_ENTRY, 4, *index), Integer32(_CHASSIS_MAC)),
+        ((*LLDP_REM_ENTRY, 4, *index), ber.integer32(_CHASSIS_MAC)),
         ((*LLDP_REM_ENTRY, 5, *index), _text(neighbor.mac.upper())),
-        ((*LLDP_REM_ENTRY, 6, *index), Integer32(_PORT_INTERFACE_NAME)),
+        ((*LLDP_REM_ENTRY, 6, *index), ber.integer32(_PORT_INTERFACE_NAME)),
         ((*LLDP_REM_ENTRY, 7, *index), _text(neighbor.interface_name)),
         ((*LLDP_REM_ENTRY, 9, *index), _text(neighbor.identity)),
         ((*LLDP_REM_ENTRY, 10, *index), _text(description)),
     ]
     if neighbor.address and len(index) == 3:
         family = _ADDRESS_IPV6 if ":" in neighbor.address else _ADDRESS_IPV4
-        rows.append(((*LLDP_REM_MAN_ADDR_ENTRY, 1, *index), Integer32(family)))
+        rows.append(((*LLDP_REM_MAN_ADDR_ENTRY, 1, *index), ber.integer32(family)))
         rows.append(((*LLDP_REM_MAN_ADDR_ENTRY, 2, *index), _text(neighbor.address)))
     return rows
