@@ -19,6 +19,7 @@ from typing import Any
 
 from ispvm_tui.aioloop import BackgroundLoop
 from ispvm_tui.clock import ScaledClock
+from ispvm_tui.config import Config
 from ispvm_tui.engine import webhooks
 from ispvm_tui.engine.core import Engine
 from ispvm_tui.engine.store import Store
@@ -54,7 +55,9 @@ class DemoRun:
 
 def start_demo(scenario: Scenario, *, speed: float = 1.0, database: Path | None = None,
                address_base: str | None = None, api_port: int | None = None,
-               snmp_port: int | None = None) -> DemoRun:
+               snmp_port: int | None = None,
+               configure: Callable[[Config], Config] | None = None) -> DemoRun:
+    """Start the lab and an engine on it; ``configure`` may adjust the engine's config (e.g. a tenant)."""
     clock = ScaledClock(speed)
     tmpdir = None
     if database is None:
@@ -72,6 +75,8 @@ def start_demo(scenario: Scenario, *, speed: float = 1.0, database: Path | None 
         sink.stop()
         raise
     config = lab_inventory(lab, database, webhook_url=sink.url)
+    if configure is not None:
+        config = configure(config)
     store = Store(database)
     engine = Engine(config, store=store, clock=clock, secrets=lab_secrets(lab, secret))
     loop.run(engine.start(), timeout=60)
