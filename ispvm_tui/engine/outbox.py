@@ -82,20 +82,25 @@ class _Named(Protocol):
 
 def enqueue(con: duckdb.DuckDBPyConnection, targets: Iterable[_Named], incident_id: str,
             event_type: str, incident: dict[str, Any], now: float) -> int:
-    """Insert one outbox row per subscribed target; call inside the incident's transaction."""
-    count = 0
-    for target in targets:
-        if event_type not in target.events:
-            continue
-        (sequence,) = con.execute("SELECT coalesce(max(sequence), 0) + 1 FROM outbox WHERE endpoint = ? "
-                                  "AND incident_id = ?", [target.name, incident_id]).fetchone()
-        con.execute(
-            "INSERT INTO outbox (event_id, endpoint, incident_id, event_type, incident, created_at, next_attempt_at,"
-            " sequence, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [str(uuid.uuid4()), target.name, incident_id, event_type, json.dumps(incident), now, now, sequence, now],
-        )
-        count += 1
-    return count
+    """Insert one outbox row per subscribed target; call inside the incident's transaction.
+
+    Two statements whatever the number of targets: DuckDB costs ~1.7 ms of CPU per statement here, and
+    this runs on the writer thread for every incident change.
+    """
+    names = [t.name for t in targets if event_type in t.events]
+    if not names:
+        return 0
+    last = dict(con.execute("SELECT endpoint, max(sequence) FROM outbox WHERE incident_id = ? "
+                            "AND list_contains(?::VARCHAR[], endpoint) GROUP BY endpoint",
+                            [incident_id, names]).fetchall())
+    body = json.dumps(incident)
+    rows = [[str(uuid.uuid4()), name, incident_id, event_type, body, now, now, (last.get(name) or 0) + 1, now]
+            for name in names]
+    con.execute(
+        "INSERT INTO outbox (event_id, endpoint, incident_id, event_type, incident, created_at, next_attempt_at,"
+        " sequence, queued_at) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows)),
+        [v for row in rows for v in row])
+    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -211,8 +216,11 @@ class OutboxDispatcher:
                     raise
                 except Exception:  # the loop must survive a bad row or a locked store
                     log.exception("outbox dispatch round failed")
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the
+                # wake-up fires, and the dispatcher then never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), poll_real_s)
+                    async with asyncio.timeout(poll_real_s):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             for task in list(self._tasks):
