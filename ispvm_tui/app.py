@@ -126,7 +126,7 @@ class DeliveriesFetched(Message):
 
 
 class ResendFinished(Message):
-    """One dead letter (``dead``) or all of them (``dead`` None, ``queued`` their ids)."""
+    """One dead letter (``dead``) or all of them (``dead`` None; ``queued``: how many went back)."""
 
     def __init__(self, dead: DeliveryView | None, *, superseded: bool = False, queued: int = 0,
                  error: str | None = None) -> None:
