@@ -1,8 +1,10 @@
-"""The Textual console: three tabs (home, incidents, topology), detail and help on top.
+"""The Textual console: four tabs (home, incidents, topology, deliveries), detail and help on top.
 
 The app only talks to the engine through ``EngineAPI``: it polls ``snapshot()``
 (an in-memory copy, fine on the event loop) on an interval and as soon as an
 engine event arrives, and awaits action futures without blocking the loop.
+The delivery report reads the database, so it is fetched only while its tab
+is shown (and at once on a delivery event), never twice at the same time.
 """
 
 from __future__ import annotations
@@ -24,16 +26,30 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
-from ispvm_tui.engine.api import SEVERITY_ORDER, EngineAPI, EngineEvent, IncidentView, Snapshot
+from ispvm_tui.engine.api import (
+    SEVERITY_ORDER,
+    DeliveryReport,
+    DeliveryView,
+    EngineAPI,
+    EngineEvent,
+    IncidentView,
+    Snapshot,
+)
+from ispvm_tui.screens.confirm import ConfirmScreen
+from ispvm_tui.screens.deliveries import DeliveriesPane
 from ispvm_tui.screens.help import HelpScreen
 from ispvm_tui.screens.home import HomePane
 from ispvm_tui.screens.incident_detail import IncidentDetailScreen
 from ispvm_tui.screens.incidents import IncidentsPane
 from ispvm_tui.screens.topology import TopologyPane
-from ispvm_tui.screens.widgets import SEVERITY_STYLE, ConsoleAction, bindings_for, selected_row_key
+from ispvm_tui.screens.widgets import SEVERITY_STYLE, ConsoleAction, bindings_for, selected_row_key, short_id
 
 MIN_REFRESH_S = 1.0
-TABS = ("home", "incidents", "topology")
+DELIVERIES_REFRESH_S = 3.0
+DELIVERY_REPORT_LIMIT = 200
+DELIVERY_REPORT_TIMEOUT_S = 30.0  # a hung engine must not stop later refreshes for good
+DELIVERY_EVENTS = frozenset({"delivery.dead", "delivery.failed"})
+TABS = ("home", "incidents", "topology", "deliveries")
 ANSI_THEMES = ("textual-ansi", "ansi-dark")  # the name differs between Textual versions
 # Events worth a toast; every event triggers a refresh anyway.
 NOTIFY_EVENTS: dict[str, SeverityLevel] = {
@@ -47,10 +63,16 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("1", "show_tab('home')", "Home", "Severity counts, sites, latest incidents, topology"),
     ConsoleAction("2", "show_tab('incidents')", "Incidents", "All incidents; a and enter act on the selection"),
     ConsoleAction("3", "show_tab('topology')", "Topology", "Devices and links from the console host outwards"),
+    ConsoleAction("4", "show_tab('deliveries')", "Deliveries", "Each target's circuit, dead letters, latest attempts"),
+    ConsoleAction("d", "show_tab('deliveries')", "Deliveries", "Same as 4", show=False),
     ConsoleAction("enter", "open_incident", "Open", "Open the selected incident's detail"),
     ConsoleAction("a", "acknowledge", "Ack", "Acknowledge the selected (or shown) open incident", writes=True),
     ConsoleAction("c", "close_incident", "Close", "Close the selected incident by hand (it stays closed while "
                                                   "still failing)", writes=True),
+    ConsoleAction("R", "resend_dead", "Resend", "Queue the selected dead letter again (4; enter does the same)",
+                  writes=True),
+    ConsoleAction("A", "resend_all_dead", "Resend all", "Queue every dead letter again, after a y/n question",
+                  writes=True),
     ConsoleAction("s", "cycle_sort", "Sort", "Sort incidents by priority score, newest or severity"),
     ConsoleAction("/", "filter", "Filter", "Filter incidents by title, root cause, severity or status"),
     ConsoleAction("escape", "go_back", "Back", "Close the screen on top, or clear the filter"),
@@ -96,6 +118,33 @@ class AckFinished(Message):
         self.error = error
 
 
+class DeliveriesFetched(Message):
+    def __init__(self, report: DeliveryReport | None, error: str | None) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error
+
+
+class ResendFinished(Message):
+    """One dead letter (``dead``) or all of them (``dead`` None; ``queued``: how many went back)."""
+
+    def __init__(self, dead: DeliveryView | None, *, superseded: bool = False, queued: int = 0,
+                 error: str | None = None) -> None:
+        super().__init__()
+        self.dead = dead
+        self.superseded = superseded
+        self.queued = queued
+        self.error = error
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:  # str(KeyError) adds quotes
+        return str(exc.args[0])
+    if isinstance(exc, TimeoutError):
+        return "no answer from the engine"
+    return str(exc) or type(exc).__name__
+
+
 class IspvmApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "ispvm"
@@ -108,12 +157,14 @@ class IspvmApp(App[None]):
         actor: str | None = None,
         readonly: bool = False,
         refresh_s: float = 1.0,
+        deliveries_refresh_s: float = DELIVERIES_REFRESH_S,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.actor = actor or default_actor()
         self.readonly = readonly
         self.refresh_s = max(MIN_REFRESH_S, refresh_s)
+        self.deliveries_refresh_s = max(MIN_REFRESH_S, deliveries_refresh_s)
         self.host = socket.gethostname()
         self.title = title
         self.sub_title = f"{self.actor}@{self.host}" + (" · READ-ONLY" if readonly else "")
@@ -131,6 +182,10 @@ class IspvmApp(App[None]):
         self._snapshot_error: str | None = None
         self._refresh_pending = False
         self._acking: set[str] = set()
+        self._resending: set[str] = set()
+        self.deliveries_ticks = 0  # interval ticks, shown or not (lets tests wait for time to pass)
+        self._report_fetching = False
+        self._report_again = False
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- layout ---------------------------------------------------------------------------------
@@ -144,6 +199,8 @@ class IspvmApp(App[None]):
                 yield IncidentsPane()
             with TabPane("3 Topology", id="tab-topology"):
                 yield TopologyPane(self.host)
+            with TabPane("4 Deliveries", id="tab-deliveries"):
+                yield DeliveriesPane(readonly=self.readonly)
         yield Static(Text("Synchronizing…", style="italic"), id="status")
         yield Footer()
 
@@ -152,6 +209,7 @@ class IspvmApp(App[None]):
         self.home_pane = self.query_one(HomePane)
         self.incidents_pane = self.query_one(IncidentsPane)
         self.topology_pane = self.query_one(TopologyPane)
+        self.deliveries_pane = self.query_one(DeliveriesPane)
         self.status_line = self.query_one("#status", Static)
         self.main_screen = self.screen
         self.home_pane.query_one("#home-incidents", DataTable).focus()
@@ -160,6 +218,7 @@ class IspvmApp(App[None]):
         except Exception as exc:
             self.notify(f"Live updates unavailable, polling only: {exc}", severity="warning")
         self.set_interval(self.refresh_s, self.refresh_snapshot)
+        self.set_interval(self.deliveries_refresh_s, self._deliveries_tick)
         # First snapshot after the first paint, so "Synchronizing…" is what shows until then.
         self.call_after_refresh(self.refresh_snapshot)
 
@@ -222,6 +281,50 @@ class IspvmApp(App[None]):
         if severity is not None:
             self.notify(event.summary, title=event.kind, severity=severity)
         self.request_refresh()
+        if event.kind in DELIVERY_EVENTS and self.deliveries_shown():
+            self.refresh_deliveries()
+
+    # -- delivery report ------------------------------------------------------------------------
+
+    def deliveries_shown(self) -> bool:
+        main = getattr(self, "main_screen", None)
+        return (main is not None and self.screen is main
+                and main.query_one("#tabs", TabbedContent).active == "tab-deliveries")
+
+    def _deliveries_tick(self) -> None:
+        self.deliveries_ticks += 1
+        if self.deliveries_shown():
+            # A tick during a slow fetch is dropped rather than queued: polls never run back to back.
+            self.refresh_deliveries(queue=False)
+
+    def refresh_deliveries(self, *, queue: bool = True) -> None:
+        """Fetch the report now, or (``queue``) once more after the fetch in flight; fetches never overlap."""
+        if self._report_fetching:
+            self._report_again = self._report_again or queue
+            return
+        self._report_fetching = True
+        self.run_worker(self._fetch_deliveries(), group="deliveries", exit_on_error=False)
+
+    async def _fetch_deliveries(self) -> None:
+        try:
+            future = self.engine.delivery_report(DELIVERY_REPORT_LIMIT)
+            report = await asyncio.wait_for(asyncio.wrap_future(future), DELIVERY_REPORT_TIMEOUT_S)
+        except Exception as exc:
+            self.post_message(DeliveriesFetched(None, error_text(exc)))
+        else:
+            self.post_message(DeliveriesFetched(report, None))
+
+    @on(DeliveriesFetched)
+    def _deliveries_fetched(self, message: DeliveriesFetched) -> None:
+        self._report_fetching = False
+        if message.report is not None:
+            self.deliveries_pane.apply_report(message.report)
+        else:
+            self.deliveries_pane.show_error(message.error or "unknown error")
+        if self._report_again:
+            self._report_again = False
+            if self.deliveries_shown():
+                self.refresh_deliveries()
 
     def status_text(self) -> Text:
         snapshot = self.snapshot
@@ -266,8 +369,12 @@ class IspvmApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Hide keys that mean nothing on the screen on top (keeps the footer honest).
         screen = self.screen
+        if isinstance(screen, ConfirmScreen):
+            return action in ("go_back", "quit_or_back")  # both leave the question unanswered
+        if action in ("resend_dead", "resend_all_dead"):
+            return self.deliveries_shown()
         if action == "open_incident":
-            return screen is getattr(self, "main_screen", screen)
+            return screen is getattr(self, "main_screen", screen) and not self.deliveries_shown()
         if action == "acknowledge":
             return not isinstance(screen, HelpScreen)
         return True
@@ -312,13 +419,17 @@ class IspvmApp(App[None]):
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self._focus_tab((event.pane.id or "").removeprefix("tab-"))
+        tab = (event.pane.id or "").removeprefix("tab-")
+        self._focus_tab(tab)
+        if tab == "deliveries":
+            self.refresh_deliveries()
 
     def _focus_tab(self, tab: str) -> None:
         selector = {
             "home": "#home-incidents",
             "incidents": "#incidents-table",
             "topology": "#topology-tree",
+            "deliveries": "#dead-table",
         }.get(tab)
         if selector is None:
             return
@@ -401,6 +512,78 @@ class IspvmApp(App[None]):
             self.notify(f"Closed {incident.title}")
         self.refresh_snapshot()
 
+    def action_resend_dead(self) -> None:
+        if self.readonly:
+            self.notify("Read-only console: resend is disabled", severity="warning")
+            return
+        dead = self.deliveries_pane.selected_dead()
+        if dead is None:
+            self.notify("No dead letter selected (4: deliveries)", severity="warning")
+            return
+        self._resend(dead)
+
+    @on(DataTable.RowSelected, "#dead-table")
+    def _dead_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        dead = self.deliveries_pane.dead_letter(str(event.row_key.value))
+        if self.readonly:
+            self.notify("Read-only console: resend is disabled", severity="warning")
+        elif dead is not None:
+            self._resend(dead)
+
+    def _resend(self, dead: DeliveryView) -> None:
+        if dead.event_id in self._resending:
+            return
+        self._resending.add(dead.event_id)
+        self.run_worker(self._resend_one(dead), group="resend", exit_on_error=False)
+
+    async def _resend_one(self, dead: DeliveryView) -> None:
+        try:
+            superseded = await asyncio.wrap_future(self.engine.resend(dead.event_id, self.actor))
+        except Exception as exc:
+            self.post_message(ResendFinished(dead, error=error_text(exc)))
+        else:
+            self.post_message(ResendFinished(dead, superseded=bool(superseded), queued=1))
+
+    def action_resend_all_dead(self) -> None:
+        if self.readonly:
+            self.notify("Read-only console: resend is disabled", severity="warning")
+            return
+        count = self.deliveries_pane.dead_total
+        if self.deliveries_pane.report is None or count == 0:
+            self.notify("No dead letters to resend", severity="warning")
+            return
+        question = f"Resend {count} dead event{'s' if count != 1 else ''}? y/n"
+        self.push_screen(ConfirmScreen(question), callback=self._resend_all_answered)
+
+    def _resend_all_answered(self, yes: bool | None) -> None:
+        if yes:
+            self.run_worker(self._resend_all(), group="resend", exit_on_error=False)
+
+    async def _resend_all(self) -> None:
+        try:
+            ids = await asyncio.wrap_future(self.engine.resend_all_dead(self.actor))
+        except Exception as exc:
+            self.post_message(ResendFinished(None, error=error_text(exc)))
+        else:
+            self.post_message(ResendFinished(None, queued=len(ids)))
+
+    @on(ResendFinished)
+    def _resend_finished(self, message: ResendFinished) -> None:
+        dead = message.dead
+        if dead is not None:
+            self._resending.discard(dead.event_id)
+        what = (f"{dead.event_type} {short_id(dead.event_id)} to {dead.target}" if dead is not None
+                else "the dead letters")
+        if message.error is not None:
+            self.notify(f"Resend of {what} failed: {message.error}", severity="error", timeout=10)
+        elif dead is not None:
+            later = " (superseded: a later event was delivered)" if message.superseded else ""
+            self.notify(f"{what}: queued again{later}")
+        else:
+            self.notify(f"{message.queued} dead event{'s' if message.queued != 1 else ''} queued again")
+        self.refresh_deliveries()
+
     def action_cycle_sort(self) -> None:
         self.notify(f"Incidents sorted by {self.incidents_pane.cycle_sort()}")
 
@@ -417,6 +600,8 @@ class IspvmApp(App[None]):
 
     def action_refresh_now(self) -> None:
         self.refresh_snapshot()
+        if self.deliveries_shown():
+            self.refresh_deliveries()
 
     async def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

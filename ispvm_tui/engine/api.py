@@ -247,3 +247,7 @@ class EngineAPI(Protocol):
     def resend(self, event_id: str, actor: str) -> Future[bool]:
         """Queue a dead or delivered event again (audited); True when it is superseded."""
         ...
+
+    def resend_all_dead(self, actor: str) -> Future[list[str]]:
+        """Queue every dead event again, oldest first (each audited); the event ids queued."""
+        ...
