@@ -55,20 +55,21 @@ def generate(*, address_base: str | None = None, timeout_s: float = 300.0) -> di
     run = start_demo(load_scenario(SCENARIO), speed=SPEED, address_base=address_base, configure=_configure)
     try:
         deadline = time.monotonic() + timeout_s
-        acked = False
-        while not acked and time.monotonic() < deadline:
+        acked: str | None = None
+        while acked is None and time.monotonic() < deadline:
             opened = [i for i in run.engine.snapshot().incidents if i.status == "open"]
             if opened:
-                run.engine.acknowledge(opened[0].id, ACTOR).result(30)
-                acked = True
+                acked = opened[0].id
+                run.engine.acknowledge(acked, ACTOR).result(30)
             else:
                 time.sleep(0.05)
-        if not acked:
+        if acked is None:
             raise RuntimeError(f"{SCENARIO}: no incident opened within {timeout_s:.0f} s")
         wait_for_end(run)
         bodies: dict[str, dict[str, Any]] = {}
         for w in run.sink.received():
-            if w.json and 200 <= (w.response_status or 200) < 300 and w.signature_ok:
+            if (w.json and 200 <= (w.response_status or 200) < 300 and w.signature_ok
+                    and w.json["incident"]["id"] == acked):  # the life of the one incident acknowledged
                 bodies.setdefault(w.json["event_type"], w.json)
         missing = [t for t in EVENT_TYPES if t not in bodies]
         if missing:
