@@ -512,9 +512,13 @@ class IspvmApp(App[None]):
             self.notify(f"Closed {incident.title}")
         self.refresh_snapshot()
 
-    def action_resend_dead(self) -> None:
+    def _resend_refused(self) -> bool:
         if self.readonly:
             self.notify("Read-only console: resend is disabled", severity="warning")
+        return self.readonly
+
+    def action_resend_dead(self) -> None:
+        if self._resend_refused():
             return
         dead = self.deliveries_pane.selected_dead()
         if dead is None:
@@ -526,9 +530,7 @@ class IspvmApp(App[None]):
     def _dead_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         dead = self.deliveries_pane.dead_letter(str(event.row_key.value))
-        if self.readonly:
-            self.notify("Read-only console: resend is disabled", severity="warning")
-        elif dead is not None:
+        if not self._resend_refused() and dead is not None:
             self._resend(dead)
 
     def _resend(self, dead: DeliveryView) -> None:
@@ -546,8 +548,7 @@ class IspvmApp(App[None]):
             self.post_message(ResendFinished(dead, superseded=bool(superseded), queued=1))
 
     def action_resend_all_dead(self) -> None:
-        if self.readonly:
-            self.notify("Read-only console: resend is disabled", severity="warning")
+        if self._resend_refused():
             return
         count = self.deliveries_pane.dead_total
         if self.deliveries_pane.report is None or count == 0:

@@ -18,7 +18,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +106,10 @@ class Store:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
+        # Reads in flight: close() waits for them, so a read a cancelled task left running in a thread
+        # (asyncio.to_thread cannot stop it) finishes before the connection goes away.
+        self._reads = 0
+        self._reads_idle = threading.Condition()
         self.rows_written = 0
         self.rows_dropped = 0
         self.flushes = 0
@@ -316,13 +320,26 @@ class Store:
                 self._cursors.append(cur)
         return cur
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._reads_idle:
+            self._reads += 1
+        try:
+            yield self._cursor()
+        finally:
+            with self._reads_idle:
+                self._reads -= 1
+                self._reads_idle.notify_all()
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        return self._cursor().execute(sql, params or []).fetchall()
+        with self._reading() as cur:
+            return cur.execute(sql, params or []).fetchall()
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        cur = self._cursor().execute(sql, params or [])
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        with self._reading() as cur:
+            cur.execute(sql, params or [])
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     # ---- lifecycle ----------------------------------------------------
     def close(self) -> None:
@@ -331,6 +348,8 @@ class Store:
         self._closed = True
         self._queue.put(_STOP)
         self._writer.join(timeout=30)
+        with self._reads_idle:
+            self._reads_idle.wait_for(lambda: self._reads == 0, timeout=30)
         with self._cursors_lock:
             for cur in self._cursors:
                 with contextlib.suppress(duckdb.Error):
