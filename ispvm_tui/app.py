@@ -249,6 +249,8 @@ class IspvmApp(App[None]):
             return
         self._snapshot_error = None
         self.snapshots_taken += 1
+        if not self.home_pane.is_attached:
+            return  # the console is closing: its widgets are being torn down
         if snapshot is not self.snapshot:
             self.snapshot = snapshot
             with self.batch_update():
@@ -317,6 +319,8 @@ class IspvmApp(App[None]):
     @on(DeliveriesFetched)
     def _deliveries_fetched(self, message: DeliveriesFetched) -> None:
         self._report_fetching = False
+        if not self.deliveries_pane.is_attached:
+            return  # a fetch that finished while the console closes: its widgets are being torn down
         if message.report is not None:
             self.deliveries_pane.apply_report(message.report)
         else:
