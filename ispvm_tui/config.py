@@ -151,6 +151,7 @@ class ConsoleLocation(Strict):
 
 class Site(Strict):
     name: str = Field(min_length=1)
+    region: str | None = None  # groups sites for routing and ticket assignment
     subscribers: int | None = Field(None, ge=0)
     description: str = ""
 
@@ -250,26 +251,171 @@ class Service(Strict):
     category: str | None = None  # e.g. "transit": becomes an incident label
 
 
-class Webhook(Strict):
-    name: str
-    url: str = Field(pattern=r"^https?://")
-    secret: str | None = None  # secret-store entry holding the HMAC key
-    events: list[Literal["incident.opened", "incident.updated", "incident.acked", "incident.closed"]] = [
-        "incident.opened",
-        "incident.updated",
-        "incident.acked",
-        "incident.closed",
-    ]
-    # Secret-store names of keys being rotated out: they still sign the V2 header (docs/webhooks.md).
-    previous_secrets: list[str] = []
-    timeout_s: float = Field(5.0, gt=0)
+NotifyEvent = Literal["incident.opened", "incident.updated", "incident.acked", "incident.closed"]
+NOTIFY_EVENTS: list[NotifyEvent] = ["incident.opened", "incident.updated", "incident.acked", "incident.closed"]
+SeverityName = Literal["critical", "major", "minor", "warning", "info"]
+_TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+_HTTP_URL = r"^https?://[^\s]+$"
+
+
+class Route(Strict):
+    """Which incidents a target is sent (docs/notifications.md, "Routing"). Every field that is set must
+    match; an empty field matches anything. Once a target got an event of an incident it gets the rest of
+    that incident's events whatever the route says now, so a ticket opened in office hours is closed at
+    night too."""
+
+    severities: list[SeverityName] = []
+    sites: list[str] = []  # any affected site
+    regions: list[str] = []  # any affected site's [[sites]].region
+    services: list[str] = []  # any affected service
+    labels: dict[str, str] = {}  # incident labels, each pair equal
+    # Time of day in [ispvm].timezone: "Mon-Fri 08:00-18:00", "Sat,Sun 00:00-24:00", "22:00-06:00" (every day).
+    hours: list[str] = []
+    # Escalation: only incidents still open and unacknowledged this long; they are sent when they reach it.
+    unacked_for_s: float = Field(0.0, ge=0)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours_parse(cls, v: list[str]) -> list[str]:
+        from ispvm_tui.engine.notify.routing import parse_hours  # one parser for config and engine
+
+        for spec in v:
+            parse_hours(spec)  # ValueError names what is wrong
+        return v
+
+
+class TargetBase(Strict):
+    """What every notification target has: the outbox's retry policy and the route."""
+
+    name: str = Field(pattern=_TARGET_NAME)
+    events: list[NotifyEvent] = NOTIFY_EVENTS
+    timeout_s: float = Field(10.0, gt=0, le=120)
     # 0: no limit by count; an event is retried (backoff capped at 10 min) until it is max_age_s old.
     max_attempts: int = Field(0, ge=0, le=1000)
     max_age_s: float = Field(86400.0, ge=60, le=30 * 86400)
+    route: Route = Route()
+
+    def secret_refs(self) -> list[str]:
+        """Secret-store names this target reads (never values)."""
+        return []
+
+
+class Webhook(TargetBase):
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None  # secret-store entry holding the HMAC key
+    # Secret-store names of keys being rotated out: they still sign the V2 header (docs/webhooks.md).
+    previous_secrets: list[str] = []
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+    def secret_refs(self) -> list[str]:
+        return ([self.secret] if self.secret else []) + list(self.previous_secrets)
+
+
+class JiraConfig(TargetBase):
+    """Jira Cloud REST v3: an issue per incident, comments on updates, a transition on close."""
+
+    url: str = Field(pattern=_HTTP_URL)  # https://SITE.atlassian.net
+    email: str | None = None  # with token_secret: Basic email:token; absent: the token is an OAuth bearer
+    token_secret: str = Field(min_length=1)
+    project: str = Field(min_length=1)  # project key, e.g. NOC
+    issue_type: str = "Task"
+    priorities: dict[SeverityName, str] = {
+        "critical": "Highest", "major": "High", "minor": "Medium", "warning": "Low", "info": "Lowest"}
+    labels: list[str] = []  # besides "ispvm", "ispvm-<incident id>" and the incident's site/provider tags
+    close_transition: str | None = None  # e.g. "Done": looked up by name when the incident closes
+
+    def secret_refs(self) -> list[str]:
+        return [self.token_secret]
+
+
+class ServiceNowAssignment(Strict):
+    """First rule whose every set field matches the incident's tags picks the assignment group."""
+
+    group: str = Field(min_length=1)
+    sites: list[str] = []
+    regions: list[str] = []
+    providers: list[str] = []
+    roles: list[str] = []  # roles of the affected devices: core, edge, aggregation, access, cpe
+
+
+class ServiceNowConfig(TargetBase):
+    """ServiceNow Table API: an incident record per incident, work notes on updates, resolved on close."""
+
+    url: str = Field(pattern=_HTTP_URL)  # https://INSTANCE.service-now.com
+    auth: Literal["basic", "bearer", "apikey"] = "basic"
+    user: str | None = None  # basic auth user name; the password is `secret`
+    secret: str = Field(min_length=1)  # secret-store name: password, bearer token or x-sn-apikey value
+    assignment: list[ServiceNowAssignment] = []
+    default_group: str | None = None  # when no assignment rule matches
+    caller_id: str | None = None
+    close_code: str = "Solved Remotely (Permanently)"
+
+    def secret_refs(self) -> list[str]:
+        return [self.secret]
+
+    @model_validator(mode="after")
+    def _basic_needs_user(self) -> ServiceNowConfig:
+        if self.auth == "basic" and not self.user:
+            raise ValueError("auth = 'basic' needs `user` (the password is the secret)")
+        return self
+
+
+class TelegramConfig(TargetBase):
+    token_secret: str = Field(min_length=1)  # the bot token: it is part of the URL path, so it is never logged
+    chat_id: int | str  # numeric id or "@channelname"
+    message_thread_id: int | None = None  # a forum topic
+    api_url: str = Field("https://api.telegram.org", pattern=_HTTP_URL)
+    quiet_severities: list[SeverityName] = ["warning", "info"]  # sent with disable_notification
+
+    def secret_refs(self) -> list[str]:
+        return [self.token_secret]
+
+
+class SlackConfig(TargetBase):
+    url_secret: str = Field(min_length=1)  # the incoming-webhook URL is the secret: it lives in the store
+
+    def secret_refs(self) -> list[str]:
+        return [self.url_secret]
+
+
+class EmailConfig(TargetBase):
+    """SMTP, one thread per incident (Message-ID / In-Reply-To / References)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    user: str | None = None
+    password_secret: str | None = None
+    ca_file: str | None = None  # PEM bundle to trust instead of the system's (a private relay); relative to the file
+    sender: str = Field(min_length=3)
+    recipients: list[str] = Field(min_length=1)
+
+    def secret_refs(self) -> list[str]:
+        return [self.password_secret] if self.password_secret else []
+
+    @model_validator(mode="after")
+    def _user_and_password(self) -> EmailConfig:
+        if bool(self.user) != bool(self.password_secret):
+            raise ValueError("`user` and `password_secret` go together (SMTP AUTH)")
+        return self
 
 
 class Notify(Strict):
     webhooks: list[Webhook] = []
+    jira: list[JiraConfig] = []
+    servicenow: list[ServiceNowConfig] = []
+    telegram: list[TelegramConfig] = []
+    slack: list[SlackConfig] = []
+    email: list[EmailConfig] = []
+
+    def kinds(self) -> list[tuple[str, str, list[TargetBase]]]:
+        """(kind, config key, targets) for every kind, in a fixed order."""
+        return [("webhook", "webhooks", list(self.webhooks)), ("jira", "jira", list(self.jira)),
+                ("servicenow", "servicenow", list(self.servicenow)), ("telegram", "telegram", list(self.telegram)),
+                ("slack", "slack", list(self.slack)), ("email", "email", list(self.email))]
+
+    def all(self) -> list[TargetBase]:
+        return [t for _, _, targets in self.kinds() for t in targets]
 
 
 class Remote(Strict):
@@ -385,8 +531,7 @@ class Config(Strict):
         names = {c.password_secret for c in creds}
         for prof in profiles:
             names |= {n for n in (prof.community_secret, prof.v3_auth_secret, prof.v3_priv_secret) if n}
-        names |= {h.secret for h in self.notify.webhooks if h.secret}
-        names |= {name for h in self.notify.webhooks for name in h.previous_secrets}
+        names |= {name for target in self.notify.all() for name in target.secret_refs()}
         if self.remote is not None:
             names |= {n for n in (self.remote.password_secret, self.remote.nkey_seed_secret) if n}
         return names
@@ -474,10 +619,12 @@ def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") 
         if o.device is not None and o.device not in devices:
             problems.append(problem(("rules", "overrides", i, "device"), f"unknown device {o.device!r}"))
     problems += _check_collectors(cfg, devices, sites, problem)
-    hook_count = Counter(h.name for h in cfg.notify.webhooks)
-    for i, hook in enumerate(cfg.notify.webhooks):
-        if hook_count[hook.name] > 1:
-            problems.append(problem(("notify", "webhooks", i, "name"), f"duplicate webhook name {hook.name!r}"))
+    target_count = Counter(t.name for t in cfg.notify.all())  # one namespace: the outbox keys rows by name
+    for _, key, targets in cfg.notify.kinds():
+        for i, target in enumerate(targets):
+            if target_count[target.name] > 1:
+                problems.append(problem(("notify", key, i, "name"),
+                                        f"duplicate notification target name {target.name!r}"))
     return problems
 
 
@@ -518,6 +665,8 @@ def config_warnings(cfg: Config, source: TomlSource | None, name: str = "<config
     warnings: list[Problem] = []
     urls = [(("ispvm", "base_url"), cfg.ispvm.base_url)]
     urls += [(("notify", "webhooks", i, "url"), h.url) for i, h in enumerate(cfg.notify.webhooks)]
+    urls += [(("notify", "jira", i, "url"), t.url) for i, t in enumerate(cfg.notify.jira)]
+    urls += [(("notify", "servicenow", i, "url"), t.url) for i, t in enumerate(cfg.notify.servicenow)]
     for loc, url in urls:
         if _has_credentials(url):  # the message never repeats the URL: it holds the secret
             warnings.append(warn(loc, "the URL carries credentials (user:password@): credentials belong in "

@@ -386,8 +386,18 @@ def _labels(impact: Impact, config: Config, root_type: str, provider: str | None
         labels["category"] = categories[0]
     else:
         labels["category"] = "backbone" if root_type == "link" else "network"
+    # The incident's scope, for routing and ticket assignment (engine/notify/routing.py).
     if impact.sites:
         labels["sites"] = ",".join(impact.sites)
+    regions = sorted({s.region for s in config.sites if s.region and s.name in impact.sites})
+    if regions:
+        labels["regions"] = ",".join(regions)
+    if impact.services:
+        labels["services"] = ",".join(impact.services)
+    affected = set(impact.devices)
+    roles = sorted({d.role for d in config.devices if d.name in affected})
+    if roles:
+        labels["roles"] = ",".join(roles)
     return labels
 
 

@@ -41,8 +41,17 @@ class Refs(Protocol):
     async def put(self, target: str, incident_id: str, ref: str) -> None: ...
 
 
+class ProbeFailed(Exception):
+    """``ispvm notify test``: the target cannot be used; the message says why (never a secret)."""
+
+
 class Target(Protocol):
-    """A configured destination. ``send`` never raises for the far side's failures: it returns them."""
+    """A configured destination. ``send`` never raises for the far side's failures: it returns them.
+
+    ``probe`` is ``ispvm notify test NAME``: chat, e-mail and webhooks send a test message; ticket
+    systems check the credentials and the project or table without opening a ticket. It returns one
+    line saying what was checked, or raises ``ProbeFailed``.
+    """
 
     name: str
     kind: str  # webhook | jira | servicenow | telegram | slack | email
@@ -51,6 +60,8 @@ class Target(Protocol):
     max_age_s: float
 
     async def send(self, notice: Notice, client: httpx.AsyncClient, refs: Refs) -> AttemptOutcome: ...
+
+    async def probe(self, client: httpx.AsyncClient) -> str: ...
 
 
 class MemoryRefs:
