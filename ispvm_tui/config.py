@@ -37,7 +37,18 @@ class Strict(BaseModel):
 class Settings(Strict):
     database: str = "ispvm.duckdb"  # relative paths are relative to the config file
     base_url: str = "http://localhost:8080"  # deep links in notifications: BASE/incidents/<id>
-    timezone: str = "UTC"
+    timezone: str = "UTC"  # an IANA name (Europe/Riga): routes' hours are read in it
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as 'UTC' or 'Europe/Riga')") from None
+        return v
 
 
 class Tenant(Strict):
@@ -744,6 +755,10 @@ def load_config(path: str | Path, warnings: list[Problem] | None = None) -> Conf
     cfg = cfg.model_copy(update={"rules": cfg.rules.model_copy(update={"files": files})})
     if cfg.remote is not None:
         cfg = cfg.model_copy(update={"remote": _resolve_tls(cfg.remote, base)})
+    if any(m.ca_file for m in cfg.notify.email):  # relative to the file, like every path in it
+        mails = [m.model_copy(update={"ca_file": str(base / Path(m.ca_file).expanduser())}) if m.ca_file else m
+                 for m in cfg.notify.email]
+        cfg = cfg.model_copy(update={"notify": cfg.notify.model_copy(update={"email": mails})})
     try:
         load_rules(cfg, source)
     except SourceError as exc:

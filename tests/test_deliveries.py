@@ -305,7 +305,7 @@ def test_rotation_signs_with_old_and_new_so_either_receiver_verifies(tmp_path: P
         try:
             engine = Engine(config, store=store, clock=ScaledClock(1.0),
                             secrets=StaticSecrets({"hooks/new": "new-key-7c1d", "hooks/old": "old-key-3e9a"}))
-            assert "old-key" not in repr(engine.endpoints) and "new-key" not in repr(engine.endpoints)
+            assert "old-key" not in repr(engine.targets) and "new-key" not in repr(engine.targets)
 
             async def send_both() -> None:
                 async with httpx.AsyncClient() as client:

@@ -55,7 +55,7 @@ def test_core_link_cut_gives_one_incident_rooted_at_the_link(core_link_cut) -> N
     # Exactly one signed incident.opened and one incident.closed reached the receiver.
     received = run.sink.received()
     assert [w.json["event_type"] for w in received] == ["incident.opened", "incident.closed"]
-    secret = run.engine.endpoints[0].secret
+    secret = next(iter(run.engine.targets.values())).endpoint.secret
     for w in received:
         assert w.signature_ok is True
         assert verify(w.body, secret, w.header("X-ISPVM-Signature"))

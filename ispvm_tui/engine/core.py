@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -41,6 +42,8 @@ from ispvm_tui.engine.api import (
 from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate
 from ispvm_tui.engine.holds import HoldBound
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
+from ispvm_tui.engine.notify import routing
+from ispvm_tui.engine.notify.build import build_targets
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
 from ispvm_tui.engine.rates import CounterSample, rate_bps, summed_rate
 from ispvm_tui.engine.rollups import maintenance_once
@@ -49,7 +52,6 @@ from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.target_refs import StoreRefs
 from ispvm_tui.engine.targets import Refs, Target
 from ispvm_tui.engine.topology import Topology
-from ispvm_tui.engine.webhook_target import WebhookTarget
 from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
@@ -105,10 +107,14 @@ class Engine:
         self._alerts_cap = ALERTS_KEPT
         self.runtime: dict[str, DeviceRuntime] = {d.name: DeviceRuntime() for d in config.devices}
         self.setup_errors: dict[str, str] = {}
-        self.endpoints = self._endpoints()
         tenant = config.tenant
         self.tenant = webhooks.Tenant(str(tenant.id), tenant.name) if tenant else None
-        self.targets: dict[str, Target] = {ep.name: WebhookTarget(ep, self.tenant) for ep in self.endpoints}
+        self.targets: dict[str, Target] = build_targets(config.notify, self.secrets.get, tenant=self.tenant)
+        self.routes = {t.name: t.route for t in config.notify.all()}
+        self._tz = ZoneInfo(config.ispvm.timezone)
+        # Escalation targets: sent an incident once it is unacknowledged for their route's time.
+        self._escalations = [name for name, route in self.routes.items() if route.unacked_for_s > 0]
+        self._escalated: set[tuple[str, str]] = set()  # (target, incident) already queued by the sweep
         self.refs: Refs = StoreRefs(store)  # far-side keys (Jira issue, ServiceNow record) survive restarts
         self._subscribers: list[Callable[[EngineEvent], None]] = []
         self._sub_lock = threading.Lock()
@@ -137,24 +143,6 @@ class Engine:
         self._snapshot_cost_s = 0.0  # real seconds the last rebuild took
         self._loop_thread: int | None = None
         self._stopping = threading.Event()
-
-    def _endpoints(self) -> list[webhooks.WebhookEndpoint]:
-        out = []
-        for hook in self.config.notify.webhooks:
-            secret = self._webhook_secret(hook.name, hook.secret) if hook.secret else None
-            # Rotation: the secrets being retired still sign the V2 header until they are removed.
-            previous = tuple(self._webhook_secret(hook.name, name) for name in hook.previous_secrets)
-            out.append(webhooks.WebhookEndpoint(
-                name=hook.name, url=hook.url, secret=secret, timeout_s=hook.timeout_s,
-                max_attempts=hook.max_attempts, max_age_s=hook.max_age_s, events=frozenset(hook.events),
-                previous_secrets=previous))
-        return out
-
-    def _webhook_secret(self, hook: str, name: str) -> str:
-        secret = self.secrets.get(name)
-        if secret is None:
-            raise SecretError(f"webhook {hook!r}: secret {name!r} not found; add it with `ispvm secret set {name}`")
-        return secret
 
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
@@ -558,6 +546,7 @@ class Engine:
             self._correlate_soon.clear()
             try:
                 await self.correlate_now()
+                await self.escalate_now()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -646,7 +635,8 @@ class Engine:
                 con.execute(INSERT_TRANSITION, [now, snap.id, change.transition, change.actor, snap.status,
                                                 snap.severity, snap.title, change.detail, change.event])
                 if change.event is not None:
-                    outbox.enqueue(con, self.targets.values(), view.id, change.event, payload, now)
+                    outbox.enqueue(con, self.targets.values(), view.id, change.event, payload, now,
+                                   routed=self._router(payload, now))
             for row in alert_rows:
                 con.execute(UPSERT_ALERT, row)
             if audit is not None:
@@ -673,6 +663,50 @@ class Engine:
             self.dispatcher.wake()
         if rnd.changes or assign:
             self._refresh_snapshot()
+
+    def _router(self, payload: dict[str, Any], now: float) -> Callable[[str], bool]:
+        def routed(name: str) -> bool:
+            route = self.routes.get(name)
+            return route is None or routing.matches(route, payload, now, self._tz)
+
+        return routed
+
+    async def escalate_now(self) -> int:
+        """Queue each open, unacknowledged incident for the escalation targets whose time it reached.
+
+        The first event such a target gets is ``incident.opened`` with the incident as it is now; the
+        rest of the incident's events follow it as for any target. Returns the events queued."""
+        if not self._escalations:
+            return 0
+        now = self.clock.now()
+        open_ids = set(self.book.open)
+        self._escalated = {key for key in self._escalated if key[1] in open_ids}
+        shortest = min(self.routes[n].unacked_for_s for n in self._escalations)
+        due: list[tuple[str, dict[str, Any], list[Target]]] = []
+        for inc in list(self.book.open.values()):
+            if inc.acked_by or now - inc.opened_at < shortest:
+                continue
+            view = inc.view(self.alerts, now, self._critical)
+            payload = webhooks.incident_object(view, self.config.ispvm.base_url)
+            targets = [self.targets[n] for n in self._escalations if (n, inc.id) not in self._escalated
+                       and routing.matches(self.routes[n], payload, now, self._tz)]
+            if targets:
+                due.append((inc.id, payload, targets))
+        if not due:
+            return 0
+
+        def write(con: duckdb.DuckDBPyConnection) -> int:
+            return sum(outbox.enqueue(con, targets, inc_id, "incident.opened", payload, now, only_new=True)
+                       for inc_id, payload, targets in due)
+
+        queued = await asyncio.wrap_future(self.store.transaction(write))
+        for inc_id, _, targets in due:
+            self._escalated |= {(t.name, inc_id) for t in targets}
+            self._publish("incident.escalated", f"unacknowledged: sent to {', '.join(t.name for t in targets)}",
+                          inc_id)
+        if queued and self.dispatcher is not None:
+            self.dispatcher.wake()
+        return queued
 
     def _on_delivery(self, result: outbox.DeliveryResult) -> None:
         if result.status == "dead":
