@@ -33,6 +33,9 @@ deliveries_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 app.add_typer(config_app, name="config")
 app.add_typer(secret_app, name="secret")
 app.add_typer(deliveries_app, name="deliveries")
+notify_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Notification targets: webhooks, Jira, ServiceNow, Telegram, Slack, e-mail.")
+app.add_typer(notify_app, name="notify")
 
 EXIT_BAD_INPUT = 2
 T = TypeVar("T")
@@ -147,7 +150,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="config.toml to check
         err(f"{file}: ... and {len(warnings) - MAX_WARNINGS_SHOWN} more warnings")
     note = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
     typer.echo(f"{file}: OK: {len(cfg.sites)} sites, {len(cfg.devices)} devices, {len(cfg.links)} links, "
-               f"{len(cfg.services)} services, {len(cfg.notify.webhooks)} webhooks{note}")
+               f"{len(cfg.services)} services, {len(cfg.notify.all())} notification targets{note}")
 
 
 # ---- secrets ----------------------------------------------------------------
@@ -205,6 +208,82 @@ def secret_check(config: Annotated[Path, typer.Option("--config", "-c")]) -> Non
     if errors:
         err("UNKNOWN: the secret store could not be read, so these were not checked")
     raise typer.Exit(1 if missing else 0)
+
+
+# ---- notify -----------------------------------------------------------------
+
+def _route_text(route: Any) -> str:
+    parts = [f"{key}={','.join(value) if isinstance(value, list) else value}"
+             for key, value in route.model_dump(exclude_defaults=True).items()]
+    if route.labels:
+        parts = [p for p in parts if not p.startswith("labels=")]
+        parts.append("labels=" + ",".join(f"{k}:{v}" for k, v in route.labels.items()))
+    return " ".join(parts) or "every incident"
+
+
+@notify_app.command("list")
+def notify_list(config: Annotated[Path, typer.Option("--config", "-c")]) -> None:
+    """The configured targets: kind, events and route (secrets are names, never values)."""
+    cfg = _load_config(config)
+    targets = [(kind, t) for kind, _, items in cfg.notify.kinds() for t in items]
+    if not targets:
+        typer.echo("no notification targets configured ([[notify.webhooks]], [[notify.jira]], ...)")
+        return
+    width = max(len(t.name) for _, t in targets)
+    for kind, t in targets:
+        events = "all events" if len(t.events) == 4 else ",".join(e.removeprefix("incident.") for e in t.events)
+        typer.echo(f"{t.name:<{width}}  {kind:<10}  {events:<12}  {_route_text(t.route)}")
+
+
+@notify_app.command("test")
+def notify_test(
+    name: Annotated[str, typer.Argument(help="a target's name (ispvm notify list)")],
+    config: Annotated[Path, typer.Option("--config", "-c")],
+) -> None:
+    """Send a test message to one target (ticket systems: check credentials and project, open nothing).
+
+    Exit status 0 when the target answered as it should, 1 when it did not, 2 for a bad name or config.
+    """
+    import asyncio
+
+    import httpx
+
+    from ispvm_tui import redact
+    from ispvm_tui.engine import webhooks
+    from ispvm_tui.engine.notify.build import build_target
+    from ispvm_tui.engine.targets import ProbeFailed
+    from ispvm_tui.secrets import SecretError, default_secrets
+
+    redact.install()
+    cfg = _load_config(config)
+    found = next(((kind, t) for kind, _, items in cfg.notify.kinds() for t in items if t.name == name), None)
+    if found is None:
+        known = ", ".join(t.name for t in cfg.notify.all()) or "none configured"
+        err(f"{config}: no notification target {name!r} (targets: {known})")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    kind, target_cfg = found
+    tenant = webhooks.Tenant(str(cfg.tenant.id), cfg.tenant.name) if cfg.tenant else None
+    try:
+        target = build_target(target_cfg, default_secrets().get, tenant=tenant)
+    except SecretError as exc:
+        err(redact.scrub(str(exc)))
+        raise typer.Exit(1) from None
+
+    async def probe() -> str:
+        async with httpx.AsyncClient() as client:
+            try:
+                return await target.probe(client)
+            finally:
+                close = getattr(target, "aclose", None)
+                if close is not None:
+                    await close()
+
+    try:
+        result = asyncio.run(probe())
+    except ProbeFailed as exc:
+        typer.echo(f"FAILED {name} ({kind}): {redact.scrub(str(exc))}")
+        raise typer.Exit(1) from None
+    typer.echo(f"OK {name} ({kind}): {redact.scrub(result)}")
 
 
 # ---- lab --------------------------------------------------------------------

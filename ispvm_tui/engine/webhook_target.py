@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import httpx
 
-from ispvm_tui.clock import Clock
+from ispvm_tui.clock import Clock, SystemClock
 from ispvm_tui.engine import webhooks
-from ispvm_tui.engine.targets import Notice, Refs
+from ispvm_tui.engine.targets import Notice, ProbeFailed, Refs
 
 
 class WebhookTarget:
@@ -39,3 +39,15 @@ class WebhookTarget:
     async def send(self, notice: Notice, client: httpx.AsyncClient, refs: Refs) -> webhooks.AttemptOutcome:
         return await webhooks.attempt(client, self.endpoint, notice.event_type, self.body(notice), self.tenant,
                                       clock=self.clock)
+
+    async def probe(self, client: httpx.AsyncClient) -> str:
+        """A signed ``ispvm.test`` body to the URL; the receiver's answer is the result."""
+        from ispvm_tui.engine.notify.render import test_notice  # render imports webhooks: no cycle at load
+
+        notice = test_notice(self.name, (self.clock or SystemClock()).now())
+        outcome = await webhooks.attempt(client, self.endpoint, notice.event_type, self.body(notice), self.tenant,
+                                         clock=self.clock)
+        if outcome.status != "delivered":
+            raise ProbeFailed(f"{outcome.error or outcome.status} after {outcome.duration_s:.2f} s")
+        signed = "signed" if self.endpoint.secret else "unsigned (no secret set)"
+        return f"HTTP {outcome.http_status} in {outcome.duration_s:.2f} s, {signed} test event {notice.event_id}"

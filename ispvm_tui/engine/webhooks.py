@@ -77,6 +77,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "incident.acked",
     "incident.closed",
 )
+# `ispvm notify test`: a signed body of the same shape that no receiver should take for an incident.
+TEST_EVENT = "ispvm.test"
+SENDABLE = (*EVENT_TYPES, TEST_EVENT)
 EVIDENCE_TOP = 5
 EVIDENCE_MAX_CHARS = 200
 USER_AGENT = f"ispvm-webhooks/{__version__}"
@@ -218,7 +221,7 @@ def event_body(
     of an event after a later event of the same incident was already delivered to this endpoint.
     Both are added after the v1 keys, so a v1 receiver that ignores unknown fields sees no change.
     """
-    if event_type not in EVENT_TYPES:
+    if event_type not in SENDABLE:
         raise ValueError(f"unknown event type {event_type!r}")
     uuid.UUID(event_id)  # raises ValueError: receivers de-duplicate on it
     tenant_obj: dict[str, str] | None = None
@@ -412,7 +415,7 @@ async def attempt(
     ``clock`` supplies the V2 timestamp and the reference for an HTTP-date
     Retry-After; it defaults to wall-clock time, which is what receivers use.
     """
-    if event_type not in EVENT_TYPES:
+    if event_type not in SENDABLE:
         raise ValueError(f"unknown event type {event_type!r}")
     clock = clock or SystemClock()
     delivery_id = str(uuid.uuid4())

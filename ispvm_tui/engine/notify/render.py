@@ -9,10 +9,12 @@ Slack, ADF for Jira).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from ispvm_tui.engine.targets import Notice
+from ispvm_tui.engine.webhooks import TEST_EVENT
 
 SEVERITY_MARK = {"critical": "🔴", "major": "🟠", "minor": "🟡", "warning": "🔵", "info": "⚪"}
 VERB = {
@@ -20,8 +22,22 @@ VERB = {
     "incident.updated": "UPDATED",
     "incident.acked": "ACKED",
     "incident.closed": "RESOLVED",
-    "notify.test": "TEST",
+    "ispvm.test": "TEST",
 }
+
+
+def test_notice(target: str, now: float, base_url: str = "") -> Notice:
+    """What ``ispvm notify test`` sends: an incident-shaped message that says it is a test."""
+    iso = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    incident = {
+        "id": "ispvm-test", "title": f"Test notification to {target}: no action needed", "status": "open",
+        "severity": "info", "starts_at": iso, "ends_at": None,
+        "url": f"{base_url.rstrip('/')}/" if base_url else "", "ack": {"acked_by": None, "acked_at": None},
+        "root_causes": [], "evidence_top": ["sent by `ispvm notify test` to check this target end to end"],
+        "impact": {"sites_affected": 0, "devices_affected": 0, "services_affected": 0,
+                   "estimated_subscribers_affected": None}, "labels": {},
+    }
+    return Notice(str(uuid.uuid4()), target, "ispvm-test", TEST_EVENT, incident, now, 1, 1)
 
 
 def headline(notice: Notice) -> str:
