@@ -232,8 +232,12 @@ class IspvmApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for action in self.actions:
-            if action.key not in ("enter", "escape"):
-                yield SystemCommand(action.description, action.help, partial(self.run_action, action.action))
+            if action.key in ("enter", "escape"):
+                continue
+            # Resend acts on the Deliveries tab's selection: offered only where it can do something.
+            if action.action in ("resend_dead", "resend_all_dead") and not self._deliveries_tab_on(screen):
+                continue
+            yield SystemCommand(action.description, action.help, partial(self.run_action, action.action))
 
     # -- snapshots and events -------------------------------------------------------------------
 
@@ -289,8 +293,11 @@ class IspvmApp(App[None]):
     # -- delivery report ------------------------------------------------------------------------
 
     def deliveries_shown(self) -> bool:
+        return self._deliveries_tab_on(self.screen)
+
+    def _deliveries_tab_on(self, screen: Screen) -> bool:
         main = getattr(self, "main_screen", None)
-        return (main is not None and self.screen is main
+        return (main is not None and screen is main
                 and main.query_one("#tabs", TabbedContent).active == "tab-deliveries")
 
     def _deliveries_tick(self) -> None:

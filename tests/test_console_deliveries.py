@@ -296,3 +296,15 @@ async def test_resend_a_real_dead_letter_from_the_screen(refused_once) -> None:
     assert await asyncio.to_thread(wait_for, lambda: run.store.query(status, [event_id]) == [("delivered",)], 60)
     assert run.store.query("SELECT actor, action, target FROM audit WHERE action = 'webhook.resend'") == [
         ("noc-oncall", "webhook.resend", event_id)]
+
+
+async def test_the_palette_offers_resend_only_on_the_deliveries_tab(engine: DeliveryEngine) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        def titles() -> set[str]:
+            return {c.title for c in app.get_system_commands(app.main_screen)}
+
+        await pilot.press("1")
+        assert not {"Resend", "Resend all"} & titles()
+        await open_tab(pilot)
+        assert {"Resend", "Resend all"} <= titles()
