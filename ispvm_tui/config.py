@@ -408,6 +408,9 @@ class EmailConfig(TargetBase):
     def _user_and_password(self) -> EmailConfig:
         if bool(self.user) != bool(self.password_secret):
             raise ValueError("`user` and `password_secret` go together (SMTP AUTH)")
+        if self.user and self.security == "none":
+            raise ValueError("SMTP AUTH without TLS would send the password in clear: set security to "
+                             "'starttls' or 'tls'")
         return self
 
 

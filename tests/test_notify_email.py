@@ -393,3 +393,9 @@ async def test_the_password_is_never_in_errors_reprs_or_logs(servers, certs, cap
         assert not any(f in message for f in forms), (record.name, message)
     assert any(r.name.startswith("mail.log") and "AUTH" in r.getMessage() for r in caplog.records)
     assert any(r.name == "ispvm_tui.engine.notify.email" for r in caplog.records)
+
+
+def test_auth_without_tls_is_refused_in_the_config() -> None:
+    with pytest.raises(ValueError, match="password in clear"):
+        EmailConfig(name="m", host="127.0.0.1", security="none", user=USER, password_secret="smtp/pw",
+                    sender="noc@isp.example", recipients=["a@b.c"])
