@@ -73,20 +73,33 @@ def blocks(notice: Notice) -> list[dict[str, Any]]:
             {"type": "mrkdwn", "text": f"*Incident*\n{mrkdwn_escape(str(inc.get('status', '-')))}"}]},
     ]
     for title, lines in render.sections(notice):
-        shown = [_cut(x, LINE_CHARS) for x in lines[:SECTION_LINES]]
-        if len(lines) > SECTION_LINES:
-            shown.append(f"and {len(lines) - SECTION_LINES} more")
-        head = f"*{mrkdwn_escape(title)}*\n"
-        body = "\n".join(f"• {mrkdwn_escape(x)}" for x in shown) if len(shown) > 1 else mrkdwn_escape(shown[0])
-        if len(head) + len(body) > SECTION_CHARS:
-            body = _cut_escaped("\n".join(shown), SECTION_CHARS - len(head))
-        out.append({"type": "section", "text": {"type": "mrkdwn", "text": head + body}})
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": _section(title, lines)}})
     url = str(inc.get("url") or "")
     if url.startswith(("http://", "https://")) and len(url) <= BUTTON_URL_CHARS:
         out.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open incident"}, "url": url,
              "action_id": "open_incident"}]})
     return out
+
+
+def _section(title: str, lines: list[str]) -> str:
+    """``*Title*`` and its lines (bullets when several), escaped, within a section's 3000 characters."""
+    head = f"*{mrkdwn_escape(title)}*\n"
+    if len(lines) == 1:
+        return head + _cut_escaped(_cut(lines[0], LINE_CHARS), SECTION_CHARS - len(head))
+    room = SECTION_CHARS - len(head) - 40  # kept for "and N more"
+    shown: list[str] = []
+    for line in lines[:SECTION_LINES]:
+        item = "• " + mrkdwn_escape(_cut(line, LINE_CHARS))
+        if len(item) + 1 > room:
+            if room > 20:
+                shown.append("• " + _cut_escaped(line, room - 3))
+            break
+        shown.append(item)
+        room -= len(item) + 1
+    if len(shown) < len(lines):
+        shown.append(f"and {len(lines) - len(shown)} more")
+    return head + "\n".join(shown)
 
 
 class SlackTarget:
