@@ -12,7 +12,7 @@ import json
 import secrets as pysecrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ispvm_tui.lab.inventory import lab_inventory, lab_secrets
 from ispvm_tui.lab.runner import Lab
 from ispvm_tui.lab.scenario import Expect, IncidentExpect, Scenario, normalise_link
 from ispvm_tui.lab.webhook_sink import WebhookSink
+from ispvm_tui.secrets import StaticSecrets
 
 
 @dataclass
@@ -56,8 +57,10 @@ class DemoRun:
 def start_demo(scenario: Scenario, *, speed: float = 1.0, database: Path | None = None,
                address_base: str | None = None, api_port: int | None = None,
                snmp_port: int | None = None,
-               configure: Callable[[Config], Config] | None = None) -> DemoRun:
-    """Start the lab and an engine on it; ``configure`` may adjust the engine's config (e.g. a tenant)."""
+               configure: Callable[[Config], Config] | None = None,
+               secrets: Mapping[str, str] | None = None) -> DemoRun:
+    """Start the lab and an engine on it; ``configure`` may adjust the engine's config (e.g. a tenant),
+    ``secrets`` adds to the lab's own (e.g. a ticket system's token for a target ``configure`` added)."""
     clock = ScaledClock(speed)
     tmpdir = None
     if database is None:
@@ -78,7 +81,10 @@ def start_demo(scenario: Scenario, *, speed: float = 1.0, database: Path | None 
     if configure is not None:
         config = configure(config)
     store = Store(database)
-    engine = Engine(config, store=store, clock=clock, secrets=lab_secrets(lab, secret))
+    values = lab_secrets(lab, secret)
+    if secrets:
+        values = StaticSecrets({**values.values(), **secrets})
+    engine = Engine(config, store=store, clock=clock, secrets=values)
     loop.run(engine.start(), timeout=60)
     return DemoRun(scenario, clock, loop, lab, store, engine, sink, tmpdir)
 

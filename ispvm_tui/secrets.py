@@ -48,6 +48,9 @@ class StaticSecrets:
         redact.register(value)
         return value
 
+    def values(self) -> dict[str, str]:
+        return dict(self._values)
+
     def __repr__(self) -> str:
         return f"StaticSecrets({sorted(self._values)} = ***)"
 

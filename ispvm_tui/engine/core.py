@@ -109,7 +109,8 @@ class Engine:
         self.setup_errors: dict[str, str] = {}
         tenant = config.tenant
         self.tenant = webhooks.Tenant(str(tenant.id), tenant.name) if tenant else None
-        self.targets: dict[str, Target] = build_targets(config.notify, self.secrets.get, tenant=self.tenant)
+        self.targets: dict[str, Target] = build_targets(config.notify, self.secrets.get, tenant=self.tenant,
+                                                            clock=clock)
         self.routes = {t.name: t.route for t in config.notify.all()}
         self._tz = ZoneInfo(config.ispvm.timezone)
         # Escalation targets: sent an incident once it is unacknowledged for their route's time.

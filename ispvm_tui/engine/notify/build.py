@@ -13,6 +13,7 @@ from pathlib import Path
 from ispvm_tui.clock import Clock
 from ispvm_tui.config import Notify, TargetBase, Webhook
 from ispvm_tui.engine import webhooks
+from ispvm_tui.engine.notify.logguard import guard_http_loggers
 from ispvm_tui.engine.targets import Target
 from ispvm_tui.engine.webhook_target import WebhookTarget
 from ispvm_tui.secrets import SecretError
@@ -43,9 +44,13 @@ def webhook_endpoint(hook: Webhook, lookup: SecretLookup) -> webhooks.WebhookEnd
 
 def build_target(cfg: TargetBase, lookup: SecretLookup, *, tenant: webhooks.Tenant | None,
                  clock: Clock | None = None, base_dir: Path | None = None) -> Target:
-    """One target from its config; the kind's module is imported only when it is configured."""
+    """One target from its config; the kind's module is imported only when it is configured.
+
+    ``clock`` is the engine's: ticket and chat targets time their own waits (a create's settle time,
+    a chat's rate-limit pause) on it."""
     if isinstance(cfg, Webhook):
-        return WebhookTarget(webhook_endpoint(cfg, lookup), tenant, clock)
+        # Wall-clock time for the signed timestamp: receivers compare it with theirs to refuse replays.
+        return WebhookTarget(webhook_endpoint(cfg, lookup), tenant)
     refs = cfg.secret_refs()
     secret = _secret(lookup, cfg.name, refs[0]) if refs else None
     kind = type(cfg).__name__.removesuffix("Config").lower()
@@ -66,5 +71,6 @@ def build_target(cfg: TargetBase, lookup: SecretLookup, *, tenant: webhooks.Tena
 
 def build_targets(notify: Notify, lookup: SecretLookup, *, tenant: webhooks.Tenant | None,
                   clock: Clock | None = None, base_dir: Path | None = None) -> dict[str, Target]:
+    guard_http_loggers()  # URLs holding tokens (Telegram) or being secrets (Slack) never reach a log
     return {cfg.name: build_target(cfg, lookup, tenant=tenant, clock=clock, base_dir=base_dir)
             for cfg in notify.all()}
