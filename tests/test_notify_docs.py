@@ -22,3 +22,17 @@ def test_every_example_block_validates_and_builds() -> None:
         assert set(built) == {t.name for t in notify.all()}
         kinds |= {t.kind for t in built.values()}
     assert kinds == {"webhook", "jira", "servicenow", "telegram", "slack", "email"}
+
+
+def test_secret_check_knows_every_target_secret() -> None:
+    from ispvm_tui.config import Config
+
+    notify = tomllib.loads("\n".join(re.findall(r"```toml\n(.*?)```", DOC.read_text(), flags=re.S)[1:]))
+    cfg = Config.model_validate({
+        "console": {"attach": ["CORE1"]}, "sites": [{"name": "S"}],
+        "devices": [{"name": "CORE1", "site": "S", "role": "core", "address": "127.0.0.1", "snmp": "p"}],
+        "snmp": {"p": {"community_secret": "snmp/c"}}, "notify": notify["notify"]})
+    names = cfg.secret_names()
+    for target in cfg.notify.all():
+        assert set(target.secret_refs()) <= names
+    assert {"jira/api-token", "servicenow/ispvm", "telegram/bot", "slack/noc-webhook", "smtp/ispvm"} <= names
