@@ -13,6 +13,7 @@ import ipaddress
 import re
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
@@ -414,6 +415,41 @@ class EmailConfig(TargetBase):
         return self
 
 
+class MaintenanceWindow(Strict):
+    """Planned work (docs/notifications.md, "Maintenance"): incidents whose every root cause is in
+    scope while the window is active are stored and shown, marked with it, and notify nobody."""
+
+    name: str = Field(min_length=1)
+    sites: list[str] = []
+    devices: list[str] = []
+    tags: list[str] = []  # devices carrying any of these tags
+    start: datetime | None = None  # one-off: RFC 3339 with an offset (TOML datetime)
+    end: datetime | None = None
+    weekly: list[str] = []  # recurring, same syntax as route hours: "Tue 02:00-04:00"
+    timezone: str | None = None  # for `weekly`; default [ispvm].timezone
+
+    @model_validator(mode="after")
+    def _when(self) -> MaintenanceWindow:
+        from ispvm_tui.engine.notify.routing import parse_hours
+
+        if not (self.sites or self.devices or self.tags):
+            raise ValueError("a maintenance window needs a scope: sites, devices or tags")
+        if (self.start is None) != (self.end is None):
+            raise ValueError("`start` and `end` go together")
+        if self.start is None and not self.weekly:
+            raise ValueError("a maintenance window needs `start` and `end`, or `weekly`")
+        if self.start is not None and self.end is not None:
+            if self.start.tzinfo is None or self.end.tzinfo is None:
+                raise ValueError("`start` and `end` need a UTC offset (2026-12-08T02:00:00+01:00)")
+            if self.end <= self.start:
+                raise ValueError("`end` must be after `start`")
+        for spec in self.weekly:
+            parse_hours(spec)
+        if self.timezone is not None:
+            Settings(timezone=self.timezone)  # the same check as [ispvm].timezone
+        return self
+
+
 class Notify(Strict):
     webhooks: list[Webhook] = []
     jira: list[JiraConfig] = []
@@ -517,6 +553,7 @@ class Config(Strict):
     probes: list[Probe] = []
     services: list[Service] = []
     notify: Notify = Notify()
+    maintenance: list[MaintenanceWindow] = []
     remote: Remote | None = None
     collectors: list[CollectorDef] = []
 
@@ -633,6 +670,13 @@ def cross_check(cfg: Config, source: TomlSource | None, name: str = "<config>") 
         if o.device is not None and o.device not in devices:
             problems.append(problem(("rules", "overrides", i, "device"), f"unknown device {o.device!r}"))
     problems += _check_collectors(cfg, devices, sites, problem)
+    for i, win in enumerate(cfg.maintenance):
+        for j, site in enumerate(win.sites):
+            if site not in sites:
+                problems.append(problem(("maintenance", i, "sites", j), f"unknown site {site!r}"))
+        for j, dev_name in enumerate(win.devices):
+            if dev_name not in devices:
+                problems.append(problem(("maintenance", i, "devices", j), f"unknown device {dev_name!r}"))
     target_count = Counter(t.name for t in cfg.notify.all())  # one namespace: the outbox keys rows by name
     for _, key, targets in cfg.notify.kinds():
         for i, target in enumerate(targets):

@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from ispvm_tui.config import Notify
+from ispvm_tui.config import MaintenanceWindow, Notify
 from ispvm_tui.engine.notify.build import build_targets
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "notifications.md"
@@ -17,7 +17,12 @@ def test_every_example_block_validates_and_builds() -> None:
     assert len(blocks) >= 6
     kinds = set()
     for block in blocks:
-        notify = Notify.model_validate(tomllib.loads(block)["notify"])
+        data = tomllib.loads(block)
+        for window in data.get("maintenance", []):
+            MaintenanceWindow.model_validate(window)
+        if "notify" not in data:
+            continue
+        notify = Notify.model_validate(data["notify"])
         built = build_targets(notify, lambda name: f"value-of-{name}-0123456789", tenant=None)
         assert set(built) == {t.name for t in notify.all()}
         kinds |= {t.kind for t in built.values()}

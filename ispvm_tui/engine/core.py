@@ -42,6 +42,8 @@ from ispvm_tui.engine.api import (
 from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate
 from ispvm_tui.engine.holds import HoldBound
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
+from ispvm_tui.engine.maintenance_windows import LABEL as MAINT_LABEL
+from ispvm_tui.engine.maintenance_windows import Maintenance
 from ispvm_tui.engine.notify import routing
 from ispvm_tui.engine.notify.build import build_targets
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
@@ -116,6 +118,8 @@ class Engine:
         # Escalation targets: sent an incident once it is unacknowledged for their route's time.
         self._escalations = [name for name, route in self.routes.items() if route.unacked_for_s > 0]
         self._escalated: set[tuple[str, str]] = set()  # (target, incident) already queued by the sweep
+        self.maintenance = Maintenance(config)
+        self._held_back: set[str] = set()  # incidents that notified nobody because of a maintenance window
         self.refs: Refs = StoreRefs(store)  # far-side keys (Jira issue, ServiceNow record) survive restarts
         self._subscribers: list[Callable[[EngineEvent], None]] = []
         self._sub_lock = threading.Lock()
@@ -226,6 +230,7 @@ class Engine:
             "SELECT * FROM incidents WHERE status <> 'closed' OR closed_at >= ? ORDER BY opened_at",
             [self.clock.now() - 86400])
         self.book.restore([Incident.from_row(r) for r in rows])
+        self._held_back = {inc.id for inc in self.book.open.values() if MAINT_LABEL in inc.labels}
         firing = []
         for r in self.store.query_dicts("SELECT * FROM alerts WHERE state = 'firing'"):
             alert = Alert(id=r["id"], rule=r["rule"], entity_type=r["entity_type"], entity_id=r["entity_id"],
@@ -547,6 +552,7 @@ class Engine:
             self._correlate_soon.clear()
             try:
                 await self.correlate_now()
+                await self.release_held_back()
                 await self.escalate_now()
             except asyncio.CancelledError:
                 raise
@@ -568,6 +574,7 @@ class Engine:
         firing = list(self.rules.firing.values())
         state = self.network_state(now)
         plans = correlate(firing, self.topology, self.config, now, state)
+        self.maintenance.label(plans, now)
         self._holds.apply(plans, now)
         rnd = self.book.reconcile(plans, now, state.unsettled)
         held = {aid for p in plans if p.held for aid in p.alert_ids}
@@ -655,7 +662,9 @@ class Engine:
                 alert.ever_suppressed = True
                 self.alerts_suppressed += 1
             alert.incident_id, alert.suppressed = inc_id, sup
-        for change, view, _ in prepared:
+        for change, view, payload in prepared:
+            if payload is not None and MAINT_LABEL in (payload.get("labels") or {}):
+                self._held_back.add(view.id)
             if change.transition == "opened":
                 self.incidents_opened += 1
             if change.event is not None:
@@ -666,11 +675,46 @@ class Engine:
             self._refresh_snapshot()
 
     def _router(self, payload: dict[str, Any], now: float) -> Callable[[str], bool]:
+        if MAINT_LABEL in (payload.get("labels") or {}):
+            # Planned work: only targets that already had the incident hear of it (enqueue's rule).
+            return lambda name: False
+
         def routed(name: str) -> bool:
             route = self.routes.get(name)
             return route is None or routing.matches(route, payload, now, self._tz)
 
         return routed
+
+    async def release_held_back(self) -> int:
+        """Notify incidents still open when the maintenance window that held them back has ended, as
+        ``incident.opened`` to every target whose route takes them now. Returns the events queued."""
+        if not self._held_back:
+            return 0
+        now = self.clock.now()
+        due: list[tuple[str, dict[str, Any]]] = []
+        for inc_id in list(self._held_back):
+            inc = self.book.open.get(inc_id)
+            if inc is None:
+                self._held_back.discard(inc_id)  # closed inside the window: nobody needed to know
+            elif MAINT_LABEL not in inc.labels:
+                view = inc.view(self.alerts, now, self._critical)
+                due.append((inc_id, webhooks.incident_object(view, self.config.ispvm.base_url)))
+        if not due:
+            return 0
+
+        def write(con: duckdb.DuckDBPyConnection) -> int:
+            return sum(outbox.enqueue(con, self.targets.values(), inc_id, "incident.opened", payload, now,
+                                      routed=self._router(payload, now), only_new=True)
+                       for inc_id, payload in due)
+
+        queued = await asyncio.wrap_future(self.store.transaction(write))
+        for inc_id, _ in due:
+            self._held_back.discard(inc_id)
+            self._publish("incident.maintenance_ended", "still open after its maintenance window: notified",
+                          inc_id)
+        if queued and self.dispatcher is not None:
+            self.dispatcher.wake()
+        return queued
 
     async def escalate_now(self) -> int:
         """Queue each open, unacknowledged incident for the escalation targets whose time it reached.
@@ -685,8 +729,8 @@ class Engine:
         shortest = min(self.routes[n].unacked_for_s for n in self._escalations)
         due: list[tuple[str, dict[str, Any], list[Target]]] = []
         for inc in list(self.book.open.values()):
-            if inc.acked_by or now - inc.opened_at < shortest:
-                continue
+            if inc.acked_by or now - inc.opened_at < shortest or MAINT_LABEL in inc.labels:
+                continue  # acknowledged, not yet due, or planned work (nobody is paged for it)
             view = inc.view(self.alerts, now, self._critical)
             payload = webhooks.incident_object(view, self.config.ispvm.base_url)
             targets = [self.targets[n] for n in self._escalations if (n, inc.id) not in self._escalated
