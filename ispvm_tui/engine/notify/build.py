@@ -66,7 +66,10 @@ def build_target(cfg: TargetBase, lookup: SecretLookup, *, tenant: webhooks.Tena
         from ispvm_tui.engine.notify.email import EmailTarget as Made
     else:
         raise ValueError(f"notification target {cfg.name!r}: unknown kind {kind!r}")
-    return Made(cfg, secret, clock=clock, base_dir=base_dir)  # type: ignore[arg-type]
+    try:
+        return Made(cfg, secret, clock=clock, base_dir=base_dir)  # type: ignore[arg-type]
+    except ValueError as exc:  # e.g. an empty secret: reported like a missing one, never with a value
+        raise MissingSecret(f"notification target {cfg.name!r}: {exc}") from None
 
 
 def build_targets(notify: Notify, lookup: SecretLookup, *, tenant: webhooks.Tenant | None,
