@@ -36,13 +36,21 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+def title_cell(incident: IncidentView) -> object:
+    """The title; planned work (a maintenance window held its notifications back) says so first."""
+    window = incident.labels.get("maintenance")
+    if window is None:
+        return incident.title
+    return Text.assemble(("⚒ maint ", "italic"), incident.title)
+
+
 def incident_cells(incident: IncidentView, now: float) -> tuple[object, ...]:
     return (
         short_id(incident.id),
         str(incident.score),
         severity_text(incident.severity),
         status_text(incident.status),
-        incident.title,
+        title_cell(incident),
         root_cause_summary(incident.root_causes),
         str(incident.impact.devices_affected),
         subscribers(incident.impact.estimated_subscribers_affected),
