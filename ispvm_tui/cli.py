@@ -149,8 +149,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="config.toml to check
     if len(warnings) > MAX_WARNINGS_SHOWN:
         err(f"{file}: ... and {len(warnings) - MAX_WARNINGS_SHOWN} more warnings")
     note = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
+    n_targets = len(cfg.notify.all())
     typer.echo(f"{file}: OK: {len(cfg.sites)} sites, {len(cfg.devices)} devices, {len(cfg.links)} links, "
-               f"{len(cfg.services)} services, {len(cfg.notify.all())} notification targets{note}")
+               f"{len(cfg.services)} services, {n_targets} notification target{'s' if n_targets != 1 else ''}{note}")
 
 
 # ---- secrets ----------------------------------------------------------------
