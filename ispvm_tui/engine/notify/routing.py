@@ -9,6 +9,7 @@ decides *when* to ask (on every incident change, and on its escalation sweep).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ def _day(name: str, spec: str) -> int:
     return DAYS.index(key)
 
 
+@functools.lru_cache(maxsize=256)  # matched on every incident event for every routed target
 def parse_hours(spec: str) -> Hours:
     """``"Mon-Fri 08:00-18:00"``, ``"Sat,Sun 10:00-14:00"``, ``"22:00-06:00"`` (every day)."""
     m = _HOURS.match(spec)
