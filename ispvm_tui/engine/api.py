@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 SEVERITY_ORDER: tuple[Severity, ...] = ("critical", "major", "minor", "warning", "info")
@@ -213,10 +213,79 @@ class DeliveryReport:
     live: bool = True  # breaker states are the running engine's (False: last recorded ones)
 
 
+ChangeStatus = Literal["planned", "in-progress", "completed", "canceled"]
+CHANGE_STATUSES: tuple[ChangeStatus, ...] = ("planned", "in-progress", "completed", "canceled")
+CONFIG_CATEGORIES: tuple[str, ...] = ("bgp", "ospf", "interfaces", "addressing", "firewall", "system")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What planned work or a change touches; a device is in scope if it is named, at a named site, carries a
+    named tag, or is something a named service depends on."""
+
+    sites: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+
+    def empty(self) -> bool:
+        return not (self.sites or self.devices or self.tags or self.services)
+
+
+@dataclass(frozen=True)
+class ChangeRecordView:
+    """A change in the calendar: planned work with an owner, whatever it is called in the NOC."""
+
+    id: str  # "CHG-1", "CHG-2", ...
+    title: str
+    description: str
+    starts_at: float
+    ends_at: float
+    scope: Scope
+    owner: str
+    status: ChangeStatus
+    created_at: float
+    created_by: str
+    updated_at: float
+    incidents: tuple[str, ...] = ()  # incidents that began during it, in its scope
+
+
+@dataclass(frozen=True)
+class MaintenanceView:
+    """A maintenance window, from the config file (read-only at run time) or made at run time."""
+
+    id: str  # "MW-1", ... for run-time windows; "config:<name>" for the config file's
+    name: str
+    scope: Scope
+    starts_at: float | None  # one-off
+    ends_at: float | None
+    weekly: tuple[str, ...]  # recurring: "Tue 02:00-04:00"
+    timezone: str
+    source: Literal["config", "calendar"]
+    status: Literal["active", "canceled"]
+    note: str = ""
+    created_by: str | None = None
+    active_now: bool = False
+
+
+@dataclass(frozen=True)
+class ConfigChangeView:
+    """One detected configuration change: a category of a device whose fingerprint moved."""
+
+    device: str
+    category: str
+    detected_at: float
+    version: int  # the new version's number
+    old_hash: str | None  # None: the first fingerprint of that category
+    new_hash: str
+    summary: str  # "bgp: connection TRANSIT1 remote.as 64500 -> 64501"
+
+
 @dataclass(frozen=True)
 class EngineEvent:
     kind: str  # "incident.opened", "incident.updated", "incident.acked", "incident.closed",
-    #            "alert.fired", "alert.resolved", "delivery.failed", "delivery.dead", "engine.error"
+    #            "alert.fired", "alert.resolved", "delivery.failed", "delivery.dead", "engine.error",
+    #            "config.changed.detected", "maintenance.changed", "change.changed"
     at: float
     summary: str
     incident_id: str | None = None
@@ -250,4 +319,46 @@ class EngineAPI(Protocol):
 
     def resend_all_dead(self, actor: str) -> Future[list[str]]:
         """Queue every dead event again, oldest first (each audited); the event ids queued."""
+        ...
+
+    # The change calendar and maintenance windows (engine/calendar.py). ``fields`` are the CLI's and the
+    # console's form fields (title, description, starts_at, ends_at, scope, owner, status; name, weekly,
+    # timezone, note); a bad value fails the future with ValueError naming the field. Every action is audited.
+    def maintenance_list(self) -> Future[list[MaintenanceView]]:
+        """Every window: the config file's and the run-time ones, canceled included."""
+        ...
+
+    def maintenance_add(self, fields: dict[str, Any], actor: str) -> Future[MaintenanceView]:
+        ...
+
+    def maintenance_edit(self, window_id: str, fields: dict[str, Any], actor: str) -> Future[MaintenanceView]:
+        ...
+
+    def maintenance_cancel(self, window_id: str, actor: str) -> Future[MaintenanceView]:
+        ...
+
+    def changes_list(self) -> Future[list[ChangeRecordView]]:
+        ...
+
+    def change_add(self, fields: dict[str, Any], actor: str) -> Future[ChangeRecordView]:
+        ...
+
+    def change_edit(self, change_id: str, fields: dict[str, Any], actor: str) -> Future[ChangeRecordView]:
+        ...
+
+    def change_cancel(self, change_id: str, actor: str) -> Future[ChangeRecordView]:
+        ...
+
+    # Detected configuration changes (engine/config_watch.py).
+    def config_changes(self, device: str | None = None, limit: int = 200) -> Future[list[ConfigChangeView]]:
+        """Newest first."""
+        ...
+
+    def config_diff(self, device: str, category: str, old_version: int | None = None,
+                    new_version: int | None = None) -> Future[list[str]]:
+        """A readable diff between two stored versions (default: the last two)."""
+        ...
+
+    def capture_config(self, device: str | None = None, actor: str = "engine") -> Future[int]:
+        """Fingerprint now (one device or all) instead of waiting for the schedule; changes detected."""
         ...

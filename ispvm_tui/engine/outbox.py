@@ -44,7 +44,7 @@ import duckdb
 import httpx
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.engine import api, webhooks
+from ispvm_tui.engine import api, http_pool, webhooks
 from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.targets import Notice, Refs, Target
 
@@ -210,9 +210,7 @@ class OutboxDispatcher:
         return {name: Breaker(**vars(b)) for name, b in self.breakers.items()}
 
     async def run(self, poll_real_s: float = 1.0) -> None:
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=self.concurrency * 4))
+        self._client = http_pool.async_client(keepalive=self.concurrency * 4)
         flusher = asyncio.create_task(self._flush_loop(), name="outbox-writes")
         try:
             try:

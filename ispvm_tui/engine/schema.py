@@ -192,4 +192,33 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (target, incident_id));
         """,
     ),
+    (
+        8,
+        "config fingerprints and versions (secrets never stored); the change calendar and maintenance windows made"
+        " at run time (CLI, console), and the incidents linked to a change",
+        # config_checks: every fingerprint taken (changed or not). config_versions: the canonical, allow-listed,
+        # secret-free JSON of one category each time its hash changed (version 1, 2, ... per device and category).
+        # Scopes are JSON objects {"sites": [], "devices": [], "tags": [], "services": []}.
+        """
+        CREATE TABLE config_checks (
+            ts DOUBLE NOT NULL, device VARCHAR NOT NULL, category VARCHAR NOT NULL, hash VARCHAR NOT NULL,
+            changed BOOLEAN NOT NULL, source VARCHAR NOT NULL);
+        CREATE INDEX config_checks_device ON config_checks(device, category, ts);
+        CREATE TABLE config_versions (
+            device VARCHAR NOT NULL, category VARCHAR NOT NULL, version INTEGER NOT NULL, taken_at DOUBLE NOT NULL,
+            hash VARCHAR NOT NULL, body JSON NOT NULL, summary VARCHAR, source VARCHAR NOT NULL,
+            PRIMARY KEY (device, category, version));
+        CREATE TABLE change_records (
+            id VARCHAR PRIMARY KEY, title VARCHAR NOT NULL, description VARCHAR NOT NULL, starts_at DOUBLE NOT NULL,
+            ends_at DOUBLE NOT NULL, scope JSON NOT NULL, owner VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            created_at DOUBLE NOT NULL, created_by VARCHAR NOT NULL, updated_at DOUBLE NOT NULL);
+        CREATE TABLE maintenance_windows (
+            id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, scope JSON NOT NULL, starts_at DOUBLE, ends_at DOUBLE,
+            weekly JSON NOT NULL, timezone VARCHAR, status VARCHAR NOT NULL, note VARCHAR NOT NULL,
+            created_at DOUBLE NOT NULL, created_by VARCHAR NOT NULL, updated_at DOUBLE NOT NULL);
+        CREATE TABLE change_incidents (
+            change_id VARCHAR NOT NULL, incident_id VARCHAR NOT NULL, linked_at DOUBLE NOT NULL,
+            PRIMARY KEY (change_id, incident_id));
+        """,
+    ),
 ]
