@@ -241,6 +241,40 @@ async def test_a_later_event_waits_while_an_earlier_one_is_retried(make_rig) -> 
         assert opened_ok < first_closed  # closed was not even attempted before opened got through
 
 
+async def test_a_backlog_larger_than_the_concurrency_keeps_order_and_sends_each_event_once(tmp_path: Path) -> None:
+    """Heads beyond what can start wait in memory and start as attempts finish: each event goes once (the
+    receiver is healthy), every incident's events arrive in sequence order, failures included."""
+    with WebhookSink(secret=SECRET) as sink:
+        sink.set_responses([200] * 7 + [503] * 3)  # a few failures early in the backlog: retried, order kept
+        store = Store(tmp_path / "backlog.duckdb")
+        targets = {"noc": target("noc", sink.url)}
+        clock = ScaledClock(600.0)
+        now = clock.now()
+        incidents = [f"inc-{n}" for n in range(40)]
+
+        def fill(con: Any) -> None:
+            for event_type in ("incident.opened", "incident.updated", "incident.closed"):
+                for inc in incidents:
+                    outbox.enqueue(con, list(targets.values()), inc, event_type, incident(inc), now)
+
+        store.transaction(fill).result(30)
+        dispatcher = outbox.OutboxDispatcher(store, targets, clock, MemoryRefs(), concurrency=3)
+        task = asyncio.create_task(dispatcher.run(poll_real_s=0.05))
+        try:
+            assert await until(lambda: store.query("SELECT count(*) FROM outbox WHERE status <> 'delivered'")[0][0]
+                               == 0, timeout=60)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            store.close()
+    accepted = [w.json for w in sink.received() if w.response_status == 200]
+    assert len({b["event_id"] for b in accepted}) == len(accepted) == 120  # nothing sent twice once accepted
+    for inc in incidents:
+        seen = [b["sequence"] for b in accepted if b["incident"]["id"] == inc]
+        assert seen == [1, 2, 3], (inc, seen)
+
+
 # --- circuit breaker -------------------------------------------------------------------------------
 
 
