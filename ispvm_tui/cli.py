@@ -856,13 +856,19 @@ def _resend_live(db: Path, event_ids: list[str], all_dead: bool, who: str) -> in
         typer.echo(f"queued {len(ids)} dead event(s) again")
         return 0
     failed = 0
-    for event_id in event_ids:
+    for i, event_id in enumerate(event_ids):
         try:
             done = control.request(db, "deliveries.resend", {"event_id": event_id}, who)
         except control.Refused as exc:
             err(str(exc))
             failed += 1
             continue
+        except control.NoEngine:
+            if i == 0:
+                raise
+            # Gone halfway: the file may be free now, but mixing the two paths would confuse the count.
+            raise control.ControlError(f"the engine stopped after {i} resend(s): run this again for the "
+                                       "rest") from None
         typer.echo(f"queued {event_id} again" + (" (superseded: a later event was delivered)" if done["superseded"]
                                                   else ""))
     return failed
