@@ -231,7 +231,7 @@ async def test_a_changed_secret_changes_no_fingerprint_and_never_reaches_the_out
         try:
             first = await read(col)
             old_secret = _secret(lab, name, section)
-            old_password = dev.config.users[0].password
+            old_password = dev.config.users[1].password
             change(lab, "secret_change", name, section)
             new_secret = _secret(lab, name, section)
             second = await read(col)
@@ -239,7 +239,7 @@ async def test_a_changed_secret_changes_no_fingerprint_and_never_reaches_the_out
             await col.close()
         assert new_secret != old_secret and len(new_secret) >= 16
         if section == "system":
-            assert dev.config.users[0].password != old_password
+            assert dev.config.users[1].password != old_password
         # the lab really serves the secret to a client that asks for everything...
         served = {"bgp": "/routing/bgp/peer" if dev.ros_major < 7 else "/routing/bgp/connection",
                   "ospf": "/routing/ospf/interface" if dev.ros_major < 7 else "/routing/ospf/interface-template",
@@ -255,6 +255,11 @@ async def test_a_changed_secret_changes_no_fingerprint_and_never_reaches_the_out
             assert secret not in raw and secret not in output
         if section == "system":
             assert COMMUNITY not in output and old_password not in raw + output
+            poller = snmp(lab, name)  # the engine's community still answers
+            try:
+                assert (await poller.read_config()).ok
+            finally:
+                await poller.close()
 
 
 async def test_a_version_without_a_menu_skips_it_and_a_failing_menu_leaves_its_category_out(lab: Lab) -> None:

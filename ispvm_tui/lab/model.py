@@ -389,10 +389,10 @@ class LabModel(LabModelLike):
         elif section == "ospf" and dev.config.ospf_templates:
             dev.config.ospf_templates[0].auth_key = secret
         elif section == "system":
-            # Not the first community: the lab's SNMP agent keeps answering the one the engine is configured with.
+            # Not the first community nor the first user: the engine keeps polling with those.
             for community in dev.config.communities[1:2]:
                 community.name = f"noc-{secret}"
-            for user in dev.config.users[:1]:
+            for user in dev.config.users[1:2]:
                 user.password = secret
 
     def _do_maintenance(self, e: TimelineEntry, now: float) -> None:
