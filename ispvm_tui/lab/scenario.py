@@ -184,6 +184,7 @@ class IncidentExpect(Strict):
     status: Literal["open", "acked", "closed"] | None = None
     confidence_min: float | None = Field(None, ge=0, le=1)  # of the first root cause
     confidence_max: float | None = Field(None, ge=0, le=1)
+    evidence_contains: list[str] = []  # each a substring of one of its evidence lines
 
     @field_validator("impact_devices", "subscribers")
     @classmethod
@@ -223,6 +224,7 @@ class Expect(Strict):
     runs: int = Field(1, ge=1, le=50)  # play the scenario this many times; every run must give the same signature
     incident: list[IncidentExpect] = []  # [[expect.incident]], in order of opening
     orphan_alerts_max: int | None = Field(None, ge=0)  # alerts not suppressed and in no incident
+    config_changes: int | None = Field(None, ge=0)  # config.changed.detected in the whole run, exactly
 
 
 class Scenario(Strict):
