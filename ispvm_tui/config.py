@@ -351,6 +351,7 @@ class JiraConfig(TargetBase):
         "critical": "Highest", "major": "High", "minor": "Medium", "warning": "Low", "info": "Lowest"}
     labels: list[str] = []  # besides "ispvm", "ispvm-<incident id>" and the incident's site/provider tags
     close_transition: str | None = None  # e.g. "Done": looked up by name when the incident closes
+    reopen_transition: str | None = None  # e.g. "Reopen": looked up by name when a closed incident fails again
 
     def secret_refs(self) -> list[str]:
         return [self.token_secret]
