@@ -1125,8 +1125,30 @@ class Engine:
         async def ping(args: dict[str, Any], actor: str) -> dict[str, Any]:
             return {"pid": os.getpid(), "at": self.clock.now()}
 
+        async def config_changes(args: dict[str, Any], actor: str) -> list[ConfigChangeView]:
+            device, limit = args.get("device"), args.get("limit", 200)
+            if (device is not None and not isinstance(device, str)) or not isinstance(limit, int) or limit < 1:
+                raise ValueError("device: a device name or null; limit: a positive integer")
+            return await asyncio.to_thread(config_watch.list_changes, self.store.query_dicts, device=device,
+                                           limit=limit)
+
+        async def config_diff(args: dict[str, Any], actor: str) -> list[str]:
+            device, category = args.get("device"), args.get("category")
+            old, new = args.get("old_version"), args.get("new_version")
+            if not isinstance(device, str) or not isinstance(category, str) \
+                    or not all(v is None or isinstance(v, int) for v in (old, new)):
+                raise ValueError("device and category: names; old_version, new_version: integers or null")
+            return await asyncio.to_thread(config_watch.diff, self.store.query_dicts, device, category, old, new)
+
+        async def config_capture(args: dict[str, Any], actor: str) -> dict[str, int]:
+            device = args.get("device")
+            if device is not None and not isinstance(device, str):
+                raise ValueError("device: a device name or null")
+            return {"asked": await self._capture_config(device, actor)}
+
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
-        ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping})
+        ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
+                    "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture})
         return ops
 
     async def _start_control(self) -> None:
@@ -1146,6 +1168,7 @@ class Engine:
         if self.control is not None:
             await self.control.stop()
             self.control = None
+
 
 def _record_evidence(record: ChangeRecordView, devices: list[str], start: float) -> str:
     """One evidence line for a change record whose scope holds a root device."""
