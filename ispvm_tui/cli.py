@@ -491,8 +491,8 @@ def _event_line(event: Any, as_json: bool) -> str:
 
     summary = scrub(event.summary)  # error texts are scrubbed where made; this is the last line of defence
     if as_json:
-        return json.dumps({"kind": event.kind, "at": event.at, "summary": summary,
-                           "incident_id": event.incident_id})
+        line = {"kind": event.kind, "at": event.at, "summary": summary, "incident_id": event.incident_id}
+        return json.dumps(line | ({"data": event.data} if getattr(event, "data", None) else {}))
     from datetime import UTC, datetime
 
     at = datetime.fromtimestamp(event.at, UTC).strftime("%H:%M:%SZ")

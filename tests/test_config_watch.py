@@ -67,6 +67,8 @@ def test_baseline_then_one_real_change_then_nothing_after_a_restart(tmp_path: Pa
         assert change.old_hash and change.new_hash != change.old_hash
         assert change.since is not None and change.since < change.detected_at
         assert "POPB-AGG" in events[0].summary and "interfaces" in events[0].summary
+        assert events[0].data == {"device": "POPB-AGG", "category": "interfaces", "version": 2,
+                                  "old_hash": change.old_hash, "new_hash": change.new_hash}
         diff = asyncio.run(_wait(run.engine.config_diff("POPB-AGG", "interfaces")))
         assert any("ticket 4711" in line for line in diff), diff
         assert wait_for(lambda: [c.device for c in run.engine.snapshot().config_changes] == ["POPB-AGG"], 30)

@@ -291,6 +291,8 @@ class EngineEvent:
     at: float
     summary: str
     incident_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # what the kind carries besides (config.changed.detected:
+    #                                                     device, category, version, old_hash, new_hash)
 
 
 class EngineAPI(Protocol):

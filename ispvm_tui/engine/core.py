@@ -839,7 +839,9 @@ class Engine:
             return
         cw.commit(device, categories, changes, now)
         for change in changes:
-            self._publish(config_watch.EVENT, f"{device} {change.summary}")
+            self._publish(config_watch.EVENT, f"{device} {change.summary}",
+                          data={"device": device, "category": change.category, "version": change.version,
+                                "old_hash": change.old_hash, "new_hash": change.new_hash})
         if changes:
             self._snapshot_stale.set()
         self._correlate_soon.set()  # a pending read may have held a plan; a change may explain one
@@ -967,8 +969,10 @@ class Engine:
             "last_error, finished_at FROM outbox ORDER BY seq DESC LIMIT ?", [limit])
 
     # ---- events and snapshots -----------------------------------------------
-    def _publish(self, kind: str, summary: str, incident_id: str | None = None) -> None:
-        event = EngineEvent(kind=kind, at=self.clock.now(), summary=summary, incident_id=incident_id)
+    def _publish(self, kind: str, summary: str, incident_id: str | None = None,
+                 data: dict[str, Any] | None = None) -> None:
+        event = EngineEvent(kind=kind, at=self.clock.now(), summary=summary, incident_id=incident_id,
+                            data=data or {})
         with self._sub_lock:
             subscribers = list(self._subscribers)
         for cb in subscribers:
