@@ -1,4 +1,4 @@
-"""Command line: ``ispvm demo | run | lab | config check | secret | deliveries``.
+"""Command line: ``ispvm demo | run | lab | config check | secret | notify | deliveries | maint | changes``.
 
 stdout carries data (JSON, tables a script may read); diagnostics and
 progress go to stderr. Textual is imported only by the commands that open
@@ -36,6 +36,12 @@ app.add_typer(deliveries_app, name="deliveries")
 notify_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Notification targets: webhooks, Jira, ServiceNow, Telegram, Slack, e-mail.")
 app.add_typer(notify_app, name="notify")
+maint_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Maintenance windows: planned work that pages nobody (made here, or in the config file).")
+app.add_typer(maint_app, name="maint")
+changes_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="The change calendar: planned work with an owner and a status.")
+app.add_typer(changes_app, name="changes")
 
 EXIT_BAD_INPUT = 2
 T = TypeVar("T")
@@ -706,22 +712,31 @@ def discover(
 
 
 # ---- deliveries ---------------------------------------------------------------
-def _open_outbox(config: Path | None, database: Path | None) -> Any:
-    """The database named by --database or the config's [ispvm].database; a clear exit when the engine holds it."""
-    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
-
+def _database_of(config: Path | None, database: Path | None) -> Path:
+    """--database, or the [ispvm].database of --config (exactly one of them)."""
     if (config is None) == (database is None):
         err("give --config F (its [ispvm].database) or --database F")
         raise typer.Exit(EXIT_BAD_INPUT)
-    db = database if database is not None else _load_config(config).database_path(config.resolve().parent)
+    return database if database is not None else _load_config(config).database_path(config.resolve().parent)
+
+
+NO_ANSWER = "no engine answered on its control socket (an ispvm from before the socket, or one still starting?)"
+
+
+def _open_outbox(config: Path | None, database: Path | None, db: Path | None = None,
+                 locked_hint: str = "The running engine holds it: use the console's Deliveries screen (key d), "
+                                    "or stop the engine and run this again.") -> Any:
+    """The database named by --database or the config's [ispvm].database; a clear exit when the engine holds it."""
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    db = db if db is not None else _database_of(config, database)
     if not db.exists():
         err(f"no database at {db}: nothing has been queued yet")
         raise typer.Exit(1)
     try:
         return Store(db)
     except StoreLocked as exc:
-        err(f"{exc}\nThe running engine holds it: use the console's Deliveries screen (key d), or stop the engine "
-            "and run this again.")
+        err(f"{exc}\n{locked_hint}")
         raise typer.Exit(1) from None
     except StoreError as exc:
         err(str(exc))
@@ -791,16 +806,26 @@ def deliveries_resend(
 
     A resent event that a later event of its incident has overtaken is sent with "superseded": true.
     """
-    import getpass
     import time
 
-    from ispvm_tui.engine import outbox
+    from ispvm_tui.engine import control, outbox
 
     if bool(event_ids) == all_dead:
         err("give event ids or --all-dead (not both)")
         raise typer.Exit(EXIT_BAD_INPUT)
-    who = actor or getpass.getuser()
-    store = _open_outbox(config, database)
+    who = _actor(actor)
+    db = _database_of(config, database)
+    try:  # a running engine holds the file: it resends (and wakes its outbox at once)
+        failed = _resend_live(db, event_ids or [], all_dead, who)
+    except control.NoEngine:
+        pass
+    except control.ControlError as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+    else:
+        raise typer.Exit(1 if failed else 0)
+    store = _open_outbox(config, database, db, locked_hint=f"It is held, and {NO_ANSWER} Stop it and run this "
+                                                           "again, or use the console's Deliveries screen (key d).")
     failed = 0
     try:
         now = time.time()
@@ -821,6 +846,405 @@ def deliveries_resend(
         store.close()
     raise typer.Exit(1 if failed else 0)
 
+
+def _resend_live(db: Path, event_ids: list[str], all_dead: bool, who: str) -> int:
+    """Resend through the running engine; NoEngine when none answers (before anything was asked)."""
+    from ispvm_tui.engine import control
+
+    if all_dead:
+        ids = control.request(db, "deliveries.resend_all_dead", {}, who)
+        typer.echo(f"queued {len(ids)} dead event(s) again")
+        return 0
+    failed = 0
+    for i, event_id in enumerate(event_ids):
+        try:
+            done = control.request(db, "deliveries.resend", {"event_id": event_id}, who)
+        except control.Refused as exc:
+            err(str(exc))
+            failed += 1
+            continue
+        except control.NoEngine:
+            if i == 0:
+                raise
+            # Gone halfway: the file may be free now, but mixing the two paths would confuse the count.
+            raise control.ControlError(f"the engine stopped after {i} resend(s): run this again for the "
+                                       "rest") from None
+        typer.echo(f"queued {event_id} again" + (" (superseded: a later event was delivered)" if done["superseded"]
+                                                  else ""))
+    return failed
+
+
+# ---- maintenance windows and the change calendar ---------------------------------
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="config.toml (its [ispvm].database)")]
+DatabaseOpt = Annotated[Path | None, typer.Option(help="the database file (instead of --config)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
+ActorOpt = Annotated[str | None, typer.Option(help="who does it (audit); default: your user name")]
+SitesOpt = Annotated[list[str] | None, typer.Option("--site", help="scope: a site (repeat for more)")]
+DevicesOpt = Annotated[list[str] | None, typer.Option("--device", help="scope: a device (repeat for more)")]
+TagsOpt = Annotated[list[str] | None, typer.Option("--tag", help="scope: devices with this tag (repeat)")]
+ServicesOpt = Annotated[list[str] | None, typer.Option(
+    "--service", help="scope: what a service depends on (repeat)")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="RFC 3339 with an offset "
+                                                              "(2026-12-08T02:00:00+01:00), or now")]
+EndOpt = Annotated[str | None, typer.Option("--end", help="RFC 3339 with an offset, or now")]
+DurationOpt = Annotated[str | None, typer.Option("--duration", help="instead of --end: 2h, 90m, 1h30m, 1d")]
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    from ispvm_tui.engine.calendar import check_actor
+
+    try:
+        return check_actor(actor if actor is not None else getpass.getuser())
+    except ValueError as exc:
+        err(f"--actor: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (KeyError, OSError):  # no user name to be had (a container without a passwd entry)
+        err("--actor: cannot tell your user name: give --actor NAME")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _reader() -> str:
+    """Who reads (the request names someone; a read is not audited)."""
+    import getpass
+
+    try:
+        return _actor(getpass.getuser())
+    except (KeyError, OSError, typer.Exit):
+        return "cli"
+
+
+def _scope(sites: list[str] | None, devices: list[str] | None, tags: list[str] | None,
+           services: list[str] | None) -> dict[str, list[str]] | None:
+    given = {"sites": sites or [], "devices": devices or [], "tags": tags or [], "services": services or []}
+    return given if any(given.values()) else None
+
+
+def _times(start: str | None, end: str | None, duration: str | None) -> dict[str, Any]:
+    from ispvm_tui.engine.calendar import parse_duration
+
+    out: dict[str, Any] = {}
+    if end is not None and duration is not None:
+        err("give --end or --duration, not both")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if start is not None:
+        out["starts_at"] = start
+    if end is not None:
+        out["ends_at"] = end
+    if duration is not None:
+        try:
+            out["duration_s"] = parse_duration(duration)
+        except ValueError as exc:
+            err(f"--duration: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    return out
+
+
+def _calendar(op: str, args: dict[str, Any], actor: str, config: Path | None, database: Path | None) -> Any:
+    """Ask the running engine (control socket); with none running, run the same calendar code on the file.
+    Bad input exits 2 with one line, a failure exits 1."""
+    import time
+
+    from ispvm_tui.engine import calendar, control
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    db = _database_of(config, database)
+    cfg = _load_config(config) if config is not None else None
+
+    def direct() -> Any:
+        if op not in calendar.READ_OPS and cfg is None and op.endswith((".add", ".edit")):
+            err(f"{NO_ANSWER.capitalize()}: checking a scope needs the inventory: give --config F")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if not db.exists():
+            if database is not None:
+                err(f"no database at {db}")
+                raise typer.Exit(1)
+            if op in calendar.READ_OPS:
+                return calendar.run_op(None, op, args, cfg, actor, time.time())
+        try:
+            store = Store(db)
+        except StoreLocked as exc:
+            err(f"{exc}\nIt is held, and {NO_ANSWER} Try again in a moment, or stop that process.")
+            raise typer.Exit(1) from None
+        try:
+            job = calendar.refusing(lambda con: calendar.run_op(con, op, args, cfg, actor, time.time()))
+            return calendar.unwrap(store.transaction(job).result(60))
+        finally:
+            store.close()
+
+    try:
+        result, live = control.call(db, op, args, actor, direct)
+    except ValueError as exc:  # the fields, an id, a status move: refused by the engine or here
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+    if not live and op not in calendar.READ_OPS:
+        err("no engine running: written to the database; the engine takes it up when it starts")
+    if not live and cfg is None and op == "maint.list":
+        err("(the config file's windows are listed with --config, or while the engine runs)")
+    return result
+
+
+def _local(ts: float | None, tz: str | None = None) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if ts is None:
+        return "-"
+    moment = datetime.fromtimestamp(ts, ZoneInfo(tz)) if tz else datetime.fromtimestamp(ts).astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M%z")
+
+
+def _span(start: float | None, end: float | None) -> str:
+    a, b = _local(start), _local(end)
+    if a[:10] == b[:10] and a[-5:] == b[-5:]:
+        b = b[11:]  # same day and offset: the end's time is enough
+    return f"{a} -> {b}"
+
+
+def _scope_text(scope: dict[str, list[str]]) -> str:
+    return " ".join(f"{k}={','.join(v)}" for k, v in scope.items() if v) or "-"
+
+
+def _window_when(w: dict[str, Any]) -> str:
+    parts = []
+    if w["starts_at"] is not None:
+        parts.append(_span(w["starts_at"], w["ends_at"]))
+    if w["weekly"]:
+        parts.append(f"{', '.join(w['weekly'])} {w['timezone']}")
+    return "; ".join(parts)
+
+
+def _window_line(w: dict[str, Any]) -> str:
+    now = " (active now)" if w["active_now"] else ""
+    return f"{w['id']} {w['name']!r} {w['status']}{now}: {_window_when(w)}; {_scope_text(w['scope'])}"
+
+
+def _change_line(c: dict[str, Any]) -> str:
+    return (f"{c['id']} {c['title']!r} {c['status']}, owner {c['owner']}: {_span(c['starts_at'], c['ends_at'])}; "
+            f"{_scope_text(c['scope'])}")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    """A compact table: each column as wide as its widest cell, the last one free."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
+    for row in [headers, *rows]:
+        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip())
+
+
+def _print(result: Any, as_json: bool, line: Callable[[dict[str, Any]], str], verb: str) -> None:
+    typer.echo(json.dumps(result, indent=2) if as_json else f"{verb} {line(result)}")
+
+
+@maint_app.command("list")
+def maint_list(config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
+    """Every maintenance window: the config file's (config:NAME, read-only here) and the run-time ones
+    (MW-1, ...), canceled ones included; "now" marks those silencing at this moment."""
+    windows = _calendar("maint.list", {}, _reader(), config, database)
+    if json_out:
+        typer.echo(json.dumps(windows, indent=2))
+        return
+    if not windows:
+        typer.echo("no maintenance windows")
+        return
+    _table(["ID", "STATUS", "NOW", "NAME", "WHEN", "BY", "SCOPE"],
+           [[w["id"], w["status"], "now" if w["active_now"] else "-", w["name"], _window_when(w),
+             w["created_by"] or ("(config file)" if w["source"] == "config" else "-"), _scope_text(w["scope"])]
+            for w in windows])
+
+
+@maint_app.command("add")
+def maint_add(
+    name: Annotated[str, typer.Argument(help="the window's name: incidents in it are labelled maintenance = NAME")],
+    site: SitesOpt = None, device: DevicesOpt = None, tag: TagsOpt = None, service: ServicesOpt = None,
+    start: StartOpt = None, end: EndOpt = None, duration: DurationOpt = None,
+    weekly: Annotated[list[str] | None, typer.Option(
+        "--weekly", help='recurring, as route hours: "Tue 02:00-04:00" (repeat for more)')] = None,
+    timezone: Annotated[str | None, typer.Option(help="for --weekly (default [ispvm].timezone)")] = None,
+    note: Annotated[str | None, typer.Option(help="a note shown with the window")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Add a window: a scope (--site/--device/--tag/--service) and a time, one-off (--start, --end or
+    --duration; --start defaults to now) or weekly (--weekly, --timezone). While it is active, incidents whose
+    every root cause is in scope are recorded and shown but notify nobody. Audited."""
+    fields: dict[str, Any] = {"name": name, **_times(start, end, duration)}
+    if "starts_at" not in fields and ("ends_at" in fields or "duration_s" in fields):
+        fields["starts_at"] = "now"
+    scope = _scope(site, device, tag, service)
+    if scope is not None:
+        fields["scope"] = scope
+    else:
+        err("give a scope: --site, --device, --tag or --service")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if weekly:
+        fields["weekly"] = weekly
+    if timezone is not None:
+        fields["timezone"] = timezone
+    if note is not None:
+        fields["note"] = note
+    _print(_calendar("maint.add", {"fields": fields}, _actor(actor), config, database), json_out, _window_line,
+           "added")
+
+
+@maint_app.command("edit")
+def maint_edit(
+    window_id: Annotated[str, typer.Argument(metavar="ID", help="MW-1, ... (ispvm maint list)")],
+    name: Annotated[str | None, typer.Option(help="a new name")] = None,
+    site: SitesOpt = None, device: DevicesOpt = None, tag: TagsOpt = None, service: ServicesOpt = None,
+    start: StartOpt = None, end: EndOpt = None, duration: DurationOpt = None,
+    weekly: Annotated[list[str] | None, typer.Option("--weekly", help="recurring windows (replace the old)")] = None,
+    timezone: Annotated[str | None, typer.Option(help="for --weekly")] = None,
+    note: Annotated[str | None, typer.Option(help="a new note")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Change a run-time window. Scope options replace the whole scope. --end or --duration alone moves the
+    end (from the window's start); --start makes it one-off (dropping --weekly hours unless given), --weekly
+    makes it weekly (dropping a one-off time unless --start is given). Config-file windows change in the file."""
+    fields: dict[str, Any] = _times(start, end, duration)
+    if start is not None and not weekly:
+        fields["weekly"] = []
+    if weekly:
+        fields["weekly"] = weekly
+        if start is None:
+            if end is not None or duration is not None:
+                err("--end/--duration with --weekly needs --start too (a window can be both)")
+                raise typer.Exit(EXIT_BAD_INPUT)
+            fields.update(starts_at=None, ends_at=None)
+    scope = _scope(site, device, tag, service)
+    for key, value in (("name", name), ("scope", scope), ("timezone", timezone), ("note", note)):
+        if value is not None:
+            fields[key] = value
+    if not fields:
+        err("nothing to change: give --name, a scope, times, --weekly, --timezone or --note")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _print(_calendar("maint.edit", {"id": window_id, "fields": fields}, _actor(actor), config, database), json_out,
+           _window_line, "edited")
+
+
+@maint_app.command("cancel")
+def maint_cancel(
+    window_id: Annotated[str, typer.Argument(metavar="ID", help="MW-1, ... (ispvm maint list)")],
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Cancel a run-time window: it stops silencing at once, and incidents it held back that are still open
+    are notified. It stays listed, canceled. Audited."""
+    _print(_calendar("maint.cancel", {"id": window_id}, _actor(actor), config, database), json_out, _window_line,
+           "canceled")
+
+
+@changes_app.command("list")
+def changes_list(config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
+    """Every change record, by start time, with the incidents linked to it."""
+    changes = _calendar("change.list", {}, _reader(), config, database)
+    if json_out:
+        typer.echo(json.dumps(changes, indent=2))
+        return
+    if not changes:
+        typer.echo("no changes")
+        return
+    _table(["ID", "STATUS", "WHEN", "OWNER", "SCOPE", "INCIDENTS", "TITLE"],
+           [[c["id"], c["status"], _span(c["starts_at"], c["ends_at"]), c["owner"], _scope_text(c["scope"]),
+             ",".join(c["incidents"]) or "-", c["title"]] for c in changes])
+
+
+@changes_app.command("show")
+def changes_show(
+    change_id: Annotated[str, typer.Argument(metavar="ID", help="CHG-1, ... (ispvm changes list)")],
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """One change: every field, the incidents linked to it and its history (who changed what, when)."""
+    shown = _calendar("change.show", {"id": change_id}, _reader(), config, database)
+    if json_out:
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    c = shown["change"]
+    for key, value in (("id", c["id"]), ("title", c["title"]), ("status", c["status"]), ("owner", c["owner"]),
+                       ("when", _span(c["starts_at"], c["ends_at"])), ("scope", _scope_text(c["scope"])),
+                       ("incidents", ", ".join(c["incidents"]) or "-"),
+                       ("created", f"{_local(c['created_at'])} by {c['created_by']}")):
+        typer.echo(f"{key + ':':<11}{value}")
+    if c["description"]:
+        typer.echo("description:")
+        for text in c["description"].splitlines():
+            typer.echo(f"  {text}")
+    typer.echo("history:")
+    for h in shown["history"]:
+        typer.echo(f"  {_local(h['ts'])}  {h['actor']}  {h['action']}  {h['detail'] or ''}")
+
+
+def _change_fields(title: str | None, description: str | None, scope: dict[str, list[str]] | None,
+                   times: dict[str, Any], owner: str | None, status: str | None) -> dict[str, Any]:
+    fields = dict(times)
+    for key, value in (("title", title), ("description", description), ("scope", scope), ("owner", owner),
+                       ("status", status)):
+        if value is not None:
+            fields[key] = value
+    return fields
+
+
+StatusOpt = Annotated[str | None, typer.Option(help="planned, in-progress, completed (or canceled: use cancel)")]
+
+
+@changes_app.command("add")
+def changes_add(
+    title: Annotated[str, typer.Argument(help="what the change is")],
+    description: Annotated[str | None, typer.Option(help="the plan, the rollback, a ticket number")] = None,
+    site: SitesOpt = None, device: DevicesOpt = None, tag: TagsOpt = None, service: ServicesOpt = None,
+    start: StartOpt = None, end: EndOpt = None, duration: DurationOpt = None,
+    owner: Annotated[str | None, typer.Option(help="who runs it (default: the actor)")] = None,
+    status: StatusOpt = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Record a change: a scope, a start (--start, default now) and an end (--end or --duration), an owner
+    (default: the actor) and a status (default planned). It silences nothing: that is a maintenance window."""
+    times = _times(start, end, duration)
+    times.setdefault("starts_at", "now")
+    scope = _scope(site, device, tag, service)
+    if scope is None:
+        err("give a scope: --site, --device, --tag or --service")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if "ends_at" not in times and "duration_s" not in times:
+        err("give --end or --duration")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    fields = _change_fields(title, description, scope, times, owner, status)
+    _print(_calendar("change.add", {"fields": fields}, _actor(actor), config, database), json_out, _change_line,
+           "added")
+
+
+@changes_app.command("edit")
+def changes_edit(
+    change_id: Annotated[str, typer.Argument(metavar="ID", help="CHG-1, ... (ispvm changes list)")],
+    title: Annotated[str | None, typer.Option(help="a new title")] = None,
+    description: Annotated[str | None, typer.Option(help="a new description")] = None,
+    site: SitesOpt = None, device: DevicesOpt = None, tag: TagsOpt = None, service: ServicesOpt = None,
+    start: StartOpt = None, end: EndOpt = None, duration: DurationOpt = None,
+    owner: Annotated[str | None, typer.Option(help="a new owner")] = None,
+    status: StatusOpt = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Change a change: scope options replace the whole scope; --duration counts from its start. Status moves
+    planned -> in-progress -> completed; completed and canceled changes are final. Audited."""
+    fields = _change_fields(title, description, _scope(site, device, tag, service), _times(start, end, duration),
+                            owner, status)
+    if not fields:
+        err("nothing to change: give --title, --description, a scope, times, --owner or --status")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _print(_calendar("change.edit", {"id": change_id, "fields": fields}, _actor(actor), config, database), json_out,
+           _change_line, "edited")
+
+
+@changes_app.command("cancel")
+def changes_cancel(
+    change_id: Annotated[str, typer.Argument(metavar="ID", help="CHG-1, ... (ispvm changes list)")],
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Cancel a planned or in-progress change (final). Audited."""
+    _print(_calendar("change.cancel", {"id": change_id}, _actor(actor), config, database), json_out, _change_line,
+           "canceled")
 
 def main() -> None:
     from ispvm_tui.fileperms import restrict_umask

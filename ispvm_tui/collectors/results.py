@@ -169,3 +169,22 @@ class PollResult:
     stale: dict[str, str] = field(default_factory=dict)
     wireless: tuple[WirelessClient, ...] | None = None  # None = not collected (or stale)
     storage: tuple[StorageUse, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ConfigRead:
+    """One read of a device's configuration menus (``read_config``), raw: secrets may be in ``menus``.
+
+    ``engine.config_normalise.normalise`` turns ``menus`` into the canonical,
+    secret-free text that is fingerprinted; nothing else should keep the rows.
+    A menu the device does not have is absent, and so is every menu of a
+    category one of whose menus failed to read: a category is read whole or
+    not at all, so a passing failure never looks like a configuration change.
+    """
+
+    device: str
+    collector: Literal["api", "snmp"]  # the values PollResult.collector uses
+    started_at: float  # clock epoch seconds
+    ok: bool
+    menus: dict[str, list[dict[str, str]]] = field(default_factory=dict, repr=False)
+    error: str | None = None  # human-readable, never contains a secret

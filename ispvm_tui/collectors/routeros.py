@@ -18,6 +18,10 @@ Probes (``/ping`` from the router) run last, in the time the poll has left:
 their echo interval shrinks with short poll timeouts so they finish inside
 it, and a probe that fails is a ``ProbeResult`` with ``error``, never a
 failed poll.
+
+``read_config`` reads the configuration menus ``engine/config_normalise.py``
+fingerprints, over the same connection, after a poll: a ``ConfigRead`` of raw
+rows, asked by ``.proplist`` for the allow-listed attributes only.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.neterrors import os_error_kind, os_error_text
 from ispvm_tui.collectors.results import (
     BgpSession,
+    ConfigRead,
     ErrorKind,
     HealthSensor,
     InterfaceStat,
@@ -54,6 +59,7 @@ from ispvm_tui.collectors.results import (
     SystemInfo,
 )
 from ispvm_tui.collectors.routeros_wire import ReplyBudget, ReplyTooLarge, bytes_received, open_api
+from ispvm_tui.engine.config_normalise import API_MENUS, SPECS
 
 _LOG = logging.getLogger(__name__)
 
@@ -275,6 +281,57 @@ class RouterOSCollector:
                 sensors=got.sensors, neighbors=got.neighbors, probes=got.probes, route_count=got.route_count,
                 stale=got.stale,
             )
+
+    async def read_config(self) -> ConfigRead:
+        """Read the configuration menus (``config_normalise.API_MENUS``); never raises (except cancellation).
+
+        Runs over the poll's logged-in connection, after a poll and never beside
+        one (the lock), within the collector's timeout for the whole read. Each
+        menu is asked only for its allow-listed attributes (``=.proplist=``), so
+        the secrets of those menus are never even sent; open menus (firewall
+        rules, v6 routing filters) travel whole, they hold no secrets. A menu
+        this version lacks is skipped; one that fails leaves its whole category
+        out (a category read in part would look changed). Row contents are
+        never logged.
+        """
+        async with self._lock:
+            started_at = self._clock.now()
+            self._deadline = time.monotonic() + self._timeout
+            self._budget.reset()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    menus = await self._read_menus()
+            except asyncio.CancelledError:
+                self._abort()
+                raise
+            except Exception as exc:
+                self._abort()
+                kind, message = self._classify(exc)
+                _LOG.debug("%s: configuration read failed (%s): %s", self.target.name, kind, message)
+                return ConfigRead(device=self.target.name, collector="api", started_at=started_at, ok=False,
+                                  error=message)
+            return ConfigRead(device=self.target.name, collector="api", started_at=started_at, ok=True, menus=menus)
+
+    async def _read_menus(self) -> dict[str, list[Row]]:
+        await self._connection()  # device-level failures (refused, login, TLS) fail the whole read
+        menus: dict[str, list[Row]] = {}
+        failed: dict[str, str] = {}  # category -> the menu that failed
+        for path in API_MENUS:
+            spec = SPECS[path]
+            if spec.category in failed:
+                continue
+            try:
+                menus[path] = await self._print(path, spec.proplist(), *spec.query)
+            except TrapError as exc:
+                if not any(m in str(exc) for m in _MISSING_MENU):  # "no such command": not on this version
+                    failed[spec.category] = path
+            except _MalformedReply:
+                self._abort()  # the stream is out of step; the next menu reconnects
+                failed[spec.category] = path
+        if failed:
+            _LOG.debug("%s: configuration categories not read: %s", self.target.name,
+                       ", ".join(f"{cat} ({path})" for cat, path in failed.items()))
+        return {path: rows for path, rows in menus.items() if SPECS[path].category not in failed}
 
     async def close(self) -> None:
         async with self._lock:  # never pull the connection from under a running poll

@@ -55,6 +55,7 @@ from ispvm_tui.collectors import snmp_wire as wire
 from ispvm_tui.collectors.neterrors import os_error_kind, os_error_text
 from ispvm_tui.collectors.results import (
     BgpSession,
+    ConfigRead,
     ErrorKind,
     HealthSensor,
     InterfaceStat,
@@ -407,6 +408,21 @@ _AUTH_ERRORS = (
     errind.UnknownCommunityName,
 )
 
+# What SNMP exposes of a device's configuration (SnmpCollector.read_config), as pseudo menus that
+# engine/config_normalise.py files under "system" and "interfaces".
+_CONFIG_SYSTEM_OIDS: dict[str, Oid] = {
+    "name": _SYSTEM_OIDS["name"],
+    "contact": (1, 3, 6, 1, 2, 1, 1, 4, 0),
+    "location": (1, 3, 6, 1, 2, 1, 1, 6, 0),
+}
+_CONFIG_IF_COLUMNS: dict[str, Oid] = {
+    "descr": (*_IF_ENTRY, 2),
+    "mtu": (*_IF_ENTRY, 4),
+    "admin": (*_IF_ENTRY, 7),
+    "alias": (*_IFX_ENTRY, 18),
+}
+_ADMIN_STATUS = {1: "up", 2: "down", 3: "testing"}
+
 _NO_SUCH_NAME = "noSuchName"
 _EXCEPTION_VALUES = wire.VarBindException
 _VarBinds = list[tuple[Oid, Any]]
@@ -544,6 +560,47 @@ class SnmpCollector:
             duration_s=time.monotonic() - t0,
             **fields,
         )
+
+    async def read_config(self) -> ConfigRead:
+        """What the device exposes of its configuration over SNMP; never raises (except cancellation).
+
+        sysName, sysContact and sysLocation become the ``/snmp:system`` row;
+        ifDescr, ifAlias, ifAdminStatus and ifMtu one ``/snmp:interfaces`` row
+        per interface (named by ifDescr: ifIndex may renumber after a reboot).
+        A table walk the agent refuses in part leaves the interfaces out rather
+        than half read.
+        """
+        started_at = self._clock.now()
+        try:
+            async with asyncio.timeout(self._poll_timeout):
+                menus = await self._read_config()
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            where = f"{self.target.address}:{self.target.port}"
+            return ConfigRead(device=self.target.name, collector="snmp", started_at=started_at, ok=False,
+                              error=f"SNMP configuration read of {where} did not finish within "
+                                    f"{self._poll_timeout:g} s (the poll timeout)")
+        except Exception as exc:
+            return ConfigRead(device=self.target.name, collector="snmp", started_at=started_at, ok=False,
+                              error=self._reason(exc))
+        return ConfigRead(device=self.target.name, collector="snmp", started_at=started_at, ok=True, menus=menus)
+
+    async def _read_config(self) -> dict[str, list[dict[str, str]]]:
+        scalars = await self._get([*_CONFIG_SYSTEM_OIDS.values(), _SYSTEM_OIDS["if_number"]])
+        menus: dict[str, list[dict[str, str]]] = {}
+        if any(oid in scalars for oid in _CONFIG_SYSTEM_OIDS.values()):
+            menus["/snmp:system"] = [{name: _text(scalars[oid]) or "" for name, oid in _CONFIG_SYSTEM_OIDS.items()
+                                      if oid in scalars}]
+        walk = await self._walk(_CONFIG_IF_COLUMNS, _int(scalars.get(_SYSTEM_OIDS["if_number"])))
+        if not walk.errors:
+            cols = walk.columns
+            menus["/snmp:interfaces"] = [
+                {"descr": _text(descr) or "", "alias": _text(cols["alias"].get(index)) or "",
+                 "admin-status": _admin_status(cols["admin"].get(index)), "mtu": _number(cols["mtu"].get(index))}
+                for index, descr in sorted(cols["descr"].items())
+            ]
+        return menus
 
     # -- one poll ---------------------------------------------------------
 
@@ -995,6 +1052,16 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return None if value is None else str(value)
+
+
+def _number(value: Any) -> str:
+    number = _int(value)
+    return "" if number is None else str(number)
+
+
+def _admin_status(value: Any) -> str:
+    status = _int(value)
+    return "" if status is None else _ADMIN_STATUS.get(status, str(status))
 
 
 def _octets(value: Any) -> bytes:

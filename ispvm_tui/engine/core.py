@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +28,16 @@ import duckdb
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import InterfaceStat, PollResult
 from ispvm_tui.config import Config, load_rules, remote_devices
-from ispvm_tui.engine import outbox, webhooks
+from ispvm_tui.engine import calendar, control, outbox, webhooks
 from ispvm_tui.engine.api import (
+    ChangeRecordView,
     DeliveryReport,
     DeviceView,
     EngineEvent,
     EntityState,
     IncidentView,
     LinkView,
+    MaintenanceView,
     Noise,
     SiteView,
     Snapshot,
@@ -120,6 +123,9 @@ class Engine:
         self._escalated: set[tuple[str, str]] = set()  # (target, incident) already queued by the sweep
         self.maintenance = Maintenance(config)
         self._held_back: set[str] = set()  # incidents that notified nobody because of a maintenance window
+        self.calendar_windows: list[MaintenanceView] = []  # run-time windows (canceled too): the calendar block
+        self.calendar_changes: list[ChangeRecordView] = []
+        self.control: control.ControlServer | None = None
         self.refs: Refs = StoreRefs(store)  # far-side keys (Jira issue, ServiceNow record) survive restarts
         self._subscribers: list[Callable[[EngineEvent], None]] = []
         self._sub_lock = threading.Lock()
@@ -198,11 +204,13 @@ class Engine:
 
             self.centre = Centre(self)
             await self.centre.start()
+        await self._start_control()
         self._refresh_snapshot()
 
     async def stop(self) -> None:
         """Stop polling and delivery; every step is bounded so quitting never hangs."""
         self._stopping.set()
+        await _bounded(self._stop_control(), "control socket")
         if self.centre is not None:
             await _bounded(self.centre.stop(), "remote results")
         for task in self._tasks:
@@ -241,6 +249,7 @@ class Engine:
             firing.append(alert)
             self.alerts[alert.id] = alert
         self.rules.restore(firing)
+        self._restore_calendar()
 
     def _metric_of(self, rule: str) -> str:
         spec = self.rules.ruleset.rules.get(rule)
@@ -928,3 +937,97 @@ class Engine:
             alerts=tuple(a.view() for a in self.rules.firing.values()),
             polls_total=self.polls_total, polls_failed=self.polls_failed, noise=noise,
         )
+
+    # ---- change calendar, run-time maintenance windows, control socket ------------------------------
+    # (engine/calendar.py does the work, in the store's transactions; the hooks elsewhere are one line
+    # each in __init__, start, stop and _restore)
+    def _restore_calendar(self) -> None:
+        now = self.clock.now()
+        windows, changes = self.store.transaction(
+            lambda con: (calendar.list_windows(con, None, now), calendar.list_changes(con))).result(60)
+        self.calendar_windows, self.calendar_changes = windows, changes
+        self.maintenance = Maintenance(self.config, windows)
+
+    async def _calendar_op(self, op: str, args: dict[str, Any], actor: str) -> Any:
+        """One calendar operation (calendar.OPS) in a transaction; then what the engine holds follows it."""
+        now = self.clock.now()
+        result = calendar.unwrap(await asyncio.wrap_future(self.store.transaction(calendar.refusing(
+            lambda con: calendar.run_op(con, op, args, self.config, actor, now)))))
+        if op in calendar.WINDOW_OPS:
+            self.calendar_windows = [w for w in self.calendar_windows if w.id != result.id] + [result]
+            # At once: the very next correlation round (asked for now) labels with the new set, and a
+            # canceled window's incidents still open are released by the sweep after it.
+            self.maintenance = Maintenance(self.config, self.calendar_windows)
+            self._correlate_soon.set()
+            self._publish("maintenance.changed", f"{actor}: {op.split('.')[1]} {result.id} {result.name} "
+                                                 f"({result.status})")
+        elif op in calendar.CHANGE_OPS:
+            self.calendar_changes = [c for c in self.calendar_changes if c.id != result.id] + [result]
+            self._publish("change.changed", f"{actor}: {op.split('.')[1]} {result.id} {result.title} "
+                                            f"({result.status})")
+        return result
+
+    def maintenance_list(self) -> Future[list[MaintenanceView]]:
+        return self._submit(self._calendar_op("maint.list", {}, "engine"))
+
+    def maintenance_add(self, fields: dict[str, Any], actor: str) -> Future[MaintenanceView]:
+        return self._submit(self._calendar_op("maint.add", {"fields": fields}, actor))
+
+    def maintenance_edit(self, window_id: str, fields: dict[str, Any], actor: str) -> Future[MaintenanceView]:
+        return self._submit(self._calendar_op("maint.edit", {"id": window_id, "fields": fields}, actor))
+
+    def maintenance_cancel(self, window_id: str, actor: str) -> Future[MaintenanceView]:
+        return self._submit(self._calendar_op("maint.cancel", {"id": window_id}, actor))
+
+    def changes_list(self) -> Future[list[ChangeRecordView]]:
+        return self._submit(self._calendar_op("change.list", {}, "engine"))
+
+    def change_add(self, fields: dict[str, Any], actor: str) -> Future[ChangeRecordView]:
+        return self._submit(self._calendar_op("change.add", {"fields": fields}, actor))
+
+    def change_edit(self, change_id: str, fields: dict[str, Any], actor: str) -> Future[ChangeRecordView]:
+        return self._submit(self._calendar_op("change.edit", {"id": change_id, "fields": fields}, actor))
+
+    def change_cancel(self, change_id: str, actor: str) -> Future[ChangeRecordView]:
+        return self._submit(self._calendar_op("change.cancel", {"id": change_id}, actor))
+
+    def _control_ops(self) -> dict[str, control.Handler]:
+        """What the control socket serves: the calendar, and resends (which the CLI could not do while the
+        engine holds the database)."""
+
+        def calendar_op(op: str) -> control.Handler:
+            return lambda args, actor: self._calendar_op(op, args, actor)
+
+        async def resend(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            event_id = args.get("event_id")
+            if not isinstance(event_id, str) or not event_id:
+                raise ValueError("event_id: expected an outbox event id")
+            return {"event_id": event_id, "superseded": await self.resend_delivery(event_id, actor)}
+
+        async def resend_all_dead(args: dict[str, Any], actor: str) -> list[str]:
+            return await self.resend_all_dead_deliveries(actor)
+
+        async def ping(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            return {"pid": os.getpid(), "at": self.clock.now()}
+
+        ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
+        ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping})
+        return ops
+
+    async def _start_control(self) -> None:
+        """Serve the control socket next to the database. Without it the engine still runs: the CLI then
+        says the database is held, as it did before there was a socket."""
+        server = control.ControlServer(self.store.path, self._control_ops(), check_actor=calendar.check_actor)
+        try:
+            path = await server.start()
+        except (control.ControlError, OSError) as exc:
+            log.error("no control socket: %s", exc)
+            self._publish("engine.error", f"no control socket (the CLI cannot reach this engine): {exc}")
+            return
+        self.control = server
+        log.info("control socket %s", path)
+
+    async def _stop_control(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
