@@ -40,7 +40,8 @@ maint_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                         help="Maintenance windows: planned work that pages nobody (made here, or in the config file).")
 app.add_typer(maint_app, name="maint")
 changes_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                          help="The change calendar: planned work with an owner and a status.")
+                          help="The change calendar (planned work with an owner and a status) and the "
+                               "configuration changes the engine detected.")
 app.add_typer(changes_app, name="changes")
 
 EXIT_BAD_INPUT = 2
@@ -506,7 +507,7 @@ async def _headless(engine: Any, as_json: bool, duration: float | None) -> None:
 
     def on_event(event: Any) -> None:
         line = _event_line(event, as_json)
-        if as_json or event.kind.startswith("incident."):
+        if as_json or event.kind.startswith(("incident.", "config.changed")):
             print(line, flush=True)
         else:
             print(line, file=sys.stderr, flush=True)
@@ -1245,6 +1246,110 @@ def changes_cancel(
     """Cancel a planned or in-progress change (final). Audited."""
     _print(_calendar("change.cancel", {"id": change_id}, _actor(actor), config, database), json_out, _change_line,
            "canceled")
+
+# ---- detected configuration changes ------------------------------------------------------------------
+
+
+def _config_read(op: str, args: dict[str, Any], config: Path | None, database: Path | None) -> Any:
+    """Detected changes and diffs: from the running engine, else read off the database file."""
+    from ispvm_tui.engine import config_watch, control
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    db = _database_of(config, database)
+
+    def direct() -> Any:
+        if not db.exists():
+            err(f"no database at {db}")
+            raise typer.Exit(1)
+        try:
+            store = Store(db)
+        except StoreLocked as exc:
+            err(f"{exc}\nIt is held, and {NO_ANSWER}")
+            raise typer.Exit(1) from None
+        try:
+            if op == "config.changes":
+                return config_watch.list_changes(store.query_dicts, device=args.get("device"),
+                                                 limit=args.get("limit", 200))
+            return config_watch.diff(store.query_dicts, args["device"], args["category"], args.get("old_version"),
+                                     args.get("new_version"))
+        finally:
+            store.close()
+
+    try:
+        return control.call(db, op, args, _reader(), direct)[0]
+    except ValueError as exc:
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+
+
+@changes_app.command("detected")
+def changes_detected(
+    device: Annotated[str | None, typer.Option(help="only this device")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 200,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Configuration changes the engine detected, newest first: device, category, version, summary."""
+    changes = _config_read("config.changes", {"device": device, "limit": limit}, config, database)
+    if json_out:
+        typer.echo(json.dumps(changes, indent=2))
+        return
+    if not changes:
+        typer.echo("no configuration changes detected")
+        return
+    _table(["DETECTED", "DEVICE", "CATEGORY", "VERSION", "SUMMARY"],
+           [[_local(c["detected_at"]), c["device"], c["category"], str(c["version"]), c["summary"]]
+            for c in changes])
+
+
+@changes_app.command("diff")
+def changes_diff(
+    device: Annotated[str, typer.Argument(help="the device")],
+    category: Annotated[str, typer.Argument(help="bgp, ospf, interfaces, addressing, firewall or system")],
+    old: Annotated[int | None, typer.Option("--from", min=1, help="older version (default: the one before --to)")]
+    = None,
+    new: Annotated[int | None, typer.Option("--to", min=1, help="newer version (default: the latest)")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """A readable diff between two stored versions of one device's configuration category (secrets are never
+    stored, so never shown)."""
+    lines = _config_read("config.diff", {"device": device, "category": category, "old_version": old,
+                                         "new_version": new}, config, database)
+    if json_out:
+        typer.echo(json.dumps(lines, indent=2))
+        return
+    typer.echo("\n".join(lines) if lines else "no difference")
+
+
+@changes_app.command("capture")
+def changes_capture(
+    device: Annotated[str | None, typer.Argument(help="one device (default: every device)")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Ask the running engine to fingerprint now (one device or all) instead of waiting for the schedule.
+    Audited. Needs a running engine: it reads the routers over its own sessions."""
+    from ispvm_tui.engine import control
+
+    db = _database_of(config, database)
+    try:
+        result = control.request(db, "config.capture", {"device": device}, _actor(actor))
+    except control.NoEngine:
+        err(f"no engine is running on {db}: `ispvm run` reads configuration as it polls")
+        raise typer.Exit(1) from None
+    except control.Refused as exc:
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+    if json_out:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"{result['asked']} device(s) will be fingerprinted at their next poll "
+                   "(`ispvm changes detected` lists what changed)")
+
 
 def main() -> None:
     from ispvm_tui.fileperms import restrict_umask

@@ -99,6 +99,21 @@ class Incidents(Strict):
     reopen_window_s: float = Field(900.0, ge=0)  # the same root failing again this soon reopens its incident
 
 
+class ConfigWatch(Strict):
+    """Configuration fingerprints (docs/architecture.md, "Config changes"): what is read, how often, and how
+    far back a detected change counts towards an incident's root cause."""
+
+    enabled: bool = True
+    interval_s: float = Field(900.0, ge=5)  # each device's fingerprint is taken this often (after a poll)
+    concurrency: int = Field(8, ge=1, le=256)  # config reads at once, beside the polls
+    # A change detected on a root-cause device up to this long before an incident began makes it
+    # `change_related = "possible"`, with the change as evidence.
+    lookback_s: float = Field(1800.0, ge=0)
+    # When a fault starts, its devices are fingerprinted at once (the incident waits for that, within
+    # incidents.settle_max_s): a change made two minutes before an outage is seen before the first page.
+    read_on_fault: bool = True
+
+
 class Retention(Strict):
     """How long each table keeps its rows, and how often maintenance runs.
 
@@ -123,11 +138,12 @@ class Retention(Strict):
         """Which tables each ``*_days`` field governs."""
         return {
             "samples_days": ("interface_samples", "health_samples", "bgp_samples", "ospf_samples",
-                             "sensor_samples", "probe_samples", "neighbor_samples"),
+                             "sensor_samples", "probe_samples", "neighbor_samples", "config_checks"),
             "poll_log_days": ("poll_log",),
             "rollup_5m_days": ("interface_rollup_5m", "health_rollup_5m", "probe_rollup_5m"),
             "rollup_1h_days": ("interface_rollup_1h", "health_rollup_1h", "probe_rollup_1h"),
-            "events_days": ("alerts", "incidents", "incident_events", "outbox", "deliveries", "audit", "events"),
+            "events_days": ("alerts", "incidents", "incident_events", "outbox", "deliveries", "audit", "events",
+                            "config_versions"),
         }
 
     @classmethod
@@ -335,6 +351,7 @@ class JiraConfig(TargetBase):
         "critical": "Highest", "major": "High", "minor": "Medium", "warning": "Low", "info": "Lowest"}
     labels: list[str] = []  # besides "ispvm", "ispvm-<incident id>" and the incident's site/provider tags
     close_transition: str | None = None  # e.g. "Done": looked up by name when the incident closes
+    reopen_transition: str | None = None  # e.g. "Reopen": looked up by name when a closed incident fails again
 
     def secret_refs(self) -> list[str]:
         return [self.token_secret]
@@ -543,6 +560,7 @@ class Config(Strict):
     rules: RulesConfig = RulesConfig()
     incidents: Incidents = Incidents()
     retention: Retention = Retention()
+    config_watch: ConfigWatch = ConfigWatch()
     console: ConsoleLocation
     sites: list[Site] = Field(min_length=1)
     credentials: dict[str, Credential] = {}

@@ -6,6 +6,7 @@ what the tests check is exactly what a user sees.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import difflib
 import json
@@ -20,12 +21,12 @@ from typing import Any
 from ispvm_tui.aioloop import BackgroundLoop
 from ispvm_tui.clock import ScaledClock
 from ispvm_tui.config import Config
-from ispvm_tui.engine import webhooks
+from ispvm_tui.engine import config_watch, webhooks
 from ispvm_tui.engine.core import Engine
 from ispvm_tui.engine.store import Store
 from ispvm_tui.lab.inventory import lab_inventory, lab_secrets
 from ispvm_tui.lab.runner import Lab
-from ispvm_tui.lab.scenario import Expect, IncidentExpect, Scenario, normalise_link
+from ispvm_tui.lab.scenario import Expect, IncidentExpect, Scenario, TimelineEntry, normalise_link
 from ispvm_tui.lab.webhook_sink import WebhookSink
 from ispvm_tui.secrets import StaticSecrets
 
@@ -85,8 +86,29 @@ def start_demo(scenario: Scenario, *, speed: float = 1.0, database: Path | None 
     if secrets:
         values = StaticSecrets({**values.values(), **secrets})
     engine = Engine(config, store=store, clock=clock, secrets=values)
+    lab.on_maintenance = lambda entry: _open_window(engine, scenario, entry)
     loop.run(engine.start(), timeout=60)
     return DemoRun(scenario, clock, loop, lab, store, engine, sink, tmpdir)
+
+
+async def _open_window(engine: Engine, scenario: Scenario, entry: TimelineEntry) -> None:
+    """A timeline `maintenance` entry: the window an operator would open with `ispvm maint add`."""
+    scope: dict[str, list[str]] = {"sites": [], "devices": [], "tags": [], "services": []}
+    sites = {s.name for s in scenario.sites}
+    services = {s.name for s in scenario.services}
+    for item in entry.scope or []:
+        if item.startswith("tag:"):
+            scope["tags"].append(item[4:])
+        elif item in sites:
+            scope["sites"].append(item)
+        elif item in services:
+            scope["services"].append(item)
+        else:
+            scope["devices"].append(item)
+    now = engine.clock.now()
+    fields = {"name": entry.note or f"lab-maintenance-{entry.at:g}", "scope": scope, "starts_at": now,
+              "ends_at": now + (entry.duration_s or 0), "note": f"scenario timeline, t={entry.at:g}s"}
+    await asyncio.wrap_future(engine.maintenance_add(fields, actor="lab"))
 
 
 def describe_expectations(expect: Expect | None, runs: int | None = None) -> list[str]:
@@ -110,6 +132,8 @@ def describe_expectations(expect: Expect | None, runs: int | None = None) -> lis
         lines.append("every incident closed after recovery")
     if expect.orphan_alerts_max is not None:
         lines.append(f"at most {expect.orphan_alerts_max} alert(s) outside every incident")
+    if expect.config_changes is not None:
+        lines.append(f"exactly {expect.config_changes} config change(s) detected")
     for i, inc in enumerate(expect.incident):
         lines.append(f"{_incident_label(inc.index if inc.index is not None else i)}: " + _describe_incident(inc))
     n = runs or expect.runs
@@ -142,6 +166,7 @@ def _describe_incident(inc: IncidentExpect) -> str:
         parts.append(f"at least {inc.suppressed_min} suppressed alert(s)")
     if inc.confidence_min is not None or inc.confidence_max is not None:
         parts.append(f"confidence {inc.confidence_min or 0:g}..{inc.confidence_max or 1:g}")
+    parts += [f"evidence mentions {needle!r}" for needle in inc.evidence_contains]
     if inc.webhooks is not None:
         parts.append("webhooks " + ", ".join(inc.webhooks))
     if inc.status:
@@ -185,7 +210,8 @@ def report(run: DemoRun) -> dict[str, Any]:
         incidents.append({
             "id": obj["id"], "title": obj["title"], "status": obj["status"], "severity": obj["severity"],
             "opened_at": obj["starts_at"], "closed_at": obj["ends_at"], "root_causes": obj["root_causes"],
-            "impact": impact, "evidence_top": obj["evidence_top"], "labels": obj["labels"],
+            "impact": impact, "evidence_top": obj["evidence_top"], "evidence": list(inc.evidence),
+            "labels": obj["labels"],
         })
     alert_rows = run.store.query_dicts(
         "SELECT rule, entity_id, state, suppressed, incident_id FROM alerts ORDER BY starts_at, rule, entity_id")
@@ -199,6 +225,8 @@ def report(run: DemoRun) -> dict[str, Any]:
          "accepted": 200 <= (w.response_status or 200) < 300, "signature_ok": w.signature_ok}
         for w in run.sink.received()
     ]
+    changes = [{"device": c.device, "category": c.category, "version": c.version, "summary": c.summary}
+               for c in reversed(config_watch.list_changes(run.store.query_dicts, limit=10_000))]
     result: dict[str, Any] = {
         "scenario": run.scenario.scenario.name,
         "simulated_seconds": round(run.lab.elapsed(), 1),
@@ -209,6 +237,7 @@ def report(run: DemoRun) -> dict[str, Any]:
         "alert_rows": [{k: r[k] for k in ("rule", "entity_id", "state", "incident_id")}
                        | {"suppressed": bool(r["suppressed"])} for r in alert_rows],
         "webhooks": received,
+        "config_changes": changes,
     }
     noise = _plain(getattr(snap, "noise", None))
     if noise is not None:
@@ -279,6 +308,10 @@ def check_report(expect: Expect, result: dict[str, Any]) -> list[str]:
         bad = [w for w in result.get("webhooks", []) if w["signature_ok"] is False]
         if bad:
             failures.append(f"{len(bad)} webhook(s) with a bad signature")
+    changes = result.get("config_changes", [])
+    if expect.config_changes is not None and len(changes) != expect.config_changes:
+        said = "; ".join(f"{c['device']} {c['summary']}" for c in changes[:5]) or "none"
+        failures.append(f"expected {expect.config_changes} config change(s), detected {len(changes)}: {said}")
     if expect.all_closed and any(i["status"] != "closed" for i in incidents):
         failures.append("expected every incident closed, some are still open")
     rows = result.get("alert_rows", [])
@@ -351,6 +384,9 @@ def check_incident(expect: IncidentExpect, inc: dict[str, Any], alert_rows: list
         got_events = [w["event_type"] for w in received if w["incident_id"] == inc["id"]]
         if got_events != expect.webhooks:
             failures.append(f"expected webhooks {expect.webhooks}, received {got_events}")
+    for needle in expect.evidence_contains:
+        if not any(needle in line for line in inc.get("evidence", inc["evidence_top"])):
+            failures.append(f"expected evidence containing {needle!r}, got {inc.get('evidence', [])}")
     if expect.status is not None and inc["status"] != expect.status:
         failures.append(f"expected status {expect.status}, got {inc['status']}")
     if expect.confidence_min is not None or expect.confidence_max is not None:

@@ -398,6 +398,10 @@ def test_diff_of_a_bad_text_is_a_clear_error(bad: str) -> None:
         summary("addressing", good, bad)
 
 
+def test_every_category_has_menus_and_every_menu_a_category() -> None:
+    assert {spec.category for spec in SPECS.values()} == set(CONFIG_CATEGORIES)
+
+
 def test_every_api_menu_asks_only_for_what_it_keeps() -> None:
     for path in API_MENUS:
         spec = SPECS[path]

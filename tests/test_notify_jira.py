@@ -441,3 +441,213 @@ async def test_fake_answers_410_on_the_retired_search(fake, client) -> None:
     assert r.status_code == 410 and "search/jql" in r.json()["errorMessages"][0]
     r = await client.get(f"{fake.url}/rest/api/3/myself")
     assert r.status_code == 401 and r.json()["errorMessages"]
+
+
+# --- priority follows severity; a reopened incident reopens its issue ------------------------------
+
+
+@contextlib.asynccontextmanager
+async def process(db: Path, cfg: JiraConfig, speed: float = 300.0) -> AsyncIterator[Rig]:
+    """One run of the delivery side: the store on ``db``, a new target, a new dispatcher (a restart is two)."""
+    clock = ScaledClock(speed)
+    with Store(db) as store:
+        rig = Rig(store, clock, JiraTarget(cfg, TOKEN, clock=clock))
+        await rig.start()
+        try:
+            yield rig
+        finally:
+            await rig.stop()
+
+
+def at(event_type: str, severity: str, evidence: str | None = None) -> dict[str, Any]:
+    inc = stage(event_type)
+    inc["severity"] = severity
+    if evidence:
+        inc["evidence_top"] = [*inc["evidence_top"], evidence]
+    return inc
+
+
+def reopened_incident(evidence: str = "CORE1:ether2 oper-down again 40s after recovering") -> dict[str, Any]:
+    """What the engine sends when the root fails again within reopen_window_s: incident.updated, open again."""
+    inc = stage("incident.closed")
+    inc.update(status="open", ends_at=None)
+    inc["evidence_top"] = [evidence, *inc["evidence_top"][:2]]
+    return inc
+
+
+def puts(fake: FakeJira) -> list[Any]:
+    return fake.requests("PUT", "/rest/api/3/issue/*")
+
+
+async def test_priority_follows_severity_through_the_outbox_across_a_restart(fake, tmp_path: Path) -> None:
+    db = tmp_path / "o.duckdb"
+    async with process(db, config(fake)) as rig:
+        await rig.enqueue("incident.opened", at("incident.opened", "major"))
+        assert await until(lambda: [r["status"] for r in rig.rows()] == ["delivered"]), rig.rows()
+    [issue] = fake.issues()
+    assert issue.fields["priority"] == {"name": "High"}
+    async with process(db, config(fake)) as rig:  # a new process: new dispatcher and target, same file
+        await rig.enqueue("incident.updated", at("incident.updated", "critical"))
+        await rig.enqueue("incident.updated", at("incident.updated", "critical", "POPA-ACC2 last seen 5 min ago"))
+        await rig.enqueue("incident.acked", at("incident.acked", "minor"))
+        assert await until(lambda: len(rig.rows()) == 4 and all(r["status"] == "delivered" for r in rig.rows())), \
+            rig.rows()
+        rows = rig.rows()
+    issue = fake.issue(issue.key)
+    assert issue is not None
+    # Changed twice (High -> Highest -> Medium); the second update kept the severity and set nothing.
+    assert [p.json for p in puts(fake)] == [{"fields": {"priority": {"name": "Highest"}}},
+                                            {"fields": {"priority": {"name": "Medium"}}}]
+    assert issue.edits == [{"priority": {"name": "Highest"}}, {"priority": {"name": "Medium"}}]
+    assert issue.fields["priority"] == {"name": "Medium"}
+    texts = comment_texts(fake, issue.key)
+    assert len(texts) == 3
+    assert all(marker(r["event_id"]) in t for t, r in zip(texts, rows[1:], strict=True))
+    assert "Priority: High → Highest" in texts[0] and "Severity: major → critical" in texts[0]
+    assert "Priority" not in texts[1]
+    assert "Priority: Highest → Medium" in texts[2]
+
+
+async def test_a_lost_priority_answer_sets_it_again_and_comments_once(fake, client) -> None:
+    target, refs = JiraTarget(config(fake), TOKEN), MemoryRefs()
+    opened = notice("incident.opened", at("incident.opened", "major"))
+    assert (await target.send(opened, client, refs)).status == "delivered"
+    key = fake.issues()[0].key
+    fake.script("PUT", "/rest/api/3/issue/*", "lose")  # Jira sets it; the 204 never arrives
+    outcomes = await until_delivered(target, notice("incident.updated", at("incident.updated", "critical")),
+                                     client, refs)
+    assert [o.status for o in outcomes] == ["retry", "delivered"]
+    issue = fake.issue(key)
+    assert issue is not None and len(issue.comments) == 1
+    assert issue.edits == [{"priority": {"name": "Highest"}}] * 2  # the same value twice: harmless
+    assert await refs.get("jira", f"{opened.incident_id}#priority") == "Highest"
+
+
+async def test_an_unknown_priority_is_a_dead_letter_after_the_comment_and_a_resend_only_sets_it(fake, client) -> None:
+    refs = MemoryRefs()
+    wrong = JiraTarget(config(fake, priorities={"major": "High", "critical": "Urgent"}), TOKEN)
+    assert (await wrong.send(notice("incident.opened", at("incident.opened", "major")), client, refs)).status \
+        == "delivered"
+    key = fake.issues()[0].key
+    update = notice("incident.updated", at("incident.updated", "critical"))
+    out = await wrong.send(update, client, refs)
+    assert (out.status, out.http_status) == ("permanent", 400)
+    assert out.error == (f"comment posted on {key}, but set priority of {key} to 'Urgent': HTTP 400: "
+                         "priority: Specify a valid value for priority: 'Urgent'")
+    issue = fake.issue(key)
+    assert issue is not None and len(issue.comments) == 1 and issue.fields["priority"] == {"name": "High"}
+    fixed = JiraTarget(config(fake), TOKEN)  # critical -> Highest; the operator resends the dead letter
+    assert (await fixed.send(update, client, refs)).status == "delivered"
+    issue = fake.issue(key)
+    assert issue is not None and len(issue.comments) == 1
+    assert issue.fields["priority"] == {"name": "Highest"}
+
+
+async def test_rows_kept_before_priorities_were_remembered_still_work(fake, client, tmp_path: Path) -> None:
+    """A database from before: the key alone (or with the last snapshot). The issue is never created again,
+    the priority is set when it cannot be known, and left alone when the last severity says it is right."""
+    made = MemoryRefs()
+    n = notice("incident.opened", at("incident.opened", "major"))
+    assert (await JiraTarget(config(fake), TOKEN).send(n, client, made)).status == "delivered"
+    key = fake.issues()[0].key
+    seen = await made.get("jira", f"{n.incident_id}#seen")
+    with Store(tmp_path / "only-key.duckdb") as store:
+        refs = StoreRefs(store)
+        await refs.put("jira", n.incident_id, key)
+        target = JiraTarget(config(fake), TOKEN)
+        assert (await target.send(notice("incident.updated", at("incident.updated", "major")), client,
+                                  refs)).status == "delivered"
+        assert [p.json for p in puts(fake)] == [{"fields": {"priority": {"name": "High"}}}]  # unknown: set
+        assert (await target.send(notice("incident.updated", at("incident.updated", "major", "x")), client,
+                                  refs)).status == "delivered"
+        assert len(puts(fake)) == 1  # now it is known
+    with Store(tmp_path / "key-and-seen.duckdb") as store:
+        refs = StoreRefs(store)
+        await refs.put("jira", n.incident_id, key)
+        assert seen is not None
+        await refs.put("jira", f"{n.incident_id}#seen", seen)
+        target = JiraTarget(config(fake), TOKEN)
+        assert (await target.send(notice("incident.updated", at("incident.updated", "major")), client,
+                                  refs)).status == "delivered"
+        assert len(puts(fake)) == 1  # major was High, and still is
+        assert (await target.send(notice("incident.updated", at("incident.updated", "critical")), client,
+                                  refs)).status == "delivered"
+        assert [p.json for p in puts(fake)][1:] == [{"fields": {"priority": {"name": "Highest"}}}]
+    assert len(fake.issues()) == 1 and len(creates(fake)) == 1
+
+
+async def test_a_reopened_incident_reopens_its_issue_across_a_restart(fake, tmp_path: Path) -> None:
+    db = tmp_path / "o.duckdb"
+    cfg = config(fake, reopen_transition="Reopen")
+    async with process(db, cfg) as rig:
+        await rig.enqueue("incident.opened", stage("incident.opened"))
+        await rig.enqueue("incident.closed", stage("incident.closed"))
+        assert await until(lambda: len(rig.rows()) == 2 and all(r["status"] == "delivered" for r in rig.rows())), \
+            rig.rows()
+    [issue] = fake.issues()
+    assert issue.status == "Done"
+    fake.script("POST", "/rest/api/3/issue/*/transitions", "lose")  # reopened in Jira, the 204 is lost
+    async with process(db, cfg) as rig:
+        await rig.enqueue("incident.updated", reopened_incident())
+        await rig.enqueue("incident.acked", {**reopened_incident(), "status": "acked"})
+        assert await until(lambda: len(rig.rows()) == 4 and all(r["status"] == "delivered" for r in rig.rows())), \
+            rig.rows()
+        rows = rig.rows()
+        attempts = rig.store.query_dicts("SELECT outcome FROM deliveries WHERE event_id = ? ORDER BY attempted_at",
+                                         [rows[2]["event_id"]])
+    issue = fake.issue(issue.key)
+    assert issue is not None and issue.status == "To Do"
+    assert [a["outcome"] for a in attempts] == ["retry", "delivered"]
+    assert [t.json for t in fake.requests("POST", "/rest/api/3/issue/*/transitions")] == [
+        {"transition": {"id": "31"}}, {"transition": {"id": "41"}}]  # Done, then Reopen once
+    texts = comment_texts(fake, issue.key)
+    assert len(texts) == 3  # the close, the reopen (once, despite the retry), the acknowledgement
+    assert marker(rows[2]["event_id"]) in texts[1]
+    assert "Reopened: failing again after it was resolved at 2026-12-04 23:22:39 UTC" in texts[1]
+    assert "oper-down again" in texts[1]
+    assert "Reopened" not in texts[2]
+
+
+async def test_reopen_without_a_transition_comments_and_a_wrong_name_is_a_dead_letter(fake, client) -> None:
+    refs = MemoryRefs()
+    plain = JiraTarget(config(fake), TOKEN)  # no reopen_transition
+    for event in ("incident.opened", "incident.closed"):
+        assert (await plain.send(notice(event), client, refs)).status == "delivered"
+    key = fake.issues()[0].key
+    assert (await plain.send(notice("incident.updated", reopened_incident()), client, refs)).status == "delivered"
+    issue = fake.issue(key)
+    assert issue is not None and issue.status == "Done" and "Reopened" in comment_texts(fake, key)[-1]
+    assert (await plain.send(notice("incident.closed"), client, refs)).status == "delivered"
+    wrong = JiraTarget(config(fake, reopen_transition="Back to work"), TOKEN)
+    again = notice("incident.updated", reopened_incident("failing a second time"))
+    out = await wrong.send(again, client, refs)
+    assert out.status == "permanent"
+    assert out.error == (f"reopen comment posted on {key}, but no transition 'Back to work' from status 'Done'; "
+                         "available: 'To Do', 'Start work', 'Reopen'")
+    comments = len(fake.issue(key).comments)
+    fixed = JiraTarget(config(fake, reopen_transition="reopen"), TOKEN)  # names match case-insensitively
+    assert (await fixed.send(again, client, refs)).status == "delivered"  # the resend: same event
+    issue = fake.issue(key)
+    assert issue is not None and issue.status == "To Do" and len(issue.comments) == comments
+
+
+async def test_fake_edit_answers_like_jira(fake, client) -> None:
+    target = JiraTarget(config(fake), TOKEN)
+    assert (await target.send(notice("incident.opened"), client, MemoryRefs())).status == "delivered"
+    key = fake.issues()[0].key
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()}
+    url = f"{fake.url}/rest/api/3/issue/{key}"
+    r = await client.put(url, json={"fields": {"priority": {"name": "Urgent"}}}, headers=auth)
+    assert r.status_code == 400 and r.json() == {
+        "errorMessages": [], "errors": {"priority": "Specify a valid value for priority: 'Urgent'"}}
+    r = await client.put(url, json={"fields": {"assignee": {"id": "x"}, "priority": {"name": "Low"}}}, headers=auth)
+    assert r.status_code == 400 and "assignee" in r.json()["errors"]
+    assert fake.issue(key).fields["priority"] == {"name": "Highest"}  # a refused edit changes nothing
+    r = await client.put(url, json={"fields": {"priority": {"name": "Low"}}}, headers=auth)
+    assert r.status_code == 204 and r.content == b""
+    assert fake.issue(key).fields["priority"] == {"name": "Low"}
+    r = await client.put(f"{fake.url}/rest/api/3/issue/NOC-999", json={"fields": {"priority": {"name": "Low"}}},
+                         headers=auth)
+    assert r.status_code == 404
+    r = await client.put(url, json={"fields": {"priority": {"name": "High"}}})
+    assert r.status_code == 401

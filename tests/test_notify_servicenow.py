@@ -477,3 +477,84 @@ async def test_probe_fails_when_the_instance_cannot_be_reached(client: httpx.Asy
         target = make_target(fake)
     with pytest.raises(ProbeFailed, match="ConnectError"):
         await target.probe(client)
+
+
+# --- a reopened incident reopens its record -------------------------------------------------------------
+
+
+def reopened_incident(evidence: str = "CORE1:ether2 oper-down again 40s after recovering") -> dict[str, Any]:
+    """What the engine sends when the root fails again within reopen_window_s: incident.updated, open again."""
+    inc = example("closed")
+    inc.update(status="open", ends_at=None)
+    inc["evidence_top"] = [evidence, *inc["evidence_top"][:2]]
+    return inc
+
+
+async def deliver_all(store: Store, target: ServiceNowTarget, events: list[tuple[str, dict[str, Any]]],
+                      before: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """One run of the delivery side (a new dispatcher over ``store``): queue the events, wait until every
+    row is delivered, stop. Returns the outbox rows in order."""
+    clock = ScaledClock(300.0)
+    dispatcher = outbox.OutboxDispatcher(store, {"snow": target}, clock, StoreRefs(store))
+    task = asyncio.create_task(dispatcher.run(poll_real_s=0.02))
+
+    def rows() -> list[dict[str, Any]]:
+        return store.query_dicts("SELECT * FROM outbox ORDER BY sequence")
+
+    try:
+        for event_type, inc in events:
+            await asyncio.wrap_future(store.transaction(
+                lambda con, e=event_type, i=inc: outbox.enqueue(con, [target], INCIDENT_ID, e, i, clock.now())))
+            dispatcher.wake()
+        assert await until(lambda: rows() and all(r["status"] == "delivered" for r in rows())), rows()
+        return rows()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_reopened_incident_sets_its_record_in_progress_once_across_a_restart(
+        fake: FakeServiceNow, tmp_path: Path) -> None:
+    db = tmp_path / "outbox.duckdb"
+    with Store(db) as store:
+        await deliver_all(store, make_target(fake), [("incident.opened", INCIDENTS["incident.opened"]),
+                                                     ("incident.closed", INCIDENTS["incident.closed"])])
+    [rec] = fake.incidents()
+    sys_id = rec["sys_id"]
+    assert rec["state"] == "6"
+    fake.script("PATCH", RECORD, [Lose()])  # the reopen lands, its answer is lost: the retry must not repeat it
+    with Store(db) as store:  # a new process: new dispatcher and target, same file
+        rows = await deliver_all(store, make_target(fake), [
+            ("incident.updated", reopened_incident()), ("incident.acked", {**reopened_incident(), "status": "acked"}),
+            ("incident.closed", INCIDENTS["incident.closed"])])
+        reopen_attempts = store.query_dicts("SELECT outcome FROM deliveries WHERE event_id = ? ORDER BY attempted_at",
+                                            [rows[2]["event_id"]])
+    assert [a["outcome"] for a in reopen_attempts] == ["retry", "delivered"]
+    patches = [r.json for r in fake.requests("PATCH", f"{RECORD}{sys_id}")]
+    assert [p.get("state") for p in patches] == ["6", "2", None, "6"]  # resolved, reopened once, a note, resolved
+    notes = fake.work_notes(sys_id)
+    assert len(notes) == 2, notes  # the reopen (once) and the acknowledgement
+    assert notes[0].startswith("Reopened by ispvm: the incident was resolved at 2026-12-04 23:22:39 UTC, and link "
+                               "CORE1:ether2--POPA-AGG:ether1 (80 % confidence) failed again within the reopen "
+                               "window. Set back to In Progress.\n\n🔴 CRITICAL UPDATED")
+    assert "oper-down again 40s after recovering" in notes[0]
+    assert notes[0].endswith(f"ispvm event {rows[2]['event_id']}")
+    assert not notes[1].startswith("Reopened")
+    [rec] = fake.incidents()
+    assert rec["state"] == "6" and rec["reopen_count"] == "1"
+    assert len(fake.requests("POST", INCIDENT_TABLE)) == 1
+
+
+async def test_a_record_resolved_by_hand_is_not_reopened_by_an_update(fake: FakeServiceNow,
+                                                                     client: httpx.AsyncClient) -> None:
+    target, refs = make_target(fake), MemoryRefs()
+    assert (await target.send(notice("incident.opened"), client, refs)).status == "delivered"
+    sys_id = fake.incidents()[0]["sys_id"]
+    r = await client.patch(f"{fake.url}{RECORD}{sys_id}", json={"state": "6", "close_code": "Solved (Work Around)",
+                                                                 "close_notes": "rebooted by hand"},
+                           auth=("ispvm.integration", SECRETS["basic"]))
+    assert r.status_code == 200
+    assert (await target.send(notice("incident.updated"), client, refs)).status == "delivered"
+    assert fake.requests("PATCH")[-1].json.keys() == {"work_notes"}
+    assert fake.incidents()[0]["state"] == "6"

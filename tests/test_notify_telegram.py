@@ -45,17 +45,22 @@ def notice(event_type: str = "incident.opened", incident_id: str = "inc-1", seq:
 
 
 def make_target(fake: FakeTelegram, token: str = TOKEN, **kw: Any) -> TelegramTarget:
+    pace = {k: kw.pop(k) for k in ("group_max", "group_window_s") if k in kw}
     interval = kw.pop("min_interval_s", 0.0)
     clock = kw.pop("clock", None)
     kw.setdefault("chat_id", CHAT)
     kw.setdefault("timeout_s", 2.0)
     cfg = TelegramConfig(name=kw.pop("name", "tg"), token_secret="tg-bot-token", api_url=fake.api_url, **kw)
-    return TelegramTarget(cfg, token, clock=clock, min_interval_s=interval)
+    return TelegramTarget(cfg, token, clock=clock, min_interval_s=interval, **pace)
+
+
+OTHER_CHAT = -1009876543210
+PRIVATE_CHAT = 424242
 
 
 @pytest.fixture
 def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(TOKEN, chats=(CHAT, "@noc_alerts"))
+    server = FakeTelegram(TOKEN, chats=(CHAT, "@noc_alerts", OTHER_CHAT, PRIVATE_CHAT))
     server.start()
     yield server
     server.stop()
@@ -363,3 +368,134 @@ async def test_probe_failures_say_what_telegram_said(fake: FakeTelegram, client:
         await make_target(fake, chat_id="@nowhere").probe(client)
     with pytest.raises(ProbeFailed, match=r"^getMe: HTTP 401: Unauthorized$"):
         await make_target(fake, token="1:wrong-token-xyz").probe(client)
+
+
+# --- a group's 20 messages a minute ---------------------------------------------------------------------
+
+LIFE = (("incident.opened", {}), ("incident.updated", {}),
+        ("incident.acked", {"status": "acked", "ack": {"acked_by": "alice", "acked_at": "2026-12-04T23:20:00Z"}}),
+        ("incident.closed", {"status": "resolved", "ends_at": "2026-12-04T23:40:00Z"}))
+VERBS = ["OPENED", "UPDATED", "ACKED", "RESOLVED"]
+
+
+def of_incident(messages: list[Any], incident_id: str) -> list[Any]:
+    return [m for m in messages if f"/incidents/{incident_id}\"" in m.text]
+
+
+def verb(message: Any) -> str:
+    return message.visible.split(":")[0].split()[-1]
+
+
+def no_429(fake: FakeTelegram) -> bool:
+    return all(r.status != 429 for r in fake.requests())
+
+
+async def test_a_burst_to_a_group_stays_within_its_window_in_order_per_thread(fake: FakeTelegram,
+                                                                             tmp_path: Path) -> None:
+    """An outage storm: 3 incidents x 4 events queued at once, to a group that takes 5 messages per 2 s (Telegram:
+    20 per minute). Unpaced, the 12 sends would arrive within a fraction of a second and draw 429s."""
+    fake.enforce_group_limit(5, 2.0)
+    incidents = ["inc-1", "inc-2", "inc-3"]
+    with Store(tmp_path / "o.duckdb") as store:
+        async with Rig(store, fake, group_max=5, group_window_s=2.0) as rig:
+            for event_type, kw in LIFE:
+                for iid in incidents:
+                    await rig.enqueue(iid, event_type, severity="major", **kw)
+            assert await until(lambda: len(rig.rows()) == 12 and all(r["status"] == "delivered" for r in rig.rows()),
+                               timeout=60), rig.rows()
+    assert no_429(fake), [r.status for r in fake.requests()]
+    got = fake.messages(CHAT)
+    assert len(got) == 12
+    for iid in incidents:
+        thread = of_incident(got, iid)
+        assert [verb(m) for m in thread] == VERBS
+        assert thread[0].reply_to is None and {m.reply_to for m in thread[1:]} == {thread[0].message_id}
+
+
+async def test_a_restart_keeps_the_threads_and_the_new_process_paces_the_group(fake: FakeTelegram,
+                                                                              tmp_path: Path) -> None:
+    fake.enforce_group_limit(5, 2.0)
+    db = tmp_path / "o.duckdb"
+    with Store(db) as store:
+        async with Rig(store, fake, group_max=5, group_window_s=2.0) as rig:
+            for iid in ("inc-1", "inc-2"):
+                await rig.enqueue(iid, "incident.opened", severity="major")
+            assert await until(lambda: len(rig.rows()) == 2 and all(r["status"] == "delivered" for r in rig.rows()))
+    roots = {iid: of_incident(fake.messages(CHAT), iid)[0].message_id for iid in ("inc-1", "inc-2")}
+    # The window lives in memory: a new process starts with an empty one. Here the restart takes as long as the
+    # window (else Telegram's 429 would be honoured as usual, which other tests show).
+    assert fake.wait_for(lambda f: f.group_room(CHAT) == 5, timeout=30)
+    with Store(db) as store:  # a new process: new target and dispatcher, same file
+        async with Rig(store, fake, group_max=5, group_window_s=2.0) as rig:
+            for event_type, kw in LIFE[1:]:
+                for iid in ("inc-1", "inc-2"):
+                    await rig.enqueue(iid, event_type, severity="major", **kw)
+            await rig.enqueue("inc-3", "incident.opened", severity="major")
+            assert await until(lambda: len(rig.rows()) == 9 and all(r["status"] == "delivered" for r in rig.rows()),
+                               timeout=60), rig.rows()
+    assert no_429(fake), [r.status for r in fake.requests()]
+    got = fake.messages(CHAT)
+    for iid, root in roots.items():
+        thread = of_incident(got, iid)
+        assert [verb(m) for m in thread] == VERBS
+        assert [m.reply_to for m in thread[1:]] == [root] * 3  # the roots from before the restart
+    assert [verb(m) for m in of_incident(got, "inc-3")] == ["OPENED"]
+
+
+async def test_a_group_waiting_for_its_window_holds_up_no_other_target(fake: FakeTelegram, tmp_path: Path) -> None:
+    """One dispatcher, two targets: a group whose window (2 per 10 minutes) is spent only queues its own
+    sends; the other chat's are delivered meanwhile, and the waiting sends are not failures."""
+    clock = ScaledClock(300.0)
+    slow = make_target(fake, name="slow", clock=clock, group_max=2, group_window_s=600.0)
+    other = make_target(fake, name="other", chat_id=OTHER_CHAT, clock=clock, group_max=5, group_window_s=2.0)
+    fake.enforce_group_limit(5, 2.0)
+    with Store(tmp_path / "o.duckdb") as store:
+        dispatcher = outbox.OutboxDispatcher(store, {"slow": slow, "other": other}, clock, StoreRefs(store))
+        task = asyncio.create_task(dispatcher.run(poll_real_s=0.02))
+        try:
+            for n in range(4):
+                for target in (slow, other):
+                    inc = incident(f"inc-{n}")
+                    await asyncio.wrap_future(store.transaction(
+                        lambda con, t=target, i=inc: outbox.enqueue(con, [t], i["id"], "incident.opened", i,
+                                                                    clock.now())))
+                    dispatcher.wake()
+
+            def delivered(name: str) -> int:
+                return store.query("SELECT count(*) FROM outbox WHERE endpoint = ? AND status = 'delivered'",
+                                   [name])[0][0]
+
+            assert await until(lambda: delivered("other") == 4 and delivered("slow") == 2), \
+                store.query_dicts("SELECT endpoint, incident_id, status, attempts FROM outbox")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        waiting = store.query_dicts("SELECT * FROM outbox WHERE endpoint = 'slow' AND status != 'delivered'")
+        logged = store.query("SELECT count(*) FROM deliveries WHERE endpoint = 'slow'")[0][0]
+    assert len(waiting) == 2 and all(r["status"] == "pending" and r["attempts"] == 0 for r in waiting)
+    assert logged == 2  # no failed attempt was recorded for the sends that waited
+    assert len(fake.messages(CHAT)) == 2 and len(fake.messages(OTHER_CHAT)) == 4
+    assert no_429(fake)
+
+
+async def test_a_private_chat_is_not_held_to_the_group_limit(fake: FakeTelegram, client: httpx.AsyncClient) -> None:
+    """A positive chat id is a person: only the per-chat spacing applies. Were the group window (1 per 10 minutes
+    here) applied, the second send would wait for it and the test would time out."""
+    target = make_target(fake, chat_id=PRIVATE_CHAT, group_max=1, group_window_s=600.0)
+    outs = await asyncio.wait_for(asyncio.gather(*(target.send(notice(incident_id=f"inc-{n}"), client, MemoryRefs())
+                                                   for n in range(3))), timeout=30)
+    assert [o.status for o in outs] == ["delivered"] * 3
+    assert len(fake.messages(PRIVATE_CHAT)) == 3
+
+
+async def test_the_fake_refuses_a_group_past_its_limit_and_says_how_long_to_wait(
+        fake: FakeTelegram, client: httpx.AsyncClient) -> None:
+    fake.enforce_group_limit(2, 600.0)
+    target = make_target(fake, group_max=100)  # paced far too loosely for this group
+    outs = [await target.send(notice(incident_id=f"inc-{n}"), client, MemoryRefs()) for n in range(3)]
+    assert [o.status for o in outs] == ["delivered", "delivered", "retry"]
+    assert outs[2].http_status == 429 and outs[2].retry_after_s is not None and 590 <= outs[2].retry_after_s <= 600
+    assert "Too Many Requests: retry after" in (outs[2].error or "")
+    assert len(fake.messages(CHAT)) == 2
+    assert fake.group_room(CHAT) == 0 and fake.group_room(PRIVATE_CHAT) is None

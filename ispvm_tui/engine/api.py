@@ -141,6 +141,7 @@ class Snapshot:
     polls_total: int = 0
     polls_failed: int = 0
     noise: Noise = field(default_factory=lambda: Noise())
+    config_changes: tuple[ConfigChangeView, ...] = ()  # newest first, the last few detected
 
     def severity_counts(self) -> dict[str, int]:
         counts = {s: 0 for s in SEVERITY_ORDER}
@@ -279,6 +280,7 @@ class ConfigChangeView:
     old_hash: str | None  # None: the first fingerprint of that category
     new_hash: str
     summary: str  # "bgp: connection TRANSIT1 remote.as 64500 -> 64501"
+    since: float | None = None  # the last fingerprint that did not see it: the change happened after this
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,6 @@ _SPECS: tuple[MenuSpec, ...] = (
 SPECS: dict[str, MenuSpec] = {spec.path: spec for spec in _SPECS}
 # The RouterOS API menus a configuration read asks for (each with MenuSpec.proplist and .query).
 API_MENUS: tuple[str, ...] = tuple(spec.path for spec in _SPECS if ":" not in spec.path)
-assert {s.category for s in _SPECS} <= set(CONFIG_CATEGORIES)
 
 
 def menu_path(path: str) -> str:
@@ -240,10 +239,6 @@ def category_of(path: str) -> str | None:
     """The category a menu belongs to; None for menus that never count."""
     spec = SPECS.get(menu_path(path))
     return spec.category if spec else None
-
-
-def spec_of(path: str) -> MenuSpec | None:
-    return SPECS.get(menu_path(path))
 
 
 # ---- normalise and fingerprint -------------------------------------------------------

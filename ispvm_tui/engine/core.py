@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -26,11 +27,12 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.collectors.results import InterfaceStat, PollResult
+from ispvm_tui.collectors.results import ConfigRead, InterfaceStat, PollResult
 from ispvm_tui.config import Config, load_rules, remote_devices
-from ispvm_tui.engine import calendar, control, outbox, webhooks
+from ispvm_tui.engine import calendar, config_watch, control, outbox, webhooks
 from ispvm_tui.engine.api import (
     ChangeRecordView,
+    ConfigChangeView,
     DeliveryReport,
     DeviceView,
     EngineEvent,
@@ -42,11 +44,12 @@ from ispvm_tui.engine.api import (
     SiteView,
     Snapshot,
 )
-from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate
+from ispvm_tui.engine.config_watch import ConfigWatcher
+from ispvm_tui.engine.correlator import LINK_METRICS, NetworkState, correlate, human_duration
 from ispvm_tui.engine.holds import HoldBound
 from ispvm_tui.engine.incidents import UPSERT_INCIDENT, Change, Incident, IncidentBook, Round
 from ispvm_tui.engine.maintenance_windows import LABEL as MAINT_LABEL
-from ispvm_tui.engine.maintenance_windows import Maintenance
+from ispvm_tui.engine.maintenance_windows import Maintenance, entity_devices, scope_devices
 from ispvm_tui.engine.notify import routing
 from ispvm_tui.engine.notify.build import build_targets
 from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
@@ -60,6 +63,7 @@ from ispvm_tui.engine.topology import Topology
 from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
+SNAPSHOT_CONFIG_CHANGES = 50  # newest detected config changes a front-end sees
 
 UPSERT_ALERT = "INSERT OR REPLACE INTO alerts VALUES (" + ",".join(["?"] * 15) + ")"
 MAX_UNASSIGNED = 2000
@@ -135,6 +139,9 @@ class Engine:
         self._counters: dict[tuple[str, str, str], tuple[CounterSample | None, ...]] = {}
         self.poller: Poller | None = None
         self.remote_devices = remote_devices(config)  # device -> its remote collector: not polled here
+        self._linked: set[tuple[str, str]] = set()  # (incident, change ids) recorded in change_incidents
+        self.config_watch = ConfigWatcher(config.config_watch,
+                                          [d.name for d in config.devices if d.name not in self.remote_devices])
         self.centre: Any = None  # remote.centre.Centre while [remote] is configured
         self._snmp_engine: Any = None
         self.dispatcher: outbox.OutboxDispatcher | None = None
@@ -190,6 +197,8 @@ class Engine:
         gc.freeze()
         gc.set_threshold(20_000, 10, 10)
         self.poller = Poller(self.config, self.clock, schedules, self.ingest)
+        self.poller.config_due = self.config_watch.due
+        self.poller.on_config = self._on_config
         self.poller.start()
         self.dispatcher = outbox.OutboxDispatcher(self.store, self.targets, self.clock, self.refs,
                                                   on_result=self._on_delivery)
@@ -250,6 +259,7 @@ class Engine:
             self.alerts[alert.id] = alert
         self.rules.restore(firing)
         self._restore_calendar()
+        self.config_watch.restore(self.store.query_dicts)
 
     def _metric_of(self, rule: str) -> str:
         spec = self.rules.ruleset.rules.get(rule)
@@ -383,6 +393,7 @@ class Engine:
                 lid = self.topology.link_of_end[entity]
                 out |= {self.topology.links[lid].a_device, self.topology.links[lid].b_device}
         out |= {d for d, first_bad in pending_down.items() if self._could_be_dead(d, first_bad)}
+        out |= self.config_watch.pending(now, limit)  # a fault's own config read, asked for and not in yet
         return frozenset(out)
 
     def _could_be_dead(self, device: str, since: float) -> bool:
@@ -584,6 +595,7 @@ class Engine:
         state = self.network_state(now)
         plans = correlate(firing, self.topology, self.config, now, state)
         self.maintenance.label(plans, now)
+        self._annotate_changes(plans, state, now)
         self._holds.apply(plans, now)
         rnd = self.book.reconcile(plans, now, state.unsettled)
         held = {aid for p in plans if p.held for aid in p.alert_ids}
@@ -598,6 +610,7 @@ class Engine:
                 assign.append((alert, inc_id, sup))
         assign += self._claim_unassigned(rnd, now)
         await self._commit_round(rnd, now, assign)
+        await self._link_changes(rnd, now)
         return rnd.changes
 
     def _claim_unassigned(self, rnd: Round, now: float) -> list[tuple[Alert, str | None, bool]]:
@@ -806,6 +819,82 @@ class Engine:
         return await asyncio.to_thread(outbox.delivery_report, self.store.query_dicts, now, breakers=breakers,
                                        limit=limit)
 
+    # ---- config changes (engine/config_watch.py) -------------------------
+    async def _on_config(self, device: str, reads: list[ConfigRead]) -> None:
+        now = self.clock.now()
+        cw = self.config_watch
+        if not any(r.ok for r in reads):
+            cw.failed(device, now)
+            return
+        categories = await config_watch.normalise_off_loop(cw, reads)
+        if not categories:
+            cw.failed(device, now)
+            return
+        try:
+            changes = await asyncio.wrap_future(self.store.transaction(
+                lambda con: cw.apply(device, categories, now, con)))
+        except Exception as exc:  # the next scheduled read compares against the same stored baseline
+            self._write_failed("config fingerprints", exc)
+            cw.failed(device, now)
+            return
+        cw.commit(device, categories, changes, now)
+        for change in changes:
+            self._publish(config_watch.EVENT, f"{device} {change.summary}")
+        if changes:
+            self._snapshot_stale.set()
+        self._correlate_soon.set()  # a pending read may have held a plan; a change may explain one
+
+    def _annotate_changes(self, plans: list[Any], state: NetworkState, now: float) -> None:
+        """Ask for a fault's config reads; mark plans whose root devices changed configuration, or sat in a
+        change record's scope, within lookback_s before the fault began."""
+        cw = self.config_watch
+        settings = self.config.config_watch
+        for plan in plans:
+            devices = {d for root in plan.roots for d in entity_devices(root)}
+            starts = [a.starts_at for aid in plan.alert_ids if (a := self.alerts.get(aid)) is not None]
+            if not devices or not starts:
+                continue
+            start = min(starts)
+            lines: list[str] = []
+            changed: set[str] = set()
+            if settings.enabled:
+                asked = cw.request(sorted(d for d in devices & cw.devices if d in state.answering), now, start)
+                if asked and self.poller is not None:
+                    self.poller.poll_soon(asked)
+                detected = cw.near(devices, start)
+                lines += [_change_evidence(c, start) for c in detected[:2]]
+                changed |= {c.device for c in detected}
+            records = [c for c in self.calendar_changes if c.status != "canceled" and c.starts_at <= start
+                       and c.ends_at >= start - settings.lookback_s]
+            covering = [(c, hit) for c in records if (hit := scope_devices(c.scope, self.config) & devices)]
+            for record, hit in covering[:2]:
+                lines.append(_record_evidence(record, sorted(hit), start))
+                changed |= hit
+            if not lines:
+                continue
+            labels = {**plan.labels, "change_related": "possible"}
+            if covering:
+                labels["change"] = ",".join(c.id for c, _ in covering)
+            plan.labels = labels
+            # Second, after the line saying what failed: the webhook shows only the first few lines.
+            plan.evidence[1:1] = lines
+            plan.root_causes = [dataclasses.replace(rc, confidence=min(0.99, round(rc.confidence + 0.05, 2)))
+                                if entity_devices(rc.entity_id) & changed else rc for rc in plan.root_causes]
+
+    async def _link_changes(self, rnd: Round, now: float) -> None:
+        """Incidents that began during a change record are listed with it (``change_incidents``)."""
+        links = [(inc.id, ids.split(",")) for inc in rnd.open.values()
+                 if (ids := inc.labels.get("change")) and (inc.id, ids) not in self._linked]
+        if not links:
+            return
+        try:
+            await asyncio.wrap_future(self.store.transaction(
+                lambda con: [calendar.link_incident(con, inc_id, ids, now) for inc_id, ids in links]))
+        except Exception as exc:  # tried again next round: the label is still there
+            self._write_failed("change links", exc)
+            return
+        self._linked |= {(inc_id, ",".join(ids)) for inc_id, ids in links}
+
     # ---- EngineAPI (any thread) -------------------------------------------
     def snapshot(self) -> Snapshot:
         if self._snapshot_stale.is_set() and threading.get_ident() == self._loop_thread:
@@ -837,6 +926,31 @@ class Engine:
     def delivery_report(self, limit: int = 200) -> Future[DeliveryReport]:
         """Dead letters, recent attempts, breakers: read in a thread, never on the console's loop."""
         return self._submit(self._delivery_report(limit))
+
+    def config_changes(self, device: str | None = None, limit: int = 200) -> Future[list[ConfigChangeView]]:
+        return self._submit(asyncio.to_thread(config_watch.list_changes, self.store.query_dicts, device=device,
+                                              limit=limit))
+
+    def config_diff(self, device: str, category: str, old_version: int | None = None,
+                    new_version: int | None = None) -> Future[list[str]]:
+        return self._submit(asyncio.to_thread(config_watch.diff, self.store.query_dicts, device, category,
+                                              old_version, new_version))
+
+    def capture_config(self, device: str | None = None, actor: str = "engine") -> Future[int]:
+        return self._submit(self._capture_config(device, actor))
+
+    async def _capture_config(self, device: str | None, actor: str) -> int:
+        cw = self.config_watch
+        if device is not None and device not in cw.devices:
+            raise ValueError(f"unknown device {device!r} (or polled by a remote collector)")
+        now = self.clock.now()
+        asked = cw.request([device] if device else sorted(cw.devices), now, now, forced=True)
+        if asked and self.poller is not None:
+            self.poller.poll_soon(asked)
+        row = [now, actor, device or "*", f"{len(asked)} devices asked"]
+        await asyncio.wrap_future(self.store.transaction(
+            lambda con: con.execute("INSERT INTO audit VALUES (?, ?, 'config.capture', ?, ?)", row)))
+        return len(asked)
 
     def _submit(self, coro: Any) -> Future[Any]:
         if self._loop is None:
@@ -936,6 +1050,7 @@ class Engine:
             links=tuple(links), incidents=tuple(incidents),
             alerts=tuple(a.view() for a in self.rules.firing.values()),
             polls_total=self.polls_total, polls_failed=self.polls_failed, noise=noise,
+            config_changes=tuple(list(self.config_watch.recent)[-SNAPSHOT_CONFIG_CHANGES:][::-1]),
         )
 
     # ---- change calendar, run-time maintenance windows, control socket ------------------------------
@@ -1010,8 +1125,30 @@ class Engine:
         async def ping(args: dict[str, Any], actor: str) -> dict[str, Any]:
             return {"pid": os.getpid(), "at": self.clock.now()}
 
+        async def config_changes(args: dict[str, Any], actor: str) -> list[ConfigChangeView]:
+            device, limit = args.get("device"), args.get("limit", 200)
+            if (device is not None and not isinstance(device, str)) or not isinstance(limit, int) or limit < 1:
+                raise ValueError("device: a device name or null; limit: a positive integer")
+            return await asyncio.to_thread(config_watch.list_changes, self.store.query_dicts, device=device,
+                                           limit=limit)
+
+        async def config_diff(args: dict[str, Any], actor: str) -> list[str]:
+            device, category = args.get("device"), args.get("category")
+            old, new = args.get("old_version"), args.get("new_version")
+            if not isinstance(device, str) or not isinstance(category, str) \
+                    or not all(v is None or isinstance(v, int) for v in (old, new)):
+                raise ValueError("device and category: names; old_version, new_version: integers or null")
+            return await asyncio.to_thread(config_watch.diff, self.store.query_dicts, device, category, old, new)
+
+        async def config_capture(args: dict[str, Any], actor: str) -> dict[str, int]:
+            device = args.get("device")
+            if device is not None and not isinstance(device, str):
+                raise ValueError("device: a device name or null")
+            return {"asked": await self._capture_config(device, actor)}
+
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
-        ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping})
+        ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
+                    "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture})
         return ops
 
     async def _start_control(self) -> None:
@@ -1031,3 +1168,24 @@ class Engine:
         if self.control is not None:
             await self.control.stop()
             self.control = None
+
+
+def _record_evidence(record: ChangeRecordView, devices: list[str], start: float) -> str:
+    """One evidence line for a change record whose scope holds a root device."""
+    if record.starts_at <= start <= record.ends_at:
+        when = f"under way since {human_duration(start - record.starts_at)} before it began"
+    else:
+        when = f"ended {human_duration(start - record.ends_at)} before it began"
+    return (f"Change {record.id} ({record.status}, owner {record.owner}) covers {', '.join(devices[:3])}, "
+            f"{when}: {record.title}")
+
+
+def _change_evidence(change: Any, start: float) -> str:
+    """One evidence line: which change, on what, and when relative to the incident's start."""
+    if change.detected_at <= start:
+        when = f"detected {human_duration(start - change.detected_at)} before it began"
+    elif change.since is not None and change.since <= start:
+        when = f"made within {human_duration(start - change.since)} before it began or just after"
+    else:
+        when = "detected just after it began"
+    return f"Config change on {change.device} ({change.category}), {when}: {change.summary}"

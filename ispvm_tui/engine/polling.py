@@ -33,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors import reachability
 from ispvm_tui.collectors.reachability import ReachTarget
-from ispvm_tui.collectors.results import PollResult
+from ispvm_tui.collectors.results import ConfigRead, PollResult
 from ispvm_tui.config import Config, Device
 from ispvm_tui.secrets import SecretError, SecretSource
 
@@ -185,6 +185,11 @@ class Poller:
         self.poll_seconds: deque[float] = deque(maxlen=1000)  # real seconds per device poll, recent
         self.skipped_overlaps = 0  # turns skipped because the previous poll of that device still ran
         self._running: set[asyncio.Task[object]] = set()
+        # Config reads (engine/config_watch.py): asked for after a poll, run in the device's slot so they never
+        # share its API session with a poll, bounded apart from the polls.
+        self.config_due: Callable[[str, float], bool] | None = None
+        self.on_config: Callable[[str, list[ConfigRead]], Awaitable[None]] | None = None
+        self._config_sem = asyncio.Semaphore(config.config_watch.concurrency)
 
     def interval_of(self, name: str) -> float:
         """Clock seconds between polls of one device (its own interval_s, else the fleet's)."""
@@ -293,6 +298,7 @@ class Poller:
                     results = [_slow(r) for r in results]
             else:
                 started_at = results[0].started_at
+            reads = await self._read_config(name, sched, results) if self._config_wanted(name, results) else None
         finally:
             sched.running = False
         sched.polls += 1
@@ -310,10 +316,35 @@ class Poller:
                             self.config.polling.backoff_max_s)
                 sched.next_allowed = now + delay
         await self.on_results(name, results)
+        if reads is not None and self.on_config is not None:
+            await self.on_config(name, reads)
         if sched.again:
             sched.again = False
             self.poll_soon([name])
         return results
+
+    def _config_wanted(self, name: str, results: list[PollResult]) -> bool:
+        return (self.config_due is not None and self.on_config is not None and any(r.ok for r in results)
+                and self.config_due(name, self.clock.now()))
+
+    async def _read_config(self, name: str, sched: DeviceSchedule, results: list[PollResult]) -> list[ConfigRead]:
+        """Each collector that answered this poll and can read configuration, one after the other."""
+        ok = {r.collector for r in results if r.ok}
+        reads: list[ConfigRead] = []
+        async with self._config_sem:
+            for collector in sched.collectors:
+                reader = getattr(collector, "read_config", None)
+                if reader is None or _kind(collector) not in ok:
+                    continue
+                try:
+                    reads.append(await reader())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a reader bug is a failed read, never a stopped poller
+                    log.exception("config read of %s raised", name)
+                    reads.append(ConfigRead(device=name, collector=_kind(collector), started_at=self.clock.now(),
+                                            ok=False, error=f"internal error: {type(exc).__name__}"))
+        return reads
 
     def _should_check(self, sched: DeviceSchedule) -> bool:
         return (self.config.polling.check_timeout_s > 0 and sched.reach is not None

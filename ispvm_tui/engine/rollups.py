@@ -130,6 +130,10 @@ _RETENTION: dict[str, _Keep] = {
     "alerts": _Keep("ends_at", "state = 'resolved' AND (incident_id IS NULL OR incident_id NOT IN "
                                "(SELECT id FROM incidents WHERE status <> 'closed'))"),
     "incidents": _Keep("closed_at", "status = 'closed'"),
+    "config_checks": _Keep("ts"),
+    # Old versions go; the newest of each device and category stays whatever its age: it is the baseline.
+    "config_versions": _Keep("taken_at", "(device, category, version) NOT IN (SELECT device, category, "
+                                         "max(version) FROM config_versions GROUP BY ALL)"),
     "incident_events": _Keep("ts", "incident_id NOT IN (SELECT id FROM incidents WHERE status <> 'closed')"),
     # Delivered and dead events go; pending ones (a resend included) stay with their attempt history.
     "outbox": _Keep("finished_at", "status <> 'pending'"),

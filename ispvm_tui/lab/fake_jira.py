@@ -3,10 +3,13 @@
 It listens on a loopback port in a background thread and keeps issues, comments and a simple
 workflow in memory. It checks the ``Authorization`` header (Basic ``email:token`` or ``Bearer
 token``) and answers the way Jira does: 201 with ``{"id", "key", "self"}`` for a new issue, 204 for
-a transition, ``{"errorMessages": [...], "errors": {...}}`` for 400/401/404, 410 for the retired
-``/rest/api/3/search``. It can be scripted per method and path to fail (a status with headers), to
-answer slowly, to do the work and then drop the connection without a reply ("lose"), or to do it and
-stall past the client's timeout ("stall"); its search can lag behind creates like Jira's index does.
+a transition and for an edit (``PUT /rest/api/3/issue/{key}``: summary, description, labels,
+priority; 400 for an unknown priority or a field it cannot set), ``{"errorMessages": [...],
+"errors": {...}}`` for 400/401/404, 410 for the retired ``/rest/api/3/search``. Its workflow is
+To Do -> In Progress -> Done, with "Reopen" (Done -> To Do) offered only from Done. It can be
+scripted per method and path to fail (a status with headers), to answer slowly, to do the work and
+then drop the connection without a reply ("lose"), or to do it and stall past the client's timeout
+("stall"); its search can lag behind creates like Jira's index does.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ from ispvm_tui.lab.webhook_sink import _BodyError, _read_body
 API = "/rest/api/3"
 ISSUE_TYPES = ("Task", "Bug", "Incident")
 PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
+# A transition is offered from every status but its own target, or only from those in "from".
 WORKFLOW = ({"id": "11", "name": "To Do", "to": "To Do"}, {"id": "21", "name": "Start work", "to": "In Progress"},
-            {"id": "31", "name": "Done", "to": "Done"})
+            {"id": "31", "name": "Done", "to": "Done"}, {"id": "41", "name": "Reopen", "to": "To Do", "from": ["Done"]})
+STATUS_CATEGORY = {"To Do": "new", "In Progress": "indeterminate", "Done": "done"}
+EDITABLE = ("summary", "description", "labels", "priority")
 SUMMARY_MAX = 255
 
 # A scripted step: a status, (status, headers), (status, headers, body), ("delay", s) then the normal answer,
@@ -63,6 +69,7 @@ class Issue:
     status: str = "To Do"
     created: float = field(default_factory=time.monotonic)
     comments: list[dict[str, Any]] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)  # the fields of every accepted PUT, in order
 
 
 class _Server(ThreadingHTTPServer):
@@ -95,6 +102,29 @@ def _errors(*messages: str, **errors: str) -> dict[str, Any]:
 def _is_adf(value: Any) -> bool:
     return isinstance(value, dict) and value.get("type") == "doc" and value.get("version") == 1 and isinstance(
         value.get("content"), list)
+
+
+def _field_errors(fields: dict[str, Any]) -> dict[str, str]:
+    """Jira's complaints about the values of summary, priority, labels and description, as given."""
+    errors: dict[str, str] = {}
+    if "summary" in fields:
+        summary = fields["summary"]
+        if not summary or not isinstance(summary, str):
+            errors["summary"] = "You must specify a summary of the issue."
+        elif len(summary) > SUMMARY_MAX or "\n" in summary:
+            errors["summary"] = "Summary must be less than 255 characters."
+    if "priority" in fields:
+        priority = fields["priority"]
+        name = priority.get("name") if isinstance(priority, dict) else None
+        if name not in PRIORITIES:
+            errors["priority"] = f"Specify a valid value for priority: {name!r}"
+    labels = fields.get("labels") or []
+    if not isinstance(labels, list) or any(not isinstance(x, str) or not x or " " in x or len(x) > 255
+                                           for x in labels):
+        errors["labels"] = "The label can't contain spaces."
+    if "description" in fields and not _is_adf(fields["description"]):
+        errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+    return errors
 
 
 class FakeJira:
@@ -174,8 +204,8 @@ class FakeJira:
 
     def issues(self) -> list[Issue]:
         with self._lock:
-            return [Issue(i.id, i.key, json.loads(json.dumps(i.fields)), i.status, i.created, list(i.comments))
-                    for i in self._issues.values()]
+            return [Issue(i.id, i.key, json.loads(json.dumps(i.fields)), i.status, i.created, list(i.comments),
+                          json.loads(json.dumps(i.edits))) for i in self._issues.values()]
 
     def issue(self, key: str) -> Issue | None:
         return next((i for i in self.issues() if i.key == key), None)
@@ -319,7 +349,9 @@ class FakeJira:
         if m[2] is None and method == "GET":
             return 200, {}, {"id": issue.id, "key": issue.key, "fields": {
                 **issue.fields, "status": {"name": issue.status,
-                                           "statusCategory": {"key": "done" if issue.status == "Done" else "new"}}}}
+                                           "statusCategory": {"key": STATUS_CATEGORY.get(issue.status, "new")}}}}
+        if m[2] is None and method == "PUT":
+            return self._edit(issue, body)
         if m[2] == "/comment":
             return self._comments(issue, method, query, body)
         if m[2] == "/transitions":
@@ -335,20 +367,9 @@ class FakeJira:
             errors["project"] = "Specify a valid project ID or key"
         if (fields.get("issuetype") or {}).get("name") not in ISSUE_TYPES:
             errors["issuetype"] = "Specify an issue type"
-        summary = fields.get("summary")
-        if not summary or not isinstance(summary, str):
+        if "summary" not in fields:
             errors["summary"] = "You must specify a summary of the issue."
-        elif len(summary) > SUMMARY_MAX or "\n" in summary:
-            errors["summary"] = "Summary must be less than 255 characters."
-        if "priority" in fields and (fields["priority"] or {}).get("name") not in PRIORITIES:
-            errors["priority"] = f"Specify a valid value for priority: {(fields['priority'] or {}).get('name')!r}"
-        labels = fields.get("labels") or []
-        if not isinstance(labels, list) or any(not isinstance(x, str) or not x or " " in x or len(x) > 255
-                                               for x in labels):
-            errors["labels"] = "The label can't contain spaces."
-        if "description" in fields and not _is_adf(fields["description"]):
-            errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document " \
-                                    "Format)"
+        errors.update(_field_errors(fields))
         if errors:
             return 400, {}, _errors(**errors)
         issue_id, key = str(next(self._ids)), f"{self.project}-{next(self._numbers)}"
@@ -356,6 +377,20 @@ class FakeJira:
         if self.search_paused:
             self._hidden.add(key)
         return 201, {}, {"id": issue_id, "key": key, "self": f"{self.url}{API}/issue/{issue_id}"}
+
+    def _edit(self, issue: Issue, body: Any) -> tuple[int, dict[str, str], Any]:
+        """PUT /issue/{key}: set the given fields; 204 with no body, or 400 and nothing changed."""
+        fields = body.get("fields") if isinstance(body, dict) else None
+        if not isinstance(fields, dict) or not fields:
+            return 400, {}, _errors("No fields were given to edit.")
+        errors = {name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+                  for name in fields if name not in EDITABLE}
+        errors.update(_field_errors(fields))
+        if errors:
+            return 400, {}, _errors(**errors)
+        issue.fields.update(json.loads(json.dumps(fields)))
+        issue.edits.append(json.loads(json.dumps(fields)))
+        return 204, {}, None
 
     def _search(self, body: Any) -> tuple[int, dict[str, str], Any]:
         jql = str((body or {}).get("jql") or "") if isinstance(body, dict) else ""
@@ -394,7 +429,8 @@ class FakeJira:
         return 201, {}, comment
 
     def _transitions(self, issue: Issue, method: str, body: Any) -> tuple[int, dict[str, str], Any]:
-        available = [t for t in self.workflow if t["to"] != issue.status]
+        available = [t for t in self.workflow if t["to"] != issue.status and issue.status in t.get("from", [
+            issue.status])]
         if method == "GET":
             return 200, {}, {"expand": "transitions", "transitions": [
                 {"id": t["id"], "name": t["name"], "to": {"name": t["to"]}, "hasScreen": False} for t in available]}

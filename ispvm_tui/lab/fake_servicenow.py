@@ -1,7 +1,8 @@
 """A small ServiceNow Table API on loopback, for tests and the lab.
 
 It speaks the shapes in ../shared/spec/integrations.md: ``/api/now/table/incident`` (create, read,
-update, look up by encoded query), ``sys_journal_field`` (the work notes each record collected) and
+update, look up by encoded query; a Resolved record set back to an active state counts a
+``reopen_count``), ``sys_journal_field`` (the work notes each record collected) and
 ``sys_user_group``; Basic, Bearer or ``x-sn-apikey`` auth; errors as
 ``{"error": {"message", "detail"}, "status": "failure"}``. Records live in memory. Each method and
 path can be scripted to fail (``Fail``), to answer slowly (``Slow``) or to do the work and then lose
@@ -32,6 +33,7 @@ _PRIORITY = {("1", "1"): "1", ("1", "2"): "2", ("2", "1"): "2", ("1", "3"): "3",
              ("2", "3"): "4", ("3", "2"): "4", ("3", "3"): "5"}
 _TERM = re.compile(r"^(?P<field>[a-z_][a-z0-9_.]*?)(?P<op>!=|=|LIKE|STARTSWITH)(?P<value>.*)$", re.S)
 _JOURNAL_FIELDS = ("work_notes", "comments")
+_ACTIVE_STATES = ("1", "2", "3")  # New, In Progress, On Hold; 6 Resolved, 7 Closed, 8 Canceled
 
 
 @dataclass(frozen=True)
@@ -414,7 +416,7 @@ class FakeServiceNow:
             "sys_id": sys_id, "number": number, "state": "1", "short_description": "", "description": "",
             "category": "inquiry", "subcategory": "", "urgency": "3", "impact": "3", "assignment_group": "",
             "caller_id": "", "correlation_id": "", "correlation_display": "", "close_code": "", "close_notes": "",
-            "work_notes": "", "comments": "", "sys_created_on": now, "sys_updated_on": now,
+            "work_notes": "", "comments": "", "reopen_count": "0", "sys_created_on": now, "sys_updated_on": now,
         }
         for key, value in body.items():
             if key in ("sys_id", "number"):
@@ -438,6 +440,8 @@ class FakeServiceNow:
                                        f"mandatory: {', '.join(missing)}\n"), {}
         for key in _JOURNAL_FIELDS:
             self._journal_add(record["sys_id"], key, body.get(key))
+        if record.get("state") == "6" and merged.get("state") in _ACTIVE_STATES:
+            merged["reopen_count"] = str(int(record.get("reopen_count") or 0) + 1)  # as the incident reopen rule does
         record.update({k: v for k, v in merged.items() if k not in ("sys_id", "number")})
         record["priority"] = _PRIORITY.get((record["urgency"], record["impact"]), "5")
         record["sys_updated_on"] = _stamp()

@@ -4,7 +4,8 @@ It listens on a loopback port in a background thread and answers the way api.tel
 ``/bot<TOKEN>/<method>``, a wrong token is 401 Unauthorized, an unknown chat 400 "chat not found",
 an error's HTTP status equals its ``error_code``, 429 carries ``parameters.retry_after``. It checks
 the HTML the way Telegram parses it (allowed tags, balanced, entities) and the 4096-character limit,
-optionally enforces the per-chat rate, records every request and every message it posted, and can
+optionally enforces the per-chat rate and the per-group limit (20 a minute by default, smaller
+for a test), records every request and every message it posted, and can
 be scripted to fail, to answer slowly, or to post a message and then lose the reply.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import math
 import sys
 import threading
 import time
@@ -161,7 +163,7 @@ class FakeTelegram:
         self.username = username
         self.host = host
         self.port = port
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # wait_for predicates read through the public accessors
         self._changed = threading.Condition(self._lock)
         self._requests: list[Request] = []
         self._messages: list[Message] = []
@@ -169,6 +171,8 @@ class FakeTelegram:
         self._delay = 0.0
         self._rate_s: float | None = None  # per-chat minimum interval between messages, when enforced
         self._last_at: dict[int | str, float] = {}
+        self._group_limit: tuple[int, float] | None = None  # (messages, window_s) per group chat, when enforced
+        self._group_sent: dict[int | str, deque[float]] = {}  # arrival times of the messages each group took
         self._ids = itertools.count(101)
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -228,6 +232,26 @@ class FakeTelegram:
         with self._lock:
             self._rate_s = min_interval_s
 
+    def enforce_group_limit(self, messages: int | None = 20, window_s: float = 60.0) -> None:
+        """Refuse (429, retry_after until the oldest leaves the window) a message to a group (a negative id or
+        an @username) that already took ``messages`` within the last ``window_s``; None stops enforcing."""
+        with self._lock:
+            self._group_limit = (messages, window_s) if messages else None
+
+    def group_room(self, chat_id: int | str, at: float | None = None) -> int | None:
+        """How many more messages the group would take now (None: not limited)."""
+        with self._lock:
+            return self._room(chat_id, time.monotonic() if at is None else at)
+
+    def _room(self, chat_id: int | str, at: float) -> int | None:
+        if self._group_limit is None or str(chat_id).strip().isdigit():
+            return None
+        limit, window = self._group_limit
+        sent = self._group_sent.setdefault(chat_id, deque())
+        while sent and at - sent[0] >= window:
+            sent.popleft()
+        return max(0, limit - len(sent))
+
     def messages(self, chat_id: int | str | None = None) -> list[Message]:
         with self._lock:
             return [m for m in self._messages if chat_id is None or m.chat_id == chat_id]
@@ -275,6 +299,13 @@ class FakeTelegram:
             last = self._last_at.get(chat)
             if last is not None and at - last < self._rate_s:
                 raise _Failed(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        room = self._room(chat, at)
+        if room == 0:
+            assert self._group_limit is not None
+            wait = max(1, math.ceil(self._group_sent[chat][0] + self._group_limit[1] - at))
+            raise _Failed(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
+        if room is not None:
+            self._group_sent[chat].append(at)
         self._last_at[chat] = at
         message = Message(next(self._ids), chat, text, visible, mode, bool(body.get("disable_notification")),
                           body.get("message_thread_id"), reply_to, body)

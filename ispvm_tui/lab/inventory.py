@@ -12,6 +12,7 @@ from pathlib import Path
 from ispvm_tui.config import (
     BgpPeer,
     Config,
+    ConfigWatch,
     ConsoleLocation,
     Credential,
     Device,
@@ -55,6 +56,8 @@ def lab_inventory(lab: Lab, database: Path, *, webhook_url: str | None = None, u
                         backoff_max_s=interval * 3),
         incidents=Incidents(close_after_s=max(30.0, interval * 4), correlate_every_s=min(5.0, interval / 2)),
         retention=Retention(run_every_s=60),  # simulated: rollups show up within a demo
+        # A fingerprint every three polls: a scenario's few minutes see many reads of an unchanged router.
+        config_watch=ConfigWatch(interval_s=max(5.0, interval * 3)),
         console=ConsoleLocation(attach=list(sc.console.attach)),
         sites=[Site(name=s.name, subscribers=s.subscribers) for s in sc.sites],
         credentials={"lab": Credential(username=sc.lab.username, password_secret=LAB_PASSWORD)},

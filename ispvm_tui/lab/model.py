@@ -14,22 +14,30 @@ so it stays on the path for others, but its own management plane is silent.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import random
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from ispvm_tui.clock import Clock
 from ispvm_tui.lab.addresses import lab_addresses
-from ispvm_tui.lab.scenario import Scenario, TimelineEntry, normalise_link
+from ispvm_tui.lab.scenario import LabSettings, Scenario, TimelineEntry, normalise_link
 from ispvm_tui.lab.sim import (
     LabModelLike,
     RouterHandle,
     SimAddress,
     SimBgpPeer,
+    SimCommunity,
+    SimConfig,
     SimDevice,
+    SimFirewallRule,
     SimInterface,
     SimNeighbor,
     SimOspfNeighbor,
+    SimOspfTemplate,
+    SimRouteFilter,
+    SimStaticRoute,
+    SimUser,
 )
 
 REBOOT_S = 45.0  # simulated seconds a rebooting router is away
@@ -122,11 +130,7 @@ class LabModel(LabModelLike):
                     rx_bytes=rng.randint(10**9, 10**12), tx_bytes=rng.randint(10**9, 10**12),
                     rx_packets=rng.randint(10**6, 10**9), tx_packets=rng.randint(10**6, 10**9),
                 )
-            dev.config = {
-                "system": f'/system identity set name="{spec.name}"\n',
-                "interfaces": "".join(f"/interface ethernet set [ find default-name={i} ]\n" for i in dev.interfaces),
-                "bgp": "", "ospf": "", "firewall": "/ip firewall filter add chain=input action=accept\n",
-            }
+            dev.config = _base_config(dev.name, scenario.lab)
             model.devices[spec.name] = dev
             model.powered[spec.name] = True
         for k, link in enumerate(scenario.links, start=1):
@@ -153,8 +157,10 @@ class LabModel(LabModelLike):
                 name=peer.name, remote_address=peer.remote_address, remote_as=peer.remote_as,
                 local_as=peer.local_as, provider=peer.provider or "", state="established",
                 established_since=now - rng.uniform(86400, 30 * 86400), prefix_count=peer.prefixes,
+                tcp_md5_key=lab_secret(f"{peer.device}:{peer.name}", "bgp", 0),
             ))
-            dev.config["bgp"] += f"/routing bgp connection add name={peer.name} remote.as={peer.remote_as}\n"
+            if not dev.config.route_filters:
+                dev.config.route_filters = _bgp_filters()
         for ospf in scenario.ospf_neighbors:
             for me, other in ((ospf.device, ospf.neighbor), (ospf.neighbor, ospf.device)):
                 link = scenario.link_between(me, other)
@@ -166,7 +172,10 @@ class LabModel(LabModelLike):
                     router_id=model.devices[other].router_id, address=addr.address.split("/")[0],
                     interface=my_end.split(":", 1)[1], adjacency_since=now - rng.uniform(3600, 86400),
                 ))
-                model.devices[me].config["ospf"] += f"/routing ospf interface-template add interfaces={my_end}\n"
+                # both ends of an authenticated adjacency share its key
+                _add_ospf_template(model.devices[me], my_end.split(":", 1)[1], lab_secret(link.id, "ospf", 0))
+        for dev in model.devices.values():
+            dev.config.static_routes.append(SimStaticRoute("10.254.0.0/16", _gateway(dev), comment="customer pools"))
         model._advanced_at = dict.fromkeys(model.devices, now)
         model._refresh()
         return model
@@ -345,9 +354,46 @@ class LabModel(LabModelLike):
                                                link.id if link else e.interface or ""))
 
     def _do_config_change(self, e: TimelineEntry, now: float) -> None:
+        """A real, deterministic change in one section (the n-th change of a section is always the same)."""
         dev = self.devices[e.device or ""]
         section = e.section or "system"
-        dev.config[section] = dev.config.get(section, "") + f"# changed at {int(now)}: {e.note or 'lab change'}\n"
+        n = dev.config.changes[section] = dev.config.changes.get(section, 0) + 1
+        config = dev.config
+        if section == "bgp" and dev.bgp_peers:
+            dev.bgp_peers[0].hold_time_s = 90 if n % 2 else 180
+        elif section == "ospf" and config.ospf_templates:
+            config.ospf_templates[0].cost += 10
+        elif section == "interfaces" and dev.interfaces:
+            min(dev.interfaces.values(), key=lambda i: i.ifindex).mtu = 1492 if n % 2 else 1500
+        elif section == "addressing":
+            config.static_routes.append(SimStaticRoute(f"10.{253 - n // 256 % 200}.{n % 256}.0/24", _gateway(dev),
+                                                       comment=f"lab change {n}"))
+        elif section == "firewall":
+            rule = SimFirewallRule("input", "accept", {"protocol": "tcp", "dst-port": str(8000 + n % 1000),
+                                                       "src-address": f"192.0.2.{n % 254 + 1}"},
+                                   comment=f"lab change {n}")
+            last_input = max((i for i, r in enumerate(config.firewall) if r.chain == "input"), default=None)
+            config.firewall.insert(len(config.firewall) if last_input is None else last_input, rule)
+        elif section == "system":
+            server = f"203.0.113.{n % 254 + 1}"
+            config.ntp_servers[:1] = [server]
+
+    def _do_secret_change(self, e: TimelineEntry, now: float) -> None:
+        """Only a secret changes: nothing the engine fingerprints may move."""
+        dev = self.devices[e.device or ""]
+        section = e.section or "system"
+        n = dev.config.changes[f"secret:{section}"] = dev.config.changes.get(f"secret:{section}", 0) + 1
+        secret = lab_secret(dev.name, section, n)
+        if section == "bgp" and dev.bgp_peers:
+            dev.bgp_peers[0].tcp_md5_key = secret
+        elif section == "ospf" and dev.config.ospf_templates:
+            dev.config.ospf_templates[0].auth_key = secret
+        elif section == "system":
+            # Not the first community nor the first user: the engine keeps polling with those.
+            for community in dev.config.communities[1:2]:
+                community.name = f"noc-{secret}"
+            for user in dev.config.users[1:2]:
+                user.password = secret
 
     def _do_maintenance(self, e: TimelineEntry, now: float) -> None:
         # Nothing changes on the routers: maintenance is the engine's business.
@@ -480,3 +526,63 @@ class LabModel(LabModelLike):
 
     def _reachable_from(self, start: str) -> set[str]:
         return self._spread([start])
+
+
+# ---- the lab routers' configuration ------------------------------------------------
+
+
+def lab_secret(owner: str, section: str, n: int) -> str:
+    """A deterministic secret (a BGP MD5 key, an OSPF key, a community): the n-th one of its owner."""
+    return hashlib.sha256(f"ispvm-lab:{owner}:{section}:{n}".encode()).hexdigest()[:20]
+
+
+def _base_config(name: str, lab: LabSettings) -> SimConfig:
+    users = [SimUser(lab.username, "full", lab.password)]
+    if lab.username != "noc":
+        users.append(SimUser("noc", "read", lab_secret(name, "user", 0)))
+    return SimConfig(
+        ntp_servers=["192.0.2.123", "198.51.100.123"],
+        dns_servers=["192.0.2.53", "198.51.100.53"],
+        communities=[SimCommunity(lab.community), SimCommunity(f"noc-{lab_secret(name, 'system', 0)}", "10.0.0.0/8")],
+        users=users,
+        firewall=[
+            SimFirewallRule("input", "accept", {"connection-state": "established,related,untracked"},
+                            comment="accept established,related,untracked"),
+            SimFirewallRule("input", "drop", {"connection-state": "invalid"}, comment="drop invalid"),
+            SimFirewallRule("input", "accept", {"protocol": "icmp"}, comment="accept ICMP"),
+            SimFirewallRule("input", "accept", {"src-address": "10.0.0.0/8"}, comment="management and routing"),
+            SimFirewallRule("input", "drop", comment="drop all else"),
+            SimFirewallRule("forward", "fasttrack-connection", {"connection-state": "established,related"},
+                            comment="fasttrack"),
+            SimFirewallRule("forward", "accept", {"connection-state": "established,related,untracked"}),
+            SimFirewallRule("forward", "drop", {"connection-state": "invalid"}),
+        ],
+    )
+
+
+def _bgp_filters() -> list[SimRouteFilter]:
+    return [
+        SimRouteFilter("bgp-in", "discard", "10.0.0.0/8", "8-32"),
+        SimRouteFilter("bgp-in", "discard", "192.168.0.0/16", "16-32"),
+        SimRouteFilter("bgp-in", "accept"),
+        SimRouteFilter("bgp-out", "accept", "203.0.113.0/24"),
+        SimRouteFilter("bgp-out", "discard"),
+    ]
+
+
+def _add_ospf_template(dev: SimDevice, interface: str, key: str) -> None:
+    if any(t.interface == interface for t in dev.config.ospf_templates):
+        return
+    address = next((a for a in dev.addresses if a.interface == interface), None)
+    network = f"{address.network}/{address.address.partition('/')[2]}" if address else ""
+    dev.config.ospf_templates.append(SimOspfTemplate(interface, network, auth_key=key))
+
+
+def _gateway(dev: SimDevice) -> str:
+    """The far end of the device's first link, else its first interface (a static route needs a gateway)."""
+    for addr in dev.addresses:
+        iface = ipaddress.IPv4Interface(addr.address)
+        hosts = [h for h in iface.network.hosts() if h != iface.ip]
+        if hosts:
+            return str(hosts[0])
+    return next(iter(dev.interfaces), "ether1")

@@ -485,7 +485,7 @@ class RouterOSApiServer:
             if total is None:
                 return _Reply(_trap("no such command prefix", 0))
             return _Reply([["!done", f"=ret={total}"]], garbage=menu in mis.garbage_paths)
-        rows = render_menu(device, menu, now)
+        rows = render_menu(device, menu, now, req.queries)
         if rows is None:
             return _Reply(_trap("no such command prefix", 0))
         try:

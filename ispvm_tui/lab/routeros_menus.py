@@ -21,7 +21,13 @@ Deliberate realities a collector has to cope with:
 * ``/system/health`` is one row of attributes on v6, one row per sensor on v7,
   and empty on CHR/x86;
 * ``/interface/ethernet`` ``speed`` is the forced-mode setting (``1Gbps``, or
-  ``1G-baseT-full`` since 7.12); the negotiated rate is only in ``monitor``.
+  ``1G-baseT-full`` since 7.12); the negotiated rate is only in ``monitor``;
+* configuration menus (``SimDevice.config``) carry their secrets in clear
+  (``tcp-md5-key``, OSPF keys, community names), as RouterOS sends them to a
+  user with the sensitive policy, but ``/user`` never a password; firewall
+  counters move with the clock, and a fasttrack rule brings RouterOS's
+  dynamic counter rule; ``/ip/route`` has connected (dynamic), static and
+  OSPF-learnt (dynamic) routes, and ``?dynamic=no`` skips building the rest.
 
 ``ping_row`` and ``ethernet_monitor`` render the rows of those two commands;
 the server decides when to send them.
@@ -59,9 +65,15 @@ _CPU_BY_ARCH = {
 _NON_ROUTERBOARD = {"x86", "CHR", "x86_64"}
 
 
-def render_menu(device: SimDevice, path: str, now: float) -> list[Row] | None:
-    """Rows for ``<path>/print`` on ``device`` at clock time ``now``; None if the menu does not exist."""
-    renderer = _MENUS.get(_normalise(path))
+def render_menu(device: SimDevice, path: str, now: float, queries: list[str] | None = None) -> list[Row] | None:
+    """Rows for ``<path>/print`` on ``device`` at clock time ``now``; None if the menu does not exist.
+
+    ``queries`` (the print's ``?`` words) may let a large menu skip rows no query could match; the
+    caller still applies them."""
+    path = _normalise(path)
+    if path == "/ip/route" and configured_routes_only(queries or []):
+        return _route_rows(device, configured_only=True)
+    renderer = _MENUS.get(path)
     return None if renderer is None else renderer(device, now)
 
 
@@ -69,7 +81,8 @@ def count_menu(device: SimDevice, path: str, now: float) -> int | None:
     """What ``<path>/print =count-only=`` answers, without building large tables."""
     path = _normalise(path)
     if path == "/ip/route":
-        return max(0, device.route_count)
+        # the connected, default and static routes are always there, however small route_count is
+        return max(device.route_count, len(device.addresses) + 1 + len(device.config.static_routes))
     rows = render_menu(device, path, now)
     return None if rows is None else len(rows)
 
@@ -373,21 +386,29 @@ def _neighbors(device: SimDevice, now: float) -> list[Row]:
     return [_neighbor_row(device, i + 1, nb, now) for i, nb in enumerate(device.neighbors)]
 
 
-def _route_rows(device: SimDevice) -> list[Row]:
-    """Connected routes from the addresses, a default route, then synthetic routes up to route_count."""
-    rows: list[Row] = []
-    for addr in device.addresses:
-        prefix = addr.address.partition("/")[2] or "32"
-        rows.append(_route(device, f"{addr.network}/{prefix}", addr.interface, "0", connect=True))
-    rows.append(_route(device, "0.0.0.0/0", _default_gateway(device), "1", connect=False))
-    i = 0
-    while len(rows) < device.route_count:
-        net = ipaddress.IPv4Address(0x64400000 + (i << 8))  # 100.64.0.0/10 space, one /24 each
-        rows.append(_route(device, f"{net}/24", _default_gateway(device), "110", connect=False))
-        i += 1
-    rows = rows[: max(0, device.route_count)]
+def _route_rows(device: SimDevice, *, configured_only: bool = False) -> list[Row]:
+    """Connected routes from the addresses, the default route and the static routes, then OSPF-learnt
+    routes up to route_count. ``configured_only``: just the default and static routes (``?dynamic=no``),
+    without building a full table to filter it."""
+    connected = [] if configured_only else [
+        _route(device, f"{addr.network}/{addr.address.partition('/')[2] or '32'}", addr.interface, "0", kind="connect")
+        for addr in device.addresses
+    ]
+    configured = [_route(device, "0.0.0.0/0", _default_gateway(device), "1", kind="static")]
+    for static in device.config.static_routes:
+        row = _route(device, static.dst_address, static.gateway, str(static.distance), kind="static")
+        if static.comment:
+            row["comment"] = static.comment
+        configured.append(row)
+    learnt: list[Row] = []
+    if not configured_only:
+        for i in range(max(0, device.route_count - len(connected) - len(configured))):
+            net = ipaddress.IPv4Address(0x64400000 + (i << 8))  # 100.64.0.0/10 space, one /24 each
+            learnt.append(_route(device, f"{net}/24", _default_gateway(device), "110", kind="ospf"))
+    first = 1 if not configured_only else len(device.addresses) + 1
+    rows = [*connected, *configured, *learnt]
     for index, row in enumerate(rows):
-        row[".id"] = _star(index + 1)
+        row[".id"] = _star(index + first)
     return rows
 
 
@@ -401,21 +422,29 @@ def _default_gateway(device: SimDevice) -> str:
     return "0.0.0.0"
 
 
-def _route(device: SimDevice, dst: str, gateway: str, distance: str, *, connect: bool) -> Row:
+def _route(device: SimDevice, dst: str, gateway: str, distance: str, *, kind: str) -> Row:
+    connect = kind == "connect"
     row: Row = {"dst-address": dst, "gateway": gateway, "distance": distance, "scope": "30" if not connect else "10"}
     if device.ros_major >= 7:
         row.update({"routing-table": "main", "immediate-gw": gateway, "target-scope": "10"})
     row.update({
         "active": "true",
-        "dynamic": _flag(connect),
+        "dynamic": _flag(kind != "static"),
         "connect": _flag(connect),
-        "static": _flag(not connect and distance == "1"),
+        "static": _flag(kind == "static"),
     })
+    if kind == "ospf":
+        row["ospf"] = "true"
     return row
 
 
 def _routes(device: SimDevice, now: float) -> list[Row]:
     return _route_rows(device)
+
+
+def configured_routes_only(queries: list[str]) -> bool:
+    """``?dynamic=no`` (or false): the client wants the static routes only, whatever the table's size."""
+    return any(q in ("dynamic=no", "dynamic=false") for q in queries)
 
 
 # ---- BGP ------------------------------------------------------------------------
@@ -481,14 +510,14 @@ def _bgp_peer_row(device: SimDevice, index: int, peer: SimBgpPeer, now: float) -
         "instance": "default",
         "remote-address": peer.remote_address,
         "remote-as": str(peer.remote_as),
-        "tcp-md5-key": "",
+        "tcp-md5-key": peer.tcp_md5_key,  # RouterOS sends it in clear to a user with the sensitive policy
         "nexthop-choice": "default",
         "multihop": "false",
         "route-reflect": "false",
-        "hold-time": "3m",
+        "hold-time": format_ros_duration(peer.hold_time_s),
         "ttl": "default",
-        "in-filter": "",
-        "out-filter": "",
+        "in-filter": _filter_chain(device, "bgp-in"),
+        "out-filter": _filter_chain(device, "bgp-out"),
         "address-families": "ip",
         "default-originate": "never",
         "remove-private-as": "false",
@@ -555,12 +584,15 @@ def _bgp_connection_row(device: SimDevice, index: int, peer: SimBgpPeer) -> Row:
         "templates": "default",
         "connect": "true",
         "listen": "true",
-        "hold-time": "3m",
+        "hold-time": format_ros_duration(peer.hold_time_s),
         "keepalive-time": "1m",
         "multihop": "false",
-        "inactive": "false",
-        "disabled": _flag(peer.disabled),
     })
+    if peer.tcp_md5_key:
+        row["tcp-md5-key"] = peer.tcp_md5_key
+    if device.config.route_filters:
+        row.update({"input.filter": "bgp-in", "output.filter-chain": "bgp-out"})
+    row.update({"inactive": "false", "disabled": _flag(peer.disabled)})
     if peer.provider:
         row["comment"] = peer.provider
     return row
@@ -570,6 +602,16 @@ def _bgp_connections_v7(device: SimDevice, now: float) -> list[Row] | None:
     if device.ros_major < 7:
         return None
     return [_bgp_connection_row(device, i + 1, p) for i, p in enumerate(device.bgp_peers)]
+
+
+def _filter_chain(device: SimDevice, chain: str) -> str:
+    return chain if any(f.chain == chain for f in device.config.route_filters) else ""
+
+
+def _bgp_templates_v7(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major < 7:
+        return None
+    return [{".id": "*0", "name": "default", "as": str(_local_as(device)), "inactive": "false"}]
 
 
 def _bgp_session_row(device: SimDevice, index: int, peer: SimBgpPeer, now: float) -> Row:
@@ -684,6 +726,223 @@ def _ospf_neighbors(device: SimDevice, now: float) -> list[Row]:
     return [render(device, i, nb, now) for i, nb in enumerate(live)]
 
 
+# ---- OSPF configuration ---------------------------------------------------------
+
+
+def _ospf_instances(device: SimDevice, now: float) -> list[Row]:
+    if device.ros_major < 7:
+        # v6 always has its default instance, configured or not.
+        return [{
+            ".id": "*0", "name": "default", "router-id": _rid(device), "distribute-default": "never",
+            "redistribute-connected": "no", "redistribute-static": "no", "redistribute-rip": "no",
+            "redistribute-bgp": "no", "redistribute-other-ospf": "no", "metric-default": "1",
+            "metric-connected": "20", "metric-static": "20", "metric-rip": "20", "metric-bgp": "auto",
+            "metric-other-ospf": "auto", "in-filter": "ospf-in", "out-filter": "ospf-out", "routing-table": "",
+            "default": "true", "disabled": "false",
+        }]
+    if not device.config.ospf_templates:
+        return []
+    return [{".id": "*0", "name": "default-v2", "version": "2", "vrf": "main", "router-id": _rid(device),
+             "originate-default": "never", "inactive": "false", "disabled": "false"}]
+
+
+def _ospf_areas(device: SimDevice, now: float) -> list[Row]:
+    if device.ros_major < 7:
+        return [{".id": "*0", "name": "backbone", "area-id": "0.0.0.0", "instance": "default", "type": "default",
+                 "default": "true", "invalid": "false", "disabled": "false"}]
+    if not device.config.ospf_templates:
+        return []
+    return [{".id": "*0", "name": "backbone", "area-id": "0.0.0.0", "instance": "default-v2", "type": "default",
+             "inactive": "false", "disabled": "false"}]
+
+
+def _ospf_interfaces_v6(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major >= 7:
+        return None  # v7 has a status table of that name; lab routers do not serve it
+    return [{
+        ".id": _star(i + 1), "interface": t.interface, "cost": str(t.cost), "priority": "1",
+        "authentication": "md5" if t.auth_key else "none", "authentication-key": t.auth_key,
+        "authentication-key-id": "1", "network-type": "point-to-point", "instance-id": "0", "passive": "false",
+        "use-bfd": "false", "hello-interval": "10s", "dead-interval": "40s", "retransmit-interval": "5s",
+        "transmit-delay": "1s", "dynamic": "false", "inactive": "false", "disabled": "false",
+    } for i, t in enumerate(device.config.ospf_templates)]
+
+
+def _ospf_networks_v6(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major >= 7:
+        return None
+    return [{".id": _star(i + 1), "network": t.network, "area": t.area, "invalid": "false", "disabled": "false"}
+            for i, t in enumerate(device.config.ospf_templates) if t.network]
+
+
+def _ospf_templates_v7(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major < 7:
+        return None
+    rows = []
+    for i, t in enumerate(device.config.ospf_templates):
+        row: Row = {".id": _star(i + 1), "area": t.area, "interfaces": t.interface, "instance-id": "0",
+                    "type": "ptp", "retransmit-interval": "5s", "transmit-delay": "1s", "hello-interval": "10s",
+                    "dead-interval": "40s", "priority": "128", "cost": str(t.cost)}
+        if t.auth_key:
+            row.update({"auth": "md5", "auth-key": t.auth_key, "auth-id": "1"})
+        row.update({"passive": "false", "use-bfd": "false", "inactive": "false", "disabled": "false"})
+        rows.append(row)
+    return rows
+
+
+# ---- routing filters ------------------------------------------------------------
+
+
+def _route_filters_v6(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major >= 7:
+        return None
+    rows = []
+    for i, f in enumerate(device.config.route_filters):
+        row: Row = {".id": _star(i + 1), "chain": f.chain}
+        if f.prefix:
+            row["prefix"] = f.prefix
+        if f.prefix_length:
+            row["prefix-length"] = f.prefix_length
+        row.update({"invert-match": "false", "action": f.action, "set-bgp-prepend-path": "", "disabled": "false"})
+        rows.append(row)
+    return rows
+
+
+def _route_filter_rules_v7(device: SimDevice, now: float) -> list[Row] | None:
+    if device.ros_major < 7:
+        return None
+    rows = []
+    for i, f in enumerate(device.config.route_filters):
+        verb = "accept" if f.action == "accept" else "reject"
+        match = f"dst in {f.prefix}" if f.prefix else ""
+        if f.prefix_length:
+            low, _, high = f.prefix_length.partition("-")
+            match += f" && dst-len in {low}-{high or low}"
+        rule = f"if ({match}) {{ {verb}; }}" if match else f"{verb};"
+        rows.append({".id": _star(i + 1), "chain": f.chain, "rule": rule, "inactive": "false", "disabled": "false"})
+    return rows
+
+
+# ---- firewall -------------------------------------------------------------------
+
+
+def _firewall_filter(device: SimDevice, now: float) -> list[Row]:
+    uptime = device.uptime(now)
+    rows: list[Row] = []
+    if any(r.action == "fasttrack-connection" for r in device.config.firewall):
+        # RouterOS adds this dynamic rule to show what fasttrack passed: counters, no configuration.
+        rows.append({".id": "*0", "chain": "forward", "action": "passthrough",
+                     "comment": "special dummy rule to show fasttrack counters",
+                     "bytes": str(int(uptime * 40_000)), "packets": str(int(uptime * 40)),
+                     "invalid": "false", "dynamic": "true", "disabled": "false"})
+    for i, rule in enumerate(device.config.firewall, start=1):
+        hits = int(uptime * 1000 / i)  # counters move with the clock, as on a router carrying traffic
+        row: Row = {".id": _star(i), "chain": rule.chain, "action": rule.action, **rule.match,
+                    "log": "false", "log-prefix": "", "bytes": str(hits * 300), "packets": str(hits),
+                    "invalid": "false", "dynamic": "false", "disabled": _flag(rule.disabled)}
+        if rule.comment:
+            row["comment"] = rule.comment
+        rows.append(row)
+    return rows
+
+
+def _empty(device: SimDevice, now: float) -> list[Row]:
+    return []
+
+
+# ---- /system, /ip services ------------------------------------------------------
+
+
+def _clock(device: SimDevice, now: float) -> list[Row]:
+    tm = time.gmtime(now)
+    date = time.strftime("%Y-%m-%d", tm) if device.ros_major >= 7 else time.strftime("%b/%d/%Y", tm).lower()
+    return [{"time": time.strftime("%H:%M:%S", tm), "date": date, "time-zone-autodetect": "false",
+             "time-zone-name": device.config.time_zone, "gmt-offset": "+00:00", "dst-active": "false"}]
+
+
+def _ntp_client(device: SimDevice, now: float) -> list[Row]:
+    servers = device.config.ntp_servers
+    since = f"{int(now) % 900}s"  # the time since the last update cycles with the poll interval
+    if device.ros_major >= 7:
+        row: Row = {"enabled": _flag(bool(servers)), "mode": "unicast", "servers": ",".join(servers), "vrf": "main"}
+        if servers:
+            row.update({"freq-drift": f"{(int(now) % 200) / 100:.2f} PPM", "status": "synchronized",
+                        "synced-server": servers[0], "synced-stratum": "2",
+                        "system-offset": f"{int(now) % 997 - 498} us"})
+        return [row]
+    row = {"enabled": _flag(bool(servers)), "mode": "unicast", "primary-ntp": servers[0] if servers else "0.0.0.0",
+           "secondary-ntp": servers[1] if len(servers) > 1 else "0.0.0.0", "server-dns-names": "",
+           "poll-interval": "15m"}
+    if servers:
+        row.update({"active-server": servers[0], "last-update-from": servers[0], "last-update-before": since,
+                    "last-adjustment": f"{int(now) % 900}us"})
+    return [row]
+
+
+def _dns(device: SimDevice, now: float) -> list[Row]:
+    return [{"servers": ",".join(device.config.dns_servers), "dynamic-servers": "", "use-doh-server": "",
+             "verify-doh-cert": "false", "allow-remote-requests": "false", "max-udp-packet-size": "4096",
+             "query-server-timeout": "2s", "query-total-timeout": "10s", "max-concurrent-queries": "100",
+             "max-concurrent-tcp-sessions": "20", "cache-size": "2048KiB", "cache-max-ttl": "1w",
+             "cache-used": f"{24 + int(now) % 100}KiB"}]
+
+
+def _snmp(device: SimDevice, now: float) -> list[Row]:
+    communities = device.config.communities
+    row: Row = {"enabled": _flag(bool(communities)), "contact": "", "location": ""}
+    row["engine-id-suffix" if device.ros_major >= 7 else "engine-id"] = ""
+    row.update({"trap-community": communities[0].name if communities else "public", "trap-version": "1",
+                "trap-generators": "temp-exception", "trap-target": ""})
+    return [row]
+
+
+def _snmp_communities(device: SimDevice, now: float) -> list[Row]:
+    return [{
+        ".id": _star(i), "name": c.name, "addresses": c.addresses, "security": "none",
+        "read-access": _flag(c.read_access), "write-access": _flag(c.write_access),
+        "authentication-protocol": "MD5", "encryption-protocol": "DES", "authentication-password": "",
+        "encryption-password": "", "default": _flag(i == 0),
+    } for i, c in enumerate(device.config.communities)]
+
+
+def _users(device: SimDevice, now: float) -> list[Row]:
+    # Like RouterOS, never the password; last-logged-in moves with every login.
+    return [{".id": _star(i + 1), "name": u.name, "group": u.group, "address": "",
+             "last-logged-in": _datetime(device, now - 60 * i), "disabled": "false"}
+            for i, u in enumerate(device.config.users)]
+
+
+_SERVICES = (("telnet", 23, True), ("ftp", 21, True), ("www", 80, True), ("ssh", 22, False),
+             ("www-ssl", 443, True), ("api", 8728, False), ("winbox", 8291, False), ("api-ssl", 8729, True))
+
+
+def _services(device: SimDevice, now: float) -> list[Row]:
+    rows = []
+    for i, (name, port, disabled) in enumerate(_SERVICES):
+        row: Row = {".id": _star(i), "name": name, "port": str(port), "address": "" if disabled else "10.0.0.0/8",
+                    "certificate": "none", "invalid": "false", "disabled": _flag(disabled)}
+        if device.ros_major >= 7 and name in ("www-ssl", "api-ssl"):
+            row["tls-version"] = "any"
+        rows.append(row)
+    return rows
+
+
+def _vlans(device: SimDevice, now: float) -> list[Row]:
+    ordered = sorted(device.interfaces.values(), key=lambda i: i.ifindex)
+    parent = next((i.name for i in ordered if i.type == "ether"), "")
+    rows = []
+    for itf in ordered:
+        if itf.type != "vlan":
+            continue
+        vlan_id = "".join(ch for ch in itf.name if ch.isdigit()) or "1"
+        rows.append({".id": _star(itf.ifindex), "name": itf.name, "mtu": str(itf.mtu), "arp": "enabled",
+                     "vlan-id": vlan_id, "interface": parent, "use-service-tag": "false",
+                     "running": _flag(itf.running and not itf.disabled), "disabled": _flag(itf.disabled)})
+        if itf.comment:
+            rows[-1]["comment"] = itf.comment
+    return rows
+
+
 # ---- /ping ----------------------------------------------------------------------
 
 
@@ -734,4 +993,25 @@ _MENUS: dict[str, Renderer] = {
     "/routing/bgp/connection": _bgp_connections_v7,
     "/routing/bgp/session": _bgp_sessions_v7,
     "/routing/ospf/neighbor": _ospf_neighbors,
+    # configuration menus (engine/config_normalise.py API_MENUS)
+    "/system/clock": _clock,
+    "/system/ntp/client": _ntp_client,
+    "/ip/dns": _dns,
+    "/snmp": _snmp,
+    "/snmp/community": _snmp_communities,
+    "/user": _users,
+    "/ip/service": _services,
+    "/interface/vlan": _vlans,
+    "/ip/firewall/filter": _firewall_filter,
+    "/ip/firewall/nat": _empty,
+    "/ip/firewall/mangle": _empty,
+    "/ip/firewall/raw": _empty,
+    "/routing/filter": _route_filters_v6,
+    "/routing/filter/rule": _route_filter_rules_v7,
+    "/routing/bgp/template": _bgp_templates_v7,
+    "/routing/ospf/instance": _ospf_instances,
+    "/routing/ospf/area": _ospf_areas,
+    "/routing/ospf/interface": _ospf_interfaces_v6,
+    "/routing/ospf/network": _ospf_networks_v6,
+    "/routing/ospf/interface-template": _ospf_templates_v7,
 }

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ispvm_tui.clock import Clock
 from ispvm_tui.lab.addresses import LabAddressError, is_lab_address
 from ispvm_tui.lab.model import LabModel
 from ispvm_tui.lab.routeros_api_server import RouterOSApiServer
-from ispvm_tui.lab.scenario import Scenario
+from ispvm_tui.lab.scenario import Scenario, TimelineEntry
 from ispvm_tui.lab.snmp_agent import SnmpAgent
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ class Lab:
     api_servers: dict[str, RouterOSApiServer] = field(default_factory=dict)
     snmp_agents: dict[str, SnmpAgent] = field(default_factory=dict)
     _timeline: asyncio.Task[None] | None = None
+    # Called for each `maintenance` entry as it plays (the demo opens the window in the engine, as an
+    # operator would with `ispvm maint add`); the routers themselves do not change.
+    on_maintenance: Callable[[TimelineEntry], Awaitable[None]] | None = None
 
     async def start(self, *, play: bool = True) -> None:
         try:
@@ -73,6 +77,11 @@ class Lab:
                 await self.clock.sleep(wait)
             log.info("lab: t=%ss %s %s", entry.at, entry.action, entry.note)
             self.model.apply(entry)
+            if entry.action == "maintenance" and self.on_maintenance is not None:
+                try:
+                    await self.on_maintenance(entry)
+                except Exception:  # the timeline goes on; the run's expectations will say what is missing
+                    log.exception("lab: the maintenance window at t=%ss was not opened", entry.at)
 
     async def stop(self) -> None:
         if self._timeline is not None:
@@ -88,7 +97,8 @@ class Lab:
         return self.clock.now() - self.model.started_at
 
     def first_fault_at(self) -> float | None:
-        faults = [e.at for e in self.scenario.timeline if e.action not in ("restore", "maintenance")]
+        faults = [e.at for e in self.scenario.timeline
+                  if e.action not in ("restore", "maintenance", "config_change", "secret_change")]
         return self.model.started_at + min(faults) if faults else None
 
     def routers(self) -> list[tuple[str, str, int, int]]:

@@ -20,8 +20,10 @@ from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, va
 
 Action = Literal[
     "link_down", "link_up", "device_down", "device_up", "bgp_down", "bgp_up", "ospf_down", "ospf_up",
-    "congestion", "flap", "reboot", "config_change", "maintenance", "restore", "hang", "unhang",
+    "congestion", "flap", "reboot", "config_change", "secret_change", "maintenance", "restore", "hang", "unhang",
 ]
+ConfigSection = Literal["bgp", "ospf", "interfaces", "addressing", "firewall", "system"]
+SECRET_SECTIONS = ("bgp", "ospf", "system")  # where secret_change has a secret to change
 
 # Which fields each action needs; checked so a typo fails at load time, not mid-demo.
 ACTION_FIELDS: dict[str, tuple[str, ...]] = {
@@ -33,7 +35,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "flap": ("interface", "count", "period_s"),
     "reboot": ("device",),
     "hang": ("device",), "unhang": ("device",),
-    "config_change": ("device", "section"),
+    "config_change": ("device", "section"), "secret_change": ("device", "section"),
     "maintenance": ("scope", "duration_s"),
     "restore": (),
 }
@@ -140,7 +142,7 @@ class TimelineEntry(Strict):
     duration_s: float | None = Field(None, gt=0)
     count: int | None = Field(None, ge=1)
     period_s: float | None = Field(None, gt=0)
-    section: Literal["bgp", "ospf", "interfaces", "firewall", "system"] | None = None
+    section: ConfigSection | None = None  # config_change, secret_change
     scope: list[str] | None = None  # maintenance: sites, devices, tags ("tag:x") or services
     note: str = ""
 
@@ -182,6 +184,7 @@ class IncidentExpect(Strict):
     status: Literal["open", "acked", "closed"] | None = None
     confidence_min: float | None = Field(None, ge=0, le=1)  # of the first root cause
     confidence_max: float | None = Field(None, ge=0, le=1)
+    evidence_contains: list[str] = []  # each a substring of one of its evidence lines
 
     @field_validator("impact_devices", "subscribers")
     @classmethod
@@ -221,6 +224,7 @@ class Expect(Strict):
     runs: int = Field(1, ge=1, le=50)  # play the scenario this many times; every run must give the same signature
     incident: list[IncidentExpect] = []  # [[expect.incident]], in order of opening
     orphan_alerts_max: int | None = Field(None, ge=0)  # alerts not suppressed and in no incident
+    config_changes: int | None = Field(None, ge=0)  # config.changed.detected in the whole run, exactly
 
 
 class Scenario(Strict):
@@ -318,11 +322,25 @@ def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
             target = item.removeprefix("tag:")
             if not item.startswith("tag:") and target not in entities | {s.name for s in sc.services}:
                 problems.append(source.problem((*loc, "scope", j), f"unknown scope entry {item!r}"))
+        if ev.action in ("config_change", "secret_change") and ev.device in known_devices:
+            problems += _check_section(sc, source, (*loc, "section"), ev)
         if ev.at > sc.scenario.duration_s:
             problems.append(source.problem((*loc, "at"), "after the end of the scenario (scenario.duration_s)"))
     if sc.expect is not None:
         problems += _check_expect(sc, source, entities)
     return problems
+
+
+def _check_section(sc: Scenario, source: TomlSource, loc: tuple[str | int, ...], ev: TimelineEntry) -> list[Problem]:
+    """A change needs something to change: BGP peers for bgp, an OSPF adjacency for ospf."""
+    if ev.action == "secret_change" and ev.section not in SECRET_SECTIONS:
+        return [source.problem(loc, f"secret_change changes a secret of {', '.join(SECRET_SECTIONS)}; "
+                                    f"{ev.section!r} has none")]
+    if ev.section == "bgp" and not any(p.device == ev.device for p in sc.bgp_peers):
+        return [source.problem(loc, f"device {ev.device!r} has no BGP peer to change (see [[bgp_peers]])")]
+    if ev.section == "ospf" and not any(ev.device in (o.device, o.neighbor) for o in sc.ospf_neighbors):
+        return [source.problem(loc, f"device {ev.device!r} runs no OSPF to change (see [[ospf_neighbors]])")]
+    return []
 
 
 def _check_expect(sc: Scenario, source: TomlSource, entities: set[str]) -> list[Problem]:

@@ -67,6 +67,8 @@ class SimBgpPeer:
     state: str = "established"
     established_since: float | None = None
     prefix_count: int = 0
+    hold_time_s: int = 180  # configured hold-time (RouterOS prints 3m)
+    tcp_md5_key: str = field(default="", repr=False)  # a secret: served like RouterOS does, never to be kept
 
 
 @dataclass
@@ -115,6 +117,82 @@ def default_sensors() -> list[SimSensor]:
 
 
 @dataclass
+class SimFirewallRule:
+    """One /ip/firewall/filter rule: chain, action and its matchers under their RouterOS names."""
+
+    chain: str
+    action: str
+    match: dict[str, str] = field(default_factory=dict)  # {"protocol": "tcp", "dst-port": "22"}
+    comment: str = ""
+    disabled: bool = False
+
+
+@dataclass
+class SimStaticRoute:
+    dst_address: str
+    gateway: str
+    distance: int = 1
+    comment: str = ""
+
+
+@dataclass
+class SimRouteFilter:
+    """A BGP route filter: v6 renders it as a /routing/filter row, v7 as a /routing/filter/rule text."""
+
+    chain: str
+    action: str  # "accept" or "discard"
+    prefix: str = ""  # matches everything when empty
+    prefix_length: str = ""  # "8-32"
+
+
+@dataclass
+class SimCommunity:
+    name: str = field(repr=False)  # the community string is a password
+    addresses: str = "0.0.0.0/0"
+    read_access: bool = True
+    write_access: bool = False
+
+
+@dataclass
+class SimUser:
+    name: str
+    group: str  # "full", "read", "write"
+    password: str = field(default="", repr=False)  # never served: the RouterOS API does not return it
+
+
+@dataclass
+class SimOspfTemplate:
+    """OSPF on one interface: a v7 interface-template, a v6 interface plus network entry."""
+
+    interface: str
+    network: str = ""  # the interface's subnet, "10.0.1.0/30"
+    area: str = "backbone"
+    cost: int = 10
+    auth_key: str = field(default="", repr=False)  # a secret (v6 authentication-key, v7 auth-key)
+
+
+@dataclass
+class SimConfig:
+    """What the router is configured to do, beyond its interfaces, addresses and BGP peers.
+
+    Rendered by ``routeros_menus`` for the configuration menus; the scenario
+    actions ``config_change`` and ``secret_change`` edit it. ``changes``
+    counts the changes per section, so every change makes a new configuration.
+    """
+
+    ntp_servers: list[str] = field(default_factory=list)
+    dns_servers: list[str] = field(default_factory=list)
+    time_zone: str = "UTC"
+    communities: list[SimCommunity] = field(default_factory=list)
+    users: list[SimUser] = field(default_factory=list)
+    firewall: list[SimFirewallRule] = field(default_factory=list)
+    static_routes: list[SimStaticRoute] = field(default_factory=list)
+    route_filters: list[SimRouteFilter] = field(default_factory=list)
+    ospf_templates: list[SimOspfTemplate] = field(default_factory=list)
+    changes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class SimDevice:
     name: str
     address: str  # management address on loopback, e.g. 127.77.0.2
@@ -138,8 +216,8 @@ class SimDevice:
     route_count: int = 12
     # extra health sensors (CHR/x86 boards report none, whatever is listed here)
     sensors: list[SimSensor] = field(default_factory=default_sensors)
-    # config sections as RouterOS export text, keyed by section ("bgp", "ospf", "interfaces", ...)
-    config: dict[str, str] = field(default_factory=dict)
+    # configuration beyond the fields above (identity is the name, interface comments and MTU are the interfaces')
+    config: SimConfig = field(default_factory=SimConfig)
 
     def uptime(self, now: float) -> float:
         return max(0.0, now - self.boot_time)

@@ -9,9 +9,18 @@ The life of an incident on the far side:
   render.sections with a link to the incident. The issue key is kept with ``refs.put(name,
   incident_id, key)``. A closed incident the target never saw opened creates nothing.
 * updated / acked: a comment with the headline, what changed since the last event delivered (kept
-  in refs as ``<incident>#seen``) and the marker ``ispvm event <event_id>``.
+  in refs as ``<incident>#seen``) and the marker ``ispvm event <event_id>``. When the severity maps
+  to another priority than the one the issue was last given (``<incident>#priority``; before the
+  first change, the one the last delivered event's severity maps to), the issue's priority is set
+  too (PUT /rest/api/3/issue/{key}). A priority someone changed by hand is left alone until the
+  severity changes again.
 * closed: the same comment, then the ``close_transition`` (looked up by name, or by the status it
   leads to, case-insensitively, since transition ids differ per workflow).
+* reopened (the first event after a delivered close whose incident is open again: the same root
+  failed within ``reopen_window_s``): the comment says so, then the ``reopen_transition`` if one is
+  configured. It is looked up like the close's; when none of that name is available and the issue
+  is no longer in a done status (an earlier attempt's answer was lost, someone reopened it, or the
+  close never transitioned it), there is nothing to do.
 
 Never twice:
 
@@ -28,14 +37,17 @@ Never twice:
   or an attempt that finds its own event there (the process stopped before the outcome was stored)
   first reads the issue's latest comments and posts nothing if the marker is there already.
 * A closed event records ``<incident>#closed-comment`` once its comment is in, so a retry only
-  does the transition. A transition whose 204 was lost is recognised by the issue's status.
+  does the transition; an update with a step after its comment (a priority, a reopen transition)
+  records ``<incident>#step-comment`` the same way. A transition whose 204 was lost is recognised by
+  the issue's status; setting a priority twice changes nothing.
 
 Outcomes: Jira's 400 ``errorMessages`` and ``errors`` are quoted in the error; 429 waits for
 ``Retry-After``, else ``X-RateLimit-Reset``; 404 on the issue key (deleted or moved) is permanent.
 When the closing comment is in but no transition of that name is available from the issue's
 status, the outcome is "permanent" with the names that are available: the issue is still open and
 someone has to fix the config (or close it by hand), which a dead letter shows and a delivered row
-would hide; a resend after the fix does only the transition, never a second comment.
+would hide; a resend after the fix does only the transition, never a second comment. A priority
+Jira refuses (400: no such priority) and a missing reopen transition end the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ import base64
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -132,13 +145,20 @@ def snapshot(inc: dict[str, Any]) -> dict[str, Any]:
             "acked_by": ack.get("acked_by"), "ends_at": inc.get("ends_at")}
 
 
-def changes(before: dict[str, Any] | None, notice: Notice) -> list[str]:
+def reopened(before: dict[str, Any] | None, inc: dict[str, Any]) -> bool:
+    """The last event delivered closed the incident, and this one has it open again."""
+    return before is not None and before.get("status") == "closed" and inc.get("status") != "closed"
+
+
+def changes(before: dict[str, Any] | None, notice: Notice, extra: list[str] | None = None) -> list[str]:
     """Short lines saying what is new since the last event this target delivered."""
     inc = notice.incident
     now = snapshot(inc)
     if not before:
         return [render.status_line(notice), f"Impact: {now['impact']}"]
     out = []
+    if reopened(before, inc):
+        out.append(f"Reopened: failing again after it was resolved at {render.when(before.get('ends_at'))}")
     if now["severity"] != before.get("severity"):
         out.append(f"Severity: {before.get('severity')} → {now['severity']}")
     if now["acked_by"] and now["acked_by"] != before.get("acked_by"):
@@ -153,6 +173,7 @@ def changes(before: dict[str, Any] | None, notice: Notice) -> list[str]:
         out.append("Root cause: " + "; ".join(now["root"]))
     seen = set(before.get("evidence") or [])
     out += [f"New evidence: {e}" for e in now["evidence"] if e not in seen][:5]
+    out += extra or []
     return out or [render.status_line(notice)]
 
 
@@ -273,11 +294,20 @@ class JiraTarget:
                 return
         if notice.event_type == "incident.opened":
             return  # the issue exists: that is what "opened" asks for
+        before = await self._seen(refs, iid)
         if notice.event_type == "incident.closed":
-            await self._close(notice, client, refs, key)
+            await self._close(notice, client, refs, key, before)
         else:
-            await self._comment(notice, client, refs, key)
+            await self._update(notice, client, refs, key, before)
         await refs.put(self.name, f"{iid}#seen", json.dumps(snapshot(notice.incident)))
+
+    async def _seen(self, refs: Refs, iid: str) -> dict[str, Any] | None:
+        raw = await refs.get(self.name, f"{iid}#seen")
+        try:
+            before = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return before if isinstance(before, dict) else None
 
     # --- create -----------------------------------------------------------------------------------
 
@@ -372,11 +402,12 @@ class JiraTarget:
         await refs.put(self.name, f"{iid}#seen", json.dumps(snapshot(notice.incident)))
         log.info("jira %s: created %s for incident %s", self.name, key, iid)
 
-    # --- comments and the transition --------------------------------------------------------------
+    # --- comments, the priority and transitions --------------------------------------------------
 
-    def comment_body(self, notice: Notice, before: dict[str, Any] | None) -> dict[str, Any]:
+    def comment_body(self, notice: Notice, before: dict[str, Any] | None,
+                     extra: list[str] | None = None) -> dict[str, Any]:
         content: list[dict[str, Any] | None] = [_para(_text(render.headline(notice), {"type": "strong"})),
-                                                 _bullets(changes(before, notice))]
+                                                 _bullets(changes(before, notice, extra))]
         if notice.superseded:
             content.append(_para(_text("Resent by hand: a later update of this incident was already delivered.")))
         content.append(_link(str(notice.incident.get("url") or "")))
@@ -393,31 +424,78 @@ class JiraTarget:
         mark = marker(event_id)
         return any(mark in _adf_text(c.get("body")) for c in comments or [] if isinstance(c, dict))
 
-    async def _comment(self, notice: Notice, client: httpx.AsyncClient, refs: Refs, key: str) -> None:
+    async def _comment(self, notice: Notice, client: httpx.AsyncClient, refs: Refs, key: str,
+                       before: dict[str, Any] | None, extra: list[str] | None = None) -> None:
         iid = notice.incident_id
         maybe_sent = notice.attempt > 1 or await refs.get(self.name, f"{iid}#commenting") == notice.event_id
         if maybe_sent and await self._has_marker(client, key, notice.event_id):
             return
-        raw = await refs.get(self.name, f"{iid}#seen")
-        try:
-            before = json.loads(raw) if raw else None
-        except ValueError:
-            before = None
         await refs.put(self.name, f"{iid}#commenting", notice.event_id)
         try:
             await self._call(client, "POST", f"/issue/{key}/comment", what=f"comment on {key}",
-                             body={"body": self.comment_body(notice, before)})
+                             body={"body": self.comment_body(notice, before, extra)})
         except CallFailed as exc:
             raise self._missing(key, exc) from None
 
-    async def _close(self, notice: Notice, client: httpx.AsyncClient, refs: Refs, key: str) -> None:
+    async def _comment_once(self, notice: Notice, client: httpx.AsyncClient, refs: Refs, key: str,
+                            before: dict[str, Any] | None, done: str, extra: list[str] | None = None) -> None:
+        """The comment of an event with a step after it: recorded under ``done`` once it is in, so a retry
+        or a resend after that step failed does only the step."""
         iid = notice.incident_id
-        if await refs.get(self.name, f"{iid}#closed-comment") != notice.event_id:
-            await self._comment(notice, client, refs, key)
-            await refs.put(self.name, f"{iid}#closed-comment", notice.event_id)
-        wanted = (self.cfg.close_transition or "").strip()
-        if not wanted:
+        if await refs.get(self.name, f"{iid}#{done}") != notice.event_id:
+            await self._comment(notice, client, refs, key, before, extra)
+            await refs.put(self.name, f"{iid}#{done}", notice.event_id)
+
+    def _last_priority(self, stored: str | None, before: dict[str, Any] | None) -> str | None:
+        """The priority this target last gave the issue: the stored one, else (rows kept before priorities
+        were remembered) the one the last delivered event's severity maps to."""
+        if stored:
+            return stored
+        if before and before.get("severity"):
+            return self.cfg.priorities.get(before["severity"])
+        return None
+
+    async def _update(self, notice: Notice, client: httpx.AsyncClient, refs: Refs, key: str,
+                      before: dict[str, Any] | None) -> None:
+        iid = notice.incident_id
+        wanted = self.cfg.priorities.get(notice.incident.get("severity"))  # type: ignore[arg-type]
+        last = self._last_priority(await refs.get(self.name, f"{iid}#priority"), before)
+        new_priority = wanted if wanted and wanted != last else None
+        reopening = reopened(before, notice.incident)
+        if new_priority is None and not reopening:
+            await self._comment(notice, client, refs, key, before)
             return
+        extra = [f"Priority: {last or 'unset'} → {new_priority}"] if new_priority else []
+        await self._comment_once(notice, client, refs, key, before, "step-comment", extra)
+        if new_priority:
+            try:
+                await self._call(client, "PUT", f"/issue/{key}", what=f"set priority of {key} to {new_priority!r}",
+                                 body={"fields": {"priority": {"name": new_priority}}})
+            except CallFailed as exc:
+                failed = self._missing(key, exc)
+                if failed.http_status == 400:  # e.g. no such priority: the config needs fixing, then a resend
+                    failed.error = f"comment posted on {key}, but {failed.error}"
+                raise failed from None
+            await refs.put(self.name, f"{iid}#priority", new_priority)
+        reopen = (self.cfg.reopen_transition or "").strip()
+        if reopening and reopen:
+            await self._transition(client, key, reopen, "reopen comment",
+                                   already=lambda status, category: category != "done")
+            log.info("jira %s: reopened %s for incident %s", self.name, key, iid)
+
+    async def _close(self, notice: Notice, client: httpx.AsyncClient, refs: Refs, key: str,
+                     before: dict[str, Any] | None) -> None:
+        await self._comment_once(notice, client, refs, key, before, "closed-comment")
+        wanted = (self.cfg.close_transition or "").strip()
+        if wanted:
+            await self._transition(client, key, wanted, "closing comment",
+                                   already=lambda status, category: status.casefold() == wanted.casefold())
+
+    async def _transition(self, client: httpx.AsyncClient, key: str, wanted: str, comment: str, *,
+                          already: Callable[[str, str], bool]) -> None:
+        """Take the transition named ``wanted`` (or leading to a status of that name). When none is
+        available, ``already(status, category)`` says whether the issue is where it would lead anyway
+        (an earlier attempt whose 204 was lost, or a person); if not, the outcome is permanent."""
         try:
             reply = await self._call(client, "GET", f"/issue/{key}/transitions", what=f"list transitions of {key}")
             transitions = [t for t in (reply.data or {}).get("transitions") or [] if isinstance(t, dict)]
@@ -425,21 +503,23 @@ class JiraTarget:
                       or next((t for t in transitions
                                if str((t.get("to") or {}).get("name", "")).casefold() == wanted.casefold()), None))
             if chosen is None:
-                status = await self._status(client, key)
-                if status.casefold() == wanted.casefold():
-                    return  # done by an earlier attempt whose answer was lost, or by a person
+                status, category = await self._status(client, key)
+                if already(status, category):
+                    return
                 names = ", ".join(repr(str(t.get("name"))) for t in transitions) or "none"
-                raise _Stop("permanent", f"closing comment posted on {key}, but no transition {wanted!r} from "
+                raise _Stop("permanent", f"{comment} posted on {key}, but no transition {wanted!r} from "
                                          f"status {status!r}; available: {names}")
             await self._call(client, "POST", f"/issue/{key}/transitions", what=f"transition {key} to {wanted!r}",
                              body={"transition": {"id": str(chosen.get("id"))}})
         except CallFailed as exc:
             raise self._missing(key, exc) from None
 
-    async def _status(self, client: httpx.AsyncClient, key: str) -> str:
+    async def _status(self, client: httpx.AsyncClient, key: str) -> tuple[str, str]:
+        """The issue's status name and its category's key (new, indeterminate, done)."""
         reply = await self._call(client, "GET", f"/issue/{key}", what=f"read {key}", params={"fields": "status"})
         fields = reply.data.get("fields") if isinstance(reply.data, dict) else None
-        return str(((fields or {}).get("status") or {}).get("name") or "?")
+        status = (fields or {}).get("status") or {}
+        return str(status.get("name") or "?"), str((status.get("statusCategory") or {}).get("key") or "?")
 
     # --- probe ------------------------------------------------------------------------------------
 

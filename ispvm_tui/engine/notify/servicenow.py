@@ -8,8 +8,14 @@ Table API (``/api/now/table/incident``):
 * ``updated`` and ``acked`` append a work note; work notes append, so each event's note is written
   once: a ref ``<incident>#<event>`` is kept after success, and a retry first asks the record's
   journal (``sys_journal_field``) whether the note already landed (the note ends with the event id);
-* ``closed`` resolves the record: state 6 (Resolved) with ``close_code`` and ``close_notes``.
-  A ``closed`` with no record on the far side delivers nothing.
+* ``closed`` resolves the record: state 6 (Resolved) with ``close_code`` and ``close_notes``, and
+  keeps ``<incident>#resolved`` (when the incident ended). A ``closed`` with no record on the far
+  side delivers nothing.
+* reopened: ispvm reopens an incident whose root fails again within ``reopen_window_s`` and says so
+  with an ``incident.updated`` whose status is open again. The first such event after a close this
+  target delivered sets the record back to state 2 (In Progress) in the same PATCH as its work
+  note, which says that it reopened and why; the note is written once like any other, and setting
+  state 2 again on a retry changes nothing. A record someone resolved by hand is not reopened.
 
 Urgency and impact come from the severity (``SEVERITY_URGENCY_IMPACT``); with the default priority
 matrix critical is P1, major P3, minor P4, warning and info P5.
@@ -50,6 +56,7 @@ SHORT_DESCRIPTION_MAX = 160
 DESCRIPTION_MAX = 3800  # the field holds 4000 by default; room for the event line
 WORK_NOTE_MAX = 3000
 RESOLVED = "6"
+IN_PROGRESS = "2"
 _ERRORS = tuple(range(300, 600))  # every non-2xx answer is read here, to quote ServiceNow's own message
 
 
@@ -179,7 +186,10 @@ class ServiceNowTarget:
 
     async def _send(self, notice: Notice, client: httpx.AsyncClient, refs: Refs,
                     timer: http.AttemptTimer) -> AttemptOutcome:
-        sys_id = await refs.get(self.name, notice.incident_id)
+        iid = notice.incident_id
+        sys_id = await refs.get(self.name, iid)
+        open_again = notice.event_type != "incident.closed" and notice.incident.get("status") != "closed"
+        resolved = await refs.get(self.name, f"{iid}#resolved") if open_again and sys_id is not None else None
         if sys_id is None:
             if notice.event_type == "incident.closed":
                 return timer.outcome("delivered")  # nothing was ever opened far side: nothing to resolve
@@ -200,7 +210,13 @@ class ServiceNowTarget:
                              not_found=f"incident record {sys_id} not found (deleted?)",
                              body={"state": RESOLVED, "close_code": self.cfg.close_code,
                                    "close_notes": self._note(notice)})
+            await refs.put(self.name, f"{iid}#resolved", str(notice.incident.get("ends_at") or "?"))
             return timer.outcome("delivered", http_status=200)
+        if resolved:
+            outcome = await self._work_note(notice, client, refs, timer, sys_id, reopen_after=resolved)
+            await refs.put(self.name, f"{iid}#resolved", "")
+            log.info("servicenow %s: incident %s failed again; its record is In Progress again", self.name, iid)
+            return outcome
         return await self._work_note(notice, client, refs, timer, sys_id)
 
     async def _find(self, client: httpx.AsyncClient, incident_id: str) -> dict[str, Any] | None:
@@ -241,19 +257,33 @@ class ServiceNowTarget:
         log.debug("servicenow %s: created %s for incident %s", self.name, result.get("number"), notice.incident_id)
         return str(result["sys_id"])
 
-    def _note(self, notice: Notice) -> str:
-        return render.plain_text(notice, limit=WORK_NOTE_MAX) + f"\n\n{event_line(notice)}"
+    def _note(self, notice: Notice, first_line: str = "") -> str:
+        head = f"{first_line}\n\n" if first_line else ""
+        return head + render.plain_text(notice, limit=WORK_NOTE_MAX - len(head)) + f"\n\n{event_line(notice)}"
+
+    @staticmethod
+    def reopen_line(notice: Notice, resolved_at: str) -> str:
+        roots = "; ".join(render.root_cause_lines(notice.incident)) or "its root cause"
+        when = f" at {render.when(resolved_at)}" if resolved_at != "?" else ""
+        return (f"Reopened by ispvm: the incident was resolved{when}, and {roots} failed again within the "
+                f"reopen window. Set back to In Progress.")
 
     async def _work_note(self, notice: Notice, client: httpx.AsyncClient, refs: Refs, timer: http.AttemptTimer,
-                         sys_id: str) -> AttemptOutcome:
+                         sys_id: str, *, reopen_after: str | None = None) -> AttemptOutcome:
+        """One work note, written once; with ``reopen_after`` (when the incident had been resolved) the same
+        PATCH sets the record In Progress again and the note says why."""
         done_key = f"{notice.incident_id}#{notice.event_id}"
         if await refs.get(self.name, done_key) is not None:
             return timer.outcome("delivered")
         if notice.attempt > 1 and await self._note_landed(client, sys_id, notice):
             await refs.put(self.name, done_key, sys_id)
             return timer.outcome("delivered", http_status=200)
-        await self._call(client, "PATCH", f"{INCIDENT_TABLE}/{sys_id}", body={"work_notes": self._note(notice)},
-                         what="add work note", not_found=f"incident record {sys_id} not found (deleted?)")
+        body = {"work_notes": self._note(notice)}
+        if reopen_after is not None:
+            body = {"state": IN_PROGRESS, "work_notes": self._note(notice, self.reopen_line(notice, reopen_after))}
+        await self._call(client, "PATCH", f"{INCIDENT_TABLE}/{sys_id}", body=body,
+                         what="reopen incident" if reopen_after is not None else "add work note",
+                         not_found=f"incident record {sys_id} not found (deleted?)")
         await refs.put(self.name, done_key, sys_id)
         return timer.outcome("delivered", http_status=200)
 

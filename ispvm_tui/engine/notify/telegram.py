@@ -9,8 +9,15 @@ Wire: ``POST {api_url}/bot<TOKEN>/sendMessage`` with JSON, HTML parse mode. Repl
 429 carries ``parameters.retry_after``: that attempt is retried after it, and until then no other
 event is sent to the chat (Telegram would refuse it and may extend the hold).
 
-Pace: Telegram allows about one message a second per chat. Sends to the chat go one at a time and
-at least ``min_interval_s`` apart in real (monotonic) time, whatever clock the engine runs on.
+Pace: Telegram allows about one message a second per chat, and 20 a minute per group. Sends to the
+chat go one at a time, at least ``min_interval_s`` apart, and to a group, supergroup or channel
+(any chat but a private one, whose id is positive) at most ``group_max`` in any ``group_window_s``:
+a sliding window over the ends of the last sends, so an outage storm queues here instead of
+drawing 429s. Both are real (monotonic) time, whatever clock the engine runs on, and measured from
+the end of each send, so no two sends can arrive at Telegram closer than that. A send waiting for
+its turn holds only this target's queue for this chat: other targets, and the outbox's other work,
+go on. The window lives in memory: a restarted process starts with an empty one, and should the
+group's budget still be spent, Telegram's 429 is honoured as below.
 
 Sound: ``disable_notification`` is set for severities in ``quiet_severities`` and for
 updates and acknowledgements of incidents that are not critical: an opened or resolved incident
@@ -32,6 +39,7 @@ import asyncio
 import html
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +60,8 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096  # Telegram's limit for one message (UTF-16 code units); the HTML source is kept within it
 MIN_INTERVAL_S = 1.0  # between two sends to one chat
+GROUP_MAX = 20  # sends to one group ...
+GROUP_WINDOW_S = 60.0  # ... in any window this long
 HEADLINE_CHARS = 300
 LINE_CHARS = 400
 SECTION_LINES = 5
@@ -64,6 +74,34 @@ _ALL_ERRORS = tuple(range(300, 600))
 def units(text: str) -> int:
     """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP is two)."""
     return len(text.encode("utf-16-le")) // 2
+
+
+def is_group_chat(chat_id: int | str) -> bool:
+    """Groups, supergroups and channels have negative ids (or an @username); a private chat's id is positive."""
+    return not str(chat_id).strip().isdigit()
+
+
+class ChatPace:
+    """When the next send to one chat may start: ``min_interval_s`` after the last one ended and, with a
+    ``window_max``, no sooner than ``window_s`` after the send ``window_max`` sends ago ended."""
+
+    def __init__(self, min_interval_s: float, window_max: int | None = None, window_s: float = 0.0) -> None:
+        self.min_interval_s = max(0.0, min_interval_s)
+        self.window_max = window_max if window_max and window_max > 0 else None
+        self.window_s = max(0.0, window_s)
+        self._ends: deque[float] = deque(maxlen=self.window_max or 1)
+
+    def wait_s(self, now: float) -> float:
+        if not self._ends:
+            return 0.0
+        wait = self._ends[-1] + self.min_interval_s - now
+        if self.window_max is not None and len(self._ends) >= self.window_max:
+            wait = max(wait, self._ends[0] + self.window_s - now)
+        return max(0.0, wait)
+
+    def sent(self, now: float) -> None:
+        """A send ended (whatever its outcome: a refused or lost one may still have counted at Telegram)."""
+        self._ends.append(now)
 
 
 def esc(text: str) -> str:
@@ -152,7 +190,8 @@ class TelegramTarget:
     kind = "telegram"
 
     def __init__(self, cfg: TelegramConfig, secret: str | None, *, clock: Clock | None = None,
-                 base_dir: Path | None = None, min_interval_s: float = MIN_INTERVAL_S) -> None:
+                 base_dir: Path | None = None, min_interval_s: float = MIN_INTERVAL_S,
+                 group_max: int = GROUP_MAX, group_window_s: float = GROUP_WINDOW_S) -> None:
         if not secret:
             raise ValueError(f"telegram target {cfg.name}: the bot token ({cfg.token_secret}) is empty")
         redact.register(secret)
@@ -164,10 +203,10 @@ class TelegramTarget:
         self.events = frozenset(cfg.events)
         self.max_attempts = cfg.max_attempts
         self.max_age_s = cfg.max_age_s
-        self.min_interval_s = max(0.0, min_interval_s)
+        group = is_group_chat(cfg.chat_id)
+        self.pace = ChatPace(min_interval_s, group_max if group else None, group_window_s)
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
-        self._last_sent: float | None = None  # monotonic time the last send to the chat ended
         self._hold_until = 0.0  # clock time before which Telegram asked not to send (429 retry_after)
 
     def __repr__(self) -> str:
@@ -210,16 +249,15 @@ class TelegramTarget:
         return self._lock
 
     async def _paced(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run one send to the chat: one at a time, ``min_interval_s`` apart, none while Telegram holds us off."""
-        async with self._chat_lock():
+        """Run one send to the chat: one at a time, within ``pace``, none while Telegram holds us off."""
+        async with self._chat_lock():  # asyncio.Lock is FIFO: sends keep the order they asked in
             held = self._hold_until - self.clock.now()
             if held > 0:
                 raise CallFailed("retry", f"sendMessage: Telegram asked to wait {held:.0f}s more (flood control)",
                                  retry_after_s=held)
-            if self._last_sent is not None:
-                wait = self._last_sent + self.min_interval_s - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            wait = self.pace.wait_s(time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
             try:
                 return await call()
             except CallFailed as exc:
@@ -227,7 +265,7 @@ class TelegramTarget:
                     self._hold_until = max(self._hold_until, self.clock.now() + exc.retry_after_s)
                 raise
             finally:
-                self._last_sent = time.monotonic()
+                self.pace.sent(time.monotonic())
 
     def _quiet(self, notice: Notice) -> bool:
         severity = str(notice.incident.get("severity", "info"))
