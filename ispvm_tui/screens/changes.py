@@ -218,9 +218,8 @@ def render_diff(change: ConfigChangeView, lines: Sequence[str] | None, error: st
     text.append(f"{change.device} {change.category}", style="bold")
     text.append(f"   version {change.version - 1} → {change.version}   detected "
                 f"{local_time(change.detected_at, seconds=True)}\n")
-    since = getattr(change, "since", None)
-    if since is not None:
-        text.append(f"made after the read of {local_time(since, seconds=True)}\n", style="dim")
+    if change.since is not None:
+        text.append(f"made after the read of {local_time(change.since, seconds=True)}\n", style="dim")
     text.append(f"{change.summary}\n\n")
     if error is not None:
         text.append(f"⚠ diff failed: {error}\n", style="bold red")
@@ -357,7 +356,7 @@ class ChangesPane(Vertical):
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         self._snapshot_at = snapshot.taken_at
-        detected = getattr(snapshot, "config_changes", ())
+        detected = snapshot.config_changes
         if detected == self.detected and self.query_one("#detected-table", DataTable).row_count == len(detected):
             return
         self.detected = detected
