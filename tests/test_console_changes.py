@@ -260,6 +260,10 @@ async def test_a_change_goes_from_planned_to_in_progress(lab: DemoRun) -> None:
         pane = await open_changes(pilot)
         calendar = pane.query_one("#calendar-table", DataTable)
         await pilot.press("n")
+        await form_on_top(pilot, ChangeForm)
+        await pilot.press("escape")  # leaves without saving
+        await until(pilot, lambda: app.screen is app.main_screen)
+        await pilot.press("n")
         form = await form_on_top(pilot, ChangeForm)
         assert form.query_one("#form-owner", Input).value == ACTOR  # the OS user unless told otherwise
         await fill(pilot, form, title="Swap CORE1 line card", duration="2h", devices="CORE1",
@@ -271,6 +275,7 @@ async def test_a_change_goes_from_planned_to_in_progress(lab: DemoRun) -> None:
         await until(pilot, lambda: "▶ in-progress" in cells(calendar, "CHG-1"), timeout=30)
         assert any("CHG-1 planned → in-progress" in m for m in messages(app))
         assert "in progress 1" in plain(pane.query_one("#changes-message", Static))
+    assert list(engine_changes(lab)) == ["CHG-1"]
     change = engine_changes(lab)["CHG-1"]
     assert change.status == "in-progress" and change.owner == ACTOR and change.created_by == ACTOR
     assert change.scope.devices == ("CORE1",) and change.ends_at - change.starts_at == 7200
@@ -324,3 +329,21 @@ async def until_screen(pilot: Pilot[Any], kind: type) -> Any:
     await until(pilot, lambda: isinstance(pilot.app.screen, kind))
     return pilot.app.screen
 
+
+
+async def test_a_readonly_console_shows_the_lists_and_changes_nothing(lab: DemoRun) -> None:
+    now = lab.clock.now()
+    lab.engine.change_add({"title": "Reboot AGG", "scope": {"devices": ["AGG"]}, "starts_at": now,
+                           "ends_at": now + 600}, "setup").result(30)
+    app = IspvmApp(lab.engine, actor=ACTOR, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_changes(pilot)
+        calendar = pane.query_one("#calendar-table", DataTable)
+        await until(pilot, lambda: row_keys(calendar) == ["CHG-1"])
+        bound = {b.action for bs in app._bindings.key_to_bindings.values() for b in bs}
+        assert not {a for a in bound if a.startswith("changes_")}
+        assert "n new" not in plain(pane.query_one("#calendar-title", Static))
+        await pilot.press("n", "e", "x", "p", "f", "enter")
+        await until(pilot, lambda: any("Read-only" in m for m in messages(app)))
+        assert app.screen is app.main_screen
+    assert engine_changes(lab)["CHG-1"].status == "planned"
