@@ -1,10 +1,11 @@
-"""The Textual console: four tabs (home, incidents, topology, deliveries), detail and help on top.
+"""The Textual console: five tabs (home, incidents, topology, deliveries, changes), detail and help on top.
 
 The app only talks to the engine through ``EngineAPI``: it polls ``snapshot()``
 (an in-memory copy, fine on the event loop) on an interval and as soon as an
 engine event arrives, and awaits action futures without blocking the loop.
 The delivery report reads the database, so it is fetched only while its tab
-is shown (and at once on a delivery event), never twice at the same time.
+is shown (and at once on a delivery event), never twice at the same time;
+the Changes tab reads the calendar the same way (screens/changes.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from ispvm_tui.engine.api import (
     IncidentView,
     Snapshot,
 )
+from ispvm_tui.screens.change_forms import CapturePrompt, RecordForm
+from ispvm_tui.screens.changes import CALENDAR_EVENTS, CONFIG_EVENT, ChangesPane, ToastBatch
 from ispvm_tui.screens.confirm import ConfirmScreen
 from ispvm_tui.screens.deliveries import DeliveriesPane
 from ispvm_tui.screens.help import HelpScreen
@@ -49,7 +52,8 @@ DELIVERIES_REFRESH_S = 3.0
 DELIVERY_REPORT_LIMIT = 200
 DELIVERY_REPORT_TIMEOUT_S = 30.0  # a hung engine must not stop later refreshes for good
 DELIVERY_EVENTS = frozenset({"delivery.dead", "delivery.failed"})
-TABS = ("home", "incidents", "topology", "deliveries")
+TABS = ("home", "incidents", "topology", "deliveries", "changes")
+CONFIG_TOAST_EVERY_S = 1.0  # a fleet-wide change is one toast a second, counted, not one per router
 ANSI_THEMES = ("textual-ansi", "ansi-dark")  # the name differs between Textual versions
 # Events worth a toast; every event triggers a refresh anyway.
 NOTIFY_EVENTS: dict[str, SeverityLevel] = {
@@ -65,7 +69,10 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("3", "show_tab('topology')", "Topology", "Devices and links from the console host outwards"),
     ConsoleAction("4", "show_tab('deliveries')", "Deliveries", "Each target's circuit, dead letters, latest attempts"),
     ConsoleAction("d", "show_tab('deliveries')", "Deliveries", "Same as 4", show=False),
-    ConsoleAction("enter", "open_incident", "Open", "Open the selected incident's detail"),
+    ConsoleAction("5", "show_tab('changes')", "Changes", "Detected config changes, the change calendar, "
+                                                         "maintenance windows"),
+    ConsoleAction("enter", "open_incident", "Open", "Open the selected incident's detail; on 5: a config "
+                                                    "change's diff, or edit a change or window"),
     ConsoleAction("a", "acknowledge", "Ack", "Acknowledge the selected (or shown) open incident", writes=True),
     ConsoleAction("c", "close_incident", "Close", "Close the selected incident by hand (it stays closed while "
                                                   "still failing)", writes=True),
@@ -73,6 +80,16 @@ ACTIONS: tuple[ConsoleAction, ...] = (
                   writes=True),
     ConsoleAction("A", "resend_all_dead", "Resend all", "Queue every dead letter again, after a y/n question",
                   writes=True),
+    ConsoleAction("n", "changes_new", "New", "5: a new change or maintenance window (the list the cursor is "
+                                             "in)", writes=True),
+    ConsoleAction("e", "changes_edit", "Edit", "5: edit the selected change or run-time window (config-file "
+                                               "windows are read-only)", writes=True),
+    ConsoleAction("x", "changes_cancel", "Cancel", "5: cancel the selected change or window, after a y/n "
+                                                   "question", writes=True),
+    ConsoleAction("p", "changes_advance", "Next status", "5: move the selected change on: planned → "
+                                                         "in-progress → completed", writes=True),
+    ConsoleAction("f", "changes_capture", "Fingerprint", "5: read the selected device's configuration now "
+                                                         "(no selection: ask which)", writes=True),
     ConsoleAction("s", "cycle_sort", "Sort", "Sort incidents by priority score, newest or severity"),
     ConsoleAction("/", "filter", "Filter", "Filter incidents by title, root cause, severity or status"),
     ConsoleAction("escape", "go_back", "Back", "Close the screen on top, or clear the filter"),
@@ -169,6 +186,7 @@ class IspvmApp(App[None]):
         self.title = title
         self.sub_title = f"{self.actor}@{self.host}" + (" · READ-ONLY" if readonly else "")
         self.actions = actions_for(readonly)
+        self._console_actions = frozenset(a.action.split("(")[0] for a in ACTIONS)
         # Bindings are per instance so read-only mode can leave write actions out entirely.
         for binding in bindings_for(self.actions):
             self._bindings.key_to_bindings.setdefault(binding.key, []).append(binding)
@@ -187,6 +205,8 @@ class IspvmApp(App[None]):
         self._report_fetching = False
         self._report_again = False
         self._unsubscribe: Callable[[], None] | None = None
+        self._config_toasts = ToastBatch(CONFIG_TOAST_EVERY_S)
+        self._config_toast_due = False
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -201,6 +221,8 @@ class IspvmApp(App[None]):
                 yield TopologyPane(self.host)
             with TabPane("4 Deliveries", id="tab-deliveries"):
                 yield DeliveriesPane(readonly=self.readonly)
+            with TabPane("5 Changes", id="tab-changes"):
+                yield ChangesPane(self.engine, actor=self.actor, readonly=self.readonly)
         yield Static(Text("Synchronizing…", style="italic"), id="status")
         yield Footer()
 
@@ -210,6 +232,7 @@ class IspvmApp(App[None]):
         self.incidents_pane = self.query_one(IncidentsPane)
         self.topology_pane = self.query_one(TopologyPane)
         self.deliveries_pane = self.query_one(DeliveriesPane)
+        self.changes_pane = self.query_one(ChangesPane)
         self.status_line = self.query_one("#status", Static)
         self.main_screen = self.screen
         self.home_pane.query_one("#home-incidents", DataTable).focus()
@@ -237,6 +260,8 @@ class IspvmApp(App[None]):
             # Resend acts on the Deliveries tab's selection: offered only where it can do something.
             if action.action in ("resend_dead", "resend_all_dead") and not self._deliveries_tab_on(screen):
                 continue
+            if action.action.startswith("changes_") and not self._changes_tab_on(screen):
+                continue
             yield SystemCommand(action.description, action.help, partial(self.run_action, action.action))
 
     # -- snapshots and events -------------------------------------------------------------------
@@ -261,6 +286,7 @@ class IspvmApp(App[None]):
                 self.home_pane.apply_snapshot(snapshot)
                 self.incidents_pane.apply_snapshot(snapshot)
                 self.topology_pane.apply_snapshot(snapshot)
+                self.changes_pane.apply_snapshot(snapshot)
                 for screen in self.screen_stack:
                     if isinstance(screen, IncidentDetailScreen):
                         screen.apply_snapshot(snapshot)
@@ -289,11 +315,41 @@ class IspvmApp(App[None]):
         self.request_refresh()
         if event.kind in DELIVERY_EVENTS and self.deliveries_shown():
             self.refresh_deliveries()
+        if event.kind == CONFIG_EVENT:
+            self._config_toasts.add(event.summary)
+            self._show_config_toasts()
+        if event.kind in CALENDAR_EVENTS and self.changes_pane.is_attached:
+            self.changes_pane.calendar_changed()
+
+    def _show_config_toasts(self) -> None:
+        """At most one toast a second for detected config changes; a burst is one counted toast."""
+        if self._config_toast_due:
+            return
+        wait = self._config_toasts.wait(time.monotonic())
+        if wait > 0:
+            self._config_toast_due = True
+            self.set_timer(wait, self._config_toast_timer)
+            return
+        message = self._config_toasts.take(time.monotonic())
+        if message is not None:
+            self.notify(message, title=CONFIG_EVENT)
+
+    def _config_toast_timer(self) -> None:
+        self._config_toast_due = False
+        self._show_config_toasts()
 
     # -- delivery report ------------------------------------------------------------------------
 
     def deliveries_shown(self) -> bool:
         return self._deliveries_tab_on(self.screen)
+
+    def changes_shown(self) -> bool:
+        return self._changes_tab_on(self.screen)
+
+    def _changes_tab_on(self, screen: Screen) -> bool:
+        main = getattr(self, "main_screen", None)
+        return (main is not None and screen is main
+                and main.query_one("#tabs", TabbedContent).active == "tab-changes")
 
     def _deliveries_tab_on(self, screen: Screen) -> bool:
         main = getattr(self, "main_screen", None)
@@ -382,10 +438,16 @@ class IspvmApp(App[None]):
         screen = self.screen
         if isinstance(screen, ConfirmScreen):
             return action in ("go_back", "quit_or_back")  # both leave the question unanswered
+        if isinstance(screen, RecordForm | CapturePrompt):
+            # Textual's own (tab between fields, the palette) stay; the console's keys wait for the form.
+            return action in ("go_back", "quit_or_back") or action not in self._console_actions
         if action in ("resend_dead", "resend_all_dead"):
             return self.deliveries_shown()
+        if action.startswith("changes_"):
+            return self.changes_shown()
         if action == "open_incident":
-            return screen is getattr(self, "main_screen", screen) and not self.deliveries_shown()
+            return (screen is getattr(self, "main_screen", screen) and not self.deliveries_shown()
+                    and not self.changes_shown())
         if action == "acknowledge":
             return not isinstance(screen, HelpScreen)
         return True
@@ -434,6 +496,8 @@ class IspvmApp(App[None]):
         self._focus_tab(tab)
         if tab == "deliveries":
             self.refresh_deliveries()
+        if tab == "changes":
+            self.changes_pane.refresh_lists()
 
     def _focus_tab(self, tab: str) -> None:
         selector = {
@@ -441,6 +505,7 @@ class IspvmApp(App[None]):
             "incidents": "#incidents-table",
             "topology": "#topology-tree",
             "deliveries": "#dead-table",
+            "changes": "#calendar-table",
         }.get(tab)
         if selector is None:
             return
@@ -596,6 +661,32 @@ class IspvmApp(App[None]):
             self.notify(f"{message.queued} dead event{'s' if message.queued != 1 else ''} queued again")
         self.refresh_deliveries()
 
+    # Changes tab (5): the pane acts on its own selection; bound here so help and palette list them.
+    def _changes_refused(self) -> bool:
+        if self.readonly:
+            self.notify("Read-only console: the calendar cannot be changed here", severity="warning")
+        return self.readonly or not self.changes_shown()
+
+    def action_changes_new(self) -> None:
+        if not self._changes_refused():
+            self.changes_pane.new()
+
+    def action_changes_edit(self) -> None:
+        if not self._changes_refused():
+            self.changes_pane.edit()
+
+    def action_changes_cancel(self) -> None:
+        if not self._changes_refused():
+            self.changes_pane.cancel()
+
+    def action_changes_advance(self) -> None:
+        if not self._changes_refused():
+            self.changes_pane.advance()
+
+    def action_changes_capture(self) -> None:
+        if not self._changes_refused():
+            self.changes_pane.capture()
+
     def action_cycle_sort(self) -> None:
         self.notify(f"Incidents sorted by {self.incidents_pane.cycle_sort()}")
 
@@ -614,6 +705,8 @@ class IspvmApp(App[None]):
         self.refresh_snapshot()
         if self.deliveries_shown():
             self.refresh_deliveries()
+        if self.changes_shown():
+            self.changes_pane.refresh_lists()
 
     async def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from ispvm_tui.engine.api import CHANGE_STATUSES
+from ispvm_tui.screens.changes import change_status_text
 from ispvm_tui.screens.widgets import STATE_STYLE, ConsoleAction, severity_text, state_text
 
 # How keys are named in the action list versus what is printed on the keycap.
@@ -35,7 +37,10 @@ def render_help(actions: Sequence[ConsoleAction], *, readonly: bool) -> Text:
     text.append("\n  ")
     for state in STATE_STYLE:
         text.append_text(state_text(state)).append("   ")
-    text.append("\n")
+    text.append("\n  changes: ")
+    for status in CHANGE_STATUSES:
+        text.append_text(change_status_text(status)).append("   ")
+    text.append("\n  maintenance windows: ● in force now   ✔ active   ◷ upcoming   · ended   ✖ canceled\n")
     return text
 
 
