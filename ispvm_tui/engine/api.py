@@ -326,8 +326,9 @@ class EngineAPI(Protocol):
         ...
 
     # The change calendar and maintenance windows (engine/calendar.py). ``fields`` are the CLI's and the
-    # console's form fields (title, description, starts_at, ends_at, scope, owner, status; name, weekly,
-    # timezone, note); a bad value fails the future with ValueError naming the field. Every action is audited.
+    # console's form fields (title, description, starts_at, ends_at, duration_s, scope, owner, status; name,
+    # weekly, timezone, note). Times are epoch seconds, "now" (the engine's clock) or RFC 3339 with an offset;
+    # a bad value fails the future with ValueError naming the field. Every action is audited.
     def maintenance_list(self) -> Future[list[MaintenanceView]]:
         """Every window: the config file's and the run-time ones, canceled included."""
         ...
