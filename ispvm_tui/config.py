@@ -109,8 +109,8 @@ class ConfigWatch(Strict):
     # A change detected on a root-cause device up to this long before an incident began makes it
     # `change_related = "possible"`, with the change as evidence.
     lookback_s: float = Field(1800.0, ge=0)
-    # When a fault starts, its devices are fingerprinted at once (the incident waits for that, within
-    # incidents.settle_max_s): a change made two minutes before an outage is seen before the first page.
+    # When a fault starts, its answering devices are fingerprinted at once: a change made two minutes before
+    # an outage is added to its incident within seconds instead of at the next scheduled read.
     read_on_fault: bool = True
 
 

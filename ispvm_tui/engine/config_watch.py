@@ -14,7 +14,9 @@ start)`` for changes whose interval reaches into ``[start - lookback_s,
 start]``: those make an incident ``change_related = "possible"``. Since a
 change made minutes before an outage would otherwise wait for the next
 scheduled fingerprint, a fault's devices are fingerprinted at once
-(``request``) and stay unsettled until that read is in (``pending``).
+(``request``). Nothing waits for that read: the incident opens on what is
+known (a plan held for a read could outlast a short outage and never open),
+and a change the read finds is added to it by the next round.
 """
 
 from __future__ import annotations
@@ -89,10 +91,6 @@ class ConfigWatcher:
         for d in new:
             self._requested[d] = now
         return new
-
-    def pending(self, now: float, limit_s: float) -> frozenset[str]:
-        """Devices a fault asked to read and not read yet (a decision about them waits, at most limit_s)."""
-        return frozenset(d for d, at in self._requested.items() if now - at <= limit_s)
 
     def failed(self, device: str, now: float) -> None:
         """The device did not answer its config read: nothing to wait for; tried again next interval."""

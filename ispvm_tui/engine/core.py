@@ -393,7 +393,6 @@ class Engine:
                 lid = self.topology.link_of_end[entity]
                 out |= {self.topology.links[lid].a_device, self.topology.links[lid].b_device}
         out |= {d for d, first_bad in pending_down.items() if self._could_be_dead(d, first_bad)}
-        out |= self.config_watch.pending(now, limit)  # a fault's own config read, asked for and not in yet
         return frozenset(out)
 
     def _could_be_dead(self, device: str, since: float) -> bool:
@@ -844,7 +843,7 @@ class Engine:
                                 "old_hash": change.old_hash, "new_hash": change.new_hash})
         if changes:
             self._snapshot_stale.set()
-        self._correlate_soon.set()  # a pending read may have held a plan; a change may explain one
+        self._correlate_soon.set()  # a change may explain an open incident: the next round says so
 
     def _annotate_changes(self, plans: list[Any], state: NetworkState, now: float) -> None:
         """Ask for a fault's config reads; mark plans whose root devices changed configuration, or sat in a
