@@ -110,3 +110,35 @@ def test_capture_refuses_an_unknown_device(tmp_path: Path,
 
 async def _wait(future: Any) -> Any:
     return await asyncio.wait_for(asyncio.wrap_future(future), 30)
+
+
+def test_a_change_the_schedule_has_not_seen_yet_is_found_when_the_fault_starts(tmp_path: Path,
+                                                                               address_base: str) -> None:
+    """The scheduled fingerprint is an hour away; the BGP change two minutes before the session drops is found by
+    the fault's own read and added to the open incident (evidence, label, confidence, incident.updated)."""
+    from ispvm_tui.lab.scenario import TimelineEntry
+
+    scenario = load_scenario("upstream-down").model_copy(update={"timeline": [
+        TimelineEntry(at=30, action="config_change", device="EDGE1", section="bgp"),
+        TimelineEntry(at=150, action="bgp_down", peer="EDGE1:UPSTREAM1"),
+    ]})
+
+    def hourly(config: Any) -> Any:
+        return config.model_copy(update={"config_watch": config.config_watch.model_copy(
+            update={"interval_s": 3600.0})})
+
+    run = start_demo(scenario, speed=SPEED, database=tmp_path / "ispvm.duckdb", address_base=address_base,
+                     configure=hourly)
+    try:
+        def incident() -> Any:
+            return next((i for i in run.engine.snapshot().incidents if i.labels.get("change_related")), None)
+
+        assert wait_for(lambda: incident() is not None, 120)
+        inc = incident()
+        assert inc.root_causes[0].entity_id == "EDGE1:UPSTREAM1"
+        assert any(line.startswith("Config change on EDGE1 (bgp)") for line in inc.evidence), inc.evidence
+        # Only the baseline and the fault's read saw EDGE1: the schedule did not.
+        reads = run.store.query("SELECT count(DISTINCT ts) FROM config_checks WHERE device = 'EDGE1'")[0][0]
+        assert reads == 2
+    finally:
+        run.stop()
