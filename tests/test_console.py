@@ -209,6 +209,19 @@ async def test_home_shows_severity_counts_as_text(engine: SnapshotEngine) -> Non
         assert "filter: none" in status
 
 
+async def test_open_incidents_are_on_screen_at_80x24(engine: SnapshotEngine) -> None:
+    """The smallest terminal an engineer may have over SSH: every open incident row is visible without scrolling."""
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#home-incidents", DataTable)
+        open_rows = [i for i in engine.snapshot().incidents if i.status != "closed"]
+        assert table.row_count >= len(open_rows) > 0
+        shown = table.region.height - 1  # less the header row
+        assert shown >= len(open_rows), f"{shown} rows visible for {len(open_rows)} open incidents"
+        assert table.region.y + table.region.height <= 24 - 1  # above the footer
+
+
 async def test_synchronizing_before_first_poll() -> None:
     engine = SnapshotEngine(build_snapshot(polls_total=0))
     app = make_app(engine)

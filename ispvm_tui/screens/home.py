@@ -90,7 +90,11 @@ class HomePane(Vertical):
         self._topology: Text | None = None
 
     def compose(self) -> ComposeResult:
+        # Incidents first: on an 80x24 terminal they must be on screen without scrolling; sites and the
+        # topology take what is left.
         yield Static(self._severity, id="home-severity")
+        yield Label("Latest incidents  (enter: open · a: acknowledge)", classes="pane-title")
+        yield DataTable(id="home-incidents", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="home-middle"):
             with Vertical(id="home-sites-box"):
                 yield Label("Sites", classes="pane-title")
@@ -98,8 +102,6 @@ class HomePane(Vertical):
             with Vertical(id="home-topology-box"):
                 yield Label("Topology", classes="pane-title")
                 yield Static(Text("Synchronizing…", style="dim"), id="home-topology")
-        yield Label("Latest incidents  (enter: open · a: acknowledge)", classes="pane-title")
-        yield DataTable(id="home-incidents", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         sites = self.query_one("#sites-table", DataTable)
