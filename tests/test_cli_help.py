@@ -36,7 +36,7 @@ def _help(path: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
 
 def test_every_command_is_read_and_the_new_groups_are_there() -> None:
     paths = {" ".join(p) for p, _ in COMMANDS}
-    assert {"poll", "maint add", "changes capture"} <= paths
+    assert {"poll", "maint add", "changes capture", "incidents list", "incidents note"} <= paths
     assert len(paths) > 30
 
 
