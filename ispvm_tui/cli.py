@@ -1,4 +1,5 @@
-"""Command line: ``ispvm demo | run | lab | config check | secret | notify | deliveries | maint | changes``.
+"""Command line: ``ispvm demo | run | lab | config check | secret | notify | deliveries | maint | changes |
+incidents``.
 
 stdout carries data (JSON, tables a script may read); diagnostics and
 progress go to stderr. Textual is imported only by the commands that open
@@ -22,27 +23,30 @@ import typer
 from ispvm_tui.tomlsource import SourceError
 
 # Locals in tracebacks could include passwords: never show them. Help text is plain, not rich
-# markup: it names TOML tables ([[links]], [lab]) that markup would swallow as tags.
+# markup: it names TOML tables ([[links]], [lab]) that markup would swallow as tags. And help is
+# rendered by Click's plain formatter, never rich's tables: at 80 columns those cut option names
+# short ("--api-password-se…"); the plain one wraps the help text instead. Every group is made by
+# _group so none can miss it (tests/test_cli_help.py reads every command's help at 80 columns).
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   rich_markup_mode=None, help="ispvm: a NOC console for small ISPs.")
-config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check configuration files.")
-secret_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                         help="Store secrets in the keyring or the encrypted file.")
-deliveries_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                             help="The webhook outbox: dead letters, the delivery log, resends.")
-app.add_typer(config_app, name="config")
-app.add_typer(secret_app, name="secret")
-app.add_typer(deliveries_app, name="deliveries")
-notify_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                         help="Notification targets: webhooks, Jira, ServiceNow, Telegram, Slack, e-mail.")
-app.add_typer(notify_app, name="notify")
-maint_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                        help="Maintenance windows: planned work that pages nobody (made here, or in the config file).")
-app.add_typer(maint_app, name="maint")
-changes_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                          help="The change calendar (planned work with an owner and a status) and the "
-                               "configuration changes the engine detected.")
-app.add_typer(changes_app, name="changes")
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    group = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=help)
+    app.add_typer(group, name=name)
+    return group
+
+
+config_app = _group("config", "Check configuration files.")
+secret_app = _group("secret", "Store secrets in the keyring or the encrypted file.")
+deliveries_app = _group("deliveries", "The webhook outbox: dead letters, the delivery log, resends.")
+notify_app = _group("notify", "Notification targets: webhooks, Jira, ServiceNow, Telegram, Slack, e-mail.")
+maint_app = _group("maint", "Maintenance windows: planned work that pages nobody (made here, or in the config "
+                            "file).")
+changes_app = _group("changes", "The change calendar (planned work with an owner and a status) and the "
+                                "configuration changes the engine detected.")
+incidents_app = _group("incidents", "Incidents: list, show, acknowledge, close, add notes. Through the running "
+                                    "engine; list and show also read the database file when none runs.")
 
 EXIT_BAD_INPUT = 2
 T = TypeVar("T")
@@ -1349,6 +1353,247 @@ def changes_capture(
     else:
         typer.echo(f"{result['asked']} device(s) will be fingerprinted at their next poll "
                    "(`ispvm changes detected` lists what changed)")
+
+
+# ---- incidents ------------------------------------------------------------------------------------
+
+# What acting on an incident needs an engine for; said when none runs (exit 1).
+_INCIDENT_WRITES = {
+    "incidents.ack": "acknowledging needs the engine, which notifies the targets",
+    "incidents.close": "closing needs the engine, which notifies the targets",
+    "incidents.note": "notes are written by the engine, which holds the incidents",
+}
+# As the console shows them (screens/widgets.py): never colour alone.
+_STATUS_MARK = {"open": "!", "acked": "◑", "closed": "·"}
+IncidentIdArg = Annotated[str, typer.Argument(metavar="ID", help="an incident id, or its first 6+ characters "
+                                                                 "(ispvm incidents list)")]
+
+
+def _incidents(op: str, args: dict[str, Any], actor: str, config: Path | None, database: Path | None) -> Any:
+    """Ask the running engine; with none running, list and show read the database file (the same
+    engine/incident_queries.py code) and actions refuse. Bad input exits 2 with one line, a failure 1."""
+    import time
+
+    from ispvm_tui.engine import control, incident_queries
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    db = _database_of(config, database)
+
+    def direct() -> Any:
+        if op in _INCIDENT_WRITES:
+            err(f"no engine is running: {_INCIDENT_WRITES[op]}")
+            raise typer.Exit(1)
+        if not db.exists():
+            err(f"no database at {db}")
+            raise typer.Exit(1)
+        cfg = _load_config(config) if config is not None else None
+        critical = frozenset(d.name for d in cfg.devices if "critical" in d.tags) if cfg else frozenset()
+        try:
+            store = Store(db)
+        except StoreLocked as exc:
+            err(f"{exc}\nIt is held, and {NO_ANSWER}")
+            raise typer.Exit(1) from None
+        try:
+            if op == "incidents.list":
+                status, limit = incident_queries.list_args(args)
+                return incident_queries.list_incidents(store.query_dicts, status, limit, time.time(), critical)
+            return incident_queries.show_incident(store.query_dicts, args.get("id"), time.time(), critical)
+        finally:
+            store.close()
+
+    try:
+        if "id" in args:
+            args = {**args, "id": incident_queries.check_prefix(args["id"])}
+        return control.call(db, op, args, actor, direct)[0]
+    except (ValueError, LookupError) as exc:  # refused by the engine or here: an id, a status, a note
+        err(str(exc).strip("'\""))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+
+
+def _incident_text(text: str, what: str, required: bool = True) -> str:
+    from ispvm_tui.engine.incident_queries import check_text
+
+    try:
+        return check_text(text, what, required=required)
+    except ValueError as exc:
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _age(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172_800:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _status_word(status: str) -> str:
+    return f"{_STATUS_MARK.get(status, '?')} {status}"
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
+def _incident_line(inc: dict[str, Any]) -> str:
+    return f"{inc['id'][:8]} {_status_word(inc['status'])} {inc['severity']}: {inc['title']}"
+
+
+@incidents_app.command("list")
+def incidents_list(
+    status: Annotated[str, typer.Option(help="open, acked, closed or all")] = "all",
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 100,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Incidents, open and acknowledged first (newest first), then closed ones (last closed first): short id,
+    status, severity, age (since it opened), title."""
+    import shutil
+
+    from ispvm_tui.engine.incident_queries import list_args
+
+    try:
+        list_args({"status": status, "limit": limit})
+    except ValueError as exc:
+        err(f"--{exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    listed = _incidents("incidents.list", {"status": status, "limit": limit}, _reader(), config, database)
+    if json_out:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    incidents = listed["incidents"]
+    if not incidents:
+        typer.echo("no incidents" if status == "all" else f"no {status} incidents")
+        return
+    rows = [[i["id"][:8], _status_word(i["status"]), i["severity"],
+             _age(listed["now"] - i["opened_at"]), i["title"]] for i in incidents]
+    headers = ["ID", "STATUS", "SEVERITY", "AGE", "TITLE"]
+    used = sum(max(len(h), *(len(r[k]) for r in rows)) + 2 for k, h in enumerate(headers[:-1]))
+    room = max(20, shutil.get_terminal_size((80, 24)).columns - used)
+    _table(headers, [[*r[:-1], _fit(r[-1], room)] for r in rows])
+
+
+def _show_lines(shown: dict[str, Any]) -> list[str]:
+    inc, now = shown["incident"], shown["now"]
+    lines = [f"{'id:':<11}{inc['id']}", f"{'title:':<11}{inc['title']}",
+             f"{'status:':<11}{_status_word(inc['status'])}",
+             f"{'severity:':<11}{inc['severity']} (priority {inc['priority']}, score {inc['score']})",
+             f"{'opened:':<11}{_local(inc['opened_at'])} ({_age(now - inc['opened_at'])} ago)",
+             f"{'updated:':<11}{_local(inc['updated_at'])}"]
+    if inc["acked_by"]:
+        lines.append(f"{'acked:':<11}{_local(inc['acked_at'])} by {inc['acked_by']}")
+    if inc["closed_at"] is not None:
+        lines.append(f"{'closed:':<11}{_local(inc['closed_at'])} by {inc['closed_by'] or '-'}")
+    lines.append("root causes:")
+    for rc in inc["root_causes"] or []:
+        name = f" ({rc['name']})" if rc["name"] and rc["name"] != rc["entity_id"] else ""
+        lines.append(f"  {rc['entity_type']} {rc['entity_id']}{name}: confidence {rc['confidence']:.0%}")
+    if not inc["root_causes"]:
+        lines.append("  - (not determined yet)")
+    imp = inc["impact"]
+    subs = imp["estimated_subscribers_affected"]
+    lines += ["impact:",
+              f"  sites ({imp['sites_affected']}): {', '.join(imp['sites']) or '-'}",
+              f"  devices ({imp['devices_affected']}): {', '.join(imp['devices']) or '-'}",
+              f"  services ({imp['services_affected']}): {', '.join(imp['services']) or '-'}",
+              f"  subscribers: {'-' if subs is None else f'about {subs}'} (estimated)",
+              "evidence:", *(f"  - {e}" for e in inc["evidence"] or ["(none)"])]
+    if inc["labels"]:
+        lines += ["labels:", *(f"  {k}={v}" for k, v in sorted(inc["labels"].items()))]
+    alerts = inc["alerts"]
+    lines.append(f"alerts ({len(alerts)}, {sum(1 for a in alerts if a['suppressed'])} suppressed):")
+    for a in alerts:
+        role = "suppressed" if a["suppressed"] else "cause"
+        lines.append(f"  {role:<10} {a['severity']:<8} {a['state']:<8} {a['rule']} {a['entity_type']} "
+                     f"{a['entity_id']}: {a['summary']}")
+    lines.append("timeline:")
+    for t in shown["timeline"]:
+        detail = t["detail"] or ""
+        if t["transition"] == "note":
+            first, *rest = detail.splitlines() or [""]
+            lines.append(f"  {_local(t['ts'])}  note by {t['actor']}: {first}")
+            lines += [f"    {more}" for more in rest]
+            continue
+        sent = f" [{t['event_type']}]" if t["event_type"] else ""
+        lines.append(f"  {_local(t['ts'])}  {t['transition']} by {t['actor'] or '-'} -> {t['status']}{sent}"
+                     + (f": {detail}" if detail else ""))
+    lines.append("deliveries:")
+    for target in shown["deliveries"]:
+        lines.append(f"  {target['target']}:")
+        for e in target["events"]:
+            http = f", HTTP {e['last_http_status']}" if e["last_http_status"] is not None else ""
+            error = f": {e['last_error']}" if e["last_error"] and e["status"] != "delivered" else ""
+            tries = f"{e['attempts']} attempt{'s' if e['attempts'] != 1 else ''}"
+            lines.append(f"    #{e['sequence']} {e['event_type']} {e['status']} ({tries}{http}){error}")
+    if not shown["deliveries"]:
+        lines.append("  (none: no target was sent anything for it)")
+    return lines
+
+
+@incidents_app.command("show")
+def incidents_show(
+    incident_id: IncidentIdArg,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """One incident in full: every field, root causes with confidence, impact, evidence, labels, alerts, its
+    timeline (transitions and notes: who, when) and its deliveries per target."""
+    shown = _incidents("incidents.show", {"id": incident_id}, _reader(), config, database)
+    if json_out:
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    typer.echo("\n".join(_show_lines(shown)))
+
+
+@incidents_app.command("ack")
+def incidents_ack(
+    incident_id: IncidentIdArg,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Acknowledge an open incident: the targets are told (incident.acked). Audited. Needs the running engine."""
+    done = _incidents("incidents.ack", {"id": incident_id}, _actor(actor), config, database)
+    if json_out:
+        typer.echo(json.dumps(done, indent=2))
+        return
+    inc = done["incident"]
+    if done["changed"]:
+        typer.echo(f"acknowledged {_incident_line(inc)}")
+    else:
+        typer.echo(f"already acknowledged by {inc['acked_by']} at {_local(inc['acked_at'])}: {_incident_line(inc)}")
+
+
+@incidents_app.command("close")
+def incidents_close(
+    incident_id: IncidentIdArg,
+    note: Annotated[str | None, typer.Option(help="why (kept in its timeline and the audit)")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Close an incident by hand: the targets are told (incident.closed); it stays closed while its root keeps
+    failing. Audited. Needs the running engine."""
+    done = _incidents("incidents.close", {"id": incident_id, "note": _incident_text(note or "", "--note", False)},
+                      _actor(actor), config, database)
+    typer.echo(json.dumps(done, indent=2) if json_out else f"closed {_incident_line(done['incident'])}")
+
+
+@incidents_app.command("note")
+def incidents_note(
+    incident_id: IncidentIdArg,
+    text: Annotated[list[str], typer.Argument(metavar="TEXT", help="the note (quoted, or as several words)")],
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Add a note to an incident's timeline (ispvm incidents show). Audited; it notifies nobody. Needs the
+    running engine."""
+    done = _incidents("incidents.note", {"id": incident_id, "text": _incident_text(" ".join(text), "TEXT")},
+                      _actor(actor), config, database)
+    if json_out:
+        typer.echo(json.dumps(done, indent=2))
+    else:
+        typer.echo(f"noted on {done['id'][:8]} {_status_word(done['status'])}: {done['title']}")
 
 
 def main() -> None:

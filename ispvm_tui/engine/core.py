@@ -1109,9 +1109,22 @@ class Engine:
     def change_cancel(self, change_id: str, actor: str) -> Future[ChangeRecordView]:
         return self._submit(self._calendar_op("change.cancel", {"id": change_id}, actor))
 
+    async def note_incident(self, incident_id: str, actor: str, text: str) -> dict[str, Any]:
+        """A note on an incident: a timeline row (``incident_events``, transition ``note``) and an audit row in
+        one transaction. It changes the incident in nothing and notifies nobody."""
+        from ispvm_tui.engine import incident_queries
+
+        held = next((i for i in self.book.all() if i.id == incident_id), None)
+        current = (held.status, held.severity, held.title) if held is not None else await asyncio.to_thread(
+            incident_queries.current_state, self.store.query_dicts, incident_id)
+        now = self.clock.now()
+        return await asyncio.wrap_future(self.store.transaction(
+            lambda con: incident_queries.add_note(con, incident_id, actor, text, now, current)))
+
     def _control_ops(self) -> dict[str, control.Handler]:
-        """What the control socket serves: the calendar, and resends (which the CLI could not do while the
-        engine holds the database)."""
+        """What the control socket serves: the calendar, resends and incident actions (which the CLI could not
+        do while the engine holds the database), and reads answered from the engine's own state."""
+        from ispvm_tui.engine import incident_queries
 
         def calendar_op(op: str) -> control.Handler:
             return lambda args, actor: self._calendar_op(op, args, actor)
@@ -1149,9 +1162,47 @@ class Engine:
                 raise ValueError("device: a device name or null")
             return {"asked": await self._capture_config(device, actor)}
 
+        # Incidents: the live views (snapshot) first, the store for the rest and for history; ack and close
+        # through the engine's own actions, so their notifications follow as from the console.
+        async def incidents_list(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            status, limit = incident_queries.list_args(args)
+            return await asyncio.to_thread(incident_queries.list_incidents, self.store.query_dicts, status, limit,
+                                           self.clock.now(), self._critical, self.snapshot().incidents)
+
+        async def incidents_show(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            return await asyncio.to_thread(incident_queries.show_incident, self.store.query_dicts, args.get("id"),
+                                           self.clock.now(), self._critical, self.snapshot().incidents)
+
+        async def named(args: dict[str, Any]) -> str:
+            return await asyncio.to_thread(incident_queries.resolve_id, self.store.query_dicts, args.get("id"),
+                                           [i.id for i in self.book.all()])
+
+        async def incidents_ack(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            incident_id = await named(args)
+            held = self.book.open.get(incident_id)
+            if held is None:
+                raise ValueError(f"incident {incident_id[:8]} is closed: there is nothing to acknowledge")
+            already = held.status == "acked"
+            view = await self.ack(incident_id, actor)
+            return {"incident": incident_queries.summary(view), "changed": not already}
+
+        async def incidents_close(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            note = incident_queries.check_text(args.get("note", ""), "note", required=False)
+            incident_id = await named(args)
+            if incident_id not in self.book.open:
+                raise ValueError(f"incident {incident_id[:8]} is already closed")
+            view = await self.close_incident(incident_id, actor, note)
+            return {"incident": incident_queries.summary(view), "changed": True}
+
+        async def incidents_note(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            text = incident_queries.check_text(args.get("text"), "note")
+            return await self.note_incident(await named(args), actor, text)
+
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
-                    "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture})
+                    "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
+                    "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
+                    "incidents.close": incidents_close, "incidents.note": incidents_note})
         return ops
 
     async def _start_control(self) -> None:
