@@ -154,3 +154,35 @@ def test_resolved_alerts_no_incident_shows_are_let_go_from_memory_but_stay_store
         assert store.query("SELECT count(DISTINCT id) FROM alerts")[0][0] >= raised
     finally:
         store.close()
+
+
+def test_an_ack_while_a_close_is_being_written_does_not_undo_it_in_memory(tmp_path: Path) -> None:
+    """Each book change copies the book, writes, then adopts its copy. A second change made while the first is
+    still being written must start from the first's result, or memory and the store disagree."""
+    import threading
+
+    store = Store(tmp_path / "e.duckdb")
+    engine = Engine(CONFIG, store=store, clock=ScaledClock(1.0), secrets=StaticSecrets({"x": "pw"}))
+    try:
+        _down_alert(engine)
+        asyncio.run(engine.correlate_now())
+        (incident_id,) = engine.book.open
+        gate = threading.Event()
+
+        async def race() -> list[object]:
+            blocked = store.transaction(lambda con: gate.wait(30))  # the writer is busy: commits queue behind
+            closing = asyncio.ensure_future(engine.close_incident(incident_id, "bob", "fixed"))
+            await asyncio.sleep(0)  # the close has copied the book and waits for its write
+            acking = asyncio.ensure_future(engine.ack(incident_id, "alice"))
+            await asyncio.sleep(0)
+            gate.set()
+            blocked.result(30)
+            return await asyncio.gather(closing, acking, return_exceptions=True)
+
+        closed, acked = asyncio.run(race())
+        assert not isinstance(closed, BaseException)
+        assert isinstance(acked, KeyError)  # the ack came after the close: nothing open to acknowledge
+        assert engine.book.open == {}
+        assert store.query("SELECT status, closed_by FROM incidents")[0] == ("closed", "bob")
+    finally:
+        store.close()

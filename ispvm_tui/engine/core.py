@@ -136,6 +136,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._correlate_soon = asyncio.Event()
+        self._book_lock = asyncio.Lock()
         self._counters: dict[tuple[str, str, str], tuple[CounterSample | None, ...]] = {}
         self.poller: Poller | None = None
         self.remote_devices = remote_devices(config)  # device -> its remote collector: not polled here
@@ -167,6 +168,7 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._correlate_soon = asyncio.Event()
+        self._book_lock = asyncio.Lock()
         self._snapshot_stale = asyncio.Event()
         await asyncio.to_thread(self._restore)
         # Off the loop: a keyring or the encrypted file may take a while, and the loop must stay free
@@ -589,6 +591,12 @@ class Engine:
             pending_down=frozenset(pending))
 
     async def correlate_now(self) -> list[Change]:
+        # One change of the incident book at a time: a round copies the book, writes, then adopts its copy, so
+        # an ack or a close between its copy and its adoption would be lost from memory (not from the store).
+        async with self._book_lock:
+            return await self._correlate()
+
+    async def _correlate(self) -> list[Change]:
         now = self.clock.now()
         firing = list(self.rules.firing.values())
         state = self.network_state(now)
@@ -784,16 +792,19 @@ class Engine:
 
     # ---- actions (engine loop) -----------------------------------------------
     async def ack(self, incident_id: str, actor: str) -> IncidentView:
-        now = self.clock.now()
-        rnd = self.book.acknowledge(incident_id, actor, now)
-        await self._commit_round(rnd, now, audit=(actor, "incident.ack", incident_id, "") if rnd.changes else None)
+        async with self._book_lock:
+            now = self.clock.now()
+            rnd = self.book.acknowledge(incident_id, actor, now)
+            await self._commit_round(rnd, now,
+                                     audit=(actor, "incident.ack", incident_id, "") if rnd.changes else None)
         self._refresh_snapshot()
         return rnd.open[incident_id].view(self.alerts, now, self._critical)
 
     async def close_incident(self, incident_id: str, actor: str, note: str = "") -> IncidentView:
-        now = self.clock.now()
-        rnd = self.book.close(incident_id, actor, now, note)
-        await self._commit_round(rnd, now, audit=(actor, "incident.close", incident_id, note))
+        async with self._book_lock:
+            now = self.clock.now()
+            rnd = self.book.close(incident_id, actor, now, note)
+            await self._commit_round(rnd, now, audit=(actor, "incident.close", incident_id, note))
         self._refresh_snapshot()
         return rnd.changes[-1].snapshot.view(self.alerts, now, self._critical)
 
