@@ -40,11 +40,13 @@ RECENT_MAX = 4096  # detected changes kept in memory for correlation (newest); o
 SOURCE_RANK = {"api": 0, "snmp": 1}  # the API's view of a category wins over SNMP's
 
 
-@dataclass
+@dataclass(slots=True)
 class _Last:
+    """What the next read is compared with. The canonical text itself stays in the store (read back only when
+    a change needs its summary): at 1,000 devices x 6 categories it would be tens of MB held for nothing."""
+
     hash: str
     version: int
-    body: str
     checked_at: float
 
 
@@ -64,12 +66,12 @@ class ConfigWatcher:
     def restore(self, query: Query) -> None:
         """Last version per (device, category), when it was last checked, and recent changes."""
         rows = query(
-            "SELECT v.device, v.category, v.version, v.hash, v.body::VARCHAR AS body, "
+            "SELECT v.device, v.category, v.version, v.hash, "
             "coalesce(c.checked, v.taken_at) AS checked FROM config_versions v LEFT JOIN (SELECT device, category, "
             "max(ts) AS checked FROM config_checks GROUP BY ALL) c USING (device, category) "
             "QUALIFY row_number() OVER (PARTITION BY v.device, v.category ORDER BY v.version DESC) = 1", [])
         for r in rows:
-            self._last[(r["device"], r["category"])] = _Last(r["hash"], r["version"], r["body"], r["checked"])
+            self._last[(r["device"], r["category"])] = _Last(r["hash"], r["version"], r["checked"])
         for view in reversed(list_changes(query, limit=RECENT_MAX)):
             self.recent.append(view)
 
@@ -122,7 +124,10 @@ class ConfigWatcher:
             if last is not None and not changed:
                 continue
             version = 1 if last is None else last.version + 1
-            text = (config_normalise.summary(category, last.body if last else None, canonical))
+            old = None if last is None else con.execute(
+                "SELECT body::VARCHAR FROM config_versions WHERE device = ? AND category = ? AND version = ?",
+                [device, category, last.version]).fetchone()
+            text = config_normalise.summary(category, old[0] if old else None, canonical)
             con.execute("INSERT INTO config_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [device, category, version, now, digest, canonical, text, source])
             if last is None:
@@ -142,8 +147,7 @@ class ConfigWatcher:
             digest = config_normalise.fingerprint(canonical)
             last = self._last.get((device, category))
             if last is None or last.hash != digest:
-                self._last[(device, category)] = _Last(digest, 1 if last is None else last.version + 1,
-                                                       canonical, now)
+                self._last[(device, category)] = _Last(digest, 1 if last is None else last.version + 1, now)
             else:
                 last.checked_at = now
         self.recent.extend(changes)
