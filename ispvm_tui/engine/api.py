@@ -284,6 +284,78 @@ class ConfigChangeView:
 
 
 @dataclass(frozen=True)
+class InterfaceRow:
+    """One interface as the device's last poll saw it; counters are totals since the device's boot."""
+
+    name: str
+    admin_up: bool | None
+    oper_up: bool | None
+    speed_bps: int | None
+    rx_bytes: int | None
+    tx_bytes: int | None
+    rx_errors: int | None
+    tx_errors: int | None
+    rx_discards: int | None = None
+    tx_discards: int | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class SensorRow:
+    name: str
+    value: float | None
+    unit: str | None = None
+    state: str | None = None  # "ok" / "fail" for state-only sensors
+
+
+@dataclass(frozen=True)
+class BgpRow:
+    name: str
+    remote_address: str | None
+    remote_as: int | None
+    state: str
+    established: bool
+    uptime_s: float | None = None
+    prefixes: int | None = None
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class OspfRow:
+    router_id: str
+    address: str | None
+    interface: str | None
+    state: str
+    full: bool
+
+
+@dataclass(frozen=True)
+class DeviceDetail:
+    """One device from the engine's memory: its last poll's figures and its recent config changes.
+
+    ``bgp``/``ospf``/``sensors`` None: not collected (or stale) in the last poll, as opposed to none there.
+    ``sampled_at`` is when that poll started; two details with different ones give interface rates.
+    """
+
+    device: DeviceView
+    sampled_at: float | None = None
+    collectors: tuple[str, ...] = ()  # those whose last poll answered, the one shown first
+    errors: tuple[str, ...] = ()  # "snmp: timeout", per collector that failed
+    stale: tuple[str, ...] = ()  # "bgp: no such menu": families that failed while the device answered
+    identity: str | None = None
+    board: str | None = None
+    descr: str | None = None
+    total_memory: int | None = None
+    free_memory: int | None = None
+    route_count: int | None = None
+    interfaces: tuple[InterfaceRow, ...] = ()
+    sensors: tuple[SensorRow, ...] | None = None
+    bgp: tuple[BgpRow, ...] | None = None
+    ospf: tuple[OspfRow, ...] | None = None
+    config_changes: tuple[ConfigChangeView, ...] = ()  # newest first
+
+
+@dataclass(frozen=True)
 class EngineEvent:
     kind: str  # "incident.opened", "incident.updated", "incident.acked", "incident.closed",
     #            "alert.fired", "alert.resolved", "delivery.failed", "delivery.dead", "engine.error",
@@ -352,6 +424,10 @@ class EngineAPI(Protocol):
         ...
 
     def change_cancel(self, change_id: str, actor: str) -> Future[ChangeRecordView]:
+        ...
+
+    def device_detail(self, name: str) -> Future[DeviceDetail]:
+        """One device's last poll from memory (never the disk); an unknown name fails with KeyError."""
         ...
 
     # Detected configuration changes (engine/config_watch.py).

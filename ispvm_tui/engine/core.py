@@ -964,6 +964,60 @@ class Engine:
             lambda con: con.execute("INSERT INTO audit VALUES (?, ?, 'config.capture', ?, ?)", row)))
         return len(asked)
 
+    # ---- one device in detail (the console's Devices tab) ---------------------------------------
+    def device_detail(self, name: str) -> Future[Any]:
+        return self._submit(self._device_detail(name))
+
+    async def _device_detail(self, name: str) -> Any:
+        """Built on the loop from what is in memory: the last poll's results and the recent changes.
+
+        Rates are not kept between polls (only the previous counters are), so the rows carry the
+        counters and the poll's start time; a front-end gets rates from two details.
+        """
+        # Imported here so this block stays the only change to the module for it.
+        from ispvm_tui.engine.api import BgpRow, DeviceDetail, InterfaceRow, OspfRow, SensorRow
+
+        view = next((d for d in self.snapshot().devices if d.name == name), None)
+        if view is None:
+            raise KeyError(f"unknown device {name!r}")
+        sched = self.poller.schedules.get(name) if self.poller is not None else None
+        results = list(sched.last_results) if sched is not None else []
+        ok = sorted((r for r in results if r.ok), key=lambda r: r.collector != "api")  # the API first
+        errors = tuple(f"{r.collector}: {r.error}" for r in results if not r.ok)
+
+        def first(family: str) -> Any:
+            return next((getattr(r, family) for r in ok if getattr(r, family) is not None), None)
+
+        best = ok[0] if ok else None
+        system = first("system")
+        sensors, bgp, ospf = first("sensors"), first("bgp"), first("ospf")
+        changes = [c for c in self.config_watch.recent if c.device == name][-20:][::-1]
+        return DeviceDetail(
+            device=view,
+            sampled_at=best.started_at if best else None,
+            collectors=tuple(r.collector for r in ok),
+            errors=errors,
+            stale=tuple(f"{family}: {why}" for r in ok for family, why in r.stale.items()),
+            identity=system.identity if system else None,
+            board=system.board if system else None,
+            descr=system.descr if system else None,
+            total_memory=system.total_memory if system else None,
+            free_memory=system.free_memory if system else None,
+            route_count=first("route_count"),
+            interfaces=tuple(
+                InterfaceRow(i.name, i.admin_up, i.oper_up, i.speed_bps, i.rx_bytes, i.tx_bytes, i.rx_errors,
+                             i.tx_errors, i.rx_discards, i.tx_discards, i.alias)
+                for i in (best.interfaces if best else ())),
+            sensors=None if sensors is None else tuple(SensorRow(h.name, h.value, h.unit, h.state)
+                                                         for h in sensors),
+            bgp=None if bgp is None else tuple(BgpRow(b.name, b.remote_address, b.remote_as, b.state,
+                                                      b.established, b.uptime_s, b.prefixes, b.disabled)
+                                               for b in bgp),
+            ospf=None if ospf is None else tuple(OspfRow(o.router_id, o.address, o.interface, o.state, o.full)
+                                                 for o in ospf),
+            config_changes=tuple(changes),
+        )
+
     def _submit(self, coro: Any) -> Future[Any]:
         if self._loop is None:
             coro.close()
