@@ -1,4 +1,5 @@
-"""The Textual console: five tabs (home, incidents, topology, deliveries, changes), detail and help on top.
+"""The Textual console: six tabs (home, incidents, topology, deliveries, changes, devices), detail and help
+on top.
 
 The app only talks to the engine through ``EngineAPI``: it polls ``snapshot()``
 (an in-memory copy, fine on the event loop) on an interval and as soon as an
@@ -40,6 +41,7 @@ from ispvm_tui.screens.change_forms import CapturePrompt, RecordForm
 from ispvm_tui.screens.changes import CALENDAR_EVENTS, CONFIG_EVENT, ChangesPane, ToastBatch
 from ispvm_tui.screens.confirm import ConfirmScreen
 from ispvm_tui.screens.deliveries import DeliveriesPane
+from ispvm_tui.screens.devices import DeviceDetailScreen, DevicesPane
 from ispvm_tui.screens.help import HelpScreen
 from ispvm_tui.screens.home import HomePane
 from ispvm_tui.screens.incident_detail import IncidentDetailScreen
@@ -52,7 +54,7 @@ DELIVERIES_REFRESH_S = 3.0
 DELIVERY_REPORT_LIMIT = 200
 DELIVERY_REPORT_TIMEOUT_S = 30.0  # a hung engine must not stop later refreshes for good
 DELIVERY_EVENTS = frozenset({"delivery.dead", "delivery.failed"})
-TABS = ("home", "incidents", "topology", "deliveries", "changes")
+TABS = ("home", "incidents", "topology", "deliveries", "changes", "devices")
 CONFIG_TOAST_EVERY_S = 1.0  # a fleet-wide change is one toast a second, counted, not one per router
 ANSI_THEMES = ("textual-ansi", "ansi-dark")  # the name differs between Textual versions
 # Events worth a toast; every event triggers a refresh anyway.
@@ -71,8 +73,11 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("d", "show_tab('deliveries')", "Deliveries", "Same as 4", show=False),
     ConsoleAction("5", "show_tab('changes')", "Changes", "Detected config changes, the change calendar, "
                                                          "maintenance windows"),
+    ConsoleAction("6", "show_tab('devices')", "Devices", "Every device's state, CPU, uptime, version and last "
+                                                         "poll; enter: its interfaces, sensors, BGP, OSPF"),
     ConsoleAction("enter", "open_incident", "Open", "Open the selected incident's detail; on 5: a config "
-                                                    "change's diff, or edit a change or window"),
+                                                    "change's diff, or edit a change or window; on 6: the "
+                                                    "device's detail"),
     ConsoleAction("a", "acknowledge", "Ack", "Acknowledge the selected (or shown) open incident", writes=True),
     ConsoleAction("c", "close_incident", "Close", "Close the selected incident by hand (it stays closed while "
                                                   "still failing)", writes=True),
@@ -90,8 +95,10 @@ ACTIONS: tuple[ConsoleAction, ...] = (
                                                          "in-progress → completed", writes=True),
     ConsoleAction("f", "changes_capture", "Fingerprint", "5: read the selected device's configuration now "
                                                          "(no selection: ask which)", writes=True),
-    ConsoleAction("s", "cycle_sort", "Sort", "Sort incidents by priority score, newest or severity"),
-    ConsoleAction("/", "filter", "Filter", "Filter incidents by title, root cause, severity or status"),
+    ConsoleAction("s", "cycle_sort", "Sort", "Sort incidents by priority score, newest or severity; on 6: "
+                                             "devices by state, name, site or CPU"),
+    ConsoleAction("/", "filter", "Filter", "Filter incidents by title, root cause, severity or status; on 6: "
+                                           "devices by name, site, role or state"),
     ConsoleAction("escape", "go_back", "Back", "Close the screen on top, or clear the filter"),
     ConsoleAction("r", "refresh_now", "Refresh", "Take a new snapshot from the engine now"),
     ConsoleAction("?", "help", "Help", "Show this help"),
@@ -223,6 +230,8 @@ class IspvmApp(App[None]):
                 yield DeliveriesPane(readonly=self.readonly)
             with TabPane("5 Changes", id="tab-changes"):
                 yield ChangesPane(self.engine, actor=self.actor, readonly=self.readonly)
+            with TabPane("6 Devices", id="tab-devices"):
+                yield DevicesPane()
         yield Static(Text("Synchronizing…", style="italic"), id="status")
         yield Footer()
 
@@ -233,6 +242,7 @@ class IspvmApp(App[None]):
         self.topology_pane = self.query_one(TopologyPane)
         self.deliveries_pane = self.query_one(DeliveriesPane)
         self.changes_pane = self.query_one(ChangesPane)
+        self.devices_pane = self.query_one(DevicesPane)
         self.status_line = self.query_one("#status", Static)
         self.main_screen = self.screen
         self.home_pane.query_one("#home-incidents", DataTable).focus()
@@ -287,6 +297,7 @@ class IspvmApp(App[None]):
                 self.incidents_pane.apply_snapshot(snapshot)
                 self.topology_pane.apply_snapshot(snapshot)
                 self.changes_pane.apply_snapshot(snapshot)
+                self.devices_pane.apply_snapshot(snapshot)
                 for screen in self.screen_stack:
                     if isinstance(screen, IncidentDetailScreen):
                         screen.apply_snapshot(snapshot)
@@ -345,6 +356,11 @@ class IspvmApp(App[None]):
 
     def changes_shown(self) -> bool:
         return self._changes_tab_on(self.screen)
+
+    def devices_shown(self) -> bool:
+        main = getattr(self, "main_screen", None)
+        return (main is not None and self.screen is main
+                and main.query_one("#tabs", TabbedContent).active == "tab-devices")
 
     def _changes_tab_on(self, screen: Screen) -> bool:
         main = getattr(self, "main_screen", None)
@@ -414,6 +430,8 @@ class IspvmApp(App[None]):
                 text.append(f" {symbol} {word} {counts[severity]}", style=style if counts[severity] else "dim")
             text.append("  ")
         pane = getattr(self, "incidents_pane", None)
+        if self.devices_shown():
+            pane = self.devices_pane
         if pane is not None and pane.filter_text:
             text.append(f"filter “{pane.filter_text}” {pane.shown}/{pane.total}  ", style="bold")
         else:
@@ -429,7 +447,7 @@ class IspvmApp(App[None]):
         if status is not None:
             status.update(self.status_text())
 
-    @on(Input.Changed, "#filter")
+    @on(Input.Changed, "#filter, #devices-filter")
     def _filter_changed(self) -> None:
         self._update_status()
 
@@ -506,6 +524,7 @@ class IspvmApp(App[None]):
             "topology": "#topology-tree",
             "deliveries": "#dead-table",
             "changes": "#calendar-table",
+            "devices": "#devices-table",
         }.get(tab)
         if selector is None:
             return
@@ -521,7 +540,23 @@ class IspvmApp(App[None]):
 
         self.call_after_refresh(focus)
 
+    @on(DataTable.RowSelected, "#devices-table")
+    def _device_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.open_device(str(event.row_key.value))
+
+    def open_device(self, name: str) -> None:
+        self.push_screen(DeviceDetailScreen(self.engine, name))
+
     def action_open_incident(self) -> None:
+        if self.devices_shown():
+            name = self.devices_pane.selected()
+            if name is None:
+                self.notify("No device selected", severity="warning")
+            else:
+                self.open_device(name)
+            return
         incident_id = self.selected_incident_id()
         if isinstance(self.screen, IncidentDetailScreen):
             return
@@ -688,9 +723,15 @@ class IspvmApp(App[None]):
             self.changes_pane.capture()
 
     def action_cycle_sort(self) -> None:
+        if self.devices_shown():
+            self.notify(f"Devices sorted by {self.devices_pane.cycle_sort()}")
+            return
         self.notify(f"Incidents sorted by {self.incidents_pane.cycle_sort()}")
 
     async def action_filter(self) -> None:
+        if self.devices_shown():
+            self.devices_pane.open_filter()
+            return
         await self._back_to_main()
         self.main_screen.query_one("#tabs", TabbedContent).active = "tab-incidents"
         self.incidents_pane.open_filter()
@@ -698,6 +739,9 @@ class IspvmApp(App[None]):
     async def action_go_back(self) -> None:
         if len(self.screen_stack) > 1:
             await self.pop_screen()
+        elif self.devices_shown():
+            if self.devices_pane.clear_filter():
+                self._update_status()
         elif self.incidents_pane.clear_filter():
             self._update_status()
 
