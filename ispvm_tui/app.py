@@ -23,6 +23,7 @@ from functools import partial
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -292,15 +293,21 @@ class IspvmApp(App[None]):
             return  # the console is closing: its widgets are being torn down
         if snapshot is not self.snapshot:
             self.snapshot = snapshot
-            with self.batch_update():
-                self.home_pane.apply_snapshot(snapshot)
-                self.incidents_pane.apply_snapshot(snapshot)
-                self.topology_pane.apply_snapshot(snapshot)
-                self.changes_pane.apply_snapshot(snapshot)
-                self.devices_pane.apply_snapshot(snapshot)
-                for screen in self.screen_stack:
-                    if isinstance(screen, IncidentDetailScreen):
-                        screen.apply_snapshot(snapshot)
+            try:
+                with self.batch_update():
+                    self.home_pane.apply_snapshot(snapshot)
+                    self.incidents_pane.apply_snapshot(snapshot)
+                    self.topology_pane.apply_snapshot(snapshot)
+                    self.changes_pane.apply_snapshot(snapshot)
+                    self.devices_pane.apply_snapshot(snapshot)
+                    for screen in self.screen_stack:
+                        if isinstance(screen, IncidentDetailScreen):
+                            screen.apply_snapshot(snapshot)
+            except NoMatches:
+                # Closing: the panes can still be attached while their children are already removed.
+                if self._exit or not self.is_running:
+                    return
+                raise
         self._update_status()
 
     def request_refresh(self) -> None:
