@@ -48,7 +48,14 @@ from ispvm_tui.screens.home import HomePane
 from ispvm_tui.screens.incident_detail import IncidentDetailScreen
 from ispvm_tui.screens.incidents import IncidentsPane
 from ispvm_tui.screens.topology import TopologyPane
-from ispvm_tui.screens.widgets import SEVERITY_STYLE, ConsoleAction, bindings_for, selected_row_key, short_id
+from ispvm_tui.screens.widgets import (
+    SEVERITY_STYLE,
+    ConsoleAction,
+    bindings_for,
+    error_text,
+    selected_row_key,
+    short_id,
+)
 
 MIN_REFRESH_S = 1.0
 DELIVERIES_REFRESH_S = 3.0
@@ -160,14 +167,6 @@ class ResendFinished(Message):
         self.superseded = superseded
         self.queued = queued
         self.error = error
-
-
-def error_text(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and exc.args:  # str(KeyError) adds quotes
-        return str(exc.args[0])
-    if isinstance(exc, TimeoutError):
-        return "no answer from the engine"
-    return str(exc) or type(exc).__name__
 
 
 class IspvmApp(App[None]):

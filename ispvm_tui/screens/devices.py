@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ispvm_tui.engine.api import DeviceDetail, DeviceView, EngineAPI, InterfaceRow, Snapshot
-from ispvm_tui.screens.widgets import STATE_RANK, age, state_text, sync_table
+from ispvm_tui.screens.widgets import STATE_RANK, age, error_text, state_text, sync_table
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("State", "state", 10),
@@ -326,14 +326,6 @@ def render_device(detail: DeviceDetail, rates: Rates, now: float) -> Text:
     return text
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and exc.args:  # str(KeyError) adds quotes
-        return str(exc.args[0])
-    if isinstance(exc, TimeoutError):
-        return "no answer from the engine"
-    return str(exc) or type(exc).__name__
-
-
 class DeviceDetailScreen(Screen[None]):
     """Pushed over the main view, read from the engine every few seconds while shown; q/esc go back."""
 
@@ -370,7 +362,7 @@ class DeviceDetailScreen(Screen[None]):
             future = self.engine.device_detail(self.device_name)
             detail = await asyncio.wait_for(asyncio.wrap_future(future), DETAIL_TIMEOUT_S)
         except Exception as exc:
-            self._show(None, _error_text(exc))
+            self._show(None, error_text(exc))
         else:
             self._show(detail, None)
         finally:

@@ -176,3 +176,12 @@ class ConsoleAction:
 
 def bindings_for(actions: Iterable[ConsoleAction]) -> list[Binding]:
     return list(Binding.make_bindings(a.binding() for a in actions))
+
+
+def error_text(exc: BaseException) -> str:
+    """An engine action's failure as one line for a toast or a pane."""
+    if isinstance(exc, KeyError) and exc.args:  # str(KeyError) adds quotes
+        return str(exc.args[0])
+    if isinstance(exc, TimeoutError):
+        return "no answer from the engine"
+    return str(exc) or type(exc).__name__
