@@ -135,6 +135,7 @@ class WirelessClient:
     tx_rate_bps: int | None = None
     rx_rate_bps: int | None = None
     uptime_s: float | None = None
+    ssid: str | None = None  # the RouterOS API names it; MIKROTIK-MIB's registration table does not
 
 
 @dataclass(frozen=True, slots=True)

@@ -353,6 +353,47 @@ class DeviceDetail:
     bgp: tuple[BgpRow, ...] | None = None
     ospf: tuple[OspfRow, ...] | None = None
     config_changes: tuple[ConfigChangeView, ...] = ()  # newest first
+    wireless: tuple[WirelessClientRow, ...] | None = None  # None: not collected (no wireless, or stale)
+
+
+@dataclass(frozen=True)
+class WirelessClientRow:
+    """A station registered to one of the device's wireless interfaces, as its last poll saw it."""
+
+    mac: str
+    interface: str | None
+    signal_dbm: float | None = None
+    tx_rate_bps: int | None = None
+    rx_rate_bps: int | None = None
+    uptime_s: float | None = None
+    ssid: str | None = None
+
+
+@dataclass(frozen=True)
+class InterfaceHistory:
+    """One interface's average rates per bucket: (bucket start, bits per second), oldest first."""
+
+    name: str
+    rx_bps: tuple[tuple[float, float], ...] = ()
+    tx_bps: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class DeviceHistory:
+    """A device's series over a window, from the rollups and the raw samples not rolled up yet.
+
+    Each point is (bucket start, the average of the values in it); a bucket without values has no
+    point. At most ~120 points per series.
+    """
+
+    device: str
+    since: float
+    until: float
+    bucket_s: int
+    interfaces: tuple[InterfaceHistory, ...] = ()
+    cpu_load: tuple[tuple[float, float], ...] = ()  # percent
+    free_memory: tuple[tuple[float, float], ...] = ()  # bytes
+    total_memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -442,4 +483,10 @@ class EngineAPI(Protocol):
 
     def capture_config(self, device: str | None = None, actor: str = "engine") -> Future[int]:
         """Fingerprint now (one device or all) instead of waiting for the schedule; changes detected."""
+        ...
+
+    def device_history(self, name: str, hours: float = 6.0,
+                       interfaces: tuple[str, ...] = ()) -> Future[DeviceHistory]:
+        """Interface rx/tx, CPU and memory over the last ``hours`` (all interfaces when none are named),
+        read off the loop; an unknown name fails with KeyError, a bad ``hours`` with ValueError."""
         ...

@@ -975,7 +975,7 @@ class Engine:
         counters and the poll's start time; a front-end gets rates from two details.
         """
         # Imported here so this block stays the only change to the module for it.
-        from ispvm_tui.engine.api import BgpRow, DeviceDetail, InterfaceRow, OspfRow, SensorRow
+        from ispvm_tui.engine.api import BgpRow, DeviceDetail, InterfaceRow, OspfRow, SensorRow, WirelessClientRow
 
         view = next((d for d in self.snapshot().devices if d.name == name), None)
         if view is None:
@@ -1016,6 +1016,9 @@ class Engine:
             ospf=None if ospf is None else tuple(OspfRow(o.router_id, o.address, o.interface, o.state, o.full)
                                                  for o in ospf),
             config_changes=tuple(changes),
+            wireless=None if (wl := first("wireless")) is None else tuple(
+                WirelessClientRow(c.mac, c.interface, c.signal_dbm, c.tx_rate_bps, c.rx_rate_bps, c.uptime_s, c.ssid)
+                for c in wl),
         )
 
     def _submit(self, coro: Any) -> Future[Any]:
@@ -1287,6 +1290,18 @@ class Engine:
         if self.control is not None:
             await self.control.stop()
             self.control = None
+
+    # ---- a device's history for the console's charts (engine/device_history.py) ----------------------
+    def device_history(self, name: str, hours: float = 6.0, interfaces: tuple[str, ...] = ()) -> Future[Any]:
+        return self._submit(self._device_history(name, hours, tuple(interfaces)))
+
+    async def _device_history(self, name: str, hours: float, interfaces: tuple[str, ...]) -> Any:
+        from ispvm_tui.engine import device_history
+
+        if name not in self.runtime:
+            raise KeyError(f"unknown device {name!r}")
+        return await asyncio.to_thread(device_history.read_history, self.store.query, name, self.clock.now(),
+                                       hours, interfaces)
 
 
 def _record_evidence(record: ChangeRecordView, devices: list[str], start: float) -> str:
