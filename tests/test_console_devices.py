@@ -8,20 +8,24 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Sparkline, Static
 
 from ispvm_tui.app import IspvmApp
 from ispvm_tui.demo import DemoRun, start_demo
 from ispvm_tui.engine.api import (
     BgpRow,
     DeviceDetail,
+    DeviceHistory,
     DeviceView,
+    InterfaceHistory,
     InterfaceRow,
     OspfRow,
     SensorRow,
     Snapshot,
+    WirelessClientRow,
 )
 from ispvm_tui.lab.scenario import load_scenario
+from ispvm_tui.screens.device_charts import HistoryChart, spark_text
 from ispvm_tui.screens.devices import DeviceDetailScreen, DevicesPane, interface_rates
 from tests.test_console import NOW, SnapshotEngine, build_snapshot, plain, row_keys
 from tests.test_console_deliveries import until
@@ -53,6 +57,21 @@ def detail_at(sampled_at: float, rx_bytes: int) -> DeviceDetail:
         sensors=(SensorRow("cpu-temperature", 48.0, "C"), SensorRow("psu1-state", None, state="fail")),
         bgp=(BgpRow("UPSTREAM1", "192.0.2.1", 64500, "established", True, 7200, 950_000),),
         ospf=(OspfRow("10.255.0.1", "10.0.0.1", "ether1", "full", True),),
+        wireless=(WirelessClientRow("AA:BB:CC:00:00:01", "wlan1", -58.0, 130_000_000, 65_000_000, 3600, "isp-ap"),
+                  WirelessClientRow("AA:BB:CC:00:00:02", "wlan1", -86.0, 6_000_000, 1_000_000, 120)),
+    )
+
+
+def history_of(since: float) -> DeviceHistory:
+    """Six hours of 5-minute buckets: ether1 climbs to 8 Mbit/s received, ether2 stays at 1 kbit/s."""
+    buckets = [since + 300 * i for i in range(72)]
+    return DeviceHistory(
+        device="CORE1", since=since, until=since + 6 * 3600, bucket_s=300,
+        interfaces=(InterfaceHistory("ether1", tuple((t, 1e5 * (i + 9)) for i, t in enumerate(buckets)),
+                                     tuple((t, 2e6) for t in buckets)),
+                    InterfaceHistory("ether2", tuple((t, 1e3) for t in buckets), tuple((t, 5e2) for t in buckets))),
+        cpu_load=tuple((t, 20.0 + i % 10) for i, t in enumerate(buckets)),
+        free_memory=tuple((t, 3.0 * 2**30) for t in buckets), total_memory=4 * 2**30,
     )
 
 
@@ -73,6 +92,16 @@ class DetailEngine(SnapshotEngine):
         future.set_result(detail_at(NOW + 10 * self.asked, 1_250_000 * self.asked))
         return future
 
+    def device_history(self, name: str, hours: float = 6.0,
+                       interfaces: tuple[str, ...] = ()) -> Future[DeviceHistory]:
+        future: Future[DeviceHistory] = Future()
+        self.history_asked = getattr(self, "history_asked", 0) + 1
+        if name != "CORE1":
+            future.set_exception(KeyError(f"unknown device {name!r}"))
+        else:
+            future.set_result(history_of(NOW - hours * 3600))
+        return future
+
 
 @pytest.fixture
 def engine() -> DetailEngine:
@@ -90,6 +119,18 @@ async def open_devices(pilot: Pilot[Any]) -> tuple[DevicesPane, DataTable]:
 
 def row_text(table: DataTable, key: str) -> list[str]:
     return [str(cell) for cell in table.get_row(key)]
+
+
+def detail_text(screen: DeviceDetailScreen) -> str:
+    """Everything the detail shows as text: its sections and the rows of its tables."""
+    parts = [plain(screen.query_one("#device-detail", Static))]
+    for selector in ("#device-interfaces", "#device-wireless"):
+        table = screen.query_one(selector, DataTable)
+        parts += ["  ".join(str(c) for c in table.get_row(row.key)) for row in table.ordered_rows]
+    parts += [plain(w) for w in screen.query_one(HistoryChart).query(Static)]
+    parts += [plain(screen.query_one("#device-wireless-title", Static)),
+              plain(screen.query_one("#device-routing", Static))]
+    return "\n".join(parts)
 
 
 async def test_the_list_shows_every_device_with_its_state_as_a_word(engine: DetailEngine) -> None:
@@ -158,7 +199,7 @@ async def test_enter_opens_the_detail_which_refreshes_and_shows_rates(engine: De
         screen = app.screen
         assert isinstance(screen, DeviceDetailScreen)
         await until(pilot, lambda: screen.detail is not None)
-        text = plain(screen.query_one("#device-detail", Static))
+        text = detail_text(screen)
         for expected in ("CORE1", "✔ up", "7.16.2", "CCR2004", "1.0 GiB used of 4.0 GiB", "950,123",
                          "cpu-temperature", "48 C", "psu1-state", "fail", "Interfaces (1/2 up)", "ether1",
                          "✔ up", "ether2", "✖ down", "10.0G", "to EDGE1", "UPSTREAM1", "✔ established",
@@ -166,10 +207,51 @@ async def test_enter_opens_the_detail_which_refreshes_and_shows_rates(engine: De
             assert expected in text, expected
         # The next poll (10 s later, 1.25 MB more) gives ether1's receive rate: 1 Mbit/s.
         screen.fetch()
-        await until(pilot, lambda: "1.0M" in plain(screen.query_one("#device-detail", Static)), timeout=30)
+        await until(pilot, lambda: "1.0M" in detail_text(screen), timeout=30)
         await pilot.press("q")
         await until(pilot, lambda: not isinstance(app.screen, DeviceDetailScreen))
         assert app.devices_pane.selected() == "CORE1"
+
+
+async def test_rows_get_live_sparklines_and_the_chart_follows_the_cursor(engine: DetailEngine) -> None:
+    app = IspvmApp(engine, actor="alice")  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_device("CORE1")
+        await until(pilot, lambda: isinstance(app.screen, DeviceDetailScreen))
+        screen = app.screen
+        assert isinstance(screen, DeviceDetailScreen)
+        await until(pilot, lambda: screen.detail is not None)
+        interfaces = screen.query_one("#device-interfaces", DataTable)
+        await until(pilot, lambda: screen.history is not None and interfaces.row_count == 2)
+        # Each further read is a new poll (1 Mbit/s more on ether1 each time): the row's sparkline grows.
+        for reads in range(2, 6):
+            screen.fetch()
+            await until(pilot, lambda reads=reads: screen.fetches >= reads, timeout=30)
+        trend = str(interfaces.get_cell("ether1", "trend"))
+        assert len(trend) == len(screen.trends["ether1"]) >= 3 and trend == spark_text(screen.trends["ether1"])
+        assert all(len(t) <= 30 for t in screen.trends.values())
+
+        chart = screen.query_one(HistoryChart)
+        await until(pilot, lambda: chart.interface == "ether1")  # the first row, where the cursor starts
+        text = detail_text(screen)
+        assert "History of ether1" in text and "last 6h, 5m averages" in text
+        assert "peak 8.0M  low 900.0k  last 8.0M" in text  # rx, the axis as text
+        assert "peak 2.0M" in text and "peak 29%" in text and "memory 25% used" in text
+        rx = chart.query_one("#chart-rx", Sparkline)
+        assert rx.data is not None and len(rx.data) == 72 and rx.region.height == 3
+        await pilot.press("down")  # the cursor picks the charted interface
+        await until(pilot, lambda: chart.interface == "ether2")
+        assert "History of ether2" in detail_text(screen) and "peak 1.0k" in detail_text(screen)
+
+        # Wireless clients, weak signals marked in words, not only colour.
+        wireless = screen.query_one("#device-wireless", DataTable)
+        assert wireless.row_count == 2 and "Wireless clients (2)" in detail_text(screen)
+        assert row_text(wireless, "AA:BB:CC:00:00:02")[2] == "-86 dBm weak"
+        assert row_text(wireless, "AA:BB:CC:00:00:01")[2] == "-58 dBm"
+        assert row_text(wireless, "AA:BB:CC:00:00:01")[-1] == "isp-ap"
+        screen.fetch_history()
+        await until(pilot, lambda: screen.history_fetches >= 2)
+        assert chart.interface == "ether2"  # a refresh keeps the chosen interface
 
 
 def test_rates_need_two_polls_and_never_go_negative() -> None:
@@ -214,11 +296,11 @@ async def test_detail_of_a_polled_device_has_its_interfaces_and_version(lab: Dem
         await until(pilot, lambda: screen.detail is not None and screen.detail.interfaces, timeout=30)
         detail = screen.detail
         assert detail is not None and detail.device.name == "AGG" and "api" in detail.collectors
-        text = plain(screen.query_one("#device-detail", Static))
+        text = detail_text(screen)
         assert f"version  {device.version}" in text
         assert f"Interfaces ({sum(1 for i in detail.interfaces if i.oper_up)}/{len(detail.interfaces)} up)" in text
         for itf in detail.interfaces:
-            assert f"  {itf.name[:14]}" in text, itf.name
+            assert f"\n{itf.name}  " in text, itf.name
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DeviceDetailScreen))
 

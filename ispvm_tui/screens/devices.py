@@ -1,9 +1,12 @@
-"""Devices view: every device with its state and last poll, a `/` filter, `s` sorts; enter: one device in detail."""
+"""Devices view: every device with its state and last poll, a `/` filter, `s` sorts; enter: one device in detail
+(system, health, interfaces with live sparklines, a history chart of the selected interface, wireless clients,
+BGP, OSPF, recent config changes)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from rich.text import Text
@@ -13,8 +16,17 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ispvm_tui.engine.api import DeviceDetail, DeviceView, EngineAPI, InterfaceRow, Snapshot
-from ispvm_tui.screens.widgets import STATE_RANK, age, error_text, state_text, sync_table
+from ispvm_tui.engine.api import (
+    DeviceDetail,
+    DeviceHistory,
+    DeviceView,
+    EngineAPI,
+    InterfaceRow,
+    Snapshot,
+    WirelessClientRow,
+)
+from ispvm_tui.screens.device_charts import HistoryChart, bits, spark_text
+from ispvm_tui.screens.widgets import STATE_RANK, age, error_text, selected_row_key, state_text, sync_table
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("State", "state", 10),
@@ -30,6 +42,10 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 DETAIL_REFRESH_S = 3.0
 DETAIL_TIMEOUT_S = 30.0  # a hung engine must not stop later refreshes for good
 CHANGES_SHOWN = 10
+HISTORY_REFRESH_S = 60.0  # the chart moves one bucket (5 minutes over 6 hours) at a time
+HISTORY_HOURS = 6.0
+TREND_POINTS = 30  # detail reads kept per interface for its row's sparkline: 90 s at the 3 s refresh
+TREND_WIDTH = 12
 
 
 def uptime_text(seconds: float | None) -> str:
@@ -165,15 +181,6 @@ class DevicesPane(Vertical):
 
 # -- one device in detail ---------------------------------------------------------------------------
 
-def _bits(bps: float | None) -> str:
-    if bps is None:
-        return "—"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if bps >= size:
-            return f"{bps / size:.1f}{unit}"
-    return f"{bps:.0f}"
-
-
 def _bytes(count: int | None) -> str:
     if count is None:
         return "—"
@@ -222,21 +229,26 @@ def interface_rates(before: DeviceDetail | None, after: DeviceDetail) -> Rates |
     return rates
 
 
-def _interface_line(text: Text, itf: InterfaceRow, rates: Rates) -> None:
-    oper = _updown(itf.oper_up)
+INTERFACE_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("Interface", "name", 14), ("Oper", "oper", 7), ("Admin", "admin", 5), ("Speed", "speed", 6),
+    ("rx bps", "rx", 7), ("tx bps", "tx", 7), ("Errors", "errors", 7), ("Trend", "trend", TREND_WIDTH),
+    ("Comment", "comment", 24),
+)
+
+
+def interface_cells(itf: InterfaceRow, rates: Rates, trend: Sequence[float]) -> tuple[object, ...]:
     style = "bold red" if itf.admin_up and itf.oper_up is False else "dim" if itf.admin_up is False else ""
     rx, tx = rates.get(itf.name, (None, None))
-    speed = _bits(itf.speed_bps) if itf.speed_bps else "—"
-    errors = _total(itf.rx_errors, itf.tx_errors)
-    text.append(f"  {itf.name[:14]:<14} ")
-    text.append(f"{('✔ ' if itf.oper_up else '✖ ' if itf.oper_up is False else '? ') + oper:<7}", style=style)
-    text.append(f"{_updown(itf.admin_up):<6}{speed:>7} {_bits(rx):>8} {_bits(tx):>8} {errors:>8}")
-    if itf.comment:
-        text.append(f"  {itf.comment}", style="dim")
-    text.append("\n")
+    symbol = "✔ " if itf.oper_up else "✖ " if itf.oper_up is False else "? "
+    return (
+        itf.name, Text(symbol + _updown(itf.oper_up), style=style), _updown(itf.admin_up),
+        bits(itf.speed_bps) if itf.speed_bps else "—", bits(rx), bits(tx), _total(itf.rx_errors, itf.tx_errors),
+        Text(spark_text(trend, TREND_WIDTH), style="cyan"), Text(itf.comment or "", style="dim"),
+    )
 
 
-def render_device(detail: DeviceDetail, rates: Rates, now: float) -> Text:
+def render_summary(detail: DeviceDetail, now: float) -> Text:
+    """The head of the detail: who the device is, its system facts and health sensors."""
     device = detail.device
     text = Text()
     text.append(f"{device.name}  ", style="bold")
@@ -278,17 +290,41 @@ def render_device(detail: DeviceDetail, rates: Rates, now: float) -> Text:
         state = sensor.state or ""
         text.append(f"  {sensor.name:<22}{value:<12}")
         text.append(f"{state}\n", style="bold red" if state not in ("", "ok") else "")
-
     up = sum(1 for i in detail.interfaces if i.oper_up)
     _section(text, f"Interfaces ({up}/{len(detail.interfaces)} up)")
-    if detail.interfaces:
-        text.append(f"  {'name':<14} {'oper':<7}{'admin':<6}{'speed':>7} {'rx bps':>8} {'tx bps':>8} {'errors':>8}\n",
-                    style="dim")
-    else:
+    if not detail.interfaces:
         text.append("  —\n", style="dim")
-    for itf in detail.interfaces:
-        _interface_line(text, itf, rates)
+    return text
 
+
+WIRELESS_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("MAC", "mac", 17), ("Interface", "interface", 8), ("Signal", "signal", 12), ("tx rate", "tx", 7),
+    ("rx rate", "rx", 7), ("Uptime", "uptime", 6), ("SSID", "ssid", 10),
+)
+WEAK_SIGNAL_DBM = -80.0  # below this a station is marked weak: MikroTik's own "poor" range starts about here
+
+
+def wireless_cells(client: WirelessClientRow) -> tuple[object, ...]:
+    signal: object = "—"
+    if client.signal_dbm is not None:
+        weak = client.signal_dbm < WEAK_SIGNAL_DBM
+        signal = Text(f"{client.signal_dbm:.0f} dBm" + (" weak" if weak else ""),
+                      style="bold yellow" if weak else "")
+    return (client.mac, client.interface or "?", signal, bits(client.tx_rate_bps), bits(client.rx_rate_bps),
+            uptime_text(client.uptime_s), client.ssid or "—")
+
+
+def render_wireless_title(detail: DeviceDetail) -> Text:
+    text = Text()
+    _section(text, f"Wireless clients ({len(detail.wireless or ())})")
+    if not detail.wireless:
+        text.append("  — none registered\n", style="dim")
+    return text
+
+
+def render_routing(detail: DeviceDetail) -> Text:
+    """BGP, OSPF and the recent config changes, below the interfaces."""
+    text = Text()
     _section(text, "BGP sessions")
     if detail.bgp is None:
         text.append("  — not collected\n", style="dim")
@@ -327,35 +363,76 @@ def render_device(detail: DeviceDetail, rates: Rates, now: float) -> Text:
 
 
 class DeviceDetailScreen(Screen[None]):
-    """Pushed over the main view, read from the engine every few seconds while shown; q/esc go back."""
+    """Pushed over the main view, read from the engine every few seconds while shown; q/esc go back.
 
-    def __init__(self, engine: EngineAPI, name: str, *, refresh_s: float = DETAIL_REFRESH_S) -> None:
+    The interface table's cursor picks the interface the history chart shows. The history is read
+    every ``history_s`` (it changes by one bucket at a time); the detail every ``refresh_s``.
+    """
+
+    DEFAULT_CSS = """
+    #device-detail-scroll { padding: 0 1; }
+    #device-detail-scroll DataTable { height: auto; max-height: 14; }
+    #device-detail-scroll Static { height: auto; }
+    """
+
+    def __init__(self, engine: EngineAPI, name: str, *, refresh_s: float = DETAIL_REFRESH_S,
+                 history_s: float = HISTORY_REFRESH_S, history_hours: float = HISTORY_HOURS) -> None:
         super().__init__(id="device-detail-screen")
         self.engine = engine
         self.device_name = name
         self.refresh_s = refresh_s
+        self.history_s = history_s
+        self.history_hours = history_hours
         self.detail: DeviceDetail | None = None
+        self.history: DeviceHistory | None = None
         self.error: str | None = None
+        self.history_error: str | None = None
         self.fetches = 0  # answers taken in, errors too (lets tests wait for a refresh)
+        self.history_fetches = 0
         self._rates: Rates = {}
+        # Recent rx+tx per interface from successive details: the rows' live sparklines.
+        self.trends: dict[str, deque[float]] = {}
         self._fetching = False
-        self._rendered: Text | None = None
+        self._fetching_history = False
+        self._focused_once = False
+        self._rendered: tuple[Text, Text] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="device-detail-scroll"):
             yield Static(Text("Synchronizing…", style="dim"), id="device-detail")
+            yield DataTable(id="device-interfaces", cursor_type="row", zebra_stripes=True)
+            yield HistoryChart()
+            yield Static(id="device-wireless-title")
+            yield DataTable(id="device-wireless", cursor_type="row", zebra_stripes=True)
+            yield Static(id="device-routing")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = self.device_name
+        for selector, columns in (("#device-interfaces", INTERFACE_COLUMNS), ("#device-wireless", WIRELESS_COLUMNS)):
+            table = self.query_one(selector, DataTable)
+            for label, key, width in columns:
+                table.add_column(label, key=key, width=width)
+            table.display = False
+        self.query_one("#device-wireless-title", Static).display = False
         self.fetch()
+        self.fetch_history()
         self.set_interval(self.refresh_s, self.fetch)
+        self.set_interval(self.history_s, self.fetch_history)
+
+    def selected_interface(self) -> str | None:
+        return selected_row_key(self.query_one("#device-interfaces", DataTable))
 
     def fetch(self) -> None:
         if not self._fetching:  # a slow answer is waited for, never queued behind
             self._fetching = True
             self.run_worker(self._fetch(), group="device-detail", exit_on_error=False)
+
+    def fetch_history(self) -> None:
+        if not self._fetching_history:
+            self._fetching_history = True
+            self.run_worker(self._fetch_history(), group="device-history", exit_on_error=False)
 
     async def _fetch(self) -> None:
         try:
@@ -368,6 +445,36 @@ class DeviceDetailScreen(Screen[None]):
         finally:
             self._fetching = False
 
+    async def _fetch_history(self) -> None:
+        history, error = None, None
+        try:
+            future = self.engine.device_history(self.device_name, self.history_hours)
+            history = await asyncio.wait_for(asyncio.wrap_future(future), DETAIL_TIMEOUT_S)
+        except Exception as exc:
+            error = error_text(exc)
+        finally:
+            self._fetching_history = False
+        self.history_fetches += 1
+        if not self.is_attached:
+            return
+        self.history_error = error
+        if history is not None:
+            self.history = history
+        self._show_chart()
+
+    def _show_chart(self) -> None:
+        self.query_one(HistoryChart).show(self.history, self.selected_interface(), self.history_error)
+
+    @on(DataTable.RowHighlighted, "#device-interfaces")
+    def _interface_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if self.history is not None and self.query_one(HistoryChart).interface != self.selected_interface():
+            self._show_chart()
+
+    @on(DataTable.RowSelected, "#device-interfaces")
+    def _interface_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()  # enter here must not reach the app's "open" binding
+
     def _show(self, detail: DeviceDetail | None, error: str | None) -> None:
         self.fetches += 1
         if not self.is_attached:
@@ -377,15 +484,45 @@ class DeviceDetailScreen(Screen[None]):
             rates = interface_rates(self.detail, detail)
             if rates is not None:
                 self._rates = rates
+                self._add_trends(rates)
             self.detail = detail
         snapshot = getattr(self.app, "snapshot", None)
         now = snapshot.taken_at if isinstance(snapshot, Snapshot) else time.time()
+        summary = self.query_one("#device-detail", Static)
         if self.detail is None:
-            rendered = Text(f"Device {self.device_name}: {error}", style="bold red")
-        else:
-            rendered = render_device(self.detail, self._rates, now)
-            if error is not None:
-                rendered.append(f"\n⚠ refresh failed: {error} (showing the last answer)\n", style="bold red")
-        if rendered != self._rendered:
-            self._rendered = rendered
-            self.query_one("#device-detail", Static).update(rendered)
+            summary.update(Text(f"Device {self.device_name}: {error}", style="bold red"))
+            return
+        head = render_summary(self.detail, now)
+        if error is not None:
+            head.append(f"⚠ refresh failed: {error} (showing the last answer)\n", style="bold red")
+        rendered = (head, render_routing(self.detail))
+        with self.app.batch_update():
+            if rendered != self._rendered:
+                self._rendered = rendered
+                summary.update(rendered[0])
+                self.query_one("#device-routing", Static).update(rendered[1])
+            self._sync_tables(self.detail)
+
+    def _add_trends(self, rates: Rates) -> None:
+        for name, (rx, tx) in rates.items():
+            if rx is not None or tx is not None:
+                self.trends.setdefault(name, deque(maxlen=TREND_POINTS)).append((rx or 0.0) + (tx or 0.0))
+
+    def _sync_tables(self, detail: DeviceDetail) -> None:
+        interfaces = self.query_one("#device-interfaces", DataTable)
+        interfaces.display = bool(detail.interfaces)
+        before = self.selected_interface()
+        sync_table(interfaces, [(i.name, interface_cells(i, self._rates, self.trends.get(i.name, ())))
+                                for i in detail.interfaces])
+        if before is None and interfaces.row_count and not self._focused_once:
+            self._focused_once = True  # the first rows take the focus, so the arrows move the chart's cursor
+            interfaces.focus()
+        if self.selected_interface() != before and self.history is not None:
+            self._show_chart()
+        wireless = self.query_one("#device-wireless", DataTable)
+        title = self.query_one("#device-wireless-title", Static)
+        title.display = detail.wireless is not None
+        wireless.display = bool(detail.wireless)
+        if detail.wireless is not None:
+            title.update(render_wireless_title(detail))
+            sync_table(wireless, [(c.mac, wireless_cells(c)) for c in detail.wireless])
