@@ -106,7 +106,8 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("s", "cycle_sort", "Sort", "Sort incidents by priority score, newest or severity; on 6: "
                                              "devices by state, name, site or CPU"),
     ConsoleAction("/", "filter", "Filter", "Filter incidents by title, root cause, severity or status; on 6: "
-                                           "devices by name, site, role or state"),
+                                           "devices by name, site, role or state; on 3: search devices by "
+                                           "name or site"),
     ConsoleAction("escape", "go_back", "Back", "Close the screen on top, or clear the filter"),
     ConsoleAction("r", "refresh_now", "Refresh", "Take a new snapshot from the engine now"),
     ConsoleAction("?", "help", "Help", "Show this help"),
@@ -367,6 +368,11 @@ class IspvmApp(App[None]):
         main = getattr(self, "main_screen", None)
         return (main is not None and self.screen is main
                 and main.query_one("#tabs", TabbedContent).active == "tab-devices")
+
+    def topology_shown(self) -> bool:
+        main = getattr(self, "main_screen", None)
+        return (main is not None and self.screen is main
+                and main.query_one("#tabs", TabbedContent).active == "tab-topology")
 
     def _changes_tab_on(self, screen: Screen) -> bool:
         main = getattr(self, "main_screen", None)
@@ -738,6 +744,9 @@ class IspvmApp(App[None]):
         if self.devices_shown():
             self.devices_pane.open_filter()
             return
+        if self.topology_shown():
+            self.topology_pane.open_filter()
+            return
         await self._back_to_main()
         self.main_screen.query_one("#tabs", TabbedContent).active = "tab-incidents"
         self.incidents_pane.open_filter()
@@ -748,6 +757,8 @@ class IspvmApp(App[None]):
         elif self.devices_shown():
             if self.devices_pane.clear_filter():
                 self._update_status()
+        elif self.topology_shown():
+            self.topology_pane.clear_filter()
         elif self.incidents_pane.clear_filter():
             self._update_status()
 

@@ -4,6 +4,12 @@ A breadth-first walk from the vantage devices through links puts every device
 under the shortest path that reaches it, so whatever sits below a down link is
 exactly what that link may have cut off. A device reached by several links is
 listed once; the other links point back to it with a note.
+
+Open incidents mark their root causes (reverse video and the word "root") and
+dim what they cut off (the word "cut off"), so the tree reads without colour.
+Beyond ``GROUP_SITES_ABOVE`` devices each crossing into another site becomes a
+site node, collapsed unless something in it has a problem; `/` narrows the tree
+to devices whose name or site matches, with the paths to them open.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Tree
+from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
 from ispvm_tui.engine.api import DeviceView, LinkView, Snapshot
-from ispvm_tui.screens.widgets import state_text
+from ispvm_tui.screens.widgets import short_id, state_text
+
+GROUP_SITES_ABOVE = 50  # devices: a larger tree opens site by site
 
 
 @dataclass
@@ -27,8 +36,43 @@ class Outline:
     """A tree independent of the widget, so it is easy to build and to test."""
 
     label: Text
-    data: tuple[str, str] | None = None  # ("device", name) | ("link", id)
+    data: tuple[str, ...] | None = None  # ("device", name) | ("link", id) | ("site", name, via) | ...
     children: list[Outline] = field(default_factory=list)
+    problem: bool = False  # this node or one below it is down, degraded, a root cause or cut off
+    match_text: str = ""  # what `/` searches: a device's name and site, a site's name
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What open incidents say about the tree: root causes and what they cut off."""
+
+    roots: dict[str, str] = field(default_factory=dict)  # device name or link id -> incident id
+    impacted: dict[str, str] = field(default_factory=dict)  # device name -> incident id
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> Marks:
+        roots: dict[str, str] = {}
+        impacted: dict[str, str] = {}
+        for inc in snapshot.incidents:
+            if inc.status == "closed":
+                continue
+            for cause in inc.root_causes:
+                # An interface or a session is drawn as its device: "EDGE1:UPSTREAM1" marks EDGE1.
+                key = cause.entity_id if cause.entity_type in ("device", "link") else cause.entity_id.split(":")[0]
+                roots.setdefault(key, inc.id)
+            for name in inc.impact.devices:
+                impacted.setdefault(name, inc.id)
+        return cls(roots, {n: i for n, i in impacted.items() if n not in roots})
+
+
+def _marked(label: Text, key: str, marks: Marks) -> Text:
+    if key in marks.roots:
+        label.stylize("bold reverse")
+        label.append(f"  ◉ root of {short_id(marks.roots[key])}", style="bold")
+    elif key in marks.impacted:
+        label.stylize("dim")
+        label.append(f"  ⊘ cut off ({short_id(marks.impacted[key])})", style="dim italic")
+    return label
 
 
 def _device_of(endpoint: str) -> tuple[str, str]:
@@ -63,8 +107,11 @@ def _link_label(link: LinkView, near_if: str, far_if: str) -> Text:
     return text
 
 
-def build_outline(snapshot: Snapshot, host: str) -> Outline:
+def build_outline(snapshot: Snapshot, host: str, group_sites: bool | None = None) -> Outline:
     devices = {d.name: d for d in snapshot.devices}
+    marks = Marks.of(snapshot)
+    if group_sites is None:
+        group_sites = len(devices) > GROUP_SITES_ABOVE
     adjacency: dict[str, list[tuple[LinkView, str, str, str]]] = {}
     for link in sorted(snapshot.links, key=lambda item: item.id):
         a_dev, a_if = _device_of(link.a)
@@ -73,11 +120,28 @@ def build_outline(snapshot: Snapshot, host: str) -> Outline:
         adjacency.setdefault(b_dev, []).append((link, b_if, a_dev, a_if))
 
     placed: dict[str, Outline] = {}
+    parent_site: dict[int, str | None] = {}  # link node -> the site of the device it hangs from
     paths: dict[str, int] = {}  # ways the walk reached a device: top level or via a link
     drawn: set[str] = set()
 
-    def place(name: str, parent: Outline) -> Outline:
-        node = Outline(_device_label(name, devices.get(name)), ("device", name))
+    def site_of(name: str) -> str | None:
+        device = devices.get(name)
+        return device.site if device else None
+
+    def place(name: str, parent: Outline, via: str = "") -> Outline:
+        device = devices.get(name)
+        node = Outline(_marked(_device_label(name, device), name, marks), ("device", name),
+                       problem=(device is not None and device.state in ("down", "degraded"))
+                       or name in marks.roots or name in marks.impacted,
+                       match_text=f"{name}\n{device.site if device else ''}")
+        if group_sites and device is not None and via and parent.data and parent.data[0] == "link":
+            # Crossing into another site: the site is a node of its own, to fold away whole.
+            above = parent_site.get(id(parent))
+            if above != device.site:
+                site = Outline(Text.assemble(("▣ site ", "dim"), (device.site, "bold")),
+                               ("site", device.site, via), match_text=device.site)
+                parent.children.append(site)
+                parent = site
         parent.children.append(node)
         placed[name] = node
         paths[name] = 1
@@ -91,7 +155,9 @@ def build_outline(snapshot: Snapshot, host: str) -> Outline:
                 if link.id in drawn:
                     continue
                 drawn.add(link.id)
-                link_node = Outline(_link_label(link, near_if, far_if), ("link", link.id))
+                link_node = Outline(_marked(_link_label(link, near_if, far_if), link.id, marks), ("link", link.id),
+                                    problem=link.state == "down" or link.id in marks.roots)
+                parent_site[id(link_node)] = site_of(name)
                 node.children.append(link_node)
                 if peer in placed:
                     paths[peer] += 1
@@ -99,7 +165,7 @@ def build_outline(snapshot: Snapshot, host: str) -> Outline:
                     note.append("  (already listed above)", style="dim")
                     link_node.children.append(Outline(note, ("device-ref", peer)))
                 else:
-                    queue.append((peer, place(peer, link_node)))
+                    queue.append((peer, place(peer, link_node, link.id)))
 
     root = Outline(Text.assemble(("⌂ console host ", "bold"), (host, "bold"), ("  vantage point", "dim")))
     walk(list(dict.fromkeys(snapshot.vantage)), root)
@@ -114,13 +180,58 @@ def build_outline(snapshot: Snapshot, host: str) -> Outline:
             placed[name].label.append(f"  [reached by {count} paths; listed once]", style="italic")
     if not snapshot.vantage:
         root.children.insert(0, Outline(Text("(no vantage devices in the snapshot)", style="dim")))
+    _spread_problems(root)
+    _count_sites(root, devices)
     return root
+
+
+def _spread_problems(node: Outline) -> bool:
+    below = [_spread_problems(child) for child in node.children]  # every child: each sets its own flag
+    node.problem = node.problem or any(below)
+    return node.problem
+
+
+def _count_sites(node: Outline, devices: dict[str, DeviceView]) -> None:
+    for child in node.children:
+        _count_sites(child, devices)
+    if node.data and node.data[0] == "site":
+        names = [n.data[1] for n in _outline_nodes(node) if n.data and n.data[0] == "device"]
+        down = sum(1 for n in names if n in devices and devices[n].state == "down")
+        node.label.append(f"  {len(names)} devices", style="dim")
+        if down:
+            node.label.append(f", {down} down", style="bold red")
+        if node.problem:
+            node.label.append("  ⚠ problem", style="bold")
+
+
+def _outline_nodes(node: Outline) -> list[Outline]:
+    found = [node]
+    for child in node.children:
+        found += _outline_nodes(child)
+    return found
+
+
+def filtered(outline: Outline, needle: str) -> Outline | None:
+    """``outline`` with only what leads to a node whose name or site holds ``needle`` (case-insensitive);
+    a match keeps everything below it. None when nothing matches."""
+    needle = needle.casefold()
+    if needle in outline.match_text.casefold():
+        return outline
+    children = [kept for child in outline.children if (kept := filtered(child, needle)) is not None]
+    if not children:
+        return None
+    return Outline(outline.label, outline.data, children, outline.problem, outline.match_text)
 
 
 def display_key(snapshot: Snapshot) -> tuple[object, ...]:
     """Only what the tree shows: poll times and counters change every poll and must not rebuild it."""
     devices = tuple((d.name, d.state, d.role, d.site, d.address, d.last_error) for d in snapshot.devices)
-    return (snapshot.vantage, devices, snapshot.links)
+    marks = Marks.of(snapshot)
+    return (snapshot.vantage, devices, snapshot.links, tuple(sorted(marks.roots.items())),
+            tuple(sorted(marks.impacted.items())))
+
+
+NodeData = tuple[str, ...] | None
 
 
 class TopologyPane(Vertical):
@@ -128,42 +239,127 @@ class TopologyPane(Vertical):
         super().__init__(id="topology-pane")
         self.host = host or socket.gethostname()
         self._key: tuple[object, ...] | None = None
+        self._snapshot: Snapshot | None = None
+        self.filter_text = ""
+        self.rebuilds = 0  # lets tests see that an unchanged topology is not rebuilt
+        # What the user folded or opened by hand; everything else follows the defaults (see _expanded).
+        self._choices: dict[NodeData, bool] = {}
 
     def compose(self) -> ComposeResult:
-        tree: Tree[tuple[str, str] | None] = Tree(Text("Synchronizing…", style="dim"), id="topology-tree")
+        yield Input(placeholder="search: device name or site — enter: keep · esc: clear", id="topology-filter")
+        tree: Tree[NodeData] = Tree(Text("Synchronizing…", style="dim"), id="topology-tree")
         tree.guide_depth = 3
+        tree.auto_expand = False  # enter opens a device; space folds
         yield tree
+
+    def on_mount(self) -> None:
+        self.query_one("#topology-filter", Input).display = False
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         key = display_key(snapshot)
         if key == self._key:
             return
         self._key = key
+        self._snapshot = snapshot
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        self.rebuilds += 1
         tree = self.query_one("#topology-tree", Tree)
         cursor = tree.cursor_node.data if tree.cursor_node is not None else None
-        # Keep what the user folded away folded across rebuilds.
-        collapsed = {n.data for n in _nodes(tree.root) if n.allow_expand and not n.is_expanded}
         outline = build_outline(snapshot, self.host)
+        grouped = any(n.data and n.data[0] == "site" for n in _outline_nodes(outline))
+        shown = outline
+        if self.filter_text:
+            shown = filtered(outline, self.filter_text) or Outline(outline.label)
         tree.clear()
-        tree.root.set_label(outline.label)
+        tree.root.set_label(shown.label)
+        if self.filter_text and not shown.children:
+            tree.root.add_leaf(Text(f"No device or site matches “{self.filter_text}”. esc clears the search.",
+                                    style="dim"))
         tree.root.expand()
-        found = self._add(tree.root, outline, cursor, collapsed)
+        found = self._add(tree.root, shown, cursor, grouped)
         if found is not None:
             # Line numbers exist only after the tree has laid itself out again.
             self.call_after_refresh(tree.move_cursor, found)
 
-    def _add(self, parent: TreeNode, outline: Outline, cursor: object, collapsed: set[object]) -> TreeNode | None:
+    def _expanded(self, node: Outline, grouped: bool) -> bool:
+        if self.filter_text:
+            return True  # the paths to the matches are open
+        if node.data in self._choices:
+            return self._choices[node.data]
+        if node.data and node.data[0] == "site":
+            return node.problem or not grouped
+        return True
+
+    def _add(self, parent: TreeNode, outline: Outline, cursor: object, grouped: bool) -> TreeNode | None:
         found = None
         for child in outline.children:
             if child.children:
-                node = parent.add(child.label, data=child.data, expand=child.data not in collapsed)
-                hit = self._add(node, child, cursor, collapsed)
+                node = parent.add(child.label, data=child.data, expand=self._expanded(child, grouped))
+                hit = self._add(node, child, cursor, grouped)
                 found = found or hit
             else:
                 node = parent.add_leaf(child.label, data=child.data)
             if cursor is not None and child.data == cursor and found is None:
                 found = node
         return found
+
+    @on(Tree.NodeExpanded, "#topology-tree")
+    def _node_expanded(self, event: Tree.NodeExpanded) -> None:
+        if event.node.data is not None and not self.filter_text:
+            self._choices[event.node.data] = True
+
+    @on(Tree.NodeCollapsed, "#topology-tree")
+    def _node_collapsed(self, event: Tree.NodeCollapsed) -> None:
+        if event.node.data is not None and not self.filter_text:
+            self._choices[event.node.data] = False
+
+    @on(Tree.NodeSelected, "#topology-tree")
+    def _node_selected(self, event: Tree.NodeSelected) -> None:
+        data = event.node.data
+        if data and data[0] in ("device", "device-ref"):
+            event.stop()
+            open_device = getattr(self.app, "open_device", None)
+            if open_device is not None:
+                open_device(data[1])
+
+    # ---- `/` search ---------------------------------------------------------------------------------
+    def open_filter(self) -> None:
+        filter_input = self.query_one("#topology-filter", Input)
+        filter_input.display = True
+        filter_input.focus()
+
+    def clear_filter(self) -> bool:
+        """Clear and hide the search; False when there was nothing to clear."""
+        filter_input = self.query_one("#topology-filter", Input)
+        if not filter_input.display and not self.filter_text:
+            return False
+        filter_input.value = ""
+        filter_input.display = False
+        if self.filter_text:
+            self.filter_text = ""
+            self._rebuild()
+        self.query_one("#topology-tree", Tree).focus()
+        return True
+
+    @on(Input.Changed, "#topology-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        text = event.value.strip()
+        if text != self.filter_text:
+            self.filter_text = text
+            self._rebuild()
+
+    @on(Input.Submitted, "#topology-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not self.filter_text:
+            self.query_one("#topology-filter", Input).display = False
+        self.query_one("#topology-tree", Tree).focus()
 
 
 def _nodes(node: TreeNode) -> list[TreeNode]:
