@@ -318,3 +318,31 @@ async def test_an_unknown_device_is_a_clean_error(lab: DemoRun) -> None:
         await pilot.press("q")
         await until(pilot, lambda: not isinstance(app.screen, DeviceDetailScreen))
         assert app.is_running  # q went back; it did not quit
+
+
+async def test_the_labs_access_point_shows_its_wireless_clients(lab: DemoRun) -> None:
+    # ACC1, the scenario's first access device, is also an access point with three stations (lab/model.py).
+    app = IspvmApp(lab.engine, actor="noc")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_device("ACC1")
+        await until(pilot, lambda: isinstance(app.screen, DeviceDetailScreen))
+        screen = app.screen
+        assert isinstance(screen, DeviceDetailScreen)
+        await until(pilot, lambda: screen.detail is not None and screen.detail.wireless, timeout=60)
+        detail = screen.detail
+        assert detail is not None and detail.wireless is not None
+        assert sorted(c.mac for c in detail.wireless) == [f"02:1A:2B:00:00:0{k}" for k in (1, 2, 3)]
+        first = next(c for c in detail.wireless if c.mac.endswith("01"))
+        assert first.interface == "wlan1" and first.signal_dbm is not None and -64 <= first.signal_dbm <= -52
+        assert first.tx_rate_bps == 144_400_000 and first.uptime_s is not None and first.uptime_s >= 3600
+        wireless = screen.query_one("#device-wireless", DataTable)
+        await until(pilot, lambda: wireless.row_count == 3)
+        assert "Wireless clients (3)" in detail_text(screen)
+        far = next(c for c in detail.wireless if c.mac.endswith("03"))  # -83 dBm give or take 6 as it moves
+        assert far.signal_dbm is not None and -89 <= far.signal_dbm <= -77
+        shown = next(c for c in screen.detail.wireless or () if c.mac == far.mac)  # the table's own read
+        assert ("weak" in row_text(wireless, far.mac)[2]) == (shown.signal_dbm is not None
+                                                              and shown.signal_dbm < -80)
+        # A router without a registration table: not collected, and no wireless section at all.
+        agg = lab.engine.device_detail("AGG").result(30)
+        assert agg.wireless is None

@@ -57,6 +57,7 @@ from ispvm_tui.collectors.results import (
     PollResult,
     ProbeResult,
     SystemInfo,
+    WirelessClient,
 )
 from ispvm_tui.collectors.routeros_wire import ReplyBudget, ReplyTooLarge, bytes_received, open_api
 from ispvm_tui.engine.config_normalise import API_MENUS, SPECS
@@ -85,6 +86,11 @@ _OSPF_PROPS = ("router-id", "address", "interface", "state")
 _NEIGHBOR_PROPS = ("interface", "identity", "address", "address4", "address6", "mac-address", "platform",
                    "interface-name", "discovered-by")
 _MONITOR_PROPS = ("name", "status", "rate")
+# Registration tables, newest package first: v7 wifi (wifiwave2 before 7.13), v6 and v7 legacy wireless.
+_WIRELESS_MENUS = ("/interface/wifi/registration-table", "/interface/wifiwave2/registration-table",
+                   "/interface/wireless/registration-table")
+_WIRELESS_PROPS = ("interface", "mac-address", "ssid", "signal", "signal-strength", "tx-rate", "rx-rate", "uptime")
+_SIGNAL = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 
 # Link rates as ``/interface/ethernet/monitor`` prints them ("1Gbps", "2.5Gbps", "100Mbps"),
 # and the 7.12+ link-mode words ("10G-baseSR-LR") should a router print one instead.
@@ -140,6 +146,7 @@ class _Menus:
     bgp: str | None  # "v7" (connection + session), "v6" (peer + instance) or None
     ospf: bool
     health: bool
+    wireless: str | None = None  # the registration-table menu this router has, if any
 
 
 class _LoginFailed(Exception):
@@ -167,6 +174,7 @@ class _Poll:
     neighbors: tuple[Neighbor, ...] | None = None
     route_count: int | None = None
     probes: tuple[ProbeResult, ...] = ()
+    wireless: tuple[WirelessClient, ...] | None = None
     stale: dict[str, str] = field(default_factory=dict)
 
 
@@ -279,7 +287,7 @@ class RouterOSCollector:
                 duration_s=time.monotonic() - t0, ok=True, system=got.system,
                 interfaces=got.interfaces, addresses=got.addresses, bgp=got.bgp, ospf=got.ospf,
                 sensors=got.sensors, neighbors=got.neighbors, probes=got.probes, route_count=got.route_count,
-                stale=got.stale,
+                stale=got.stale, wireless=got.wireless,
             )
 
     async def read_config(self) -> ConfigRead:
@@ -459,6 +467,9 @@ class RouterOSCollector:
                                              voltage_v=_pick_sensor(got.sensors, "voltage"))
         got.neighbors = await self._family(got, "neighbors", self._neighbors)
         got.route_count = await self._family(got, "routes", lambda: self._count("/ip/route"))
+        # No registration table: no wireless package, so not collected (None), and not stale either.
+        if menus.wireless is not None:
+            got.wireless = await self._family(got, "wireless", lambda: self._wireless(menus.wireless or ""))
         got.probes = await self._probes()
         return got
 
@@ -492,9 +503,16 @@ class RouterOSCollector:
             version=version, bgp=bgp,
             ospf=await self._has_menu("/routing/ospf/neighbor"),
             health=await self._has_menu("/system/health"),
+            wireless=await self._first_menu(_WIRELESS_MENUS),
         )
         _LOG.debug("%s: menus %s", self.target.name, menus)
         return menus
+
+    async def _first_menu(self, menus: Iterable[str]) -> str | None:
+        for menu in menus:
+            if await self._has_menu(menu):
+                return menu
+        return None
 
     async def _has_menu(self, menu: str) -> bool:
         try:
@@ -542,6 +560,10 @@ class RouterOSCollector:
                                       *_proplist(_MONITOR_PROPS))
         rates = {r.get("name", ""): _rate_bps(r.get("rate")) for r in rows if r.get("status") == "link-ok"}
         return {name: bps for name, bps in rates.items() if bps is not None}
+
+    async def _wireless(self, menu: str) -> tuple[WirelessClient, ...]:
+        rows = await self._print(menu, _WIRELESS_PROPS)
+        return tuple(c for c in map(_wireless_client, rows) if c is not None)
 
     async def _neighbors(self) -> tuple[Neighbor, ...]:
         rows = await self._print("/ip/neighbor", _NEIGHBOR_PROPS)
@@ -739,6 +761,20 @@ def _rate_bps(text: str | None) -> int | None:
     if m is None:
         return None
     return round(float(m.group(1)) * _RATE_SCALE[m.group(2).lower()])
+
+
+def _wireless_client(r: Row) -> WirelessClient | None:
+    mac = r.get("mac-address")
+    if not mac:
+        return None
+    # v6 prints the signal with the rate it was measured at ("-62dBm@6Mbps"); v7's wifi menus a bare "-62".
+    signal = _SIGNAL.match(r.get("signal") or r.get("signal-strength") or "")
+    return WirelessClient(
+        interface=r.get("interface"), mac=mac.upper(),
+        signal_dbm=float(signal.group(1)) if signal else None,
+        tx_rate_bps=_rate_bps(r.get("tx-rate")), rx_rate_bps=_rate_bps(r.get("rx-rate")),
+        uptime_s=parse_ros_duration(r.get("uptime")), ssid=r.get("ssid") or None,
+    )
 
 
 def _neighbor(r: Row) -> Neighbor | None:

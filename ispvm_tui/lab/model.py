@@ -38,6 +38,7 @@ from ispvm_tui.lab.sim import (
     SimRouteFilter,
     SimStaticRoute,
     SimUser,
+    SimWirelessClient,
 )
 
 REBOOT_S = 45.0  # simulated seconds a rebooting router is away
@@ -133,6 +134,15 @@ class LabModel(LabModelLike):
             dev.config = _base_config(dev.name, scenario.lab)
             model.devices[spec.name] = dev
             model.powered[spec.name] = True
+        # The first access device is also an access point, with stations whose signal drifts: the
+        # console's wireless table and the registration-table family have something to read.
+        ap = next((spec.name for spec in scenario.devices if spec.role == "access"), None)
+        if ap is not None:
+            model.devices[ap].wireless = [
+                SimWirelessClient(mac=f"02:1A:2B:00:00:{k:02X}", interface="wlan1", ssid=f"{ap.lower()}-ap",
+                                  signal_dbm=signal, tx_rate_mbps=rate, rx_rate_mbps=rate / 2,
+                                  since=now - 3600.0 * k, phase=k)
+                for k, (signal, rate) in enumerate(((-58.0, 144.4), (-71.0, 65.0), (-83.0, 6.5)), start=1)]
         for k, link in enumerate(scenario.links, start=1):
             a_dev, a_itf = link.a.split(":", 1)
             b_dev, b_itf = link.b.split(":", 1)

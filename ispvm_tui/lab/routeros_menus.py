@@ -978,7 +978,31 @@ def ping_row(device: SimDevice, seq: int, host: str, size: int, rtt_ms: float | 
     return row
 
 
+def _registration_v6(device: SimDevice, now: float) -> list[Row] | None:
+    """/interface/wireless/registration-table (v6): signal with the rate it was read at, rates with the
+    channel width, as RouterOS prints them."""
+    if not device.wireless or device.ros_major != 6:
+        return None
+    return [{".id": _star(i), "interface": c.interface, "mac-address": c.mac,
+             "signal-strength": f"{c.signal_at(now)}dBm@6Mbps", "tx-rate": f"{c.tx_rate_mbps:g}Mbps-20MHz/1S",
+             "rx-rate": f"{c.rx_rate_mbps:g}Mbps-20MHz/1S", "uptime": format_ros_duration(now - c.since)}
+            for i, c in enumerate(device.wireless, start=1)]
+
+
+def _registration_v7(device: SimDevice, now: float) -> list[Row] | None:
+    """/interface/wifi/registration-table (v7 wifi package): a plain dBm signal and the SSID."""
+    if not device.wireless or device.ros_major != 7:
+        return None
+    return [{".id": _star(i), "interface": c.interface, "mac-address": c.mac, "ssid": c.ssid,
+             "signal": str(c.signal_at(now)), "tx-rate": f"{c.tx_rate_mbps:g}Mbps",
+             "rx-rate": f"{c.rx_rate_mbps:g}Mbps",
+             "uptime": format_ros_duration(now - c.since)}
+            for i, c in enumerate(device.wireless, start=1)]
+
+
 _MENUS: dict[str, Renderer] = {
+    "/interface/wireless/registration-table": _registration_v6,
+    "/interface/wifi/registration-table": _registration_v7,
     "/system/identity": _identity,
     "/system/resource": _resource,
     "/system/routerboard": _routerboard,

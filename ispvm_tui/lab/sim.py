@@ -8,6 +8,7 @@ model before a server reads them, so a server never computes traffic itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -93,6 +94,23 @@ class SimNeighbor:
     version: str = ""
     board: str = ""
     interface_name: str = ""  # the remote side's interface
+
+
+@dataclass
+class SimWirelessClient:
+    """A station registered to the device's access point; its signal drifts with time, as stations move."""
+
+    mac: str
+    interface: str
+    ssid: str
+    signal_dbm: float  # the middle of its drift
+    tx_rate_mbps: float
+    rx_rate_mbps: float
+    since: float  # clock time it registered
+    phase: float = 0.0
+
+    def signal_at(self, now: float) -> int:
+        return round(self.signal_dbm + 6 * math.sin(now / 90.0 + self.phase))
 
 
 @dataclass
@@ -216,6 +234,7 @@ class SimDevice:
     route_count: int = 12
     # extra health sensors (CHR/x86 boards report none, whatever is listed here)
     sensors: list[SimSensor] = field(default_factory=default_sensors)
+    wireless: list[SimWirelessClient] = field(default_factory=list)  # empty: no wireless package
     # configuration beyond the fields above (identity is the name, interface comments and MTU are the interfaces')
     config: SimConfig = field(default_factory=SimConfig)
 
