@@ -232,8 +232,9 @@ async def _stream(api: ApiTarget, command: str, words: list[str], deadline_s: fl
         except ToolError as exc:
             raise ToolError(_scrub(str(exc), api.password)) from None
         except TimeoutError:
-            waiting = {"connect": "connecting", "login": "the login reply"}.get(stage, f"the end of {command}")
-            raise ToolError(f"no {waiting} from {where} within {deadline_s:g}s: stopped") from None
+            waiting = {"connect": f"no connection to {where}", "login": f"no login reply from {where}"}.get(
+                stage, f"no end of {command} from {where}")
+            raise ToolError(f"{waiting} within {deadline_s:g}s: stopped") from None
         except TrapError as exc:  # at login
             raise ToolError(_scrub(f"login as {api.username!r} rejected by {where}: {exc}", api.password)) from None
         except ConnectionRefusedError:
