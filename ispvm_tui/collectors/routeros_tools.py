@@ -206,10 +206,12 @@ async def _stream(api: ApiTarget, command: str, words: list[str], deadline_s: fl
 
     try:
         try:
+            # The session's own read timeout is the whole deadline: echoes come a second apart, far slower
+            # than a poll's replies; connecting gets the poll timeout.
             session = await asyncio.wait_for(
-                open_api(api.address, api.port, timeout=min(connect_timeout_s, left()),
+                open_api(api.address, api.port, timeout=left(),
                          ssl_context=_ssl_context(api) if api.tls else None, budget=ReplyBudget(REPLY_BUDGET)),
-                left())
+                min(connect_timeout_s, left()))
             stage = "login"
             await asyncio.wait_for(async_plain(session, api.username, api.password), left())
             stage = command

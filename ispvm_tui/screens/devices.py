@@ -329,6 +329,8 @@ def render_device(detail: DeviceDetail, rates: Rates, now: float) -> Text:
 class DeviceDetailScreen(Screen[None]):
     """Pushed over the main view, read from the engine every few seconds while shown; q/esc go back."""
 
+    BINDINGS = [("g", "diagnostics", "Diagnose")]  # ping / traceroute (screens/diagnostics.py)
+
     def __init__(self, engine: EngineAPI, name: str, *, refresh_s: float = DETAIL_REFRESH_S) -> None:
         super().__init__(id="device-detail-screen")
         self.engine = engine
@@ -351,6 +353,14 @@ class DeviceDetailScreen(Screen[None]):
         self.sub_title = self.device_name
         self.fetch()
         self.set_interval(self.refresh_s, self.fetch)
+
+    def action_diagnostics(self) -> None:
+        from ispvm_tui.screens.diagnostics import open_diagnostics
+
+        open_diagnostics(self.app, device=self.device_name)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "diagnostics" and getattr(self.app, "readonly", False))  # hidden when read-only
 
     def fetch(self) -> None:
         if not self._fetching:  # a slow answer is waited for, never queued behind
