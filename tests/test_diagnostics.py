@@ -283,3 +283,25 @@ async def test_the_engine_reports_a_hostile_router_as_the_runs_error(tmp_path: A
         await diags.stop()
         await server.stop()
     assert diags.running == 0
+
+
+def test_the_cli_runs_through_the_engines_control_socket(lab: tuple[DemoRun, Events]) -> None:
+    from typer.testing import CliRunner
+
+    from ispvm_tui.cli import app
+
+    run, _ = lab
+    neighbour = address_on(run, "AGG", "ether2")
+    db = str(run.store.path)
+    done = CliRunner().invoke(app, ["diag", "ping", "ACC1", neighbour, "--count", "2", "--database", db,
+                                    "--actor", "dave"])
+    assert done.exit_code == 0, done.output
+    out = done.output.splitlines()
+    assert out[0] == f"PING {neighbour} from ACC1: 2 echoes" and out[1].startswith(f"seq=0 {neighbour} time=")
+    assert out[-1].startswith("2 sent, 2 received, 0% loss")
+    traced = CliRunner().invoke(app, ["diag", "traceroute", "ACC1", neighbour, "--database", db])
+    assert traced.exit_code == 0 and traced.output.splitlines()[-1] == f"1 hop, reached {neighbour}", traced.output
+    refused = CliRunner().invoke(app, ["diag", "ping", "NOPE", neighbour, "--database", db])
+    assert refused.exit_code == 2 and "unknown device" in refused.output
+    assert wait_for(lambda: run.store.query(
+        "SELECT count(*) FROM audit WHERE actor = 'dave' AND action = 'diagnostic.ping'") == [(1,)], 15)
