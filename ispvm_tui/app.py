@@ -43,6 +43,8 @@ from ispvm_tui.screens.changes import CALENDAR_EVENTS, CONFIG_EVENT, ChangesPane
 from ispvm_tui.screens.confirm import ConfirmScreen
 from ispvm_tui.screens.deliveries import DeliveriesPane
 from ispvm_tui.screens.devices import DeviceDetailScreen, DevicesPane
+from ispvm_tui.screens.diagnostics import EVENT as DIAGNOSTIC_EVENT
+from ispvm_tui.screens.diagnostics import DiagnosticsScreen
 from ispvm_tui.screens.help import HelpScreen
 from ispvm_tui.screens.home import HomePane
 from ispvm_tui.screens.incident_detail import IncidentDetailScreen
@@ -327,6 +329,11 @@ class IspvmApp(App[None]):
     @on(EngineEventArrived)
     def _engine_event(self, message: EngineEventArrived) -> None:
         event = message.event
+        if event.kind == DIAGNOSTIC_EVENT:  # one line of a ping or traceroute: only its screen wants it
+            for screen in self.screen_stack:
+                if isinstance(screen, DiagnosticsScreen):
+                    screen.diagnostic_event(event)
+            return
         severity = NOTIFY_EVENTS.get(event.kind)
         if severity is not None:
             self.notify(event.summary, title=event.kind, severity=severity)

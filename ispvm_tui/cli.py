@@ -1605,3 +1605,62 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---- diagnostics ----------------------------------------------------------------------------------
+
+diag_app = _group("diag", "Ping or traceroute from a router, through the running engine (audited).")
+DiagDeviceArg = Annotated[str, typer.Argument(metavar="DEVICE", help="the router it runs from (its API)")]
+DiagTargetArg = Annotated[str, typer.Argument(metavar="TARGET", help="an IPv4/IPv6 address or a host name")]
+
+
+def _diag(kind: str, device: str, target: str, count: int, config: Path | None, database: Path | None,
+          actor: str | None, json_out: bool) -> None:
+    """Ask the engine to run it; its lines come back when it has ended (at most 25 s), then the summary."""
+    from ispvm_tui.engine import control
+
+    db = _database_of(config, database)
+    args = {"device": device, "kind": kind, "target": target, "count": count}
+    try:
+        result = control.request(db, "diag.run", args, _actor(actor))
+    except control.NoEngine:
+        err(f"no engine is running on {db}: diagnostics run through it (`ispvm run`)")
+        raise typer.Exit(1) from None
+    except control.Refused as exc:
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for line in result["lines"]:
+            typer.echo(line)
+    if result.get("error"):
+        if not json_out:
+            err(f"error: {result['error']}")
+        raise typer.Exit(1)
+    if not json_out:
+        typer.echo(result.get("summary") or "")
+
+
+@diag_app.command("ping")
+def diag_ping(
+    device: DiagDeviceArg, target: DiagTargetArg,
+    count: Annotated[int, typer.Option(help="echoes, 1 to 20, one a second")] = 5,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """/ping from DEVICE to TARGET: one line per echo, then sent, received, loss and average. Exit 1 when
+    the run failed (the router refused it, or did not finish in time)."""
+    _diag("ping", device, target, count, config, database, actor, json_out)
+
+
+@diag_app.command("traceroute")
+def diag_traceroute(
+    device: DiagDeviceArg, target: DiagTargetArg,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """/tool/traceroute from DEVICE to TARGET: one line per hop (at most 15; it stops after 3 silent hops in a
+    row), then whether TARGET was reached."""
+    _diag("traceroute", device, target, 1, config, database, actor, json_out)

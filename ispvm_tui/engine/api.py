@@ -490,3 +490,11 @@ class EngineAPI(Protocol):
         """Interface rx/tx, CPU and memory over the last ``hours`` (all interfaces when none are named),
         read off the loop; an unknown name fails with KeyError, a bad ``hours`` with ValueError."""
         ...
+
+    def run_diagnostic(self, device: str, kind: str, target: str, actor: str, count: int = 5) -> Future[str]:
+        """Ping or traceroute (``kind``) from ``device`` to ``target`` (an address or host name), run on the
+        engine's loop: the run id at once, then ``diagnostic.output`` events (data: run_id, device, kind,
+        target, line, done, error; the last has done=True and the summary). At most 4 at once (a fifth fails
+        with RuntimeError); an unknown device fails with KeyError, one without an API credential or a bad
+        target or count (1..20) with ValueError. Audited (actor, device, target, result)."""
+        ...

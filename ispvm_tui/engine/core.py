@@ -222,6 +222,8 @@ class Engine:
         """Stop polling and delivery; every step is bounded so quitting never hangs."""
         self._stopping.set()
         await _bounded(self._stop_control(), "control socket")
+        if self._diagnostics is not None:
+            await _bounded(self._diagnostics.stop(), "diagnostics")
         if self.centre is not None:
             await _bounded(self.centre.stop(), "remote results")
         for task in self._tasks:
@@ -1271,6 +1273,7 @@ class Engine:
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
                     "incidents.close": incidents_close, "incidents.note": incidents_note})
+        ops.update(self._diagnostic_ops())
         return ops
 
     async def _start_control(self) -> None:
@@ -1302,6 +1305,37 @@ class Engine:
             raise KeyError(f"unknown device {name!r}")
         return await asyncio.to_thread(device_history.read_history, self.store.query, name, self.clock.now(),
                                        hours, interfaces)
+
+    # ---- diagnostics: ping and traceroute from a router (engine/diagnostics.py) ------------------
+    _diagnostics: Any = None
+
+    @property
+    def diagnostics(self) -> Any:
+        if self._diagnostics is None:
+            from ispvm_tui.engine.diagnostics import Diagnostics
+
+            async def audit(row: list[Any]) -> None:
+                await asyncio.wrap_future(self.store.transaction(
+                    lambda con: con.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", row)))
+
+            self._diagnostics = Diagnostics(
+                self.config, self.secrets.get, lambda kind, summary, data: self._publish(kind, summary, data=data),
+                audit, now=self.clock.now)
+        return self._diagnostics
+
+    def run_diagnostic(self, device: str, kind: str, target: str, actor: str, count: int = 5) -> Future[str]:
+        return self._submit(self.diagnostics.start(device, kind, target, actor, count))
+
+    def _diagnostic_ops(self) -> dict[str, control.Handler]:
+        async def run(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            """Start a run and answer with all its lines once it has ended (runs end within 25 s)."""
+            device, kind, target, count = args.get("device"), args.get("kind"), args.get("target"), args.get("count", 5)
+            if not all(isinstance(v, str) for v in (device, kind, target)):
+                raise ValueError("device, kind and target: strings; count: a whole number")
+            run_id = await self.diagnostics.start(device, kind, target, actor, count)
+            return await self.diagnostics.result(run_id)
+
+        return {"diag.run": run}
 
 
 def _record_evidence(record: ChangeRecordView, devices: list[str], start: float) -> str:

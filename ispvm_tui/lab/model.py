@@ -531,6 +531,66 @@ class LabModel(LabModelLike):
                     return round(rng.uniform(7.0, 14.0) + (rng.uniform(20, 80) if congested else 0.0), 2)
         return None
 
+    def traceroute(self, source: str, target: str, max_hops: int) -> list[tuple[str | None, float | None]]:
+        """The hops of a traceroute from ``source``: (address, RTT in ms) each, (None, None) for a silent hop.
+
+        The path is the shortest one over every link, down ones too: the routes the network had while it was
+        whole, which is where the packets still go until routing moves them. A hop answers from the address
+        of the interface the probe came in on (the last hop: ``target`` itself) while every link up to it
+        passes and it is powered; a hung router forwards but never answers. From the first broken link or
+        powered-off router on, every hop is silent, up to ``max_hops``, as on a real router. An address
+        outside the lab has no path: every hop is silent.
+        """
+        self._apply_due()
+        owner = next((d.name for d in self.devices.values()
+                      if target == d.address or any(a.address.split("/")[0] == target for a in d.addresses)), None)
+        path = self.path(source, owner) if owner is not None else None
+        if path == [] and self.powered.get(source, False):
+            return [(target, 0.05)]  # its own address: one hop, the router itself
+        hops: list[tuple[str | None, float | None]] = []
+        broken = path is None or not self.powered.get(source, False)
+        rng = random.Random()
+        for n, (device, link, interface) in enumerate(path or [], start=1):
+            if len(hops) >= max_hops:
+                return hops
+            broken = broken or not self._link_passes(link) or not self.powered[device]
+            if broken or device in self.hung:
+                hops.append((None, None))
+                continue
+            last = n == len(path or [])
+            address = target if last else next(
+                (a.address.split("/")[0] for a in self.devices[device].addresses if a.interface == interface), None)
+            hops.append((address, round(0.3 + 0.25 * n + rng.uniform(0, 0.2), 2)))
+        if broken:
+            hops += [(None, None)] * (max_hops - len(hops))
+        return hops
+
+    def path(self, source: str, target: str) -> list[tuple[str, LinkState, str]] | None:
+        """The shortest path over every link, up or down: (device, link taken to it, its interface on that
+        link) per hop after ``source``; ``[]`` when source is target, None when no link joins them."""
+        if source == target:
+            return []
+        came: dict[str, tuple[str, LinkState, str]] = {}
+        queue = deque([source])
+        seen = {source}
+        while queue:
+            here = queue.popleft()
+            for link in self.links.values():
+                for (near, _), (far, far_itf) in ((link.a, link.b), (link.b, link.a)):
+                    if near == here and far not in seen:
+                        seen.add(far)
+                        came[far] = (here, link, far_itf)
+                        queue.append(far)
+        if target not in came:
+            return None
+        hops: list[tuple[str, LinkState, str]] = []
+        node = target
+        while node != source:
+            prev, link, itf = came[node]
+            hops.append((node, link, itf))
+            node = prev
+        return hops[::-1]
+
     def _is_peer_address(self, target: str) -> bool:
         return any(p.remote_address == target for d in self.devices.values() for p in d.bgp_peers)
 

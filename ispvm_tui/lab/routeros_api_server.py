@@ -12,11 +12,15 @@ with ``.proplist``, ``?`` queries (equality, presence, ``<``/``>`` and the
 ``?#`` stack operations), ``count-only``, ``.tag``, ``!empty`` on empty v7
 prints, ``/cancel`` and ``/quit``.
 
-``/ping`` and ``/interface/ethernet/monitor`` (without ``once``) run beside
-other commands on the same connection, as on a real router: ping sends one
-``!re`` per echo, ``interval`` apart, each echo answered by the lab model
-(``RouterHandle.ping``), until ``count`` is reached or ``/cancel`` stops it
-with ``!trap`` "interrupted".
+``/ping``, ``/tool/traceroute`` and ``/interface/ethernet/monitor`` (without
+``once``) run beside other commands on the same connection, as on a real
+router: ping sends one ``!re`` per echo, ``interval`` apart, each echo
+answered by the lab model (``RouterHandle.ping``), until ``count`` is reached
+or ``/cancel`` stops it with ``!trap`` "interrupted". Traceroute walks the lab
+path (``RouterHandle.traceroute``): as each hop is measured (its RTT, or
+``timeout`` of waiting for a silent one) it sends the whole hop table so far
+as one ``.section``, like RouterOS, and ends at the target or ``max-hops``
+after ``count`` rounds.
 
 While the router is not answering (powered off, cut off or hung) the server
 is a black hole: it accepts and reads but never replies, which is what a
@@ -46,7 +50,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ispvm_tui.lab.routeros_menus import count_menu, ethernet_monitor, ping_row, render_menu
+from ispvm_tui.lab.routeros_menus import count_menu, ethernet_monitor, ping_row, render_menu, traceroute_row
 from ispvm_tui.lab.sim import RouterHandle, SimDevice
 
 _LOG = logging.getLogger(__name__)
@@ -62,6 +66,8 @@ _INTERRUPTED = "interrupted"  # what a command stopped by /cancel ends with (cat
 _MONITOR = "/interface/ethernet/monitor"
 _MONITOR_PERIOD_S = 1.0  # a monitor without ``once`` repeats every second, like RouterOS
 _PING_INTERVAL = (0.01, 5.0)  # RouterOS accepts 10ms..5s
+_TRACEROUTE = "/tool/traceroute"
+_TRACE_TIMEOUT = (0.01, 5.0)  # seconds a silent hop is waited for (RouterOS: timeout, default 1s)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|us|s)?$")
 
 
@@ -289,6 +295,14 @@ class _PingArgs:
     count: int | None  # None: until /cancel
     interval: float
     size: int
+
+
+@dataclass(frozen=True)
+class _TraceArgs:
+    address: str
+    count: int | None  # None: rounds until /cancel
+    max_hops: int
+    timeout: float
 
 
 @dataclass
@@ -520,6 +534,11 @@ class RouterOSApiServer:
             if isinstance(args, str):
                 return _Reply(_trap(args))
             body = lambda stream: self._ping(conn, req, stream, args)  # noqa: E731
+        elif req.command == _TRACEROUTE:
+            trace = _trace_args(req.attrs)
+            if isinstance(trace, str):
+                return _Reply(_trap(trace))
+            body = lambda stream: self._traceroute(conn, req, stream, trace)  # noqa: E731
         else:
             if ethernet_monitor(device, req.attrs.get("numbers", "")) is None:
                 return _Reply(_trap("no such item"))
@@ -575,6 +594,25 @@ class RouterOSApiServer:
                 await self._send(conn, _Reply([["!re", *_row_words(row, _proplist(req))]], garbage=garbage), req.tag)
             seq += 1
 
+    async def _traceroute(self, conn: _Conn, req: _Request, stream: _Stream, args: _TraceArgs) -> None:
+        """Hop by hop along the lab path: each hop takes its RTT (or the timeout when silent), then the table
+        so far goes out as one section. A later round (``count`` > 1) measures every hop again."""
+        section = 0
+        rounds = 0
+        while args.count is None or rounds < args.count:
+            hops = self.router.traceroute(args.address, args.max_hops)
+            rows: list[dict[str, str]] = []
+            for address, rtt in hops:
+                if await _pause(stream, args.timeout if rtt is None else rtt / 1000):
+                    return
+                rows.append(traceroute_row(address, rtt))
+                if self.router.answering():  # across a dead path the table is lost
+                    sentences = [["!re", f".section={section}", *_row_words(row, _proplist(req))] for row in rows]
+                    garbage = section == 0 and req.command in self.misbehaviour.garbage_paths
+                    await self._send(conn, _Reply(sentences, garbage=garbage), req.tag)
+                section += 1
+            rounds += 1
+
     async def _monitor(self, conn: _Conn, req: _Request, stream: _Stream) -> None:
         while True:
             rows = ethernet_monitor(self.router.state(), req.attrs.get("numbers", "")) or []
@@ -604,7 +642,7 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 def _is_stream(req: _Request) -> bool:
-    return req.command == "/ping" or (req.command == _MONITOR and "once" not in req.attrs)
+    return req.command in ("/ping", _TRACEROUTE) or (req.command == _MONITOR and "once" not in req.attrs)
 
 
 def _proplist(req: _Request) -> list[str] | None:
@@ -659,3 +697,24 @@ def _ping_args(attrs: dict[str, str]) -> _PingArgs | str:
     if size is None or not 14 <= size <= 65535:
         return "value of size out of range (14..65535)"
     return _PingArgs(address=address, count=count, interval=interval, size=size)
+
+
+def _trace_args(attrs: dict[str, str]) -> _TraceArgs | str:
+    """Arguments of ``/tool/traceroute``, or the message RouterOS traps with."""
+    address = attrs.get("address", "")
+    if not address:
+        return "missing value(s) of argument(s) address"
+    try:
+        ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return "invalid value for argument address"  # no DNS in the lab
+    count = _as_int(attrs["count"]) if "count" in attrs else None
+    if "count" in attrs and (count is None or count < 1):
+        return "invalid value for argument count"
+    max_hops = _as_int(attrs.get("max-hops", "30"))
+    if max_hops is None or not 1 <= max_hops <= 255:
+        return "value of max-hops out of range (1..255)"
+    timeout = _seconds(attrs.get("timeout", "1s"))
+    if timeout is None or not _TRACE_TIMEOUT[0] <= timeout <= _TRACE_TIMEOUT[1]:
+        return "value of timeout out of range (00:00:00.010..00:00:05)"
+    return _TraceArgs(address=address, count=count, max_hops=max_hops, timeout=timeout)

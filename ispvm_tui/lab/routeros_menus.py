@@ -29,8 +29,8 @@ Deliberate realities a collector has to cope with:
   dynamic counter rule; ``/ip/route`` has connected (dynamic), static and
   OSPF-learnt (dynamic) routes, and ``?dynamic=no`` skips building the rest.
 
-``ping_row`` and ``ethernet_monitor`` render the rows of those two commands;
-the server decides when to send them.
+``ping_row``, ``traceroute_row`` and ``ethernet_monitor`` render the rows of
+those commands; the server decides when to send them.
 """
 
 from __future__ import annotations
@@ -998,6 +998,23 @@ def _registration_v7(device: SimDevice, now: float) -> list[Row] | None:
              "rx-rate": f"{c.rx_rate_mbps:g}Mbps",
              "uptime": format_ros_duration(now - c.since)}
             for i, c in enumerate(device.wireless, start=1)]
+
+
+# ---- /tool/traceroute ------------------------------------------------------------
+
+
+def traceroute_row(address: str | None, rtt_ms: float | None) -> Row:
+    """One hop of a ``count=1`` traceroute: one probe sent, answered in ``rtt_ms`` or lost (``timeout``).
+
+    ``last`` carries its unit and the statistics are bare milliseconds, as RouterOS prints them; a silent
+    hop has no address and 100 % loss.
+    """
+    if rtt_ms is None:
+        return {"address": "", "loss": "100", "sent": "1", "last": "timeout", "avg": "", "best": "",
+                "worst": "", "std-dev": "", "history": "timeout", "status": ""}
+    ms = f"{rtt_ms:.1f}"
+    return {"address": address or "", "loss": "0", "sent": "1", "last": f"{ms}ms", "avg": ms, "best": ms,
+            "worst": ms, "std-dev": "0", "history": ms, "status": ""}
 
 
 _MENUS: dict[str, Renderer] = {

@@ -302,6 +302,10 @@ class RouterHandle:
         """Round-trip time in ms of one echo from this router to ``target``, or None if lost."""
         return self._model.ping(self.device.name, target)
 
+    def traceroute(self, target: str, max_hops: int) -> list[tuple[str | None, float | None]]:
+        """(address, RTT ms) per hop from this router to ``target``; (None, None) for a silent hop."""
+        return self._model.traceroute(self.device.name, target, max_hops)
+
 
 class LabModelLike:
     """The slice of the lab model a RouterHandle uses (see lab/model.py)."""
@@ -324,3 +328,7 @@ class LabModelLike:
 
     def ping(self, source: str, target: str) -> float | None:
         raise NotImplementedError
+
+    def traceroute(self, source: str, target: str, max_hops: int) -> list[tuple[str | None, float | None]]:
+        """A model without a topology has no path: every hop is silent."""
+        return [(None, None)] * max_hops

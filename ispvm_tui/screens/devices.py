@@ -375,6 +375,8 @@ class DeviceDetailScreen(Screen[None]):
     #device-detail-scroll Static { height: auto; }
     """
 
+    BINDINGS = [("g", "diagnostics", "Diagnose")]  # ping / traceroute (screens/diagnostics.py)
+
     def __init__(self, engine: EngineAPI, name: str, *, refresh_s: float = DETAIL_REFRESH_S,
                  history_s: float = HISTORY_REFRESH_S, history_hours: float = HISTORY_HOURS) -> None:
         super().__init__(id="device-detail-screen")
@@ -423,6 +425,14 @@ class DeviceDetailScreen(Screen[None]):
 
     def selected_interface(self) -> str | None:
         return selected_row_key(self.query_one("#device-interfaces", DataTable))
+
+    def action_diagnostics(self) -> None:
+        from ispvm_tui.screens.diagnostics import open_diagnostics
+
+        open_diagnostics(self.app, device=self.device_name)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "diagnostics" and getattr(self.app, "readonly", False))  # hidden when read-only
 
     def fetch(self) -> None:
         if not self._fetching:  # a slow answer is waited for, never queued behind

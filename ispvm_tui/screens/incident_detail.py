@@ -106,6 +106,8 @@ def render_incident(incident: IncidentView, now: float, *, readonly: bool = Fals
 class IncidentDetailScreen(Screen[None]):
     """Pushed over the main view; q/esc go back (app-level actions)."""
 
+    BINDINGS = [("g", "diagnostics", "Diagnose")]  # ping / traceroute (screens/diagnostics.py)
+
     def __init__(self, incident_id: str, *, readonly: bool = False) -> None:
         super().__init__(id="incident-detail-screen")
         self.incident_id = incident_id
@@ -123,6 +125,14 @@ class IncidentDetailScreen(Screen[None]):
         snapshot = getattr(self.app, "snapshot", None)
         if isinstance(snapshot, Snapshot):
             self.apply_snapshot(snapshot)
+
+    def action_diagnostics(self) -> None:
+        from ispvm_tui.screens.diagnostics import open_diagnostics
+
+        open_diagnostics(self.app, incident_id=self.incident_id)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "diagnostics" and self.readonly)  # it sends traffic: hidden when read-only
 
     @property
     def incident(self) -> IncidentView | None:
