@@ -1,4 +1,4 @@
-"""Command line: ``ispvm demo | run | lab | config check | secret | notify | deliveries | maint | changes |
+"""Command line: ``ispvm demo | run | attach | lab | config check | secret | notify | deliveries | maint | changes |
 incidents``.
 
 stdout carries data (JSON, tables a script may read); diagnostics and
@@ -355,7 +355,7 @@ def run(
     """Poll the configured network: the console, or --headless for services and scripts."""
     from ispvm_tui.clock import SystemClock
     from ispvm_tui.engine.core import Engine
-    from ispvm_tui.engine.store import Store, StoreError
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
     from ispvm_tui.secrets import SecretError, default_secrets
 
     warnings: list[Any] = []
@@ -366,6 +366,14 @@ def run(
     _log_warnings(warnings)
     try:
         store = Store(db)
+    except StoreLocked as exc:
+        if headless or not _engine_answers(db):
+            err(str(exc))
+            raise typer.Exit(1) from None
+        # An engine already runs on it: open the console on that one instead of refusing.
+        err(f"an engine is already running on {db}: attaching to it (as `ispvm attach --database {db}`)")
+        _attach_console(db, actor=None, readonly=readonly)
+        return
     except StoreError as exc:
         err(str(exc))
         raise typer.Exit(1) from None
@@ -541,13 +549,60 @@ async def _headless(engine: Any, as_json: bool, duration: float | None) -> None:
               f"{noise.incidents} incidents", file=sys.stderr, flush=True)
 
 
-def _open_console(engine: Any, *, title: str, readonly: bool = False, subtitle: str | None = None) -> None:
+def _open_console(engine: Any, *, title: str, readonly: bool = False, subtitle: str | None = None,
+                  actor: str | None = None) -> None:
     from ispvm_tui.app import IspvmApp
 
-    app_ = IspvmApp(engine, title=title, readonly=readonly)
+    app_ = IspvmApp(engine, title=title, readonly=readonly, actor=actor)
     if subtitle:
         app_.sub_title = subtitle
     app_.run()
+
+
+# ---- attach -------------------------------------------------------------------
+def _engine_answers(db: Path) -> bool:
+    from ispvm_tui.engine import control
+
+    try:
+        control.request(db, "ping", {}, "cli", timeout=5)
+    except (control.NoEngine, control.ControlError, control.Refused):
+        return False
+    return True
+
+
+def _attach_console(db: Path, *, actor: str | None, readonly: bool) -> None:
+    from ispvm_tui.engine import control
+    from ispvm_tui.engine.attached import AttachedEngine
+
+    who = _actor(actor)
+    try:
+        pong = control.request(db, "ping", {}, who, timeout=10)
+    except control.NoEngine:
+        err(f"no engine is running on {db} (nothing answers on its control socket): start one with "
+            "`ispvm run -c CONFIG`, then attach")
+        raise typer.Exit(1) from None
+    except (control.ControlError, control.Refused) as exc:
+        err(f"cannot attach to the engine of {db}: {exc}")
+        raise typer.Exit(1) from None
+    engine = AttachedEngine(db, actor=who)
+    try:
+        _open_console(engine, title=f"ispvm · attached to {db.name}", readonly=readonly, actor=who,
+                      subtitle=f"{who} · engine pid {pong.get('pid', '?')} · {db}" +
+                               (" · READ-ONLY" if readonly else ""))
+    finally:
+        engine.detach()
+
+
+@app.command()
+def attach(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="config.toml (its [ispvm].database)")] = None,
+    database: Annotated[Path | None, typer.Option(help="the database file (instead of --config)")] = None,
+    readonly: Annotated[bool, typer.Option(help="console without write actions")] = False,
+    actor: Annotated[str | None, typer.Option(help="who acts from this console (default: your user name)")] = None,
+) -> None:
+    """Open the console on the engine already running on a database (`ispvm run`, `ispvm demo`), through its
+    control socket: several consoles at once, each acting as its own actor."""
+    _attach_console(_database_of(config, database), actor=actor, readonly=readonly)
 
 
 # ---- demo -------------------------------------------------------------------

@@ -175,6 +175,8 @@ class Retention(Strict):
 class ConsoleLocation(Strict):
     # Devices through which the monitoring host reaches the network: where root-cause analysis starts.
     attach: list[str] = Field(min_length=1)
+    # A group whose members may attach consoles and use the CLI on the running engine (socket mode 0660).
+    control_group: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 
 
 class Site(Strict):

@@ -22,14 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import grp
 import hashlib
 import json
 import logging
 import os
+import pwd
 import socket
 import stat
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ MAX_REQUEST = 64 * 1024  # bytes in one request line
 MAX_RESPONSE = 32 * 1024 * 1024  # a long list of windows or changes
 REQUEST_TIMEOUT_S = 30.0  # real seconds one request may take on the engine
 IDLE_TIMEOUT_S = 60.0  # a connection that sends nothing for this long is closed
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = 64  # an attached console keeps two open (its snapshot poll and its event stream)
 CLIENT_TIMEOUT_S = REQUEST_TIMEOUT_S + 10
 # sun_path is 108 bytes on Linux and 104 on the BSDs and macOS, the terminating NUL included.
 MAX_SOCKET_PATH = 103
@@ -57,6 +59,25 @@ class Refused(ValueError):
 
 class ControlError(Exception):
     """The engine could not do it, or the channel broke."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """A handler's result already encoded as JSON (a cached snapshot): sent as it is."""
+
+    json: bytes
+
+
+@dataclasses.dataclass
+class Stream:
+    """A handler's result that is a stream: after ``{"ok": true, "result": {"streaming": true}}`` each item
+    goes out as one JSON line until the iterator ends or the peer closes or sends anything."""
+
+    items: AsyncIterator[Any]
+
+
+# Exception types an answer names so that a client can raise the same kind (a screen catches KeyError).
+ERROR_TYPES = ("KeyError", "LookupError", "ValueError", "TimeoutError")
 
 
 # ---- where the socket is -----------------------------------------------------------
@@ -109,20 +130,56 @@ def _clear_stale(path: Path) -> None:
     log.info("replaced a stale control socket %s", path)
 
 
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end of a Unix socket (None where the OS cannot say)."""
+def peer_creds(sock: socket.socket) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the process at the other end of a Unix socket (None where the OS cannot say)."""
     opt = getattr(socket, "SO_PEERCRED", None)
     if opt is None:
         return None
-    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i")))
-    return uid
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i")))
+    return pid, uid, gid
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (None where the OS cannot say)."""
+    creds = peer_creds(sock)
+    return None if creds is None else creds[1]
+
+
+def peer_groups(pid: int, uid: int, gid: int) -> set[int]:
+    """The peer process's groups: its own list in /proc (what it really holds), else its user's groups."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Groups:"):
+                return {gid, *(int(g) for g in line.split()[1:])}
+    try:
+        return set(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
+    except (KeyError, OSError):
+        return {gid}
+
+
+def group_id(name: str) -> int:
+    """The gid of ``[console].control_group``; a clear error when the group does not exist."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ControlError(f"[console].control_group: no group named {name!r} on this host") from None
 
 
 # ---- the server (engine side) ----------------------------------------------------------
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass's field names, read once (a snapshot holds thousands)
+
+
 def jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(kind):
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    if names is not None:
+        return {name: jsonable(getattr(value, name)) for name in names}
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -130,18 +187,30 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _reply(ok: bool, value: Any = None, *, kind: str = "failed") -> bytes:
+def _error_type(exc: BaseException) -> str | None:
+    """The most specific of ERROR_TYPES the exception is (Refused is a ValueError), else None."""
+    return next((c.__name__ for c in type(exc).__mro__ if c.__name__ in ERROR_TYPES), None)
+
+
+def _reply(ok: bool, value: Any = None, *, kind: str = "failed", error_type: str | None = None) -> bytes:
+    if ok and isinstance(value, Encoded):
+        return b'{"ok": true, "result": ' + value.json + b"}\n"
     body = {"ok": True, "result": jsonable(value)} if ok else {"ok": False, "error": str(value), "kind": kind}
+    if not ok and error_type is not None:
+        body["type"] = error_type
     return (json.dumps(body, ensure_ascii=False) + "\n").encode()
 
 
 class ControlServer:
     """Serves ``ops`` (name -> coroutine of (args, actor)) on a Unix socket, on the engine's loop."""
 
-    def __init__(self, db: Path, ops: dict[str, Handler], *, check_actor: Callable[[Any], str] | None = None) -> None:
+    def __init__(self, db: Path, ops: dict[str, Handler], *, check_actor: Callable[[Any], str] | None = None,
+                 group: str | None = None) -> None:
         self.db = Path(db)
         self.ops = ops
         self.check_actor = check_actor
+        self.group = group  # [console].control_group: its members may use the socket too
+        self._gid: int | None = None
         self.path: Path | None = None
         self._server: asyncio.AbstractServer | None = None
         self._inode: tuple[int, int] | None = None
@@ -153,6 +222,7 @@ class ControlServer:
         candidates = socket_paths(self.db)
         if not candidates:
             raise ControlError(f"no usable control socket path for {self.db}")
+        self._gid = group_id(self.group) if self.group else None
         last: Exception | None = None
         for path in candidates:
             try:
@@ -164,7 +234,16 @@ class ControlServer:
                 last = exc
                 log.warning("control socket %s: %s", path, exc)
                 continue
-            os.chmod(path, 0o600)  # the umask is 077 under `ispvm` already; this holds under any caller
+            if self._gid is not None:
+                try:
+                    os.chown(path, -1, self._gid)  # allowed when this user is a member of the group
+                except OSError as exc:
+                    self._server.close()
+                    raise ControlError(f"[console].control_group {self.group!r}: cannot give the control socket "
+                                       f"to that group ({exc.strerror}): is this user a member?") from None
+                os.chmod(path, 0o660)
+            else:
+                os.chmod(path, 0o600)  # the umask is 077 under `ispvm` already; this holds under any caller
             st = os.lstat(path)
             self._inode = (st.st_dev, st.st_ino)
             self.path = path
@@ -210,10 +289,10 @@ class ControlServer:
 
     async def _conversation(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
-        uid = peer_uid(sock) if sock is not None else None
-        if uid is not None and uid != os.getuid():
+        creds = peer_creds(sock) if sock is not None else None
+        if creds is not None and not self._admits(*creds):
             self.refused += 1
-            log.warning("control socket: refused a peer of uid %d", uid)
+            log.warning("control socket: refused a peer of uid %d", creds[1])
             writer.write(_reply(False, "refused: not this engine's user", kind="invalid"))
             await writer.drain()
             return
@@ -236,10 +315,44 @@ class ControlServer:
                 return
             if not line.strip():
                 continue
-            writer.write(await self._answer(line))
+            answer = await self._answer(line)
+            if isinstance(answer, Stream):
+                await self._stream(answer, reader, writer)
+                return
+            writer.write(answer)
             await writer.drain()
 
-    async def _answer(self, line: bytes) -> bytes:
+    def _admits(self, pid: int, uid: int, gid: int) -> bool:
+        if uid == os.getuid():
+            return True
+        return self._gid is not None and self._gid in peer_groups(pid, uid, gid)
+
+    async def _stream(self, stream: Stream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Send the stream's items until it ends or the peer closes (or sends anything: a stream is one-way).
+        ``drain`` waits for a slow peer, so what piles up is the stream's own (bounded) backlog."""
+        async def pump() -> None:
+            writer.write(_reply(True, {"streaming": True}))
+            await writer.drain()
+            async for item in stream.items:
+                writer.write((json.dumps(jsonable(item), ensure_ascii=False) + "\n").encode())
+                await writer.drain()
+
+        sending = asyncio.ensure_future(pump())
+        closing = asyncio.ensure_future(reader.read(1))
+        try:
+            await asyncio.wait({sending, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sending, closing):
+                task.cancel()
+            for outcome in await asyncio.gather(sending, closing, return_exceptions=True):
+                if isinstance(outcome, Exception) and not isinstance(outcome, ConnectionError):
+                    log.error("control stream failed: %s: %s", type(outcome).__name__, outcome)
+            aclose = getattr(stream.items, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _answer(self, line: bytes) -> bytes | Stream:
         self.requests += 1
         try:
             req = json.loads(line)
@@ -261,7 +374,7 @@ class ControlServer:
             actor = self.check_actor(actor) if self.check_actor is not None else str(actor)
             result = await asyncio.wait_for(handler(args, actor), REQUEST_TIMEOUT_S)
         except (ValueError, LookupError) as exc:
-            return _reply(False, str(exc).strip("'\""), kind="invalid")
+            return _reply(False, str(exc).strip("'\""), kind="invalid", error_type=_error_type(exc))
         except TimeoutError:
             return _reply(False, f"{op} took longer than {REQUEST_TIMEOUT_S:.0f}s (it may still complete: look "
                                  "before trying again)")
@@ -271,7 +384,10 @@ class ControlServer:
             from ispvm_tui import redact
 
             log.exception("control op %s failed", op)
-            return _reply(False, redact.scrub(f"{op} failed: {type(exc).__name__}: {exc}"))
+            return _reply(False, redact.scrub(f"{op} failed: {type(exc).__name__}: {exc}"),
+                          error_type=_error_type(exc))
+        if isinstance(result, Stream):
+            return result
         try:
             return _reply(True, result)
         except (TypeError, ValueError) as exc:
@@ -281,7 +397,17 @@ class ControlServer:
 
 # ---- the client (CLI side) ---------------------------------------------------------------
 
-def _connect(path: Path, timeout: float) -> socket.socket | None:
+def _server_uids(db: Path) -> set[int]:
+    """Whom a client believes: itself, and the owner of the database (an engine run under a service user,
+    reached through [console].control_group)."""
+    uids = {os.getuid()}
+    with contextlib.suppress(OSError):
+        uids.add(os.stat(db).st_uid)
+    return uids
+
+
+def connect(path: Path, timeout: float, db: Path | None = None) -> socket.socket | None:
+    """A connection to the engine at ``path`` (None: nobody there), refusing one served by a stranger."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -293,7 +419,7 @@ def _connect(path: Path, timeout: float) -> socket.socket | None:
         sock.close()
         raise ControlError(f"control socket {path}: {exc}") from None
     uid = peer_uid(sock)
-    if uid is not None and uid != os.getuid():
+    if uid is not None and uid not in (_server_uids(db) if db is not None else {os.getuid()}):
         sock.close()
         raise ControlError(f"control socket {path} is served by uid {uid}, not by you: not talking to it")
     return sock
@@ -317,13 +443,28 @@ def _read_line(sock: socket.socket, path: Path) -> bytes:
             raise ControlError("the engine's answer is too large")
 
 
-def request(db: Path, op: str, args: dict[str, Any], actor: str, *, timeout: float = CLIENT_TIMEOUT_S) -> Any:
-    """Ask the engine serving ``db``. Raises NoEngine when none answers, Refused for bad input, ControlError."""
-    line = (json.dumps({"op": op, "args": args, "actor": actor}) + "\n").encode()
+def request_line(op: str, args: dict[str, Any], actor: str) -> bytes:
+    line = (json.dumps({"op": op, "args": args, "actor": actor}, ensure_ascii=False) + "\n").encode()
     if len(line) > MAX_REQUEST:
         raise Refused(f"request too large (at most {MAX_REQUEST} bytes)")
+    return line
+
+
+def decode_answer(raw: bytes, path: Path) -> dict[str, Any]:
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        raise ControlError(f"the engine's answer is not JSON ({path})") from None
+    if not isinstance(answer, dict):
+        raise ControlError(f"the engine's answer is not an object ({path})")
+    return answer
+
+
+def ask(db: Path, op: str, args: dict[str, Any], actor: str, *, timeout: float = CLIENT_TIMEOUT_S) -> dict[str, Any]:
+    """The engine's whole answer (``ok``, ``result`` or ``error``/``kind``/``type``); NoEngine, ControlError."""
+    line = request_line(op, args, actor)
     for path in socket_paths(db):
-        sock = _connect(path, timeout)
+        sock = connect(path, timeout, db)
         if sock is None:
             continue
         with sock:
@@ -332,17 +473,19 @@ def request(db: Path, op: str, args: dict[str, Any], actor: str, *, timeout: flo
             except OSError as exc:
                 raise ControlError(f"control socket {path}: {exc}") from None
             raw = _read_line(sock, path)
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise ControlError(f"the engine's answer is not JSON ({path})") from None
-        if answer.get("ok"):
-            return answer.get("result")
-        message = str(answer.get("error") or "refused")
-        if answer.get("kind") == "invalid":
-            raise Refused(message)
-        raise ControlError(message)
+        return decode_answer(raw, path)
     raise NoEngine(str(db))
+
+
+def request(db: Path, op: str, args: dict[str, Any], actor: str, *, timeout: float = CLIENT_TIMEOUT_S) -> Any:
+    """Ask the engine serving ``db``. Raises NoEngine when none answers, Refused for bad input, ControlError."""
+    answer = ask(db, op, args, actor, timeout=timeout)
+    if answer.get("ok"):
+        return answer.get("result")
+    message = str(answer.get("error") or "refused")
+    if answer.get("kind") == "invalid":
+        raise Refused(message)
+    raise ControlError(message)
 
 
 def call(db: Path, op: str, args: dict[str, Any], actor: str, direct: Callable[[], Any]) -> tuple[Any, bool]:

@@ -1274,12 +1274,17 @@ class Engine:
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
                     "incidents.close": incidents_close, "incidents.note": incidents_note})
         ops.update(self._diagnostic_ops())
+        from ispvm_tui.engine.api_ops import ApiOps  # attached consoles: api.call, api.snapshot, api.events
+
+        self.api_ops = ApiOps(self)
+        ops.update(self.api_ops.ops())
         return ops
 
     async def _start_control(self) -> None:
         """Serve the control socket next to the database. Without it the engine still runs: the CLI then
         says the database is held, as it did before there was a socket."""
-        server = control.ControlServer(self.store.path, self._control_ops(), check_actor=calendar.check_actor)
+        server = control.ControlServer(self.store.path, self._control_ops(), check_actor=calendar.check_actor,
+                                       group=self.config.console.control_group)
         try:
             path = await server.start()
         except (control.ControlError, OSError) as exc:
