@@ -7,6 +7,7 @@ the ack, note and assignment with who did them; the assignment survives a restar
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import pytest
 from ispvm_tui.demo import start_demo
 from ispvm_tui.engine import control
 from ispvm_tui.engine.api import TIMELINE_KINDS, TimelineEntry
+from ispvm_tui.engine.rulepack import RuleOverride, load_ruleset
 from ispvm_tui.lab.scenario import load_scenario
+from ispvm_tui.tomlsource import SourceError
 from tests.waiting import wait_for
 
 SPEED = 10.0
@@ -118,3 +121,37 @@ def test_timeline_actions_and_an_assignment_that_survives_a_restart(tmp_path: Pa
         assert any(e.kind == "note" for e in again)
     finally:
         run.stop()
+
+
+# ---- runbook links in rule packs ---------------------------------------------------------------------
+
+def _pack(tmp_path: Path, runbook: str) -> Path:
+    path = tmp_path / "site-rules.toml"
+    path.write_text('[[rule]]\nname = "uplink_errors"\nmetric = "interface.errors_ps"\nop = ">"\nthreshold = 5\n'
+                    f'runbook = {json.dumps(runbook)}\n')
+    return path
+
+
+@pytest.mark.parametrize("runbook", ["https://wiki.example.net/noc/uplink-errors", "http://10.0.0.5/rb?id=7",
+                                     "Check optics on both ends.", "Note: call the carrier first"])
+def test_a_runbook_is_advice_or_an_http_link(tmp_path: Path, runbook: str) -> None:
+    rules = load_ruleset([], [_pack(tmp_path, runbook)], [])
+    assert rules.rules["uplink_errors"].runbook == runbook
+
+
+@pytest.mark.parametrize(("runbook", "message"), [
+    ("ftp://files.example.net/runbook.pdf", "not ftp:"),
+    ("javascript:alert(1)", "not javascript:"),
+    ("file:///etc/passwd", "not file:"),
+    ("https:///no-host", "names no host"),
+])
+def test_a_runbook_link_that_is_not_http_is_refused_naming_file_and_rule(tmp_path: Path, runbook: str,
+                                                                          message: str) -> None:
+    path = _pack(tmp_path, runbook)
+    with pytest.raises(SourceError) as caught:
+        load_ruleset([], [path], [])
+    text = str(caught.value)
+    assert f"{path}:6" in text and "rule 'uplink_errors'" in text and message in text, text
+    assert "passwd" not in text and "files.example.net" not in text  # only the scheme is quoted back
+    with pytest.raises(SourceError, match=f"rules.overrides.0..runbook: rule 'interface_down': .*{message}"):
+        load_ruleset(["availability"], [], [RuleOverride(rule="interface_down", runbook=runbook)])
