@@ -91,7 +91,7 @@ async def test_timeline_note_assign_and_runbook(live: Any) -> None:
         # At 80 columns the summary is cut to fit, never wrapped or scrolled sideways.
         cells = [str(table.get_row_at(r)[2]) for r in range(table.row_count)]
         assert any(c.startswith("noc-oncall: a call to the") for c in cells), cells
-        assert max(map(len, cells)) <= SIZE[0] - 40
+        assert max(map(len, cells)) <= SIZE[0] - 44
 
         # A: assign, through the prompt holding the current assignee (none yet).
         await pilot.press("A")

@@ -27,8 +27,12 @@ ROOT = "EDGE1:UPSTREAM1"
 
 def _scenario() -> Any:
     scenario = load_scenario("config-change-then-outage")
-    # Never rolled back: the incident must still be open when the test acts on it.
-    return scenario.model_copy(update={"timeline": [s for s in scenario.timeline if s.action != "bgp_up"]})
+    # Never rolled back: the incident must still be open when the test acts on it. The change comes later than
+    # in the file (120 s, 12 s of wall time): on a loaded host the baseline read must see the old configuration,
+    # or the change is part of the baseline and there is nothing to detect.
+    later = {"config_change": 120.0, "bgp_down": 240.0}
+    steps = [s.model_copy(update={"at": later[s.action]}) for s in scenario.timeline if s.action in later]
+    return scenario.model_copy(update={"timeline": steps})
 
 
 def _result(future: Any) -> Any:

@@ -83,11 +83,12 @@ def _alerts(query: Query, incident_id: str, alert_ids: list[str], limit: int) ->
                  [incident_id, alert_ids, limit])
     out = []
     for r in rows:
-        what = f"{r['rule']} {r['entity_type']} {r['entity_id']}" + (" (suppressed)" if r["suppressed"] else "")
-        out.append(TimelineEntry(at=r["starts_at"], kind="alert.fired",
-                                 summary=f"{r['severity']} {what}: {r['summary'] or ''}".rstrip(": ")))
+        # What failed first: a narrow column shows the start of it.
+        what = f"{r['rule']} {r['entity_id']}" + (", suppressed" if r["suppressed"] else "")
+        head = r["summary"] or r["entity_id"]
+        out.append(TimelineEntry(at=r["starts_at"], kind="alert.fired", summary=f"{head} ({r['severity']} {what})"))
         if r["ends_at"] is not None:
-            out.append(TimelineEntry(at=r["ends_at"], kind="alert.resolved", summary=what))
+            out.append(TimelineEntry(at=r["ends_at"], kind="alert.resolved", summary=f"{head} ({what})"))
     return out
 
 

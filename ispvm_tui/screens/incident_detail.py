@@ -25,6 +25,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -60,7 +61,7 @@ DELIVERY_STYLE: dict[str, tuple[str, str]] = {
     "failed": ("✗", "yellow"),
     "dead": ("✗", "bold red"),
 }
-_FIXED_COLUMNS = 15 + 12 + 13 + 8  # time, kind, status and the table's cell padding
+_FIXED_COLUMNS = 14 + 10 + 12 + 8 + 6  # time, kind, status, cell padding, the body's padding and scrollbar
 
 
 def _section(text: Text, title: str) -> None:
@@ -317,6 +318,12 @@ class IncidentDetailScreen(Screen[None]):
         return self._incident
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
+        try:
+            self._apply_snapshot(snapshot)
+        except NoMatches:
+            return  # pushed but not composed yet (on_mount applies the snapshot), or being torn down
+
+    def _apply_snapshot(self, snapshot: Snapshot) -> None:
         incident = snapshot.incident(self.incident_id)
         if incident is None and self._incident is None:
             rendered = Text(f"Incident {self.incident_id} is not in the current snapshot.", style="italic")
@@ -411,10 +418,11 @@ class IncidentDetailScreen(Screen[None]):
     def _fill(self, entries: tuple[TimelineEntry, ...]) -> None:
         table = self.query_one("#incident-timeline", DataTable)
         now = time.time()
-        room = max(20, (self.size.width or 80) - _FIXED_COLUMNS)
+        whens = [_when(e.at, now) for e in entries]
+        room = max(20, (self.size.width or 80) - _FIXED_COLUMNS + 14 - max(map(len, whens), default=8))
         table.clear()
-        for n, e in enumerate(entries):
-            table.add_row(_when(e.at, now), kind_text(e.kind), _fit(timeline_summary(e), room),
+        for n, (e, when) in enumerate(zip(entries, whens, strict=True)):
+            table.add_row(when, kind_text(e.kind), _fit(timeline_summary(e), room),
                           delivery_text(e.status), key=str(n))
         if entries:
             table.move_cursor(row=len(entries) - 1, scroll=False)
