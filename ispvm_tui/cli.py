@@ -45,8 +45,8 @@ maint_app = _group("maint", "Maintenance windows: planned work that pages nobody
                             "file).")
 changes_app = _group("changes", "The change calendar (planned work with an owner and a status) and the "
                                 "configuration changes the engine detected.")
-incidents_app = _group("incidents", "Incidents: list, show, acknowledge, close, add notes. Through the running "
-                                    "engine; list and show also read the database file when none runs.")
+incidents_app = _group("incidents", "Incidents: list, show, acknowledge, close, add notes, assign. Through the "
+                                    "running engine; list and show also read the database file when none runs.")
 
 EXIT_BAD_INPUT = 2
 T = TypeVar("T")
@@ -1417,6 +1417,7 @@ _INCIDENT_WRITES = {
     "incidents.ack": "acknowledging needs the engine, which notifies the targets",
     "incidents.close": "closing needs the engine, which notifies the targets",
     "incidents.note": "notes are written by the engine, which holds the incidents",
+    "incidents.assign": "assigning is done by the engine, which holds the incidents",
 }
 # As the console shows them (screens/widgets.py): never colour alone.
 _STATUS_MARK = {"open": "!", "acked": "◑", "closed": "·"}
@@ -1543,6 +1544,8 @@ def _show_lines(shown: dict[str, Any]) -> list[str]:
              f"{'updated:':<11}{_local(inc['updated_at'])}"]
     if inc["acked_by"]:
         lines.append(f"{'acked:':<11}{_local(inc['acked_at'])} by {inc['acked_by']}")
+    if inc.get("assigned_to"):
+        lines.append(f"{'assigned:':<11}{inc['assigned_to']}")
     if inc["closed_at"] is not None:
         lines.append(f"{'closed:':<11}{_local(inc['closed_at'])} by {inc['closed_by'] or '-'}")
     lines.append("root causes:")
@@ -1649,6 +1652,23 @@ def incidents_note(
         typer.echo(json.dumps(done, indent=2))
     else:
         typer.echo(f"noted on {done['id'][:8]} {_status_word(done['status'])}: {done['title']}")
+
+
+@incidents_app.command("assign")
+def incidents_assign(
+    incident_id: IncidentIdArg,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="who works on it (1-64 characters)")],
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Assign an open incident to NAME: kept on it (shown in the console and by show), in its timeline and the
+    audit. It notifies nobody by itself. Needs the running engine."""
+    done = _incidents("incidents.assign", {"id": incident_id, "assignee": name}, _actor(actor), config, database)
+    if json_out:
+        typer.echo(json.dumps(done, indent=2))
+        return
+    inc = done["incident"]
+    said = "assigned" if done["changed"] else "already assigned"
+    typer.echo(f"{said} to {inc['assigned_to']}: {_incident_line(inc)}")
 
 
 def main() -> None:

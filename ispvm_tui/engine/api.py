@@ -74,6 +74,7 @@ class IncidentView:
     score: int = 0  # priority score 0..100 (severity, impact, critical assets, symptoms, age)
     updated_at: float | None = None
     closed_by: str | None = None  # "engine" after recovery, or who closed it by hand
+    assigned_to: str | None = None  # who works on it (EngineAPI.assign); assigning notifies nobody
 
     @property
     def suppressed_count(self) -> int:
@@ -396,6 +397,22 @@ class DeviceHistory:
     total_memory: int | None = None
 
 
+TIMELINE_KINDS: tuple[str, ...] = (
+    "alert.fired", "alert.resolved", "incident.opened", "incident.updated", "incident.acked", "incident.closed",
+    "incident.reopened", "note", "assigned", "config.changed", "maintenance", "notification")
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One thing that happened to an incident or around it (engine/incident_timeline.py)."""
+
+    at: float
+    kind: str  # one of TIMELINE_KINDS
+    summary: str
+    actor: str | None = None  # who (an ack, a note, an assignment, a hand close; a change record's owner)
+    status: str | None = None  # notification: delivered | pending | failed (retrying) | dead
+
+
 @dataclass(frozen=True)
 class EngineEvent:
     kind: str  # "incident.opened", "incident.updated", "incident.acked", "incident.closed",
@@ -497,4 +514,23 @@ class EngineAPI(Protocol):
         target, line, done, error; the last has done=True and the summary). At most 4 at once (a fifth fails
         with RuntimeError); an unknown device fails with KeyError, one without an API credential or a bad
         target or count (1..20) with ValueError. Audited (actor, device, target, result)."""
+        ...
+
+    # One incident in detail (engine/incident_timeline.py, engine/incident_assign.py).
+    def incident_timeline(self, incident_id: str) -> Future[tuple[TimelineEntry, ...]]:
+        """Its alerts, transitions, notes, assignments, config changes on its root devices, maintenance windows
+        covering it and notifications with their delivery status, oldest first (the newest 500); read off the
+        loop. An unknown id fails with KeyError."""
+        ...
+
+    def add_note(self, incident_id: str, text: str, actor: str) -> Future[None]:
+        """A note in its timeline (audited; notifies nobody). Blank or over-long text fails with ValueError."""
+        ...
+
+    def assign(self, incident_id: str, assignee: str, actor: str) -> Future[IncidentView]:
+        """Assign an open incident to ``assignee`` (kept on it, in its timeline, audited; notifies nobody)."""
+        ...
+
+    def incident_runbooks(self, incident_id: str) -> Future[list[str]]:
+        """The http(s) runbook links of its root-cause alerts' rules, first root first, without repeats."""
         ...

@@ -1278,6 +1278,7 @@ class Engine:
 
         self.api_ops = ApiOps(self)
         ops.update(self.api_ops.ops())
+        ops["incidents.assign"] = self._assign_op
         return ops
 
     async def _start_control(self) -> None:
@@ -1341,6 +1342,62 @@ class Engine:
             return await self.diagnostics.result(run_id)
 
         return {"diag.run": run}
+
+    # ---- one incident in detail: timeline, notes, assignment, runbooks ----------------------------
+    def incident_timeline(self, incident_id: str) -> Future[Any]:
+        return self._submit(self._incident_timeline(incident_id))
+
+    async def _incident_timeline(self, incident_id: str) -> Any:
+        from ispvm_tui.engine import incident_timeline
+
+        windows = list(self.maintenance.windows)  # copied on the loop; the windows themselves are frozen
+        return await asyncio.to_thread(incident_timeline.read_timeline, self.store.query_dicts, incident_id,
+                                       now=self.clock.now(), lookback_s=self.config.config_watch.lookback_s,
+                                       windows=windows)
+
+    def add_note(self, incident_id: str, text: str, actor: str) -> Future[None]:
+        return self._submit(self._add_note(incident_id, text, actor))
+
+    async def _add_note(self, incident_id: str, text: str, actor: str) -> None:
+        from ispvm_tui.engine import incident_queries
+
+        await self.note_incident(incident_id, actor, incident_queries.check_text(text, "note"))
+
+    def assign(self, incident_id: str, assignee: str, actor: str) -> Future[IncidentView]:
+        return self._submit(self.assign_incident(incident_id, assignee, actor))
+
+    async def assign_incident(self, incident_id: str, assignee: str, actor: str) -> IncidentView:
+        """Kept on the incident, in its timeline and the audit, in one transaction; notifies nobody."""
+        from ispvm_tui.engine.incident_assign import assign_round, check_assignee
+
+        assignee = check_assignee(assignee)
+        async with self._book_lock:
+            now = self.clock.now()
+            rnd = assign_round(self.book, incident_id, assignee, actor, now)
+            await self._commit_round(rnd, now, audit=(actor, "incident.assign", incident_id, assignee)
+                                     if rnd.changes else None)
+        return rnd.open[incident_id].view(self.alerts, now, self._critical)
+
+    async def _assign_op(self, args: dict[str, Any], actor: str) -> dict[str, Any]:
+        from ispvm_tui.engine import incident_queries
+        from ispvm_tui.engine.incident_assign import check_assignee
+
+        assignee = check_assignee(args.get("assignee"))
+        incident_id = await asyncio.to_thread(incident_queries.resolve_id, self.store.query_dicts, args.get("id"),
+                                              [i.id for i in self.book.all()])
+        held = self.book.open.get(incident_id)
+        if held is None:
+            raise ValueError(f"incident {incident_id[:8]} is closed: there is nothing to assign")
+        already = held.assigned_to == assignee
+        view = await self.assign_incident(incident_id, assignee, actor)
+        return {"incident": incident_queries.summary(view), "changed": not already}
+
+    def incident_runbooks(self, incident_id: str) -> Future[list[str]]:
+        from ispvm_tui.engine import incident_timeline
+
+        by_rule = {name: spec.runbook for name, spec in self.rules.ruleset.rules.items()}
+        return self._submit(asyncio.to_thread(incident_timeline.runbook_links, self.store.query_dicts, incident_id,
+                                              by_rule))
 
 
 def _record_evidence(record: ChangeRecordView, devices: list[str], start: float) -> str:

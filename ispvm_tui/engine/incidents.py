@@ -56,6 +56,7 @@ class Incident:
     update_pending: bool = False
     closed_by: str | None = None  # "engine" after recovery, else who closed it by hand
     reopened: int = 0
+    assigned_to: str | None = None  # kept on the incident (and its row) so it survives a restart
 
     @property
     def priority(self) -> str:
@@ -90,7 +91,7 @@ class Incident:
             impact=self.impact, evidence=tuple(self.evidence), labels=dict(self.labels),
             alerts=tuple(alerts[a].view() for a in self.alert_ids if a in alerts),
             score=self.score(now or self.updated_at, critical_devices), updated_at=self.updated_at,
-            closed_by=self.closed_by,
+            closed_by=self.closed_by, assigned_to=self.assigned_to,
         )
 
     # ---- persistence ---------------------------------------------------
@@ -101,7 +102,7 @@ class Incident:
             json.dumps([rc.__dict__ for rc in self.root_causes]),
             json.dumps(_impact_dict(self.impact)), json.dumps(self.evidence), json.dumps(self.labels),
             json.dumps(self.alert_ids), self.updated_at, self.recovering_since, json.dumps(self.entities),
-            self.notified_at, self.update_pending, self.closed_by, self.reopened,
+            self.notified_at, self.update_pending, self.closed_by, self.reopened, self.assigned_to,
         ]
 
     @classmethod
@@ -118,7 +119,7 @@ class Incident:
             acked_at=r["acked_at"], recovering_since=r["recovering_since"],
             entities=json.loads(r["entities"] or "[]"), notified_at=r["notified_at"] or 0.0,
             update_pending=bool(r["update_pending"]), closed_by=r.get("closed_by"),
-            reopened=r.get("reopened") or 0,
+            reopened=r.get("reopened") or 0, assigned_to=r.get("assigned_to"),
         )
 
 
@@ -129,7 +130,7 @@ def _impact_dict(impact: Impact) -> dict[str, Any]:
     return d
 
 
-UPSERT_INCIDENT = "INSERT OR REPLACE INTO incidents VALUES (" + ",".join(["?"] * 22) + ")"
+UPSERT_INCIDENT = "INSERT OR REPLACE INTO incidents VALUES (" + ",".join(["?"] * 23) + ")"
 
 
 @dataclass

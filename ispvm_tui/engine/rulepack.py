@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -286,6 +287,24 @@ def _applies(o: RuleOverride, device: DeviceScope) -> bool:
     return True
 
 
+_SCHEMED = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S*")  # one word with a scheme: meant as a link
+
+
+def runbook_problem(runbook: str | None) -> str | None:
+    """A runbook is a line of advice or a link; a link must be http(s) with a host (the console opens it).
+
+    Only the scheme is quoted back: a link may carry a token."""
+    text = (runbook or "").strip()
+    if not _SCHEMED.fullmatch(text):
+        return None
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"runbook: a link must start with http:// or https:// (not {parts.scheme}:)"
+    if not parts.hostname:
+        return "runbook: the link names no host"
+    return None
+
+
 def _builtin_source(pack: str) -> TomlSource:
     ref = resources.files("ispvm_tui") / "rules" / f"{pack}.toml"
     return parse_toml(ref.read_text(encoding="utf-8"), f"<builtin rules {pack}>")
@@ -320,6 +339,8 @@ def load_ruleset(packs: list[str], files: list[str | Path], overrides: list[Rule
             problems += exc.problems
             continue
         for i, spec in enumerate(parsed.rule):
+            if (bad := runbook_problem(spec.runbook)) is not None:
+                problems.append(source.problem(("rule", i, "runbook"), f"rule {spec.name!r}: {bad}"))
             if spec.name in where:
                 first = where[spec.name]
                 problems.append(source.problem(("rule", i, "name"),
@@ -339,6 +360,8 @@ def load_ruleset(packs: list[str], files: list[str | Path], overrides: list[Rule
         if spec is None:
             report("rule", f"unknown rule {o.rule!r}; rules: {', '.join(sorted(names))}")
             continue
+        if (bad := runbook_problem(o.runbook)) is not None:
+            report("runbook", f"rule {o.rule!r}: {bad}")
         if spec.op is None and (o.threshold is not None or o.clear_threshold is not None):
             report("threshold", f"{spec.name} watches a true/false metric: it takes no threshold")
             continue

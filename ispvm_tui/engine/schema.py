@@ -221,4 +221,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (change_id, incident_id));
         """,
     ),
+    (
+        9,
+        "incidents.assigned_to: who an incident is assigned to (its history is in incident_events, transition"
+        " 'assigned')",
+        "ALTER TABLE incidents ADD COLUMN assigned_to VARCHAR;",
+    ),
 ]
