@@ -142,3 +142,53 @@ def test_a_change_the_schedule_has_not_seen_yet_is_found_when_the_fault_starts(t
         assert reads == 2
     finally:
         run.stop()
+
+
+def test_a_device_keeps_being_polled_while_every_config_slot_is_taken(tmp_path: Path, address_base: str) -> None:
+    """A read waiting for a config slot held the device's poll slot: at start-up, 300 devices behind 8 slots
+    left some unpolled for two minutes. With every slot taken, polls go on and the read comes later."""
+    scenario = load_scenario("core-link-cut").model_copy(update={"timeline": []})
+    run = start_demo(scenario, speed=SPEED, database=tmp_path / "ispvm.duckdb", address_base=address_base)
+    device = "POPB-AGG"
+
+    def reads() -> int:
+        return run.store.query("SELECT count(*) FROM config_checks WHERE device = ?", [device])[0][0]
+
+    try:
+        assert wait_for(lambda: reads() > 0, 60)  # its baseline
+        poller = run.engine.poller
+        assert poller is not None
+        slots = run.engine.config.config_watch.concurrency
+
+        async def take_every_slot() -> None:
+            for _ in range(slots):
+                await poller._config_sem.acquire()
+
+        async def give_back() -> None:
+            for _ in range(slots):
+                poller._config_sem.release()
+
+        run.loop.run(take_every_slot(), timeout=10)
+        try:
+            # A read that held a slot a moment ago may still be on its way to the file: the writer is FIFO.
+            run.store.transaction(lambda con: None).result(timeout=30)
+            before_reads = reads()
+            asyncio.run(_wait(run.engine.capture_config(device, actor="tester")))  # due now
+            polls = poller.schedules[device].polls
+
+            async def poll_now() -> None:
+                poller.poll_soon([device])
+
+            # Each forced poll finishes (no read waits for a slot), so the count moves.
+            for _ in range(3):
+                run.loop.run(poll_now(), timeout=10)
+                assert wait_for(lambda n=polls: poller.schedules[device].polls > n, 30)
+                polls = poller.schedules[device].polls
+            run.store.transaction(lambda con: None).result(timeout=30)
+            assert reads() == before_reads
+        finally:
+            run.loop.run(give_back(), timeout=10)
+        # Slots free again: the asked-for read happens after a later poll.
+        assert wait_for(lambda: reads() > before_reads, 60)
+    finally:
+        run.stop()

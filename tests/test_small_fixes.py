@@ -39,3 +39,27 @@ def test_secret_check_with_a_wrong_passphrase_does_not_claim_secrets_are_missing
     assert result.returncode == 1
     assert "MISSING" not in result.stdout and "UNKNOWN routers/noc" in result.stdout
     assert result.stderr.count("wrong passphrase") == 1 and "not checked" in result.stderr
+
+
+def test_lab_addresses_every_link_of_a_large_fleet() -> None:
+    """Link k had 10.0.k.0/30: past 255 links the lab could not start (a 300-router bench fleet)."""
+    import ipaddress
+
+    from bench.lab_topology import build_topology
+    from ispvm_tui.clock import SystemClock
+    from ispvm_tui.lab.model import LabModel
+
+    sc = build_topology(400, 2, "127.60.0.0")
+    assert len(sc.links) > 256
+    model = LabModel.build(sc, SystemClock(), "127.60.0.0", lazy=True)
+    nets = {}
+    for dev in model.devices.values():
+        for addr in dev.addresses:
+            iface = ipaddress.IPv4Interface(addr.address)
+            nets.setdefault(iface.network, set()).add(str(iface.ip))
+    # Each link's /30 holds exactly its two ends, and no /30 is reused.
+    link_nets = [n for n in nets if n.prefixlen == 30]
+    assert len(link_nets) == len(sc.links)
+    assert all(len(nets[n]) == 2 for n in link_nets)
+    first = model.devices["CORE1"].addresses[0].address
+    assert first.startswith("10.0."), first  # the first 255 links keep their addresses

@@ -324,8 +324,11 @@ class Poller:
         return results
 
     def _config_wanted(self, name: str, results: list[PollResult]) -> bool:
+        # A read waiting for a free config slot would hold the device's poll slot (sched.running) and skip its
+        # polls meanwhile: at start-up every device wants its baseline, and 300 devices behind 8 slots kept
+        # some unpolled for two minutes. A device that finds every slot taken reads after a later poll instead.
         return (self.config_due is not None and self.on_config is not None and any(r.ok for r in results)
-                and self.config_due(name, self.clock.now()))
+                and not self._config_sem.locked() and self.config_due(name, self.clock.now()))
 
     async def _read_config(self, name: str, sched: DeviceSchedule, results: list[PollResult]) -> list[ConfigRead]:
         """Each collector that answered this poll and can read configuration, one after the other."""

@@ -155,9 +155,10 @@ class LabModel(LabModelLike):
                 dev.interfaces[itf].speed_bps = state.speed_bps
                 dev.interfaces[itf].comment = f"to {peer_name} {peer_itf}"
                 low = 1 if dev_name == min(a_dev, b_dev) else 2
-                dev.addresses.append(SimAddress(f"10.0.{k}.{low}/30", f"10.0.{k}.0", itf))
+                net = _link_net(k)
+                dev.addresses.append(SimAddress(f"{net}.{low}/30", f"{net}.0", itf))
                 dev.neighbors.append(SimNeighbor(
-                    interface=itf, identity=peer_name, address=f"10.0.{k}.{3 - low}",
+                    interface=itf, identity=peer_name, address=f"{net}.{3 - low}",
                     mac=peer.interfaces[peer_itf].mac, version=f"{peer.version} (stable)", board=peer.board,
                     interface_name=peer_itf,
                 ))
@@ -646,6 +647,16 @@ def _add_ospf_template(dev: SimDevice, interface: str, key: str) -> None:
     address = next((a for a in dev.addresses if a.interface == interface), None)
     network = f"{address.network}/{address.address.partition('/')[2]}" if address else ""
     dev.config.ospf_templates.append(SimOspfTemplate(interface, network, auth_key=key))
+
+
+def _link_net(k: int) -> str:
+    """The first three octets of link k's /30: 10.0.k for the first 256 links, then 10.1.0, 10.1.1, ...
+
+    (10.254.0.0/16 is the customer pools' static route, so links stop short of it.)
+    """
+    if k >= 254 * 256:
+        raise ValueError(f"the lab addresses at most {254 * 256} links")
+    return f"10.{k // 256}.{k % 256}"
 
 
 def _gateway(dev: SimDevice) -> str:
