@@ -377,3 +377,51 @@ def test_a_change_needs_something_to_change(tmp_path: Path) -> None:
         load_scenario(path)
     line = path.read_text().splitlines().index('section = "bgp"') + 1
     assert f"{path}:{line}: timeline[0].section: device 'CORE7' has no BGP peer to change" in str(info.value)
+
+
+async def test_an_api_read_that_fails_while_snmp_answers_is_no_change(lab: Lab, tmp_path: Path) -> None:
+    """On a loaded host the API read can time out while SNMP answers: SNMP's view of the interfaces differs
+    from the API's, so comparing the two paged a change nobody made. A fingerprint is compared only with the
+    last one from the same source; a real change is still found by both."""
+    from ispvm_tui.config import ConfigWatch as ConfigWatchSettings
+    from ispvm_tui.engine import config_watch
+    from ispvm_tui.engine.store import Store
+
+    store = Store(tmp_path / "cw.duckdb")
+    query = store.query_dicts
+    watcher = config_watch.ConfigWatcher(ConfigWatchSettings(), ["EDGE6"])
+
+    def take(reads: list[ConfigRead]) -> list[object]:
+        lab.clock.t += 600  # type: ignore[attr-defined]
+        categories = watcher.categories(reads)
+        now = lab.clock.now()
+        changes = store.transaction(lambda con: watcher.apply("EDGE6", categories, now, con)).result(timeout=30)
+        watcher.commit("EDGE6", categories, changes, now)
+        return changes
+
+    for agent in lab.snmp_agents.values():
+        agent.cache_max_age = 0.0
+    a, s = api(lab, "EDGE6"), snmp(lab, "EDGE6")
+    try:
+        assert take([await read(a), await read(s)]) == []  # the baseline (the API's)
+        assert take([await read(s)]) == []  # the API failed: SNMP's first view is its own baseline
+        assert take([await read(a), await read(s)]) == []
+        assert take([await read(s)]) == []
+        change(lab, "config_change", "EDGE6", "interfaces")
+        via_snmp = take([await read(s)])
+        via_api = take([await read(a), await read(s)])
+    finally:
+        await a.close()
+        await s.close()
+    assert [c.category for c in via_snmp] == ["interfaces"]
+    assert [c.category for c in via_api] == ["interfaces"]
+    listed = config_watch.list_changes(query)
+    assert sorted(c.version for c in listed) == sorted(c.version for c in via_snmp + via_api)
+    # The default diff of the newest version pairs it with the same source's version before it.
+    assert all(line.startswith(("~", "+", "-")) for line in config_watch.diff(query, "EDGE6", "interfaces"))
+    assert config_watch.diff(query, "EDGE6", "interfaces")
+    # A restart keeps comparing like with like.
+    again = config_watch.ConfigWatcher(ConfigWatchSettings(), ["EDGE6"])
+    again.restore(query)
+    assert again._last.keys() == watcher._last.keys()
+    store.close()

@@ -8,6 +8,11 @@ reads here. Each category's canonical, allow-listed, secret-free JSON
 an ``events`` row and a ``config.changed.detected`` event. The first
 fingerprint of a category is its baseline, not a change.
 
+A fingerprint is only ever compared with the last one from the same source
+(the API or SNMP): when a router's API read fails on a loaded host and SNMP's
+answers, SNMP's view of its interfaces differs from the API's without anything
+having changed. A source's first fingerprint of a category is its own baseline.
+
 A change is known to have happened between the last fingerprint that did not
 see it (``since``) and the one that did. Correlation asks ``near(devices,
 start)`` for changes whose interval reaches into ``[start - lookback_s,
@@ -54,7 +59,8 @@ class ConfigWatcher:
     def __init__(self, settings: ConfigWatchSettings, devices: Iterable[str]) -> None:
         self.settings = settings
         self.devices = set(devices)
-        self._last: dict[tuple[str, str], _Last] = {}
+        self._last: dict[tuple[str, str, str], _Last] = {}  # (device, category, source)
+        self._version: dict[tuple[str, str], int] = {}  # (device, category) -> its newest stored version
         self._next_at: dict[str, float] = {}
         self._requested: dict[str, float] = {}  # device -> when a fault asked for a read
         self._read_at: dict[str, float] = {}  # device -> its last successful read
@@ -64,14 +70,17 @@ class ConfigWatcher:
 
     # ---- state ---------------------------------------------------------------------------------
     def restore(self, query: Query) -> None:
-        """Last version per (device, category), when it was last checked, and recent changes."""
+        """Last version per (device, category, source), when it was last checked, and recent changes."""
         rows = query(
-            "SELECT v.device, v.category, v.version, v.hash, "
-            "coalesce(c.checked, v.taken_at) AS checked FROM config_versions v LEFT JOIN (SELECT device, category, "
-            "max(ts) AS checked FROM config_checks GROUP BY ALL) c USING (device, category) "
-            "QUALIFY row_number() OVER (PARTITION BY v.device, v.category ORDER BY v.version DESC) = 1", [])
+            "SELECT v.device, v.category, v.source, v.version, v.hash, coalesce(c.checked, v.taken_at) AS checked "
+            "FROM config_versions v LEFT JOIN (SELECT device, category, source, max(ts) AS checked "
+            "FROM config_checks GROUP BY ALL) c USING (device, category, source) "
+            "QUALIFY row_number() OVER (PARTITION BY v.device, v.category, v.source ORDER BY v.version DESC) = 1",
+            [])
         for r in rows:
-            self._last[(r["device"], r["category"])] = _Last(r["hash"], r["version"], r["checked"])
+            self._last[(r["device"], r["category"], r["source"])] = _Last(r["hash"], r["version"], r["checked"])
+            key = (r["device"], r["category"])
+            self._version[key] = max(self._version.get(key, 0), r["version"])
         for view in reversed(list_changes(query, limit=RECENT_MAX)):
             self.recent.append(view)
 
@@ -118,12 +127,12 @@ class ConfigWatcher:
         checks: list[list[Any]] = []
         for category, (canonical, source) in sorted(categories.items()):
             digest = config_normalise.fingerprint(canonical)
-            last = self._last.get((device, category))
+            last = self._last.get((device, category, source))
             changed = last is not None and last.hash != digest
             checks.append([now, device, category, digest, changed, source])
             if last is not None and not changed:
                 continue
-            version = 1 if last is None else last.version + 1
+            version = self._version.get((device, category), 0) + 1
             old = None if last is None else con.execute(
                 "SELECT body::VARCHAR FROM config_versions WHERE device = ? AND category = ? AND version = ?",
                 [device, category, last.version]).fetchone()
@@ -143,11 +152,13 @@ class ConfigWatcher:
 
     def commit(self, device: str, categories: dict[str, tuple[str, str]], changes: list[ConfigChangeView],
                now: float) -> None:
-        for category, (canonical, _) in categories.items():
+        for category, (canonical, source) in categories.items():
             digest = config_normalise.fingerprint(canonical)
-            last = self._last.get((device, category))
+            last = self._last.get((device, category, source))
             if last is None or last.hash != digest:
-                self._last[(device, category)] = _Last(digest, 1 if last is None else last.version + 1, now)
+                version = self._version.get((device, category), 0) + 1
+                self._version[(device, category)] = version
+                self._last[(device, category, source)] = _Last(digest, version, now)
             else:
                 last.checked_at = now
         self.recent.extend(changes)
@@ -177,14 +188,16 @@ class ConfigWatcher:
 
 def list_changes(query: Query, *, device: str | None = None,
                  limit: int = 200) -> list[ConfigChangeView]:
-    """Detected changes, newest first: versions after the first, with the check before each (``since``)."""
+    """Detected changes, newest first: each version after its source's first, paired with that source's
+    version before it, with the check before it (``since``)."""
     rows = query(
-        "SELECT v.device, v.category, v.version, v.taken_at, v.hash, v.summary, p.hash AS old_hash, "
+        "WITH paired AS (SELECT *, lag(hash) OVER w AS old_hash FROM config_versions "
+        " WHERE (? IS NULL OR device = ?) WINDOW w AS (PARTITION BY device, category, source ORDER BY version)) "
+        "SELECT v.device, v.category, v.version, v.taken_at, v.hash, v.summary, v.old_hash, "
         "(SELECT max(c.ts) FROM config_checks c WHERE c.device = v.device AND c.category = v.category "
-        " AND c.ts < v.taken_at) AS since "
-        "FROM config_versions v JOIN config_versions p ON p.device = v.device AND p.category = v.category "
-        "AND p.version = v.version - 1 WHERE (? IS NULL OR v.device = ?) ORDER BY v.taken_at DESC, v.device, "
-        "v.category LIMIT ?", [device, device, limit])
+        " AND c.source = v.source AND c.ts < v.taken_at) AS since "
+        "FROM paired v WHERE v.old_hash IS NOT NULL ORDER BY v.taken_at DESC, v.device, v.category LIMIT ?",
+        [device, device, limit])
     return [ConfigChangeView(device=r["device"], category=r["category"], detected_at=r["taken_at"],
                              version=r["version"], old_hash=r["old_hash"], new_hash=r["hash"],
                              summary=r["summary"] or "", since=r["since"]) for r in rows]
@@ -192,15 +205,20 @@ def list_changes(query: Query, *, device: str | None = None,
 
 def diff(query: Query, device: str, category: str,
          old_version: int | None = None, new_version: int | None = None) -> list[str]:
-    """A readable diff between two stored versions (default: the newest and the one before). ValueError
-    names what is missing."""
-    versions = {r["version"]: r["body"] for r in query(
-        "SELECT version, body::VARCHAR AS body FROM config_versions WHERE device = ? AND category = ? ORDER BY version",
-        [device, category])}
+    """A readable diff between two stored versions (default: the newest and the one before it from the same
+    source). ValueError names what is missing."""
+    rows = query("SELECT version, source, body::VARCHAR AS body FROM config_versions WHERE device = ? AND "
+                 "category = ? ORDER BY version", [device, category])
+    versions = {r["version"]: r["body"] for r in rows}
     if not versions:
         raise ValueError(f"no stored configuration for {device} {category}")
     new = new_version if new_version is not None else max(versions)
-    old = old_version if old_version is not None else new - 1
+    if old_version is None:
+        source = next((r["source"] for r in rows if r["version"] == new), None)
+        older = [r["version"] for r in rows if r["source"] == source and r["version"] < new]
+        old = max(older) if older else new - 1
+    else:
+        old = old_version
     for v in (old, new):
         if v not in versions:
             have = ", ".join(str(k) for k in versions)

@@ -96,8 +96,10 @@ def _config_changes(query: Query, incident_id: str, devices: set[str], start: fl
                     limit: int) -> list[TimelineEntry]:
     out = []
     if devices:
-        rows = query("SELECT device, category, version, taken_at, summary, source FROM config_versions "
-                     "WHERE list_contains(?, device) AND version > 1 AND taken_at BETWEEN ? AND ? "
+        # A change is a version with an earlier one from the same source (a source's first is its baseline).
+        rows = query("SELECT device, category, version, taken_at, summary, source FROM (SELECT *, lag(version) "
+                     "OVER (PARTITION BY device, category, source ORDER BY version) AS before FROM config_versions "
+                     "WHERE list_contains(?, device)) WHERE before IS NOT NULL AND taken_at BETWEEN ? AND ? "
                      "ORDER BY taken_at DESC LIMIT ?", [sorted(devices), start, end, limit])
         out += [TimelineEntry(at=r["taken_at"], kind="config.changed",
                               summary=f"{r['device']} {r['category']} v{r['version']}: {r['summary'] or 'changed'}")

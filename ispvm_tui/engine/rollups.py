@@ -131,9 +131,10 @@ _RETENTION: dict[str, _Keep] = {
                                "(SELECT id FROM incidents WHERE status <> 'closed'))"),
     "incidents": _Keep("closed_at", "status = 'closed'"),
     "config_checks": _Keep("ts"),
-    # Old versions go; the newest of each device and category stays whatever its age: it is the baseline.
+    # Old versions go; the newest of each device, category and source stays whatever its age: it is the
+    # baseline that source's next fingerprint is compared with.
     "config_versions": _Keep("taken_at", "(device, category, version) NOT IN (SELECT device, category, "
-                                         "max(version) FROM config_versions GROUP BY ALL)"),
+                                         "max(version) FROM config_versions GROUP BY device, category, source)"),
     "incident_events": _Keep("ts", "incident_id NOT IN (SELECT id FROM incidents WHERE status <> 'closed')"),
     # Delivered and dead events go; pending ones (a resend included) stay with their attempt history.
     "outbox": _Keep("finished_at", "status <> 'pending'"),
