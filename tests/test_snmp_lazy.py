@@ -10,6 +10,7 @@ ends as a timeout; tests/test_snmp_fixtures.py polls a real v3 agent.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -109,6 +110,31 @@ def test_a_v3_collector_imports_pysnmp_and_requests_through_it() -> None:
     assert report["built"] == {"pysnmp": True, "pyasn1": True}, report
     # The lab agent does not answer SNMPv3: the request went out through pysnmp and timed out.
     assert report["ok"] is False and report["error_kind"] == "timeout", report
+
+
+def _runtime_imports(tree: ast.AST) -> list[str]:
+    """Modules imported anywhere but under ``if TYPE_CHECKING:``."""
+    out: list[str] = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            out += [m for n in node.orelse for m in _runtime_imports(n)]
+            continue
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.append(node.module)
+        out += _runtime_imports(node)
+    return out
+
+
+def test_only_snmp_v3_imports_pysnmp() -> None:
+    users = sorted(
+        str(path.relative_to(REPO))
+        for folder in ("ispvm_tui", "bench")
+        for path in (REPO / folder).rglob("*.py")
+        if any(m.split(".")[0] in ("pysnmp", "pyasn1") for m in _runtime_imports(ast.parse(path.read_text())))
+    )
+    assert users == ["ispvm_tui/collectors/snmp_v3.py"]
 
 
 def test_snmpv3_protocol_names_match_pysnmps() -> None:
