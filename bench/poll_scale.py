@@ -5,8 +5,8 @@
     .venv/bin/python -m bench.poll_scale --routers 200 --protocols snmp --profile
 
 The lab (``bench.lab_proc``) runs in a child process, so only the poller's own
-work is measured here: one shared pysnmp SnmpEngine, one RouterOSCollector
-and/or SnmpCollector per router, polls bounded by an asyncio.Semaphore, every
+work is measured here: one RouterOSCollector and/or SnmpCollector (v2c, no
+pysnmp) per router, polls bounded by an asyncio.Semaphore, every
 router polled once per cycle. Without ``--interval`` cycles run back to back
 (throughput); with it, cycle k starts k x interval seconds after the first one
 whether or not the previous one has finished, and the run lasts cycles x
@@ -246,11 +246,8 @@ async def run_cycles(args: argparse.Namespace, collectors: list[Any], stats: Run
 
 async def measure(args: argparse.Namespace, lab: dict[str, Any],
                   profiler: cProfile.Profile | None) -> tuple[RunStats, float, float, GcTimer]:
+    # Every target here is v2c (snmp_wire): no SnmpEngine, as the engine builds one only for v3 profiles.
     engine = None
-    if "snmp" in args.protocols:
-        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
-
-        engine = SnmpEngine()  # one per process, as the engine does (building one costs ~1 s of CPU)
     collectors = build_collectors(args, lab, engine)
     if args.gc_gen0:
         gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import Neighbor, PollResult
 from ispvm_tui.config import Config, link_id
-from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
+from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors, shared_snmp_engine
 from ispvm_tui.secrets import SecretError, SecretSource
 
 LinkStatus = Literal["known", "missing", "conflict"]
@@ -442,11 +442,7 @@ async def poll_fleet(config: Config, secrets: SecretSource,
     The engine's Poller gives the same bounded concurrency, per-poll timeouts and
     crash isolation as a running ``ispvm run``; only its scheduler is not started.
     """
-    snmp_engine = None
-    if any(d.snmp for d in config.devices):
-        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
-
-        snmp_engine = SnmpEngine()  # one for all: building an engine costs about a second of CPU
+    snmp_engine = shared_snmp_engine(config)  # one for all v3 devices; None without any
     setup_errors: dict[str, str] = {}
     schedules: dict[str, DeviceSchedule] = {}
     for dev in config.devices:

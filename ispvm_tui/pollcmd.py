@@ -201,7 +201,7 @@ async def poll_targets(targets: Targets, clock: Clock, timeout: float) -> list[P
     if targets.snmp is not None:
         from ispvm_tui.collectors.snmp import SnmpCollector
 
-        # owns (and closes) its own engine; the whole poll, not only each request, within --timeout
+        # owns (and closes) its own engine if v3; the whole poll, not only each request, within --timeout
         collectors.append(SnmpCollector(targets.snmp, clock=clock, poll_timeout=timeout))
     try:
         return list(await asyncio.gather(*(c.poll() for c in collectors)))

@@ -52,7 +52,7 @@ from ispvm_tui.engine.maintenance_windows import LABEL as MAINT_LABEL
 from ispvm_tui.engine.maintenance_windows import Maintenance, entity_devices, scope_devices
 from ispvm_tui.engine.notify import routing
 from ispvm_tui.engine.notify.build import build_targets
-from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
+from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors, shared_snmp_engine
 from ispvm_tui.engine.rates import CounterSample, rate_bps, summed_rate
 from ispvm_tui.engine.rollups import maintenance_once
 from ispvm_tui.engine.rules import Alert, Observed, RuleEngine, Transition
@@ -175,11 +175,7 @@ class Engine:
         # to take a SIGTERM meanwhile. Collectors are then built from the remembered values.
         await asyncio.to_thread(self._prefetch_secrets)
         schedules: dict[str, DeviceSchedule] = {}
-        snmp_engine = None
-        if any(d.snmp for d in self.config.devices):
-            from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
-
-            snmp_engine = SnmpEngine()
+        snmp_engine = shared_snmp_engine(self.config)  # None unless some device polls SNMPv3
         self._snmp_engine = snmp_engine
         for dev in self.config.devices:
             if dev.name in self.remote_devices:

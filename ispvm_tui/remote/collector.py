@@ -30,7 +30,7 @@ from nats.errors import MaxPayloadError
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import PollResult
 from ispvm_tui.config import Config, Remote
-from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors
+from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors, shared_snmp_engine
 from ispvm_tui.remote import codec, link
 from ispvm_tui.remote.buffer import MAX_ATTEMPTS, Buffer
 from ispvm_tui.remote.codec import CodecError
@@ -43,12 +43,6 @@ PUBLISH_TIMEOUT_S = 5.0
 CONFIG_KEY = "config"  # meta key of the last configuration received
 DRAIN_S = 5.0  # at a stop, how long the last polls may take to reach the stream (the rest stay buffered)
 MAX_DENIED = 10_000  # subjects the server refused us, remembered (this collector's own: a few per device)
-
-
-def _snmp_engine() -> Any:
-    from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
-
-    return SnmpEngine()
 
 
 class _TooLarge(Exception):
@@ -158,8 +152,7 @@ class RemoteCollector:
         # Off the loop: a keyring or the encrypted file can take a while per secret, and pysnmp's engine
         # about a second of CPU; heartbeats and the sender must not wait on either.
         await asyncio.to_thread(self._prefetch_secrets, cfg)
-        if any(d.snmp for d in cfg.devices):
-            self._snmp_engine = await asyncio.to_thread(_snmp_engine)
+        self._snmp_engine = await asyncio.to_thread(shared_snmp_engine, cfg)  # None unless a device polls SNMPv3
         schedules: dict[str, DeviceSchedule] = {}
         self.setup_errors = {}
         for dev in cfg.devices:
