@@ -462,13 +462,26 @@ class StaticEngine:
         with self._lock:
             return self._state
 
-    def set_state(self, state: Snapshot) -> None:
+    def set_state(self, state: Snapshot, event: EngineEvent | None = None) -> None:
+        """Replace the state (a bench's snapshot storm); ``event`` then goes to subscribers, as the engine's do."""
         with self._lock:
             self._state = state
+            callbacks = list(self._callbacks)
+        if event is not None:
+            for callback in callbacks:
+                callback(event)
 
     def subscribe(self, callback: Callable[[EngineEvent], None]) -> Callable[[], None]:
-        # No events: the state never moves by itself. The unsubscribe is a no-op to match.
-        return lambda: None
+        # The state never moves by itself: events come only with set_state(..., event).
+        with self._lock:
+            self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unsubscribe
 
     def _change_incident(self, incident_id: str, **changes: Any) -> Future[IncidentView]:
         with self._lock:
