@@ -28,6 +28,7 @@ import math
 import os
 import random
 import secrets as pysecrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -513,6 +514,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="engine-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    # A kept workdir is reused: each run starts from nothing (a new passphrase cannot open the old secrets
+    # file, and an old database would carry the last run's incidents and polls into this one's figures).
+    for old in ("data", "engine.duckdb", "engine.duckdb.wal", "engine-sigterm.duckdb", "engine-sigterm.duckdb.wal"):
+        target = work / old
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
     result: dict[str, Any] = {
         "routers": args.routers, "interfaces": args.interfaces, "interval_s": args.interval,
         "steady_intervals": args.steady_intervals, "secrets": args.secrets, "code": code_version(),
