@@ -32,10 +32,12 @@ from ispvm_tui.engine.api import (
     ConfigChangeView,
     DeliveryReport,
     DeviceDetail,
+    DeviceHistory,
     DeviceView,
     EngineEvent,
     Impact,
     IncidentView,
+    InterfaceHistory,
     InterfaceRow,
     LinkView,
     MaintenanceView,
@@ -46,6 +48,7 @@ from ispvm_tui.engine.api import (
     Severity,
     SiteView,
     Snapshot,
+    TimelineEntry,
 )
 
 TAKEN_AT = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC: every time in the state is relative to it
@@ -554,3 +557,57 @@ class StaticEngine:
         if device is not None and all(d.name != device for d in self.snapshot().devices):
             return _failed(ValueError(f"unknown device {device!r}"))
         return _done(0)  # no routers to ask
+
+    # ---- one device's history, one incident in detail, diagnostics -------------------------------
+    def device_history(self, name: str, hours: float = 6.0,
+                       interfaces: tuple[str, ...] = ()) -> Future[DeviceHistory]:
+        """Seeded series for the state's devices: the same every time, as a stored database's would be."""
+        state = self.snapshot()
+        try:
+            detail = device_detail_of(state, name)
+        except KeyError as exc:
+            return _failed(exc)
+        bucket = 300
+        until = state.taken_at - state.taken_at % bucket
+        points = min(120, int(hours * 3600 // bucket))
+        starts = [until - bucket * (points - k) for k in range(points)]
+        rng = random.Random(name)
+        wanted = [i for i in detail.interfaces if not interfaces or i.name in interfaces]
+        series = []
+        for itf in wanted:
+            base = rng.uniform(5e6, 4e8) if itf.oper_up else 0.0
+            rx = tuple((s, base * (1 + 0.3 * rng.random())) for s in starts)
+            tx = tuple((s, base * 0.4 * (1 + 0.3 * rng.random())) for s in starts)
+            series.append(InterfaceHistory(itf.name, rx, tx))
+        cpu = tuple((s, float(rng.randint(2, 40))) for s in starts)
+        return _done(DeviceHistory(device=name, since=until - hours * 3600, until=until, bucket_s=bucket,
+                                   interfaces=tuple(series), cpu_load=cpu, total_memory=detail.total_memory))
+
+    def incident_timeline(self, incident_id: str) -> Future[tuple[TimelineEntry, ...]]:
+        """What the engine's store would say of the state: its alerts, opened, acked and closed."""
+        incident = self.snapshot().incident(incident_id)
+        if incident is None:
+            return _failed(KeyError(f"unknown incident {incident_id}"))
+        entries = [TimelineEntry(at=a.starts_at, kind="alert.fired", summary=a.summary) for a in incident.alerts]
+        entries.append(TimelineEntry(at=incident.opened_at, kind="incident.opened", summary=incident.title))
+        if incident.acked_at is not None:
+            entries.append(TimelineEntry(at=incident.acked_at, kind="incident.acked", summary="acknowledged",
+                                         actor=incident.acked_by))
+        if incident.closed_at is not None:
+            entries.append(TimelineEntry(at=incident.closed_at, kind="incident.closed", summary="closed",
+                                         actor=incident.closed_by))
+        return _done(tuple(sorted(entries, key=lambda e: e.at)))
+
+    def add_note(self, incident_id: str, text: str, actor: str) -> Future[None]:
+        if self.snapshot().incident(incident_id) is None:
+            return _failed(KeyError(f"unknown incident {incident_id}"))
+        return _done(None)
+
+    def assign(self, incident_id: str, assignee: str, actor: str) -> Future[IncidentView]:
+        return self._change_incident(incident_id, assigned_to=assignee)
+
+    def incident_runbooks(self, incident_id: str) -> Future[list[str]]:
+        return _done([])
+
+    def run_diagnostic(self, device: str, kind: str, target: str, actor: str, count: int = 5) -> Future[str]:
+        return _failed(ValueError("a fixed state has no routers to run diagnostics from"))

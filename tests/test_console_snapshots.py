@@ -154,3 +154,18 @@ def test_the_fixed_state_is_the_same_every_time() -> None:
     assert {i.status for i in state.incidents} == {"open", "acked", "closed"}
     assert sum(i.status == "open" for i in state.incidents) == 3
     assert len({i.severity for i in state.incidents if i.status == "open"}) == 3
+
+
+def test_the_fixed_state_engine_answers_every_engine_api_method() -> None:
+    """A method the screens call that StaticEngine lacks would fail the snapshot runs in ways that look like
+    layout changes: it has every method of the protocol, with the same parameters."""
+    import inspect
+
+    from ispvm_tui.engine.api import EngineAPI
+
+    wanted = {n for n, v in vars(EngineAPI).items() if callable(v) and not n.startswith("_")}
+    for name in wanted:
+        mine = getattr(StaticEngine, name, None)
+        assert mine is not None, name
+        theirs = inspect.signature(getattr(EngineAPI, name)).parameters
+        assert list(inspect.signature(mine).parameters) == list(theirs), name
