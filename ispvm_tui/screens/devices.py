@@ -353,6 +353,8 @@ class DeviceDetailScreen(Screen[None]):
         self.set_interval(self.refresh_s, self.fetch)
 
     def fetch(self) -> None:
+        if getattr(self.app, "frozen_at", None) is not None:
+            return  # the console is frozen (F): keep what is shown
         if not self._fetching:  # a slow answer is waited for, never queued behind
             self._fetching = True
             self.run_worker(self._fetch(), group="device-detail", exit_on_error=False)
