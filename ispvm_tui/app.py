@@ -1007,10 +1007,11 @@ class IspvmApp(App[None]):
         self._command_context = (key, context)
         return context
 
-    def action_command_line(self) -> None:
+    async def action_command_line(self) -> None:
         if not isinstance(self.screen, CommandLineScreen):
-            self.push_screen(CommandLineScreen(self.command_context, self.command_history),
-                             callback=self._command_entered)
+            # Awaited: the keys typed right after `:` go to the line, not to the screen below.
+            await self.push_screen(CommandLineScreen(self.command_context, self.command_history),
+                                   callback=self._command_entered)
 
     def _command_entered(self, line: str | None) -> None:
         if line:

@@ -273,7 +273,7 @@ class CommandLineScreen(ModalScreen[str | None]):
         Binding("up", "history(-1)", "Previous", show=False, priority=True),
         Binding("down", "history(1)", "Next", show=False, priority=True),
     ]
-    breadcrumb = None  # a prompt over a screen is not a step of the path
+    AUTO_FOCUS = "#command-input"
 
     def __init__(self, context: Callable[[], CommandContext], history: list[str]) -> None:
         super().__init__(id="command-line-screen")
