@@ -316,7 +316,9 @@ class IspvmApp(App[None]):
         self._unsubscribe: Callable[[], None] | None = None
         self._config_toasts = ToastBatch(CONFIG_TOAST_EVERY_S)
         self._config_toast_due = False
-        self._last_refresh = 0.0  # monotonic: event bursts are applied at most every REFRESH_GAP_S
+        self._last_refresh = 0.0  # monotonic: event bursts are applied at most every _refresh_gap
+        self._refresh_gap = REFRESH_GAP_S
+        self._stale_tabs: set[str] = set()  # hidden big views that have not seen the latest snapshot
         self.frozen_at: float | None = None  # wall clock when F froze the views
         self.events_held = 0  # events that arrived while frozen
         self.command_history: list[str] = []
@@ -391,7 +393,7 @@ class IspvmApp(App[None]):
         if self.frozen_at is not None:
             self._update_status()
             return
-        self._last_refresh = time.monotonic()
+        started = self._last_refresh = time.monotonic()
         try:
             snapshot = self.engine.snapshot()
         except Exception as exc:
@@ -408,10 +410,16 @@ class IspvmApp(App[None]):
             try:
                 with self.batch_update():
                     self.home_pane.apply_snapshot(snapshot)
-                    self.incidents_pane.apply_snapshot(snapshot)
-                    self.topology_pane.apply_snapshot(snapshot)
+                    self.incidents_pane.apply_snapshot(snapshot)  # the status line counts its rows
                     self.changes_pane.apply_snapshot(snapshot)
-                    self.devices_pane.apply_snapshot(snapshot)
+                    # The two big views (a tree and a table of every device) only while shown; a tab
+                    # catches up when it is opened (_tab_activated).
+                    tab = self._active_tab()
+                    for name, pane in (("topology", self.topology_pane), ("devices", self.devices_pane)):
+                        if tab == name:
+                            pane.apply_snapshot(snapshot)
+                        else:
+                            self._stale_tabs.add(name)
                     for screen in self.screen_stack:
                         if isinstance(screen, IncidentDetailScreen):
                             screen.apply_snapshot(snapshot)
@@ -420,7 +428,18 @@ class IspvmApp(App[None]):
                 if self._exit or not self.is_running:
                     return
                 raise
+            # A slow apply (a big network, every state changing) spaces the next ones out: the loop
+            # spends at most a third of its time applying, the rest answering keys.
+            self._refresh_gap = max(REFRESH_GAP_S, 2 * (time.monotonic() - started))
         self._update_status()
+
+    def _catch_up(self, tab: str) -> None:
+        """A big view that missed snapshots while hidden gets the current one."""
+        if tab in self._stale_tabs and self.snapshot is not None:
+            self._stale_tabs.discard(tab)
+            pane = self.topology_pane if tab == "topology" else self.devices_pane
+            with self.batch_update():
+                pane.apply_snapshot(self.snapshot)
 
     def request_refresh(self) -> None:
         """Coalesce bursts of events into one snapshot after the queued messages, at most one a gap:
@@ -428,7 +447,7 @@ class IspvmApp(App[None]):
         if self._refresh_pending:
             return
         self._refresh_pending = True
-        wait = self._last_refresh + REFRESH_GAP_S - time.monotonic()
+        wait = self._last_refresh + self._refresh_gap - time.monotonic()
         if wait > 0:
             self.set_timer(wait, self.refresh_snapshot)
         else:
@@ -648,6 +667,7 @@ class IspvmApp(App[None]):
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = (event.pane.id or "").removeprefix("tab-")
+        self._catch_up(tab)
         self._focus_tab(tab)
         self.update_breadcrumbs()
         if self.frozen_at is not None:
