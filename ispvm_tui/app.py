@@ -24,10 +24,11 @@ from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
+from textual.filter import Monochrome, NoColor
 from textual.message import Message
 from textual.notifications import SeverityLevel
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane, Tree
 
 from ispvm_tui.engine.api import (
     SEVERITY_ORDER,
@@ -40,6 +41,13 @@ from ispvm_tui.engine.api import (
 )
 from ispvm_tui.screens.change_forms import CapturePrompt, RecordForm
 from ispvm_tui.screens.changes import CALENDAR_EVENTS, CONFIG_EVENT, ChangesPane, ToastBatch
+from ispvm_tui.screens.command_line import (
+    Command,
+    CommandContext,
+    CommandError,
+    CommandLineScreen,
+    parse_command,
+)
 from ispvm_tui.screens.confirm import ConfirmScreen
 from ispvm_tui.screens.deliveries import DeliveriesPane
 from ispvm_tui.screens.devices import DeviceDetailScreen, DevicesPane
@@ -60,6 +68,7 @@ from ispvm_tui.screens.widgets import (
 )
 
 MIN_REFRESH_S = 1.0
+REFRESH_GAP_S = 0.25  # an alert storm is many events a second: one snapshot per gap is enough
 DELIVERIES_REFRESH_S = 3.0
 DELIVERY_REPORT_LIMIT = 200
 DELIVERY_REPORT_TIMEOUT_S = 30.0  # a hung engine must not stop later refreshes for good
@@ -112,13 +121,108 @@ ACTIONS: tuple[ConsoleAction, ...] = (
                                            "name or site"),
     ConsoleAction("escape", "go_back", "Back", "Close the screen on top, or clear the filter"),
     ConsoleAction("r", "refresh_now", "Refresh", "Take a new snapshot from the engine now"),
-    ConsoleAction("?", "help", "Help", "Show this help"),
+    ConsoleAction(":", "command_line", "Command", "The command line: :incidents major, :devices EDGE1, "
+                                                  ":maint add 1h --device X …; tab completes"),
+    ConsoleAction("F", "toggle_freeze", "Freeze", "Stop applying updates (for a screenshot); F again shows "
+                                                  "the latest at once", show=False),
+    ConsoleAction("?", "help", "Help", "Show this help: this screen's keys first"),
     ConsoleAction("q", "quit_or_back", "Quit/back", "Back from a screen; quit from the main view"),
 )
 
 
 def actions_for(readonly: bool) -> tuple[ConsoleAction, ...]:
     return tuple(a for a in ACTIONS if not (readonly and a.writes))
+
+
+# Keys that mean the same on every screen; the help lists them after the current screen's own.
+GLOBAL_KEYS = frozenset({"1", "2", "3", "4", "d", "5", "6", ":", "F", "r", "escape", "?", "q"})
+VIEW_TITLES = {"home": "Home", "incidents": "Incidents", "topology": "Topology", "deliveries": "Deliveries",
+               "changes": "Changes", "devices": "Devices", "incident": "Incident", "device": "Device",
+               "help": "Help"}
+
+
+def _key(key: str, description: str, help_text: str, *, writes: bool = False) -> ConsoleAction:
+    return ConsoleAction(key, "", description, help_text, writes=writes)
+
+
+# What each view's own keys do there (the help shows these first); the bindings themselves are ACTIONS
+# above, plus the widgets' own (cursor keys, tab between lists).
+VIEW_KEYS: dict[str, tuple[ConsoleAction, ...]] = {
+    "home": (
+        _key("enter", "Open", "The selected incident's detail"),
+        _key("a", "Ack", "Acknowledge the selected open incident", writes=True),
+        _key("c", "Close", "Close the selected incident by hand", writes=True),
+        _key("/", "Filter", "Go to 2 and filter incidents"),
+    ),
+    "incidents": (
+        _key("/", "Filter", "Incidents by title, root cause, severity or status; esc clears"),
+        _key("s", "Sort", "By priority score, newest or severity"),
+        _key("enter", "Open", "The selected incident's detail"),
+        _key("a", "Ack", "Acknowledge the selected open incident", writes=True),
+        _key("c", "Close", "Close the selected incident by hand", writes=True),
+    ),
+    "topology": (
+        _key("↑↓", "Move", "From device to link to device"),
+        _key("enter", "Open", "A device's detail; on a site or link: open or fold the branch"),
+        _key("space", "Fold", "Open or fold the branch under the cursor"),
+        _key("/", "Search", "Devices by name or site: the paths to the matches open; esc clears"),
+        _key(":topology D", "Find", "Put the cursor on device D"),
+    ),
+    "deliveries": (
+        _key("enter", "Resend", "Queue the selected dead letter again", writes=True),
+        _key("R", "Resend", "Same as enter", writes=True),
+        _key("A", "Resend all", "Every dead letter again, after a y/n question", writes=True),
+    ),
+    "changes": (
+        _key("tab", "Next list", "Detected changes → calendar → maintenance windows"),
+        _key("enter", "Open", "A config change's diff, or edit a change or window"),
+        _key("n", "New", "A new change or maintenance window (the list the cursor is in)", writes=True),
+        _key("e", "Edit", "The selected change or run-time window", writes=True),
+        _key("x", "Cancel", "The selected change or window, after a y/n question", writes=True),
+        _key("p", "Next status", "planned → in-progress → completed", writes=True),
+        _key("f", "Fingerprint", "Read the selected device's configuration now", writes=True),
+    ),
+    "devices": (
+        _key("/", "Filter", "Devices by name, site, role or state; esc clears"),
+        _key("s", "Sort", "Devices by state, name, site or CPU"),
+        _key("enter", "Open", "The device's detail: interfaces, sensors, BGP, OSPF, config changes"),
+    ),
+    "incident": (
+        _key("a", "Ack", "Acknowledge this incident", writes=True),
+        _key("c", "Close", "Close this incident by hand", writes=True),
+        _key("n", "Note", "Add a note to its timeline (tells nobody)", writes=True),
+        _key("A", "Assign", "Assign it to someone (tells nobody)", writes=True),
+        _key("o", "Runbook", "Show (and where a browser can come up, open) its runbook link"),
+        _key("g", "Diagnose", "Ping or traceroute from a router, streamed here; audited", writes=True),
+        _key("esc", "Back", "To the list"),
+    ),
+    "device": (
+        _key("↑↓", "Scroll", "Through the detail (read again every 3 s; the history every minute)"),
+        _key("g", "Diagnose", "Ping or traceroute from this router, streamed here; audited", writes=True),
+        _key("esc", "Back", "To the list"),
+    ),
+}
+
+
+def keys_for_view(view: str, readonly: bool) -> tuple[tuple[ConsoleAction, ...], tuple[ConsoleAction, ...],
+                                                      tuple[ConsoleAction, ...]]:
+    """(this view's keys, the global ones, the rest) for the help screen."""
+    actions = actions_for(readonly)
+    here = tuple(a for a in VIEW_KEYS.get(view, ()) if not (readonly and a.writes))
+    everywhere = tuple(a for a in actions if a.key in GLOBAL_KEYS)
+    elsewhere = tuple(a for a in actions if a.key not in GLOBAL_KEYS)
+    return here, everywhere, elsewhere
+
+
+def terminal_has_16_colours(environ: dict[str, str] | os._Environ[str]) -> bool:
+    """A console on a 16-colour terminal (the Linux console, a bare ``-16color`` TERM) uses the ANSI theme.
+
+    ``xterm`` alone is left out: too many 256-colour terminals still call themselves that.
+    """
+    if environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
+        return False
+    term = environ.get("TERM", "").lower()
+    return term.endswith("-16color") or term in ("linux", "vt100", "vt220", "ansi", "cons25")
 
 
 def pick_theme(wanted: str | None, available: Iterable[str]) -> str | None:
@@ -200,9 +304,14 @@ class IspvmApp(App[None]):
         # Bindings are per instance so read-only mode can leave write actions out entirely.
         for binding in bindings_for(self.actions):
             self._bindings.key_to_bindings.setdefault(binding.key, []).append(binding)
-        theme = pick_theme(os.environ.get("ISPVM_THEME"), self.available_themes)
+        wanted = os.environ.get("ISPVM_THEME") or ("ansi" if terminal_has_16_colours(os.environ) else None)
+        theme = pick_theme(wanted, self.available_themes)
         if theme:
             self.theme = theme
+        if self.no_color:
+            # Textual only greys colours out (Monochrome) unless the theme is ANSI: NO_COLOR means none at all.
+            # States stay readable: every one is a symbol and a word; the cursor is reverse video (app.tcss).
+            self._filters[:] = [NoColor() if isinstance(f, Monochrome) else f for f in self._filters]
 
         self.snapshot: Snapshot | None = None
         self.snapshots_taken = 0
@@ -217,6 +326,13 @@ class IspvmApp(App[None]):
         self._unsubscribe: Callable[[], None] | None = None
         self._config_toasts = ToastBatch(CONFIG_TOAST_EVERY_S)
         self._config_toast_due = False
+        self._last_refresh = 0.0  # monotonic: event bursts are applied at most every _refresh_gap
+        self._refresh_gap = REFRESH_GAP_S
+        self._stale_tabs: set[str] = set()  # hidden big views that have not seen the latest snapshot
+        self.frozen_at: float | None = None  # wall clock when F froze the views
+        self.events_held = 0  # events that arrived while frozen
+        self.command_history: list[str] = []
+        self.command_message: Text | None = None  # the last command's outcome, in the status line
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -249,6 +365,8 @@ class IspvmApp(App[None]):
         self.status_line = self.query_one("#status", Static)
         self.main_screen = self.screen
         self.home_pane.query_one("#home-incidents", DataTable).focus()
+        self.screen_change_signal.subscribe(self, self._screen_changed)
+        self.update_breadcrumbs()
         try:
             self._unsubscribe = self.engine.subscribe(self._on_engine_event)
         except Exception as exc:
@@ -280,8 +398,12 @@ class IspvmApp(App[None]):
     # -- snapshots and events -------------------------------------------------------------------
 
     def refresh_snapshot(self) -> None:
-        """Take a snapshot and push it to every view; cheap when nothing changed."""
+        """Take a snapshot and push it to every view; cheap when nothing changed. Frozen: nothing."""
         self._refresh_pending = False
+        if self.frozen_at is not None:
+            self._update_status()
+            return
+        started = self._last_refresh = time.monotonic()
         try:
             snapshot = self.engine.snapshot()
         except Exception as exc:
@@ -298,10 +420,16 @@ class IspvmApp(App[None]):
             try:
                 with self.batch_update():
                     self.home_pane.apply_snapshot(snapshot)
-                    self.incidents_pane.apply_snapshot(snapshot)
-                    self.topology_pane.apply_snapshot(snapshot)
+                    self.incidents_pane.apply_snapshot(snapshot)  # the status line counts its rows
                     self.changes_pane.apply_snapshot(snapshot)
-                    self.devices_pane.apply_snapshot(snapshot)
+                    # The two big views (a tree and a table of every device) only while shown; a tab
+                    # catches up when it is opened (_tab_activated).
+                    tab = self._active_tab()
+                    for name, pane in (("topology", self.topology_pane), ("devices", self.devices_pane)):
+                        if tab == name:
+                            pane.apply_snapshot(snapshot)
+                        else:
+                            self._stale_tabs.add(name)
                     for screen in self.screen_stack:
                         if isinstance(screen, IncidentDetailScreen):
                             screen.apply_snapshot(snapshot)
@@ -310,12 +438,29 @@ class IspvmApp(App[None]):
                 if self._exit or not self.is_running:
                     return
                 raise
+            # A slow apply (a big network, every state changing) spaces the next ones out: the loop
+            # spends at most a third of its time applying, the rest answering keys.
+            self._refresh_gap = max(REFRESH_GAP_S, 2 * (time.monotonic() - started))
         self._update_status()
 
+    def _catch_up(self, tab: str) -> None:
+        """A big view that missed snapshots while hidden gets the current one."""
+        if tab in self._stale_tabs and self.snapshot is not None:
+            self._stale_tabs.discard(tab)
+            pane = self.topology_pane if tab == "topology" else self.devices_pane
+            with self.batch_update():
+                pane.apply_snapshot(self.snapshot)
+
     def request_refresh(self) -> None:
-        """Coalesce bursts of events into one snapshot after the queued messages."""
-        if not self._refresh_pending:
-            self._refresh_pending = True
+        """Coalesce bursts of events into one snapshot after the queued messages, at most one a gap:
+        keys are answered between two snapshots even while events pour in."""
+        if self._refresh_pending:
+            return
+        self._refresh_pending = True
+        wait = self._last_refresh + self._refresh_gap - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self.refresh_snapshot)
+        else:
             self.call_later(self.refresh_snapshot)
 
     def _on_engine_event(self, event: EngineEvent) -> None:
@@ -333,6 +478,9 @@ class IspvmApp(App[None]):
             for screen in self.screen_stack:
                 if isinstance(screen, DiagnosticsScreen):
                     screen.diagnostic_event(event)
+            return
+        if self.frozen_at is not None:
+            self.events_held += 1  # no toast, no refresh: the screen stays as it was frozen
             return
         severity = NOTIFY_EVENTS.get(event.kind)
         if severity is not None:
@@ -393,7 +541,7 @@ class IspvmApp(App[None]):
 
     def _deliveries_tick(self) -> None:
         self.deliveries_ticks += 1
-        if self.deliveries_shown():
+        if self.deliveries_shown() and self.frozen_at is None:
             # A tick during a slow fetch is dropped rather than queued: polls never run back to back.
             self.refresh_deliveries(queue=False)
 
@@ -431,6 +579,13 @@ class IspvmApp(App[None]):
     def status_text(self) -> Text:
         snapshot = self.snapshot
         text = Text()
+        if self.frozen_at is not None:
+            held = f", {self.events_held} event{'s' if self.events_held != 1 else ''} held" if self.events_held else ""
+            since = time.strftime("%H:%M:%S", time.localtime(self.frozen_at))
+            text.append(f" FROZEN since {since}{held} · F resumes ", style="reverse bold")
+            text.append("  ")
+        if self.command_message is not None:
+            text.append_text(self.command_message).append("  ")
         if snapshot is None:
             text.append("Synchronizing…  ", style="bold italic")
         else:
@@ -475,6 +630,8 @@ class IspvmApp(App[None]):
         screen = self.screen
         if isinstance(screen, ConfirmScreen):
             return action in ("go_back", "quit_or_back")  # both leave the question unanswered
+        if isinstance(screen, CommandLineScreen):
+            return action not in self._console_actions  # keys are typed into the line
         if isinstance(screen, RecordForm | CapturePrompt):
             # Textual's own (tab between fields, the palette) stay; the console's keys wait for the form.
             return action in ("go_back", "quit_or_back") or action not in self._console_actions
@@ -530,7 +687,11 @@ class IspvmApp(App[None]):
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = (event.pane.id or "").removeprefix("tab-")
+        self._catch_up(tab)
         self._focus_tab(tab)
+        self.update_breadcrumbs()
+        if self.frozen_at is not None:
+            return  # frozen: a tab shows what it had
         if tab == "deliveries":
             self.refresh_deliveries()
         if tab == "changes":
@@ -780,10 +941,228 @@ class IspvmApp(App[None]):
         if isinstance(self.screen, HelpScreen):
             await self.pop_screen()
             return
-        await self.push_screen(HelpScreen(self.actions, readonly=self.readonly))
+        view = self.current_view()
+        here, everywhere, elsewhere = keys_for_view(view, self.readonly)
+        await self.push_screen(HelpScreen(self.actions, readonly=self.readonly, here=here,
+                                          here_title=VIEW_TITLES.get(view, view.title()),
+                                          everywhere=everywhere, elsewhere=elsewhere))
 
     async def action_quit_or_back(self) -> None:
         if len(self.screen_stack) > 1:
             await self.pop_screen()
         else:
             self.exit()
+
+    # -- where the user is: the view, the breadcrumbs ---------------------------------------------------
+
+    def _active_tab(self) -> str:
+        return self.main_screen.query_one("#tabs", TabbedContent).active.removeprefix("tab-")
+
+    def current_view(self) -> str:
+        """The tab or screen the keys act on: the topmost screen that is not a prompt or the help."""
+        main = getattr(self, "main_screen", None)
+        screen = next((s for s in reversed(self.screen_stack)
+                       if not isinstance(s, ModalScreen | HelpScreen)), main)
+        if main is None or screen is main:
+            return self._active_tab() if main is not None else "home"
+        if isinstance(screen, IncidentDetailScreen):
+            return "incident"
+        if isinstance(screen, DeviceDetailScreen):
+            return "device"
+        return type(screen).__name__.removesuffix("Screen").lower()
+
+    @staticmethod
+    def crumb_of(screen: Screen) -> str:
+        """A pushed screen's step in the path; a screen may name it with a ``breadcrumb`` attribute."""
+        crumb = getattr(screen, "breadcrumb", None)
+        if isinstance(crumb, str):
+            return crumb
+        if isinstance(screen, IncidentDetailScreen):
+            short = short_id(screen.incident_id)
+            return short if short == screen.incident_id else short + "…"
+        if isinstance(screen, DeviceDetailScreen):
+            return screen.device_name
+        if isinstance(screen, HelpScreen):
+            return "Help"
+        return type(screen).__name__.removesuffix("Screen")
+
+    def breadcrumbs(self) -> list[str]:
+        """``["ispvm", "Incidents", "3f2a1c9e…"]``: the tab, then every screen pushed over it (not prompts)."""
+        main = getattr(self, "main_screen", None)
+        if main is None:
+            return [self.title]
+        tab = self._active_tab()
+        parts = [self.title, VIEW_TITLES.get(tab, tab.title())]
+        parts += [self.crumb_of(s) for s in self.screen_stack[1:] if not isinstance(s, ModalScreen)]
+        return parts
+
+    def update_breadcrumbs(self) -> None:
+        """Each screen's header shows the path up to it (Textual's Header reads ``screen.title``)."""
+        main = getattr(self, "main_screen", None)
+        if main is None:
+            return
+        path = self.breadcrumbs()
+        frozen = "  [FROZEN]" if self.frozen_at is not None else ""
+        depth = 2
+        for screen in self.screen_stack:
+            if screen is not main:
+                if isinstance(screen, ModalScreen):
+                    continue
+                depth += 1
+            screen.title = " › ".join(path[:depth]) + frozen
+
+    def _screen_changed(self, screen: Screen) -> None:
+        self.update_breadcrumbs()
+
+    # -- freeze -----------------------------------------------------------------------------------
+
+    def action_toggle_freeze(self) -> None:
+        """Frozen, snapshots and events are not applied (the engine goes on); thawed, the latest shows at once."""
+        if self.frozen_at is None:
+            self.frozen_at = time.time()
+            self.events_held = 0
+        else:
+            self.frozen_at = None
+            self.events_held = 0
+            self.refresh_snapshot()
+            if self.deliveries_shown():
+                self.refresh_deliveries()
+            if self.changes_shown():
+                self.changes_pane.refresh_lists()
+        self.update_breadcrumbs()
+        self._update_status()
+
+    # -- the `:` command line ---------------------------------------------------------------------
+
+    def command_context(self) -> CommandContext:
+        """The names arguments are checked and completed against; rebuilt only when the snapshot changes."""
+        snapshot = self.snapshot
+        windows = tuple(w.id for w in self.changes_pane.windows or ()) if hasattr(self, "changes_pane") else ()
+        key = (id(snapshot), windows)
+        cached = getattr(self, "_command_context", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        context = CommandContext(
+            devices=tuple(d.name for d in snapshot.devices) if snapshot else (),
+            sites=tuple(s.name for s in snapshot.sites) if snapshot else (),
+            incidents=tuple(i.id for i in snapshot.incidents) if snapshot else (),
+            windows=windows,
+            readonly=self.readonly,
+        )
+        self._command_context = (key, context)
+        return context
+
+    async def action_command_line(self) -> None:
+        if not isinstance(self.screen, CommandLineScreen):
+            # Awaited: the keys typed right after `:` go to the line, not to the screen below.
+            await self.push_screen(CommandLineScreen(self.command_context, self.command_history),
+                                   callback=self._command_entered)
+
+    def _command_entered(self, line: str | None) -> None:
+        if line:
+            self.call_next(self.run_command, line)
+
+    def command_said(self, message: str, *, error: bool = False) -> None:
+        """A command's outcome in the status line (a toast too when the status line is covered)."""
+        self.command_message = Text(("⚠ " if error else "") + message, style="bold red" if error else "bold")
+        self._update_status()
+        if self.screen is not getattr(self, "main_screen", self.screen):
+            self.notify(message, severity="error" if error else "information")
+
+    async def run_command(self, line: str) -> bool:
+        """Parse and run one command line; False (and a message) when it could not be run."""
+        try:
+            command = parse_command(line, self.command_context())
+        except CommandError as exc:
+            self.command_said(str(exc), error=True)
+            return False
+        self.command_message = None
+        await self._execute(command)
+        self._update_status()
+        return True
+
+    async def _execute(self, command: Command) -> None:
+        kind = command.kind
+        if kind == "tab":
+            await self.action_show_tab(command.value)
+            if command.filter is not None:
+                self._set_filter(command.value, command.filter)
+        elif kind == "device":
+            await self.action_show_tab("devices")
+            self._set_filter("devices", command.filter or "")
+            self.open_device(command.value)
+        elif kind == "topology":
+            await self.action_show_tab("topology")
+            if command.value and not self._topology_cursor_to(command.value):
+                self.command_said(f"{command.value} is not in the topology yet", error=True)
+        elif kind == "incident":
+            await self._back_to_main()
+            self.open_incident(command.value)
+        elif kind in ("ack", "close"):
+            self._act_on_incident(kind, command.value)
+        elif kind in ("maint_add", "maint_cancel"):
+            self.run_worker(self._maintenance(command), group="command", exit_on_error=False)
+        elif kind == "help":
+            if not isinstance(self.screen, HelpScreen):
+                await self.action_help()
+        elif kind == "freeze":
+            self.action_toggle_freeze()
+        elif kind == "quit":
+            self.exit()
+
+    def _set_filter(self, tab: str, text: str) -> None:
+        pane = self.devices_pane if tab == "devices" else self.incidents_pane
+        if not text:
+            pane.clear_filter()
+            return
+        filter_input = pane.query_one(Input)
+        filter_input.display = True
+        filter_input.value = text  # the pane's Input.Changed handler applies it, as if typed
+        self._focus_tab(tab)
+
+    def _topology_cursor_to(self, device: str) -> bool:
+        tree = self.topology_pane.query_one("#topology-tree", Tree)
+        pending = [tree.root]
+        while pending:
+            node = pending.pop()
+            if node.data == ("device", device):
+                parent = node.parent
+                while parent is not None:
+                    parent.expand()
+                    parent = parent.parent
+                self.call_after_refresh(tree.move_cursor, node)
+                return True
+            pending.extend(node.children)
+        return False
+
+    def _act_on_incident(self, kind: str, incident_id: str) -> None:
+        incident = self.snapshot.incident(incident_id) if self.snapshot else None
+        if incident is None:
+            self.command_said(f"no incident {incident_id!r} in the current snapshot", error=True)
+        elif kind == "ack" and incident.status != "open":
+            by = f" by {incident.acked_by}" if incident.acked_by else ""
+            self.command_said(f"{incident.title} is already {incident.status}{by}", error=True)
+        elif kind == "close" and incident.status == "closed":
+            self.command_said(f"{incident.title} is already closed", error=True)
+        elif kind == "ack":
+            if incident.id not in self._acking:
+                self._acking.add(incident.id)
+                self.run_worker(self._acknowledge(incident), group="acknowledge", exit_on_error=False)
+        else:
+            self.run_worker(self._close(incident), group="close", exit_on_error=False)
+
+    async def _maintenance(self, command: Command) -> None:
+        try:
+            if command.kind == "maint_add":
+                window = await asyncio.wrap_future(self.engine.maintenance_add(command.fields, self.actor))
+                until = time.strftime("%H:%M", time.localtime(window.ends_at)) if window.ends_at else "?"
+                message = f"Added {window.id} “{window.name}” until {until}"
+            else:
+                window = await asyncio.wrap_future(self.engine.maintenance_cancel(command.value, self.actor))
+                message = f"Canceled {window.id} “{window.name}”"
+        except Exception as exc:
+            self.command_said(f"maint: {error_text(exc)}", error=True)
+            return
+        self.command_said(message)
+        if self.changes_pane.is_attached:
+            self.changes_pane.refresh_lists()

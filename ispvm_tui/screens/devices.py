@@ -435,6 +435,8 @@ class DeviceDetailScreen(Screen[None]):
         return not (action == "diagnostics" and getattr(self.app, "readonly", False))  # hidden when read-only
 
     def fetch(self) -> None:
+        if getattr(self.app, "frozen_at", None) is not None:
+            return  # the console is frozen (F): keep what is shown
         if not self._fetching:  # a slow answer is waited for, never queued behind
             self._fetching = True
             self.run_worker(self._fetch(), group="device-detail", exit_on_error=False)
