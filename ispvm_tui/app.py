@@ -16,6 +16,7 @@ import contextlib
 import getpass
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -68,6 +69,7 @@ from ispvm_tui.screens.widgets import (
 )
 
 MIN_REFRESH_S = 1.0
+RECURSION_LIMIT = 20_000  # see IspvmApp.__init__
 REFRESH_GAP_S = 0.25  # an alert storm is many events a second: one snapshot per gap is enough
 DELIVERIES_REFRESH_S = 3.0
 DELIVERY_REPORT_LIMIT = 200
@@ -291,6 +293,10 @@ class IspvmApp(App[None]):
         deliveries_refresh_s: float = DELIVERIES_REFRESH_S,
     ) -> None:
         super().__init__()
+        # Textual's Tree lays its lines out recursively, one frame per level, and a topology tree is as deep
+        # as the network is long (a chain of 600 routers is 1,200 levels). Python 3.11 calls between Python
+        # frames use no C stack, so a higher limit costs nothing until it is used.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
         self.engine = engine
         self.actor = actor or default_actor()
         self.readonly = readonly

@@ -129,9 +129,20 @@ async def test_folding_and_the_cursor_survive_a_new_snapshot(engine: DetailEngin
         await pilot.press("r")
         await until(pilot, lambda: app.snapshot is not None and app.snapshot.taken_at == NOW + 5)
         assert pane.rebuilds == built and node_of(tree, ("device", "POPA-AGG")) is agg
-        # A state change rebuilds the tree: the fold and the cursor stay where they were.
+        # A state change on the same devices and links relabels the nodes in place: no rebuild, the fold
+        # and the cursor stay where they were.
+        relabels = pane.relabels
         devices = tuple(replace(d, state="down") if d.name == "POPB-AGG" else d for d in snap.devices)
         engine.set_snapshot(replace(snap, taken_at=NOW + 6, devices=devices))
+        await pilot.press("r")
+        await until(pilot, lambda: pane.relabels > relabels)
+        assert pane.rebuilds == built
+        assert "down" in str(node_of(tree, ("device", "POPB-AGG")).label)
+        assert node_of(tree, ("device", "POPA-AGG")) is agg and not agg.is_expanded and tree.cursor_node is agg
+        assert node_of(tree, ("device", "CORE1")).is_expanded
+        # A new link changes the shape: the tree is rebuilt, and the fold and the cursor still stay.
+        extra = LinkView("CORE1:ether9--POPB-AGG:ether9", "CORE1:ether9", "POPB-AGG:ether9", "up")
+        engine.set_snapshot(replace(snap, taken_at=NOW + 7, devices=devices, links=(*snap.links, extra)))
         await pilot.press("r")
         await until(pilot, lambda: pane.rebuilds > built)
         again = node_of(tree, ("device", "POPA-AGG"))
@@ -213,3 +224,34 @@ async def test_a_lab_link_cut_marks_its_root_and_dims_what_it_cut_off(cut: DemoR
                 for d in incident.impact.devices)
 
         await until(pilot, marked, timeout=60)
+
+
+def test_a_chain_of_a_thousand_routers_is_one_deep_tree_without_recursion() -> None:
+    """Each hop is two levels (device, link): a recursive walk stopped at Python's recursion limit."""
+    from ispvm_tui.screens.topology import build_outline, filtered, shape
+
+    names = [f"R{i:04d}" for i in range(1000)]
+    devices = tuple(DeviceView(n, "S", "access", f"10.9.{i // 250}.{i % 250}", "down" if i == 999 else "up")
+                    for i, n in enumerate(names))
+    links = tuple(LinkView(f"{a}:e1--{b}:e0", f"{a}:e1", f"{b}:e0", "up") for a, b in itertools.pairwise(names))
+    snap = replace(build_snapshot(), vantage=(names[0],), devices=devices, links=links, incidents=(), alerts=())
+    outline = build_outline(snap, "noc")
+    assert len(shape(outline)) == 1000 + 999
+    assert outline.children[0].problem  # the down router at the far end marks the whole path
+    last = filtered(outline, "R0999")
+    assert last is not None and len(shape(last)) == 1000 + 999
+    assert filtered(outline, "nothing-like-it") is None
+
+
+async def test_the_console_shows_a_thousand_router_chain() -> None:
+    names = [f"R{i:04d}" for i in range(1000)]
+    devices = tuple(DeviceView(n, "S", "access", f"10.9.{i // 250}.{i % 250}", "up") for i, n in enumerate(names))
+    links = tuple(LinkView(f"{a}:e1--{b}:e0", f"{a}:e1", f"{b}:e0", "up") for a, b in itertools.pairwise(names))
+    engine = DetailEngine(replace(build_snapshot(), vantage=(names[0],), devices=devices, links=links,
+                                  incidents=(), alerts=()))
+    app = IspvmApp(engine, actor="alice")  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane, tree = await open_topology(pilot)
+        await pilot.press("end")
+        await until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data == ("device", "R0999"))
+        assert pane.rebuilds == 1
