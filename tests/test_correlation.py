@@ -322,6 +322,26 @@ def test_recurrence_within_the_window_reopens_instead_of_paging_anew() -> None:
     assert [c.transition for c in _round(book, [down("CORE1:e1")], 900)] == ["opened"]  # past the window
 
 
+def test_a_bigger_outage_sharing_a_root_with_one_just_closed_is_a_new_incident() -> None:
+    """One root of a just-closed incident failing again inside something much larger is a new event: it must
+    page as incident.opened, not come back as an update of the old one (seen at 1,000 routers: everything
+    behind the core went dark right after a PoP outage had closed, and no incident was opened)."""
+    book = IncidentBook(close_after_s=10, update_every_s=0, reopen_window_s=300)
+    (first,) = _round(book, [down("CORE1:e1")], 0)
+    _round(book, [], 5)
+    assert [c.event for c in _round(book, [], 20)] == ["incident.closed"]
+    changes = _round(book, [down("CORE1:e1"), down("CORE1:e2")] + [unreachable(d) for d in "ABCD"], 100)
+    assert [(c.event, c.transition) for c in changes] == [("incident.opened", "opened")]
+    assert changes[0].incident.id != first.incident.id
+    # Part of what a closed incident had failing again is that incident again.
+    book = IncidentBook(close_after_s=10, update_every_s=0, reopen_window_s=300)
+    (both,) = _round(book, [down("CORE1:e1"), down("CORE1:e2")] + [unreachable(d) for d in "ABCD"], 0)
+    _round(book, [], 5)
+    assert [c.event for c in _round(book, [], 20)] == ["incident.closed"]
+    changes = _round(book, [down("CORE1:e1")], 100)
+    assert [(c.transition, c.incident.id) for c in changes] == [("reopened", both.incident.id)]
+
+
 def test_held_plan_freezes_its_incident_and_opens_nothing() -> None:
     book = IncidentBook(close_after_s=0)
     held = state(unsettled=frozenset({"D"}))

@@ -202,8 +202,11 @@ class IncidentBook:
             if not candidates:
                 if plan.key in muted:
                     continue
+                # The same root failing again: every root of the new plan was a root of the closed incident. A
+                # bigger outage that merely shares one of them (the core link of a PoP outage, then everything
+                # behind the core) is a new event and pages as one.
                 again = next((c for c in reversed(closed) if c.closed_by == "engine" and c.closed_at is not None
-                              and now - c.closed_at <= self.reopen_window_s and set(c.roots) & roots), None)
+                              and now - c.closed_at <= self.reopen_window_s and roots <= set(c.roots)), None)
                 if again is not None:
                     closed.remove(again)
                     again = copy.deepcopy(again)
