@@ -467,8 +467,11 @@ def steady_phase(args: argparse.Namespace, lab: LabTopology, engine: EngineProc)
         raise SystemExit(f"the engine did not poll within {args.startup_timeout:g} s "
                          f"(exit status {engine.proc.poll()}; see {engine.stderr_path})")
     out["first_lab_read_s"] = round(first - engine.spawned_at, 2)
-    say(f"engine: first router read {out['first_lab_read_s']} s after start; warming up one interval")
-    time.sleep(args.interval)  # connects, logins, menu detection: the start-up, not the steady state
+    warmup = args.warmup_intervals * args.interval
+    say(f"engine: first router read {out['first_lab_read_s']} s after start; warming up {warmup:g} s")
+    # Connects, logins, menu detection and the config baselines (engine/config_watch.py reads every device once
+    # after its first poll, 8 at a time: about 4 minutes at 1,000 routers): the start-up, not the steady state.
+    time.sleep(warmup)
     cpu0, threads0, lab0, t0 = proc_cpu(engine.pid), thread_cpu(engine.pid), lab.stats(), time.time()
     say(f"engine: steady phase, {args.steady_intervals} intervals of {args.interval:g} s")
     time.sleep(args.steady_intervals * args.interval)
@@ -717,6 +720,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--interfaces", type=int, default=24)
     p.add_argument("--interval", type=float, default=60.0, help="[polling].interval_s (s)")
     p.add_argument("--steady-intervals", type=int, default=4)
+    p.add_argument("--warmup-intervals", type=float, default=1.0,
+                   help="intervals between the first poll and the steady phase (start-up, config baselines)")
     p.add_argument("--secrets", choices=("file", "keyring"), default="file",
                    help="where the engine finds the lab's secrets (default: the encrypted file)")
     p.add_argument("--storms", default="behind-core2,all-but-attach",
