@@ -59,6 +59,9 @@ class _Job:
 _STOP = object()
 
 
+MEMORY_LIMIT = "192MB"  # DuckDB's own buffers (see _open)
+
+
 def _open(path: Path) -> duckdb.DuckDBPyConnection:
     # DuckDB creates the file, its WAL and spill files itself, without a mode: the umask decides.
     restrict_umask()
@@ -83,6 +86,10 @@ def _open(path: Path) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open database {path}: {exc}") from None
     if not existed and path.exists():
         os.chmod(path, PRIVATE_FILE)
+    # DuckDB's default limit is 80 % of the machine's memory, and its buffer manager keeps the blocks it has
+    # read or written cached up to it: an engine writing samples all day would grow towards that. Past the
+    # limit DuckDB evicts clean blocks and spills big queries to its temp directory instead.
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     return con
 
 
