@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from rich.text import Text
 from textual import on
@@ -32,6 +33,7 @@ GROUP_SITES_ABOVE = 50  # devices: a larger tree opens site by site
 
 
 NodeData = tuple[str, ...] | None
+_Node = TypeVar("_Node", "Outline", TreeNode)
 
 
 @dataclass
@@ -191,15 +193,20 @@ def build_outline(snapshot: Snapshot, host: str, group_sites: bool | None = None
 # The tree is as deep as the network is long (a chain of 1,000 routers is 2,000 levels): every walk over
 # it is a loop, never recursion, which would stop at Python's recursion limit.
 
-def _outline_nodes(node: Outline) -> list[Outline]:
-    """``node`` and everything below it, parents before children, children in order."""
-    found: list[Outline] = []
+def _preorder(node: _Node) -> list[_Node]:
+    """``node`` and everything below it, parents before children, children in order (an Outline or a
+    widget's TreeNode: anything with ``children``)."""
+    found: list[_Node] = []
     stack = [node]
     while stack:
         current = stack.pop()
         found.append(current)
         stack.extend(reversed(current.children))
     return found
+
+
+def _outline_nodes(node: Outline) -> list[Outline]:
+    return _preorder(node)
 
 
 def _spread_problems(node: Outline) -> bool:
@@ -409,10 +416,4 @@ class TopologyPane(Vertical):
 
 
 def _nodes(node: TreeNode) -> list[TreeNode]:
-    found: list[TreeNode] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(reversed(current.children))
-    return found
+    return _preorder(node)
