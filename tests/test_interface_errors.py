@@ -137,6 +137,32 @@ def test_lab_drops_trickle_normally_and_climb_with_congestion() -> None:
     assert core.tx_queue_drops == after
 
 
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_lab_traffic_swings_around_the_baseline_and_both_ends_agree(lazy: bool) -> None:
+    """Rates move from one poll to the next (a flat lab hides a console that stopped refreshing), stay within
+    the swing of the scenario's baseline, and what one end sends the other receives however it is stepped."""
+    clock = ManualClock()
+    model = LabModel.build(load_scenario("core-link-cut"), clock, lazy=lazy)  # type: ignore[arg-type]
+    core = model.devices["CORE1"].interfaces["ether3"]
+    agg = model.devices["POPB-AGG"].interfaces["ether1"]
+    line = 10e9 * 0.2 / 8  # CORE1 -> POPB-AGG: 10G at 20 %, bytes a second (no timeline entry touches it)
+    sent0, got0 = core.tx_bytes, agg.rx_bytes  # counters start where a long-running router's would
+    rates = []
+    for _ in range(24):  # two swing cycles, polled every 20 s; the far end at other moments
+        before = core.tx_bytes
+        clock.t += 7
+        model.advance_device("POPB-AGG")
+        clock.t += 13
+        model.advance_device("CORE1")
+        rates.append((core.tx_bytes - before) / 20)
+    assert all(line * (1 - lab_model.SWING_SHARE) <= r <= line * (1 + lab_model.SWING_SHARE) for r in rates)
+    assert max(rates) - min(rates) > line * lab_model.SWING_SHARE  # it swings, not a flat line
+    model.advance_device("POPB-AGG")
+    assert agg.rx_bytes - got0 == pytest.approx(core.tx_bytes - sent0, rel=1e-6)
+    # Over whole cycles the swing averages out to the baseline.
+    assert core.tx_bytes - sent0 == pytest.approx(line * 480, rel=1e-3)
+
 # ---- both collectors against the running lab ---------------------------------------------
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import random
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ BACKGROUND_BPS = 200_000  # traffic on interfaces without a modelled link
 ERROR_SHARE = 2e-8
 DROP_SHARE = 1e-7
 CONGESTED_DROP_SHARE = 0.01
+# Real traffic is never flat: a link's baseline swings this share either way over one cycle (simulated
+# seconds), each link at its own phase, so rates, sparklines and charts move the way a live network's do.
+SWING_SHARE = 0.1
+SWING_PERIOD_S = 240.0
 
 
 @dataclass
@@ -61,6 +66,25 @@ class LinkState:
     congestion: float | None = None  # overrides utilisation while set
     congestion_until: float | None = None
     flap_down: bool = False  # toggled by a flap entry
+    swing_phase: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.swing_phase = 2 * math.pi * int(hashlib.blake2s(self.id.encode(), digest_size=4).hexdigest(), 16) / 2**32
+
+    def mean_utilisation(self, start: float, end: float) -> float:
+        """The utilisation carried on average over [start, end]: congestion while set, else the swinging baseline.
+
+        A closed form of the swing's integral, so both ends of a link, moved at different moments, still add up
+        to the same totals.
+        """
+        if self.congestion is not None:
+            return self.congestion
+        if end <= start:
+            return self.utilisation
+        omega = 2 * math.pi / SWING_PERIOD_S
+        phase = self.swing_phase
+        swing = (math.cos(omega * start + phase) - math.cos(omega * end + phase)) / (omega * (end - start))
+        return self.utilisation * (1 + SWING_SHARE * swing)
 
 
 @dataclass
@@ -226,12 +250,12 @@ class LabModel(LabModelLike):
         # loses nothing (the next step carries the whole elapsed time).
         if dt <= 0 or dt < min_step:
             return
-        self._last_advance = now
+        start, self._last_advance = self._last_advance, now
         carried: set[tuple[str, str]] = set()
         for link in self.links.values():
             if not self._link_passes(link):
                 continue
-            util = link.congestion if link.congestion is not None else link.utilisation
+            util = link.mean_utilisation(start, now)
             for (src, src_itf), (dst, dst_itf), skew in ((link.a, link.b, 1.0), (link.b, link.a, 0.6)):
                 nbytes = int(link.speed_bps * util * skew / 8 * dt)
                 out, inn = self.devices[src].interfaces[src_itf], self.devices[dst].interfaces[dst_itf]
@@ -261,15 +285,17 @@ class LabModel(LabModelLike):
     def advance_device(self, name: str, min_step: float = 0.0) -> None:
         """Move one router's counters to now: the whole network unless the model is lazy.
 
-        Each link end carries the link's constant rate in each direction, so moving its two ends at
-        different moments still gives the same totals; any state change moves everything first (apply).
+        Each link end carries the link's mean rate over the elapsed time in each direction (a closed form), so
+        moving its two ends at different moments still gives the same totals; any state change moves everything
+        first (apply).
         """
         if not self.lazy:
             self.advance(min_step)
             return
         now = self.clock.now()
         self._apply_due()
-        dt = now - self._advanced_at.get(name, now)
+        start = self._advanced_at.get(name, now)
+        dt = now - start
         if dt <= 0 or dt < min_step:
             return
         self._advanced_at[name] = now
@@ -279,7 +305,7 @@ class LabModel(LabModelLike):
             end = self._link_at.get((name, itf.name))
             if end is not None and self._link_passes(end[0]):
                 link, is_a = end
-                util = link.congestion if link.congestion is not None else link.utilisation
+                util = link.mean_utilisation(start, now)
                 out_skew, in_skew = (1.0, 0.6) if is_a else (0.6, 1.0)
                 sent, got = (int(link.speed_bps * util * skew / 8 * dt) for skew in (out_skew, in_skew))
                 itf.tx_bytes += sent
