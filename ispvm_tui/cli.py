@@ -1509,7 +1509,7 @@ def incidents_list(
     config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Incidents, open and acknowledged first (newest first), then closed ones (last closed first): short id,
-    status, severity, age (since it opened), title."""
+    status, severity, age (since it opened), owner (when any is assigned), title."""
     import shutil
 
     from ispvm_tui.engine.incident_queries import list_args
@@ -1530,6 +1530,9 @@ def incidents_list(
     rows = [[i["id"][:8], _status_word(i["status"]), i["severity"],
              _age(listed["now"] - i["opened_at"]), i["title"]] for i in incidents]
     headers = ["ID", "STATUS", "SEVERITY", "AGE", "TITLE"]
+    if any(i.get("assigned_to") for i in incidents):  # a column only when someone owns one: 80 columns are dear
+        rows = [[*r[:-1], i.get("assigned_to") or "-", r[-1]] for r, i in zip(rows, incidents, strict=True)]
+        headers = [*headers[:-1], "OWNER", headers[-1]]
     used = sum(max(len(h), *(len(r[k]) for r in rows)) + 2 for k, h in enumerate(headers[:-1]))
     room = max(20, shutil.get_terminal_size((80, 24)).columns - used)
     _table(headers, [[*r[:-1], _fit(r[-1], room)] for r in rows])

@@ -76,11 +76,17 @@ def test_timeline_actions_and_an_assignment_that_survives_a_restart(tmp_path: Pa
         change = next(e for e in entries if e.kind == "config.changed")
         assert change.at < fired.at <= opened.at
 
+        events: list[Any] = []
+        unsubscribe = run.engine.subscribe(events.append)
         view = _result(run.engine.acknowledge(inc.id, "oncall-alice"))
         assert view.status == "acked"
         assert _result(run.engine.add_note(inc.id, "UPSTREAM1 NOC called, ticket 81", "bob")) is None
         assigned = _result(run.engine.assign(inc.id, "dave", "carol"))
         assert assigned.assigned_to == "dave"
+        # Other consoles hear of both (they notify nobody outside): the incident's detail reads its timeline again.
+        assert wait_for(lambda: {"incident.noted", "incident.assigned"}
+                        <= {e.kind for e in list(events) if e.incident_id == inc.id}, 10)
+        unsubscribe()
         assert run.engine.snapshot().incident(inc.id).assigned_to == "dave"
 
         entries = _timeline(run, inc.id)

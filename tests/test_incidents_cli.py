@@ -96,6 +96,14 @@ def test_incidents_through_the_engine_then_off_the_file(tmp_path: Path, address_
         assert {"transition": "note", "actor": "bob", "detail": "spliced at 14:05"}.items() <= timeline[-1].items()
         assert "note by bob: spliced at 14:05" in ispvm("incidents", "show", short, "--database", db).stdout
 
+        # Assigned: the list gains an OWNER column (only when someone owns an incident), still in 80 columns.
+        owned = ispvm("incidents", "assign", short, "dave", "--database", db, "--actor", "bob")
+        assert owned.returncode == 0, owned.stderr
+        table = ispvm("incidents", "list", "--database", db).stdout.splitlines()
+        assert table[0].split() == ["ID", "STATUS", "SEVERITY", "AGE", "OWNER", "TITLE"]
+        assert any(line.startswith(short) and line.split()[5] == "dave" for line in table)  # "◑ acked": 2 words
+        assert max(len(line) for line in table) <= 80
+
         closed = ispvm("incidents", "close", short, "--note", "fibre spliced", "--database", db, "--actor", "carol")
         assert closed.returncode == 0, closed.stderr
         after = run.engine.snapshot().incident(incident.id)
@@ -118,7 +126,7 @@ def test_incidents_through_the_engine_then_off_the_file(tmp_path: Path, address_
 
         live_list = ispvm_json("incidents", "list", "--database", db)
         live_show = ispvm_json("incidents", "show", short, "--database", db)
-        assert [t["transition"] for t in live_show["timeline"]][-3:] == ["acked", "note", "closed"]
+        assert [t["transition"] for t in live_show["timeline"]][-4:] == ["acked", "note", "assigned", "closed"]
         assert {"target": "lab-sink"}.items() <= live_show["deliveries"][0].items()
         ids = [i["id"] for i in live_list["incidents"]]
         unknown = next(p for p in ("000000", "111111", "222222") if not any(i.startswith(p) for i in ids))

@@ -417,7 +417,8 @@ class TimelineEntry:
 class EngineEvent:
     kind: str  # "incident.opened", "incident.updated", "incident.acked", "incident.closed",
     #            "alert.fired", "alert.resolved", "delivery.failed", "delivery.dead", "engine.error",
-    #            "config.changed.detected", "maintenance.changed", "change.changed"
+    #            "config.changed.detected", "maintenance.changed", "change.changed",
+    #            "incident.noted", "incident.assigned" (no notification: front-ends refresh the incident)
     at: float
     summary: str
     incident_id: str | None = None

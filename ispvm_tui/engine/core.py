@@ -1184,8 +1184,11 @@ class Engine:
         current = (held.status, held.severity, held.title) if held is not None else await asyncio.to_thread(
             incident_queries.current_state, self.store.query_dicts, incident_id)
         now = self.clock.now()
-        return await asyncio.wrap_future(self.store.transaction(
+        result = await asyncio.wrap_future(self.store.transaction(
             lambda con: incident_queries.add_note(con, incident_id, actor, text, now, current)))
+        # Every console with this incident open reads its timeline again (attached ones too).
+        self._publish("incident.noted", f"{actor}: note on {incident_id[:8]}", incident_id)
+        return result
 
     def _control_ops(self) -> dict[str, control.Handler]:
         """What the control socket serves: the calendar, resends and incident actions (which the CLI could not
@@ -1372,6 +1375,8 @@ class Engine:
             rnd = assign_round(self.book, incident_id, assignee, actor, now)
             await self._commit_round(rnd, now, audit=(actor, "incident.assign", incident_id, assignee)
                                      if rnd.changes else None)
+        if rnd.changes:
+            self._publish("incident.assigned", f"{actor}: {incident_id[:8]} assigned to {assignee}", incident_id)
         return rnd.open[incident_id].view(self.alerts, now, self._critical)
 
     async def _assign_op(self, args: dict[str, Any], actor: str) -> dict[str, Any]:
