@@ -155,10 +155,11 @@ def test_demo_incident_is_acked_and_a_devices_traffic_moves(terminal: Terminal) 
     term.keys("Enter")  # keep the filter, back to the table
     time.sleep(0.5)  # the focus moves back to the table on the next refresh
     term.keys("Enter")  # open the device under the cursor
+    # The device's name and state stay at the top while its interface table takes the focus.
     first = term.wait(lambda s: interface_lines(s) and all(RATE.fullmatch(rates(line)[0])
-                                                           for line in interface_lines(s)),
-                      "CORE1's interface rates")
-    assert line_with(first, "CORE1", "core at DC1")
+                                                           for line in interface_lines(s))
+                      and line_with(s, "CORE1", "core at DC1"),
+                      "CORE1's header and interface rates")
     before = [rates(line) for line in interface_lines(first)]
     term.wait(lambda s: [rates(line) for line in interface_lines(s)] != before
               and all(RATE.fullmatch(rates(line)[0]) for line in interface_lines(s)),

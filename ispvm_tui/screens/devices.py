@@ -528,7 +528,7 @@ class DeviceDetailScreen(Screen[None]):
                                 for i in detail.interfaces])
         if before is None and interfaces.row_count and not self._focused_once:
             self._focused_once = True  # the first rows take the focus, so the arrows move the chart's cursor
-            interfaces.focus()
+            interfaces.focus(scroll_visible=False)  # the device's name and state stay at the top
         if self.selected_interface() != before and self.history is not None:
             self._show_chart()
         wireless = self.query_one("#device-wireless", DataTable)
