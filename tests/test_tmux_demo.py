@@ -92,6 +92,17 @@ class Terminal:
             assert time.monotonic() < deadline, f"not on screen after {timeout:g}s: {what}\n{self.last}"
             time.sleep(0.25)
 
+    def press_until(self, key: str, predicate: Callable[[str], object], what: str, every: float = 3.0) -> str:
+        """Send ``key`` until ``predicate`` holds, waiting ``every`` seconds between presses."""
+        deadline = time.monotonic() + STEP_WAIT_S
+        while True:
+            self.keys(key)
+            try:
+                return self.wait(predicate, what, timeout=min(every, max(0.0, deadline - time.monotonic())))
+            except AssertionError:
+                if time.monotonic() >= deadline:
+                    raise
+
     def close(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             self.tmux("kill-server")
@@ -153,8 +164,9 @@ def test_demo_incident_is_acked_and_a_devices_traffic_moves(terminal: Terminal) 
     term.keys("CORE1", literal=True)
     term.wait(lambda s: "filter “CORE1” 1/" in s, "the list filtered to CORE1")
     term.keys("Enter")  # keep the filter, back to the table
-    time.sleep(0.5)  # the focus moves back to the table on the next refresh
-    term.keys("Enter")  # open the device under the cursor
+    # The focus moves back to the table on the next refresh; an enter that still reaches the filter only
+    # submits it again, so enter is sent until the device's detail is open (on it, enter does nothing more).
+    term.press_until("Enter", lambda s: "Devices › CORE1" in s, "CORE1's detail")
     # The device's name and state stay at the top while its interface table takes the focus.
     first = term.wait(lambda s: interface_lines(s) and all(RATE.fullmatch(rates(line)[0])
                                                            for line in interface_lines(s))
