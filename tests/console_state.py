@@ -29,6 +29,7 @@ from ispvm_tui.engine.api import (
     AlertView,
     BgpRow,
     ChangeRecordView,
+    CollectorView,
     ConfigChangeView,
     DeliveryReport,
     DeviceDetail,
@@ -45,6 +46,7 @@ from ispvm_tui.engine.api import (
     OspfRow,
     RootCause,
     SensorRow,
+    ServiceView,
     Severity,
     SiteView,
     Snapshot,
@@ -304,12 +306,30 @@ def _snapshot(net: _Net, incidents: list[IncidentView], changes: tuple[ConfigCha
     alerts = tuple(a for i in incidents for a in i.alerts if a.state == "firing")
     raised = sum(len(i.alerts) for i in incidents)
     suppressed = sum(i.suppressed_count for i in incidents)
+    # Transit per upstream (down while a BGP alert names it), broadband per PoP (its aggregation router).
+    services = [ServiceView(f"Internet transit via {name}", "down" if any(a.entity_id.endswith(f":{name}")
+                                                                           for a in alerts) else "up",
+                            1, int(any(a.entity_id.endswith(f":{name}") for a in alerts)), category="transit")
+                for name, _, _ in TRANSITS]
+    for name, members in list(sites.items())[:8]:
+        agg = next((d for d in members if d.role == "aggregation"), None)
+        if agg is not None:
+            services.append(ServiceView(f"{name} broadband", agg.state, 1, int(agg.state == "down"),
+                                        net.subscribers.get(name), "access"))
+    collectors = (CollectorView("local", "local", "up", len(devices) - 4, TAKEN_AT - 4, polls_failed_now(devices),
+                                0.0),
+                  CollectorView("POP-FAR", "remote", "up", 4, TAKEN_AT - 12, 0))
     return Snapshot(
         taken_at=TAKEN_AT, vantage=("CORE1", "CORE2"), sites=tuple(site_views), devices=devices,
         links=tuple(net.links), incidents=(*live, *closed), alerts=alerts, polls_total=polls_total,
         polls_failed=sum(d.state == "down" for d in devices) * 12,
         noise=Noise(raised, suppressed, len(incidents), len(alerts)), config_changes=changes,
+        services=tuple(services), collectors=collectors,
     )
+
+
+def polls_failed_now(devices: tuple[DeviceView, ...]) -> int:
+    return sum(d.state == "down" for d in devices)
 
 
 def small_state(seed: int = 7) -> Snapshot:

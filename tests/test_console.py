@@ -202,8 +202,8 @@ async def test_home_shows_severity_counts_as_text(engine: SnapshotEngine) -> Non
         assert "◆ MAJOR 0" in text
         assert "WARN 0" in text  # the closed warning is not counted
         sites = app.screen.query_one("#sites-table", DataTable)
-        assert row_keys(sites)[0] == "POP-A"  # trouble first
-        assert "✖ down" in str(sites.get_row("POP-A")[1])
+        assert row_keys(sites)[0] == "site:POP-A"  # trouble first
+        assert "✖ down" in str(sites.get_row("site:POP-A")[2])
         status = plain(app.screen.query_one("#status", Static))
         assert "polls 118 ok / 2 failed" in status
         assert "filter: none" in status

@@ -114,6 +114,33 @@ class SiteView:
     devices_down: int
     subscribers: int | None
     state: EntityState
+    maintenance: str | None = None  # the name of a maintenance window in force over one of its devices
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """A configured service: its state from what it depends on (engine/home_status.py)."""
+
+    name: str
+    state: EntityState  # down: everything it depends on is down; degraded: some of it
+    depends_on: int  # how many entities it names
+    down: int  # of them, down
+    subscribers: int | None = None
+    category: str | None = None
+    maintenance: str | None = None  # a window in force over one of its devices
+
+
+@dataclass(frozen=True)
+class CollectorView:
+    """What polls: this host's poller ("local") or a remote collector, and how well it keeps up."""
+
+    name: str
+    kind: Literal["local", "remote"]
+    state: EntityState  # remote: down when its heartbeats stopped
+    devices: int
+    last_poll_at: float | None = None  # local: the newest poll's start; remote: its last heartbeat
+    failing: int = 0  # devices whose last poll failed
+    lag_s: float | None = None  # local: how far the most overdue answering device is past its interval
 
 
 @dataclass(frozen=True)
@@ -143,6 +170,8 @@ class Snapshot:
     polls_failed: int = 0
     noise: Noise = field(default_factory=lambda: Noise())
     config_changes: tuple[ConfigChangeView, ...] = ()  # newest first, the last few detected
+    services: tuple[ServiceView, ...] = ()
+    collectors: tuple[CollectorView, ...] = ()
 
     def severity_counts(self) -> dict[str, int]:
         counts = {s: 0 for s in SEVERITY_ORDER}

@@ -29,9 +29,10 @@ import duckdb
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import ConfigRead, InterfaceStat, PollResult
 from ispvm_tui.config import Config, load_rules, remote_devices
-from ispvm_tui.engine import calendar, config_watch, control, outbox, webhooks
+from ispvm_tui.engine import calendar, config_watch, control, home_status, outbox, webhooks
 from ispvm_tui.engine.api import (
     ChangeRecordView,
+    CollectorView,
     ConfigChangeView,
     DeliveryReport,
     DeviceView,
@@ -41,6 +42,7 @@ from ispvm_tui.engine.api import (
     LinkView,
     MaintenanceView,
     Noise,
+    ServiceView,
     SiteView,
     Snapshot,
 )
@@ -1104,13 +1106,16 @@ class Engine:
                 state = "down"
             links.append(LinkView(id=link.id, a=link.a, b=link.b, state=state, speed_mbps=link.speed_mbps))
         sites = []
+        windows = self.maintenance.windows
         for s in self.config.sites:
             members = [d for d in devices if d.site == s.name]
             down = sum(1 for d in members if d.state == "down")
             st: EntityState = "unknown" if all(d.state == "unknown" for d in members) else (
                 "down" if members and down == len(members) else "degraded" if down else "up")
             sites.append(SiteView(name=s.name, devices=len(members), devices_down=down, subscribers=s.subscribers,
-                                  state=st))
+                                  state=st, maintenance=home_status.window_over(
+                                      windows, (d.name for d in members), now) if windows else None))
+        services, collectors = self._home_status(devices, links, sites, windows, now)
         incidents = [inc.view(self.alerts, now, self._critical) for inc in self.book.all()[:200]]
         noise = Noise(alerts_raised=self.rules.raised, alerts_suppressed=self.alerts_suppressed,
                       incidents=self.incidents_opened, alerts_firing=len(self.rules.firing))
@@ -1120,7 +1125,23 @@ class Engine:
             alerts=tuple(a.view() for a in self.rules.firing.values()),
             polls_total=self.polls_total, polls_failed=self.polls_failed, noise=noise,
             config_changes=tuple(list(self.config_watch.recent)[-SNAPSHOT_CONFIG_CHANGES:][::-1]),
+            services=services, collectors=collectors,
         )
+
+    def _home_status(self, devices: list[DeviceView], links: list[LinkView], sites: list[SiteView],
+                     windows: list[Any], now: float) -> tuple[tuple[ServiceView, ...], tuple[CollectorView, ...]]:
+        """Services from what they depend on; this host's poller and the remote collectors (home_status.py)."""
+        services = home_status.services(
+            self.config, {d.name: d for d in devices}, {lk.id: lk for lk in links}, {s.name: s for s in sites},
+            lambda peer: self.rules.is_firing("bgp.down", peer), windows, now)
+        scheds = self.poller.schedules if self.poller is not None else {}
+        fleet = self.config.polling.interval_s
+        own = {d.name: d.interval_s for d in self.config.devices if d.interval_s}
+        local = home_status.local_collector(
+            ((sc.last_done_started if sc.polls else None, sc.failures, sc.next_allowed > now, own.get(name, fleet))
+             for name, sc in scheds.items()), now)
+        remote = self.centre.collector_views(now) if self.centre is not None else ()
+        return services, home_status.collectors(local, remote)
 
     # ---- change calendar, run-time maintenance windows, control socket ------------------------------
     # (engine/calendar.py does the work, in the store's transactions; the hooks elsewhere are one line

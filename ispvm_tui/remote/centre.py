@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from nats.js import api
 from nats.js.errors import NotFoundError
 
+from ispvm_tui.engine.api import CollectorView, EntityState
 from ispvm_tui.remote import codec, link
 from ispvm_tui.remote.codec import CodecError
 
@@ -482,3 +483,22 @@ class Centre:
             if t.fired:
                 self._unknown(devices, f"collector {name} lost")
         return transitions
+
+    # ---- what the console's Home shows -------------------------------------
+    def collector_views(self, now: float) -> list[CollectorView]:
+        """Each remote collector as the centre hears it: down once judged lost, unknown while the centre
+        cannot hear anyone (or it said goodbye, or was not heard yet), else up; its last heartbeat as the
+        engine's clock time."""
+        mono = time.monotonic()
+        limit = LOST_AFTER * self.remote.heartbeat_s
+        views = []
+        for name, devices in self.members.items():
+            last = self.last_heartbeat.get(name)
+            heard = name in self._heard and last is not None
+            silent = mono - last if last is not None else math.inf
+            state: EntityState = ("unknown" if not self.link_up or name in self._stopped else
+                                  "down" if silent > limit else "up" if heard else "unknown")
+            failing = sum(1 for d in devices if self.engine.runtime[d].ok is False)
+            views.append(CollectorView(name=name, kind="remote", state=state, devices=len(devices),
+                                       last_poll_at=now - silent if heard else None, failing=failing))
+        return views

@@ -23,6 +23,10 @@ from ispvm_tui.screens.widgets import (
 
 LATEST_LIMIT = 8
 DOWN_LIST_LIMIT = 5
+# Below these the pane drops borders and margins, and the topology box (its own tab has it all), so that at
+# 80x24 the open incidents and the sites' and services' rows are on screen together.
+SHORT_HEIGHT = 24
+NARROW_WIDTH = 100
 
 
 def severity_summary(snapshot: Snapshot | None) -> Text:
@@ -34,7 +38,7 @@ def severity_summary(snapshot: Snapshot | None) -> Text:
         symbol, word, style = SEVERITY_STYLE[severity]
         count = counts[severity]
         text.append(f"{symbol} {word} {count}", style=style if count else "dim")
-        text.append("   ")
+        text.append("  ")  # two spaces: with "total" the line fits 80 columns
     total = sum(counts.values())
     text.append(f"total {total}" if total else "total 0 — all clear", style="bold" if total else "green")
     noise = snapshot.noise
@@ -44,6 +48,44 @@ def severity_summary(snapshot: Snapshot | None) -> Text:
     if snapshot.polls_total == 0:
         text.append("\nSynchronizing… waiting for the first poll results", style="italic")
     return text
+
+
+def collectors_line(snapshot: Snapshot) -> Text:
+    """What polls and how well it keeps up: one line, this host's poller first, then each remote collector."""
+    text = Text()
+    if not snapshot.collectors:
+        return text
+    text.append("Pollers  ", style="bold")
+    now = snapshot.taken_at
+    for n, c in enumerate(snapshot.collectors):
+        if n:
+            text.append("  ·  ", style="dim")
+        symbol, style = STATE_STYLE.get(c.state, ("?", "dim"))
+        text.append(f"{symbol} {c.name} ", style=style)
+        text.append(f"{c.devices} dev {age(c.last_poll_at, now)}")  # local: the last poll; remote: heartbeat
+        if c.failing:
+            text.append(f", {c.failing} not answering", style="yellow")
+        if c.lag_s is not None and c.lag_s >= 1:
+            text.append(f", {c.lag_s:.0f}s behind", style="bold yellow")
+    return text
+
+
+def status_rows(snapshot: Snapshot) -> list[tuple[str, tuple[str | Text, ...]]]:
+    """Sites and services together, worst first (down ones lead whatever their kind): name, kind, state (and
+    the maintenance window over it), down of how many, subscribers."""
+    def state_cell(state: str, maintenance: str | None) -> Text:
+        text = state_text(state)
+        if maintenance:
+            text.append(" ⚒ maint", style="cyan")
+        return text
+
+    ranked = [((STATE_RANK.get(s.state, 9), 0, s.name), f"site:{s.name}",
+               (s.name, "site", state_cell(s.state, s.maintenance), f"{s.devices_down}/{s.devices}",
+                subscribers(s.subscribers))) for s in snapshot.sites]
+    ranked += [((STATE_RANK.get(v.state, 9), 1, v.name), f"service:{v.name}",
+                (v.name, "service", state_cell(v.state, v.maintenance), f"{v.down}/{v.depends_on}",
+                 subscribers(v.subscribers))) for v in snapshot.services]
+    return [(key, cells) for _, key, cells in sorted(ranked, key=lambda r: r[0])]
 
 
 def latest_incidents(snapshot: Snapshot, limit: int = LATEST_LIMIT) -> list[IncidentView]:
@@ -97,7 +139,7 @@ class HomePane(Vertical):
         yield DataTable(id="home-incidents", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="home-middle"):
             with Vertical(id="home-sites-box"):
-                yield Label("Sites", classes="pane-title")
+                yield Label("Sites and services", classes="pane-title")
                 yield DataTable(id="sites-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="home-topology-box"):
                 yield Label("Topology", classes="pane-title")
@@ -106,9 +148,9 @@ class HomePane(Vertical):
     def on_mount(self) -> None:
         sites = self.query_one("#sites-table", DataTable)
         for label, key, width in (
-            ("Site", "site", 18),
-            ("State", "state", 11),
-            ("Devices", "devices", 7),
+            ("Name", "name", 26),
+            ("Kind", "kind", 7),
+            ("State", "state", 18),
             ("Down", "down", 5),
             ("Subscribers", "subs", 11),
         ):
@@ -123,24 +165,22 @@ class HomePane(Vertical):
         ):
             latest.add_column(label, key=key, width=width)
 
+    def on_resize(self) -> None:
+        # No media queries in Textual CSS: a short or narrow terminal gets a class, app.tcss does the rest.
+        self.set_class(self.size.height < SHORT_HEIGHT, "-short")
+        self.set_class(self.size.width < NARROW_WIDTH, "-narrow")
+
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         last, self._last = self._last, snapshot
         severity = severity_summary(snapshot)
+        pollers = collectors_line(snapshot)
+        if pollers:
+            severity.append("\n").append_text(pollers)
         if severity != self._severity:
             self._severity = severity
             self.query_one("#home-severity", Static).update(severity)
-        if last is None or last.sites != snapshot.sites:
-            ordered = sorted(snapshot.sites, key=lambda s: (STATE_RANK.get(s.state, 9), s.name))
-            sync_table(
-                self.query_one("#sites-table", DataTable),
-                [
-                    (
-                        s.name,
-                        (s.name, state_text(s.state), str(s.devices), str(s.devices_down), subscribers(s.subscribers)),
-                    )
-                    for s in ordered
-                ],
-            )
+        if last is None or last.sites != snapshot.sites or last.services != snapshot.services:
+            sync_table(self.query_one("#sites-table", DataTable), status_rows(snapshot))
         topology = topology_summary(snapshot)
         if topology != self._topology:
             self._topology = topology
