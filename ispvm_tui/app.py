@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import getpass
 import os
 import socket
@@ -29,7 +30,8 @@ from textual.filter import Monochrome, NoColor
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane, Tree
+from textual.widget import Widget
+from textual.widgets import DataTable, Header, Input, Static, TabbedContent, TabPane, Tree
 
 from ispvm_tui.engine.api import (
     SEVERITY_ORDER,
@@ -62,6 +64,7 @@ from ispvm_tui.screens.topology import TopologyPane
 from ispvm_tui.screens.widgets import (
     SEVERITY_STYLE,
     ConsoleAction,
+    ConsoleFooter,
     bindings_for,
     error_text,
     selected_row_key,
@@ -69,6 +72,8 @@ from ispvm_tui.screens.widgets import (
 )
 
 MIN_REFRESH_S = 1.0
+GC_YOUNG_THRESHOLD = 20_000  # as the engine's (engine/core.py)
+_gc_settled = False  # see settle_gc
 RECURSION_LIMIT = 20_000  # see IspvmApp.__init__
 REFRESH_GAP_S = 0.25  # an alert storm is many events a second: one snapshot per gap is enough
 DELIVERIES_REFRESH_S = 3.0
@@ -76,6 +81,14 @@ DELIVERY_REPORT_LIMIT = 200
 DELIVERY_REPORT_TIMEOUT_S = 30.0  # a hung engine must not stop later refreshes for good
 DELIVERY_EVENTS = frozenset({"delivery.dead", "delivery.failed"})
 TABS = ("home", "incidents", "topology", "deliveries", "changes", "devices")
+TAB_FOCUS = {  # the widget on each tab that takes the keys
+    "home": "#home-incidents",
+    "incidents": "#incidents-table",
+    "topology": "#topology-tree",
+    "deliveries": "#dead-table",
+    "changes": "#calendar-table",
+    "devices": "#devices-table",
+}
 CONFIG_TOAST_EVERY_S = 1.0  # a fleet-wide change is one toast a second, counted, not one per router
 ANSI_THEMES = ("textual-ansi", "ansi-dark")  # the name differs between Textual versions
 # Events worth a toast; every event triggers a refresh anyway.
@@ -237,6 +250,24 @@ def pick_theme(wanted: str | None, available: Iterable[str]) -> str | None:
     return wanted if wanted in names else None
 
 
+def settle_gc() -> None:
+    """Once the first snapshot is on screen: what exists then (widgets, styles, the state) lives as long as
+    the console, so the collector stops walking it; collections of young objects are rarer.
+
+    At 1,000 devices a full collection walked it all for 100-250 ms, every few keys. The engine does the
+    same when it starts (engine/core.py); an attached console or a lab run need it here. Once a process:
+    a later console in the same process (tests) must not freeze what the earlier ones left behind.
+    """
+    global _gc_settled
+    if _gc_settled:
+        return
+    _gc_settled = True
+    gc.freeze()
+    threshold, *older = gc.get_threshold()
+    if threshold < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
+
+
 def default_actor() -> str:
     try:
         return getpass.getuser()
@@ -310,6 +341,10 @@ class IspvmApp(App[None]):
         # Bindings are per instance so read-only mode can leave write actions out entirely.
         for binding in bindings_for(self.actions):
             self._bindings.key_to_bindings.setdefault(binding.key, []).append(binding)
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            # The tab underline slides for 0.3 s at 60 frames a second: repaints that compete with the keys
+            # at fleet scale and cost bandwidth over SSH. TEXTUAL_ANIMATIONS=full brings it back.
+            self.animation_level = "none"
         wanted = os.environ.get("ISPVM_THEME") or ("ansi" if terminal_has_16_colours(os.environ) else None)
         theme = pick_theme(wanted, self.available_themes)
         if theme:
@@ -334,6 +369,7 @@ class IspvmApp(App[None]):
         self._config_toast_due = False
         self._last_refresh = 0.0  # monotonic: event bursts are applied at most every _refresh_gap
         self._refresh_gap = REFRESH_GAP_S
+        self._gc_settled = False
         self._stale_tabs: set[str] = set()  # hidden big views that have not seen the latest snapshot
         self.frozen_at: float | None = None  # wall clock when F froze the views
         self.events_held = 0  # events that arrived while frozen
@@ -358,7 +394,7 @@ class IspvmApp(App[None]):
             with TabPane("6 Devices", id="tab-devices"):
                 yield DevicesPane()
         yield Static(Text("Synchronizing…", style="italic"), id="status")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         # Keep references: app.query_one() searches the current screen, which may be a pushed one.
@@ -444,6 +480,9 @@ class IspvmApp(App[None]):
                 if self._exit or not self.is_running:
                     return
                 raise
+            if not self._gc_settled:
+                self._gc_settled = True
+                self.call_after_refresh(settle_gc)
             # A slow apply (a big network, every state changing) spaces the next ones out: the loop
             # spends at most a third of its time applying, the rest answering keys.
             self._refresh_gap = max(REFRESH_GAP_S, 2 * (time.monotonic() - started))
@@ -688,6 +727,11 @@ class IspvmApp(App[None]):
             return
         await self._back_to_main()
         self.main_screen.query_one("#tabs", TabbedContent).active = f"tab-{tab}"
+        # Focused now, not after the next paint: a table that gains focus after it was drawn is drawn
+        # again (its line cache is keyed on focus), ~40 lines of a 1,000-row table twice per switch.
+        widget = self._tab_widget(tab)
+        if widget is not None and self.screen is self.main_screen:
+            self.main_screen.set_focus(widget)
         self._focus_tab(tab)
 
     @on(TabbedContent.TabActivated, "#tabs")
@@ -703,15 +747,13 @@ class IspvmApp(App[None]):
         if tab == "changes":
             self.changes_pane.refresh_lists()
 
+    def _tab_widget(self, tab: str) -> Widget | None:
+        """The list that takes the keys on ``tab``."""
+        selector = TAB_FOCUS.get(tab)
+        return None if selector is None else self.main_screen.query_one(selector)
+
     def _focus_tab(self, tab: str) -> None:
-        selector = {
-            "home": "#home-incidents",
-            "incidents": "#incidents-table",
-            "topology": "#topology-tree",
-            "deliveries": "#dead-table",
-            "changes": "#calendar-table",
-            "devices": "#devices-table",
-        }.get(tab)
+        selector = TAB_FOCUS.get(tab)
         if selector is None:
             return
         pane = f"tab-{tab}"
