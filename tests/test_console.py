@@ -422,7 +422,14 @@ async def test_refresh_touches_only_what_changed(engine: SnapshotEngine) -> None
         first_device = tree.root.children[0]
         calls: list[str] = []
         original_update, original_clear = table.update_cell, table.clear
+        original_updates = table.update_cells  # ConsoleTable: many cells, one refresh (screens/table.py)
         table.update_cell = lambda *a, **k: (calls.append("update"), original_update(*a, **k))[1]
+
+        def update_cells(changes: list[tuple[str, object, object]]) -> None:
+            calls.extend("update" for _ in changes)
+            original_updates(changes)
+
+        table.update_cells = update_cells
         table.clear = lambda *a, **k: (calls.append("clear"), original_clear(*a, **k))[1]
         # a later poll: newer snapshot time and device poll stamps, nothing visible changed
         snap = build_snapshot()
@@ -460,6 +467,8 @@ async def test_event_from_engine_thread_triggers_refresh(engine: SnapshotEngine)
         await pilot.pause()
         await pilot.pause()
         assert row_keys(table) == ["INC-1", "INC-2", "INC-4", "INC-3"]
+        await pilot.press("1")  # Home was hidden: it catches up when shown
+        await pilot.pause()
         assert "◆ MAJOR 1" in plain(app.screen.query_one("#home-severity", Static))
     # after exit: unsubscribed, and a late callback held by the engine is harmless
     assert engine._callbacks == []

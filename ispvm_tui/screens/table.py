@@ -45,6 +45,16 @@ class ConsoleTable(DataTable):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._fast = fast_cells_supported(self)
 
+    def row_values(self, row: str, columns: list[ColumnKey]) -> list[object]:
+        """``get_row(row)`` for the given column order, without rebuilding that order per row."""
+        if not self._fast:
+            return self.get_row(row)
+        row_key = RowKey(row)
+        if row_key not in self._row_locations:
+            return self.get_row(row)  # raises as get_row does
+        cells = self._data[row_key]
+        return [cells[column] for column in columns]
+
     def update_cells(self, changes: Iterable[tuple[str | RowKey, str | ColumnKey, object]]) -> None:
         """Set many cells (row key, column key, value) with one refresh; as ``update_cell`` each."""
         changes = list(changes)

@@ -138,13 +138,14 @@ def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -
             table.remove_row(key)
     kept = [key for key in current if key in wanted_set]
     kept_set = set(kept)
-    columns = list(table.columns)
+    columns = [column.key for column in table.ordered_columns]
+    row_values = getattr(table, "row_values", None)  # ConsoleTable: get_row rebuilt the column order per row
     changes: list[tuple[str, ColumnKey, object]] = []
     for key, cells in rows:
         if key not in kept_set:
             table.add_row(*cells, key=key)
             continue
-        old = table.get_row(key)
+        old = row_values(key, columns) if row_values is not None else table.get_row(key)
         for column, before, after in zip(columns, old, cells, strict=False):
             if before != after:
                 changes.append((key, column, after))
