@@ -94,3 +94,4 @@ async def test_sync_table_on_a_console_table_keeps_order_and_cursor() -> None:
         assert [row.key.value for row in table.ordered_rows] == ["d", "c", "b", "a"]
         assert table.get_row("b")[0] == "changed"
         assert table.ordered_rows[table.cursor_row].key.value == "b"  # the cursor stayed on its row
+

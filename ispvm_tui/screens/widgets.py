@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 from textual.widgets._data_table import ColumnKey
+from textual.widgets._footer import FooterKey
 
 from ispvm_tui.engine.api import IncidentView, RootCause, Severity
 
@@ -195,6 +197,14 @@ class ConsoleFooter(Footer):
         super().__init__()
         self._shown: tuple[object, ...] | None = None
         self._check_due = False
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                # A FooterKey starts compact (its default), then takes the footer's (not compact) from its
+                # data binding: two restyles per key when mounted, ~25 keys in every new screen's footer.
+                widget.set_reactive(FooterKey.compact, self.compact)
+            yield widget
 
     def _keys_shown(self) -> tuple[object, ...]:
         keys = tuple((binding.key, binding.action, binding.description, binding.group, enabled, tooltip)
