@@ -1,6 +1,7 @@
 """The console against a 1,000-device engine state: first paint and key latency, quiet and under a storm.
 
     .venv/bin/python -m bench.console [--devices 1000] [--incidents 50] [--rounds 10] [--baseline FILE]
+    .venv/bin/python -m bench.console --stored [--devices 1000] [--rounds 3] [--work DIR]
 
 ``IspvmApp(StaticEngine(large_state()))`` runs headless (``App.run_test``) at 160x48 and 80x24. Figures:
 
@@ -12,6 +13,8 @@
 * storm: the same round while another thread pushes a new snapshot every 100 ms (every incident's
   ``updated_at`` changed, a seventh of the devices' states flipped) with an ``incident.updated`` event each
   time, as the engine does on a busy network.
+
+``--stored``: first paint through the real Engine on a database it wrote itself (bench/console_stored.py).
 
 The last line of output is one JSON object with every figure (``--baseline`` reads one back and shows it
 beside). StaticEngine and the state come from tests/console_state.py.
@@ -224,12 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="rounds of keys per phase (default 10)")
     parser.add_argument("--storm-rounds", type=int, default=2, help="rounds under the storm (default 2)")
     parser.add_argument("--baseline", type=Path, help="a previous run's output (its last line is read)")
+    parser.add_argument("--stored", action="store_true",
+                        help="instead: first paint of the real engine on a stored database (bench/console_stored.py)")
+    parser.add_argument("--work", type=Path, help="--stored: where the config and database are kept")
     parser.add_argument("--measure", choices=("settled", "answered"), default="settled",
                         help="when a key counts as done (see timed_press; default settled)")
     args = parser.parse_args(argv)
     if args.devices < 20 or args.incidents < 0 or args.rounds < 1 or args.storm_rounds < 1:
         parser.error("--devices must be at least 20, --incidents at least 0, --rounds and --storm-rounds at least 1")
     baseline = read_baseline(args.baseline) if args.baseline else None
+    if args.stored:
+        from bench.console_stored import print_stored, run_stored
+
+        stored = run_stored(args.devices, args.work, args.rounds, SIZES)
+        print_stored(stored, baseline)
+        print(json.dumps({"bench": "console", "stored": stored}))
+        return 0
     state = large_state(args.devices, args.incidents)
     runs = []
     for size in SIZES:
