@@ -76,8 +76,9 @@ GC_YOUNG_THRESHOLD = 20_000  # as the engine's (engine/core.py)
 _gc_settled = False  # see settle_gc
 RECURSION_LIMIT = 20_000  # see IspvmApp.__init__
 REFRESH_GAP_S = 0.25  # an alert storm is many events a second: one snapshot per gap is enough
-# Applying and drawing a snapshot may take the loop this share of the time at most (the gap grows).
-REFRESH_GAP_FACTOR = 3.0
+# The gap is at least this many times the last apply: drawing what changed takes about as long again, so
+# applying and drawing take at most about half of the loop's time, the rest is the keys'.
+REFRESH_GAP_FACTOR = 4.0
 # Keys first: a snapshot whose apply is noticeable (over KEYS_FIRST_ABOVE_S) waits until no key has come for
 # KEYS_FIRST_S, but never more than KEYS_FIRST_MAX_S after it was asked for.
 KEYS_FIRST_ABOVE_S = 0.03
@@ -376,7 +377,7 @@ class IspvmApp(App[None]):
         self._config_toast_due = False
         self._last_refresh = 0.0  # monotonic: event bursts are applied at most every _refresh_gap
         self._refresh_gap = REFRESH_GAP_S
-        self._apply_s = 0.0  # how long the last snapshot took to apply and draw
+        self._apply_s = 0.0  # how long the last snapshot took to apply
         self._refresh_asked = 0.0  # monotonic: when the pending refresh was asked for
         self._last_key = 0.0  # monotonic: the last key press
         self._gc_settled = False
@@ -468,6 +469,7 @@ class IspvmApp(App[None]):
         if not self.home_pane.is_attached:
             return  # the console is closing: its widgets are being torn down
         if snapshot is not self.snapshot:
+            first = self.snapshot is None
             self.snapshot = snapshot
             try:
                 with self.batch_update():
@@ -493,17 +495,11 @@ class IspvmApp(App[None]):
             if not self._gc_settled:
                 self._gc_settled = True
                 self.call_after_refresh(settle_gc)
-            # A slow apply (a big network, every state changing) spaces the next ones out: the loop
-            # spends at most a third of its time applying and drawing, the rest answering keys.
-            self._apply_s = time.monotonic() - started
-            self._refresh_gap = max(REFRESH_GAP_S, REFRESH_GAP_FACTOR * self._apply_s)
-            self.call_after_refresh(self._drawn, started)
+            # A slow apply (a big network, every state changing) spaces the next ones out.
+            if not first:  # the first fills every table from empty: no measure of the ones to come
+                self._apply_s = time.monotonic() - started
+                self._refresh_gap = max(REFRESH_GAP_S, REFRESH_GAP_FACTOR * self._apply_s)
         self._update_status()
-
-    def _drawn(self, started: float) -> None:
-        """The snapshot applied at ``started`` is on screen: the gap counts the drawing too."""
-        self._apply_s = max(self._apply_s, time.monotonic() - started)
-        self._refresh_gap = max(self._refresh_gap, REFRESH_GAP_FACTOR * self._apply_s)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):

@@ -200,9 +200,10 @@ class ConsoleFooter(Footer):
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
-            if isinstance(widget, FooterKey):
+            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):
                 # A FooterKey starts compact (its default), then takes the footer's (not compact) from its
                 # data binding: two restyles per key when mounted, ~25 keys in every new screen's footer.
+                # (The palette's key is not bound: it stays compact, as in Footer.)
                 widget.set_reactive(FooterKey.compact, self.compact)
             yield widget
 
