@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import getpass
 import os
 import socket
@@ -22,14 +23,15 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
 from textual.filter import Monochrome, NoColor
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane, Tree
+from textual.widget import Widget
+from textual.widgets import DataTable, Header, Input, Static, TabbedContent, TabPane, Tree
 
 from ispvm_tui.engine.api import (
     SEVERITY_ORDER,
@@ -62,6 +64,7 @@ from ispvm_tui.screens.topology import TopologyPane
 from ispvm_tui.screens.widgets import (
     SEVERITY_STYLE,
     ConsoleAction,
+    ConsoleFooter,
     bindings_for,
     error_text,
     selected_row_key,
@@ -69,13 +72,31 @@ from ispvm_tui.screens.widgets import (
 )
 
 MIN_REFRESH_S = 1.0
+GC_YOUNG_THRESHOLD = 20_000  # as the engine's (engine/core.py)
+_gc_settled = False  # see settle_gc
 RECURSION_LIMIT = 20_000  # see IspvmApp.__init__
 REFRESH_GAP_S = 0.25  # an alert storm is many events a second: one snapshot per gap is enough
+# The gap is at least this many times the last apply: drawing what changed takes about as long again, so
+# applying and drawing take at most about half of the loop's time, the rest is the keys'.
+REFRESH_GAP_FACTOR = 4.0
+# Keys first: a snapshot whose apply is noticeable (over KEYS_FIRST_ABOVE_S) waits until no key has come for
+# KEYS_FIRST_S, but never more than KEYS_FIRST_MAX_S after it was asked for.
+KEYS_FIRST_ABOVE_S = 0.03
+KEYS_FIRST_S = 0.2
+KEYS_FIRST_MAX_S = 1.0
 DELIVERIES_REFRESH_S = 3.0
 DELIVERY_REPORT_LIMIT = 200
 DELIVERY_REPORT_TIMEOUT_S = 30.0  # a hung engine must not stop later refreshes for good
 DELIVERY_EVENTS = frozenset({"delivery.dead", "delivery.failed"})
 TABS = ("home", "incidents", "topology", "deliveries", "changes", "devices")
+TAB_FOCUS = {  # the widget on each tab that takes the keys
+    "home": "#home-incidents",
+    "incidents": "#incidents-table",
+    "topology": "#topology-tree",
+    "deliveries": "#dead-table",
+    "changes": "#calendar-table",
+    "devices": "#devices-table",
+}
 CONFIG_TOAST_EVERY_S = 1.0  # a fleet-wide change is one toast a second, counted, not one per router
 ANSI_THEMES = ("textual-ansi", "ansi-dark")  # the name differs between Textual versions
 # Events worth a toast; every event triggers a refresh anyway.
@@ -237,6 +258,24 @@ def pick_theme(wanted: str | None, available: Iterable[str]) -> str | None:
     return wanted if wanted in names else None
 
 
+def settle_gc() -> None:
+    """Once the first snapshot is on screen: what exists then (widgets, styles, the state) lives as long as
+    the console, so the collector stops walking it; collections of young objects are rarer.
+
+    At 1,000 devices a full collection walked it all for 100-250 ms, every few keys. The engine does the
+    same when it starts (engine/core.py); an attached console or a lab run need it here. Once a process:
+    a later console in the same process (tests) must not freeze what the earlier ones left behind.
+    """
+    global _gc_settled
+    if _gc_settled:
+        return
+    _gc_settled = True
+    gc.freeze()
+    threshold, *older = gc.get_threshold()
+    if threshold < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
+
+
 def default_actor() -> str:
     try:
         return getpass.getuser()
@@ -310,6 +349,10 @@ class IspvmApp(App[None]):
         # Bindings are per instance so read-only mode can leave write actions out entirely.
         for binding in bindings_for(self.actions):
             self._bindings.key_to_bindings.setdefault(binding.key, []).append(binding)
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            # The tab underline slides for 0.3 s at 60 frames a second: repaints that compete with the keys
+            # at fleet scale and cost bandwidth over SSH. TEXTUAL_ANIMATIONS=full brings it back.
+            self.animation_level = "none"
         wanted = os.environ.get("ISPVM_THEME") or ("ansi" if terminal_has_16_colours(os.environ) else None)
         theme = pick_theme(wanted, self.available_themes)
         if theme:
@@ -334,7 +377,11 @@ class IspvmApp(App[None]):
         self._config_toast_due = False
         self._last_refresh = 0.0  # monotonic: event bursts are applied at most every _refresh_gap
         self._refresh_gap = REFRESH_GAP_S
-        self._stale_tabs: set[str] = set()  # hidden big views that have not seen the latest snapshot
+        self._apply_s = 0.0  # how long the last snapshot took to apply
+        self._refresh_asked = 0.0  # monotonic: when the pending refresh was asked for
+        self._last_key = 0.0  # monotonic: the last key press
+        self._gc_settled = False
+        self._stale_tabs: set[str] = set()  # main-screen views hidden since a snapshot they have not seen
         self.frozen_at: float | None = None  # wall clock when F froze the views
         self.events_held = 0  # events that arrived while frozen
         self.command_history: list[str] = []
@@ -358,7 +405,7 @@ class IspvmApp(App[None]):
             with TabPane("6 Devices", id="tab-devices"):
                 yield DevicesPane()
         yield Static(Text("Synchronizing…", style="italic"), id="status")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         # Keep references: app.query_one() searches the current screen, which may be a pushed one.
@@ -377,7 +424,7 @@ class IspvmApp(App[None]):
             self._unsubscribe = self.engine.subscribe(self._on_engine_event)
         except Exception as exc:
             self.notify(f"Live updates unavailable, polling only: {exc}", severity="warning")
-        self.set_interval(self.refresh_s, self.refresh_snapshot)
+        self.set_interval(self.refresh_s, self._interval_refresh)
         self.set_interval(self.deliveries_refresh_s, self._deliveries_tick)
         # First snapshot after the first paint, so "Synchronizing…" is what shows until then.
         self.call_after_refresh(self.refresh_snapshot)
@@ -422,17 +469,18 @@ class IspvmApp(App[None]):
         if not self.home_pane.is_attached:
             return  # the console is closing: its widgets are being torn down
         if snapshot is not self.snapshot:
+            first = self.snapshot is None
             self.snapshot = snapshot
             try:
                 with self.batch_update():
-                    self.home_pane.apply_snapshot(snapshot)
-                    self.incidents_pane.apply_snapshot(snapshot)  # the status line counts its rows
                     self.changes_pane.apply_snapshot(snapshot)
-                    # The two big views (a tree and a table of every device) only while shown; a tab
-                    # catches up when it is opened (_tab_activated).
-                    tab = self._active_tab()
-                    for name, pane in (("topology", self.topology_pane), ("devices", self.devices_pane)):
-                        if tab == name:
+                    # Only what is seen: a view hidden behind another tab or a pushed screen is marked
+                    # stale and catches up when it is shown again (_catch_up). At 1,000 devices a topology
+                    # or devices tab under a detail screen cost 50-150 ms a snapshot for nothing.
+                    seen = self._seen_panes()
+                    for name, pane in self._main_panes().items():
+                        if name in seen:
+                            self._stale_tabs.discard(name)
                             pane.apply_snapshot(snapshot)
                         else:
                             self._stale_tabs.add(name)
@@ -444,18 +492,68 @@ class IspvmApp(App[None]):
                 if self._exit or not self.is_running:
                     return
                 raise
-            # A slow apply (a big network, every state changing) spaces the next ones out: the loop
-            # spends at most a third of its time applying, the rest answering keys.
-            self._refresh_gap = max(REFRESH_GAP_S, 2 * (time.monotonic() - started))
+            if not self._gc_settled:
+                self._gc_settled = True
+                self.call_after_refresh(settle_gc)
+            # A slow apply (a big network, every state changing) spaces the next ones out.
+            if not first:  # the first fills every table from empty: no measure of the ones to come
+                self._apply_s = time.monotonic() - started
+                self._refresh_gap = max(REFRESH_GAP_S, REFRESH_GAP_FACTOR * self._apply_s)
         self._update_status()
 
-    def _catch_up(self, tab: str) -> None:
-        """A big view that missed snapshots while hidden gets the current one."""
-        if tab in self._stale_tabs and self.snapshot is not None:
-            self._stale_tabs.discard(tab)
-            pane = self.topology_pane if tab == "topology" else self.devices_pane
-            with self.batch_update():
-                pane.apply_snapshot(self.snapshot)
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self._last_key = time.monotonic()
+        await super().on_event(event)
+
+    def _interval_refresh(self) -> None:
+        if not self._refresh_pending:  # one already waits (for a gap or for the keys): it will do
+            self._refresh_asked = time.monotonic()
+            self._keys_first_refresh()
+
+    def _keys_first_refresh(self) -> None:
+        """A refresh nobody pressed a key for: it lets keys go first when it would slow them down."""
+        now = time.monotonic()
+        quiet_for = now - self._last_key
+        if (self._apply_s > KEYS_FIRST_ABOVE_S and quiet_for < KEYS_FIRST_S
+                and now - self._refresh_asked < KEYS_FIRST_MAX_S):
+            self._refresh_pending = True
+            self.set_timer(KEYS_FIRST_S - quiet_for, self._keys_first_refresh)
+            return
+        self.refresh_snapshot()
+
+    def _main_panes(self) -> dict[str, HomePane | IncidentsPane | TopologyPane | DevicesPane]:
+        return {"home": self.home_pane, "incidents": self.incidents_pane, "topology": self.topology_pane,
+                "devices": self.devices_pane}
+
+    def main_covered(self) -> bool:
+        """A full screen (a detail, the help) is over the main one: none of its views can be seen."""
+        stack = self.screen_stack
+        main = getattr(self, "main_screen", None)
+        if main not in stack:
+            return False
+        return any(not isinstance(screen, ModalScreen) for screen in stack[stack.index(main) + 1:])
+
+    def _seen_panes(self) -> set[str]:
+        if self.main_covered():
+            return set()
+        # Incidents always: the status line counts its rows.
+        return {"incidents", self._active_tab()}
+
+    def _catch_up(self) -> None:
+        """The views now seen that missed snapshots while hidden get the current one."""
+        # Frozen too: self.snapshot is then the one taken before the freeze, which the rest shows.
+        if self.snapshot is None or not self._stale_tabs:
+            return
+        stale = self._seen_panes() & self._stale_tabs
+        if not stale:
+            return
+        self._stale_tabs -= stale
+        panes = self._main_panes()
+        with self.batch_update():
+            for name in stale:
+                panes[name].apply_snapshot(self.snapshot)
+        self._update_status()
 
     def request_refresh(self) -> None:
         """Coalesce bursts of events into one snapshot after the queued messages, at most one a gap:
@@ -463,11 +561,12 @@ class IspvmApp(App[None]):
         if self._refresh_pending:
             return
         self._refresh_pending = True
-        wait = self._last_refresh + self._refresh_gap - time.monotonic()
+        self._refresh_asked = time.monotonic()
+        wait = self._last_refresh + self._refresh_gap - self._refresh_asked
         if wait > 0:
-            self.set_timer(wait, self.refresh_snapshot)
+            self.set_timer(wait, self._keys_first_refresh)
         else:
-            self.call_later(self.refresh_snapshot)
+            self.call_later(self._keys_first_refresh)
 
     def _on_engine_event(self, event: EngineEvent) -> None:
         # Runs on the engine's thread, possibly after the app has exited.
@@ -688,12 +787,17 @@ class IspvmApp(App[None]):
             return
         await self._back_to_main()
         self.main_screen.query_one("#tabs", TabbedContent).active = f"tab-{tab}"
+        # Focused now, not after the next paint: a table that gains focus after it was drawn is drawn
+        # again (its line cache is keyed on focus), ~40 lines of a 1,000-row table twice per switch.
+        widget = self._tab_widget(tab)
+        if widget is not None and self.screen is self.main_screen:
+            self.main_screen.set_focus(widget)
         self._focus_tab(tab)
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = (event.pane.id or "").removeprefix("tab-")
-        self._catch_up(tab)
+        self._catch_up()
         self._focus_tab(tab)
         self.update_breadcrumbs()
         if self.frozen_at is not None:
@@ -703,15 +807,13 @@ class IspvmApp(App[None]):
         if tab == "changes":
             self.changes_pane.refresh_lists()
 
+    def _tab_widget(self, tab: str) -> Widget | None:
+        """The list that takes the keys on ``tab``."""
+        selector = TAB_FOCUS.get(tab)
+        return None if selector is None else self.main_screen.query_one(selector)
+
     def _focus_tab(self, tab: str) -> None:
-        selector = {
-            "home": "#home-incidents",
-            "incidents": "#incidents-table",
-            "topology": "#topology-tree",
-            "deliveries": "#dead-table",
-            "changes": "#calendar-table",
-            "devices": "#devices-table",
-        }.get(tab)
+        selector = TAB_FOCUS.get(tab)
         if selector is None:
             return
         pane = f"tab-{tab}"
@@ -1019,6 +1121,8 @@ class IspvmApp(App[None]):
 
     def _screen_changed(self, screen: Screen) -> None:
         self.update_breadcrumbs()
+        if getattr(self, "main_screen", None) is not None:
+            self._catch_up()  # back on the main screen: what it shows missed the snapshots meanwhile
 
     # -- freeze -----------------------------------------------------------------------------------
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Static, Tree
@@ -422,7 +424,14 @@ async def test_refresh_touches_only_what_changed(engine: SnapshotEngine) -> None
         first_device = tree.root.children[0]
         calls: list[str] = []
         original_update, original_clear = table.update_cell, table.clear
+        original_updates = table.update_cells  # ConsoleTable: many cells, one refresh (screens/table.py)
         table.update_cell = lambda *a, **k: (calls.append("update"), original_update(*a, **k))[1]
+
+        def update_cells(changes: list[tuple[str, object, object]]) -> None:
+            calls.extend("update" for _ in changes)
+            original_updates(changes)
+
+        table.update_cells = update_cells
         table.clear = lambda *a, **k: (calls.append("clear"), original_clear(*a, **k))[1]
         # a later poll: newer snapshot time and device poll stamps, nothing visible changed
         snap = build_snapshot()
@@ -444,6 +453,14 @@ async def test_refresh_touches_only_what_changed(engine: SnapshotEngine) -> None
         assert calls == ["update"]
 
 
+async def until(pilot: Any, predicate: Callable[[], object], timeout: float = 15.0) -> None:
+    """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
 async def test_event_from_engine_thread_triggers_refresh(engine: SnapshotEngine) -> None:
     app = make_app(engine, refresh_s=600)  # the interval cannot be what refreshes
     async with app.run_test(size=SIZE) as pilot:
@@ -457,9 +474,11 @@ async def test_event_from_engine_thread_triggers_refresh(engine: SnapshotEngine)
         thread = threading.Thread(target=engine.emit, args=(event,))
         thread.start()
         thread.join()
-        await pilot.pause()
-        await pilot.pause()
+        # Within a refresh gap (0.25 s) of the snapshot before it, the refresh waits for the gap's end.
+        await until(pilot, lambda: "INC-4" in row_keys(table))
         assert row_keys(table) == ["INC-1", "INC-2", "INC-4", "INC-3"]
+        await pilot.press("1")  # Home was hidden: it catches up when shown
+        await pilot.pause()
         assert "◆ MAJOR 1" in plain(app.screen.query_one("#home-severity", Static))
     # after exit: unsubscribed, and a late callback held by the engine is harmless
     assert engine._callbacks == []

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
@@ -16,7 +17,7 @@ from ispvm_tui.app import IspvmApp
 from ispvm_tui.demo import DemoRun, start_demo
 from ispvm_tui.engine.api import DeviceView, Impact, LinkView, RootCause, Snapshot
 from ispvm_tui.screens.devices import DeviceDetailScreen
-from ispvm_tui.screens.topology import TopologyPane
+from ispvm_tui.screens.topology import TopologyPane, TopologyTree
 from tests.held_faults import held
 from tests.test_console import DOWN_LINK, NOW, build_snapshot
 from tests.test_console_deliveries import until
@@ -255,3 +256,14 @@ async def test_the_console_shows_a_thousand_router_chain() -> None:
         await pilot.press("end")
         await until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data == ("device", "R0999"))
         assert pane.rebuilds == 1
+
+
+def test_topology_tree_measures_lines_as_tree_draws_them() -> None:
+    tree = TopologyTree(Text("root"))
+    branch = tree.root.add(Text.assemble(("✔ up", "green"), "  CORE1  ", ("core · hq", "dim")), expand=True)
+    branch.add_leaf(Text("link ✖ down  sfp1 ↔ sfp2 · 10G · 很宽"))
+    folded = tree.root.add(Text("▣ site NORTH  12 devices"), expand=False)
+    folded.add_leaf("inside")
+    empty = tree.root.add_leaf("")
+    for node in (tree.root, branch, branch.children[0], folded, empty):
+        assert tree.get_label_width(node) == Tree.get_label_width(tree, node)

@@ -22,13 +22,14 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from ispvm_tui.engine.api import ChangeRecordView, ConfigChangeView, EngineAPI, MaintenanceView, Scope, Snapshot
 from ispvm_tui.screens.change_forms import CapturePrompt, change_form, failure_text, local_time, window_form
 from ispvm_tui.screens.confirm import ConfirmScreen
 from ispvm_tui.screens.deliveries import SCROLLBAR, Column, fit_columns
-from ispvm_tui.screens.widgets import selected_row_key, sync_table
+from ispvm_tui.screens.table import ConsoleTable
+from ispvm_tui.screens.widgets import ConsoleFooter, selected_row_key, sync_table
 
 CALENDAR_REFRESH_S = 5.0  # while shown: "in force" follows the clock, other consoles and the CLI edit too
 CALENDAR_TIMEOUT_S = 30.0  # a hung engine must not stop later reads for good
@@ -248,7 +249,7 @@ class ConfigDiffScreen(Screen[None]):
         yield Header()
         with VerticalScroll(id="config-diff-scroll"):
             yield Static(render_diff(self.change, None), id="config-diff")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.change.device} {self.change.category} v{self.change.version}"
@@ -312,11 +313,11 @@ class ChangesPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(Text("Synchronizing… reading the calendar", style="italic"), id="changes-message")
         yield Label("", classes="pane-title", id="detected-title")
-        yield DataTable(id="detected-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="detected-table", cursor_type="row", zebra_stripes=True)
         yield Label("", classes="pane-title", id="calendar-title")
-        yield DataTable(id="calendar-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="calendar-table", cursor_type="row", zebra_stripes=True)
         yield Label("", classes="pane-title", id="windows-title")
-        yield DataTable(id="windows-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="windows-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self._fit(self.content_size.width or 80)

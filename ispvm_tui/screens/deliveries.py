@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
 from ispvm_tui.engine.api import AttemptView, DeliveryReport, DeliveryView, EndpointView
+from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import age, selected_row_key, short_id, sync_table
 
 # Symbols differ from the device states' (✔ ✖ ◐ ?) except half-open, which is "partly working" there too.
@@ -172,9 +173,9 @@ class DeliveriesPane(Vertical):
         yield Static("", id="deliveries-endpoints")
         hint = "" if self.readonly else "  (R/enter: resend · A: resend all)"
         yield Label(f"Dead letters{hint}", classes="pane-title", id="dead-title")
-        yield DataTable(id="dead-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="dead-table", cursor_type="row", zebra_stripes=True)
         yield Label("Recent attempts", classes="pane-title", id="attempts-title")
-        yield DataTable(id="attempts-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="attempts-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self._fit(self.content_size.width or 80)

@@ -14,7 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from ispvm_tui.engine.api import (
     DeviceDetail,
@@ -26,7 +26,16 @@ from ispvm_tui.engine.api import (
     WirelessClientRow,
 )
 from ispvm_tui.screens.device_charts import HistoryChart, bits, spark_text
-from ispvm_tui.screens.widgets import STATE_RANK, age, error_text, selected_row_key, state_text, sync_table
+from ispvm_tui.screens.table import ConsoleTable
+from ispvm_tui.screens.widgets import (
+    STATE_RANK,
+    ConsoleFooter,
+    age,
+    error_text,
+    selected_row_key,
+    state_text,
+    sync_table,
+)
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("State", "state", 10),
@@ -100,7 +109,7 @@ class DevicesPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: name, site, role, state — enter: keep · esc: clear", id="devices-filter")
-        yield DataTable(id="devices-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="devices-table", cursor_type="row", zebra_stripes=True)
         yield Static(Text("Synchronizing…", style="dim"), id="devices-empty")
 
     def on_mount(self) -> None:
@@ -403,12 +412,12 @@ class DeviceDetailScreen(Screen[None]):
         yield Header()
         with VerticalScroll(id="device-detail-scroll"):
             yield Static(Text("Synchronizing…", style="dim"), id="device-detail")
-            yield DataTable(id="device-interfaces", cursor_type="row", zebra_stripes=True)
+            yield ConsoleTable(id="device-interfaces", cursor_type="row", zebra_stripes=True)
             yield HistoryChart()
             yield Static(id="device-wireless-title")
-            yield DataTable(id="device-wireless", cursor_type="row", zebra_stripes=True)
+            yield ConsoleTable(id="device-wireless", cursor_type="row", zebra_stripes=True)
             yield Static(id="device-routing")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.device_name

@@ -23,10 +23,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Log, RadioButton, RadioSet, Static
+from textual.widgets import Button, Header, Input, Log, RadioButton, RadioSet, Static
 
 from ispvm_tui.engine.api import DeviceView, EngineAPI, EngineEvent, IncidentView, Snapshot
-from ispvm_tui.screens.widgets import error_text
+from ispvm_tui.screens.widgets import ConsoleFooter, error_text
 
 EVENT = "diagnostic.output"
 MATCHES_SHOWN = 8
@@ -149,7 +149,7 @@ class DiagnosticsScreen(Screen[None]):
                 yield RadioButton("traceroute", id="diag-traceroute")
             yield Static("", id="diag-status")
         yield Log(id="diag-log", highlight=False)
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.sub_title = "ping / traceroute from a router"

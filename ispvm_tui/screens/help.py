@@ -9,12 +9,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from ispvm_tui.engine.api import CHANGE_STATUSES
 from ispvm_tui.screens.changes import change_status_text
 from ispvm_tui.screens.command_line import commands_help
-from ispvm_tui.screens.widgets import STATE_STYLE, ConsoleAction, severity_text, state_text
+from ispvm_tui.screens.widgets import STATE_STYLE, ConsoleAction, ConsoleFooter, severity_text, state_text
 
 # How keys are named in the action list versus what is printed on the keycap.
 KEY_NAMES = {"escape": "esc", "enter": "enter"}
@@ -87,4 +87,4 @@ class HelpScreen(Screen[None]):
             help_text = render_help(self.actions, readonly=self.readonly, here=self.here, here_title=self.here_title,
                                     everywhere=self.everywhere, elsewhere=self.elsewhere)
             yield Static(help_text, id="help")
-        yield Footer()
+        yield ConsoleFooter()

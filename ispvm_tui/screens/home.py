@@ -8,6 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
 from ispvm_tui.engine.api import SEVERITY_ORDER, IncidentView, Snapshot
+from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import (
     SEVERITY_STYLE,
     STATE_RANK,
@@ -136,11 +137,11 @@ class HomePane(Vertical):
         # topology take what is left.
         yield Static(self._severity, id="home-severity")
         yield Label("Latest incidents  (enter: open · a: acknowledge)", classes="pane-title")
-        yield DataTable(id="home-incidents", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="home-incidents", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="home-middle"):
             with Vertical(id="home-sites-box"):
                 yield Label("Sites and services", classes="pane-title")
-                yield DataTable(id="sites-table", cursor_type="row", zebra_stripes=True)
+                yield ConsoleTable(id="sites-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="home-topology-box"):
                 yield Label("Topology", classes="pane-title")
                 yield Static(Text("Synchronizing…", style="dim"), id="home-topology")

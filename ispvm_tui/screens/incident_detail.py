@@ -28,11 +28,12 @@ from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from ispvm_tui.engine.api import AlertView, EngineEvent, IncidentView, Snapshot, TimelineEntry
+from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.text_prompt import TextPrompt
-from ispvm_tui.screens.widgets import age, error_text, severity_text, status_text, subscribers
+from ispvm_tui.screens.widgets import ConsoleFooter, age, error_text, severity_text, status_text, subscribers
 
 LIST_LIMIT = 20
 TIMELINE_MIN_S = 2.0  # at most one timeline read per this many seconds on engine events
@@ -287,8 +288,8 @@ class IncidentDetailScreen(Screen[None]):
             yield Static(Text("Synchronizing…", style="dim"), id="incident-detail")
             yield Static(render_runbooks(None), id="incident-runbooks")
             yield Static(Text("Timeline", style="bold underline"), id="incident-timeline-title")
-            yield DataTable(id="incident-timeline", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+            yield ConsoleTable(id="incident-timeline", cursor_type="row", zebra_stripes=True)
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#incident-timeline", DataTable)

@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
 from ispvm_tui.engine.api import SEVERITY_ORDER, IncidentView, Snapshot
+from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import (
     age,
     incident_matches,
@@ -86,7 +87,7 @@ class IncidentsPane(Vertical):
             placeholder="filter: title, root cause, severity, status — enter: keep · esc: clear",
             id="filter",
         )
-        yield DataTable(id="incidents-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="incidents-table", cursor_type="row", zebra_stripes=True)
         yield Static(Text("Synchronizing…", style="dim"), id="incidents-empty")
 
     def on_mount(self) -> None:

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -262,6 +263,22 @@ def display_key(snapshot: Snapshot) -> tuple[object, ...]:
             tuple(sorted(marks.impacted.items())))
 
 
+class TopologyTree(Tree[NodeData]):
+    """Textual's Tree, measuring its lines without drawing them.
+
+    The tree re-measures every line whenever it is invalidated (a focus change restyles it, a resize, a
+    fold): Tree.get_label_width draws each label to take its length, ~2,300 labels at 1,000 devices, a third
+    of a tab switch to Topology. The length is the label's plus the fold icon's, as Tree.render_label
+    assembles them.
+    """
+
+    def get_label_width(self, node: TreeNode[NodeData]) -> int:
+        width = node.label.cell_len
+        if node.allow_expand:
+            width += cell_len(self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE)
+        return width
+
+
 class TopologyPane(Vertical):
     def __init__(self, host: str | None = None) -> None:
         super().__init__(id="topology-pane")
@@ -278,7 +295,7 @@ class TopologyPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="search: device name or site — enter: keep · esc: clear", id="topology-filter")
-        tree: Tree[NodeData] = Tree(Text("Synchronizing…", style="dim"), id="topology-tree")
+        tree = TopologyTree(Text("Synchronizing…", style="dim"), id="topology-tree")
         tree.guide_depth = 3
         tree.auto_expand = False  # enter opens a device; space folds
         yield tree
