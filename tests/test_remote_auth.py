@@ -1,5 +1,6 @@
 """Per-collector NATS users: a real nats-server run with the block `ispvm nats-config` prints. A collector
-can publish only as itself and read only its own configuration; the engine and a real collector work."""
+can publish only as itself (polls and config reads), read only its own configuration and receive only its own
+config read requests; the engine and a real collector work."""
 
 from __future__ import annotations
 
@@ -66,16 +67,25 @@ def test_each_collector_publishes_only_as_itself_and_reads_only_its_own_configur
         assert wait_for(lambda: centre.engine.centre.ingested >= 1, 60), collector.summary()
         assert centre.store.query("SELECT count(*) FROM poll_log WHERE device = 'A1'")[0][0] >= 0
 
+        # The centre may ask pop-a for a config read, and pop-a (the real collector) may receive it.
+        assert centre.engine.capture_config("A1", actor="test").result(30) == 1
+        assert wait_for(lambda: collector.config_reads is not None and collector.config_reads.requested >= 1, 30)
+
         async def pop_b(nc: Any) -> dict[str, str]:
             js = nc.jetstream()
             outcomes: dict[str, str] = {}
             forged = codec.encode("pop-a", "A1", poll("A1", 12345.0, ok=False))
+            read = {"system": ('{"/system/identity":[{"name":"B1"}]}', "api")}
             for what, call in [
                 ("publish as pop-a", lambda: js.publish("ispvm.results.pop-a.A1", forged, timeout=2,
                                                          headers={"Nats-Msg-Id": "forged"})),
+                ("publish a config read as pop-a", lambda: js.publish(
+                    "ispvm.config.pop-a.A1", codec.encode_config("pop-a", "A1", 12345.0, read), timeout=2)),
                 ("publish as itself", lambda: js.publish("ispvm.results.pop-b.B1",
                                                           codec.encode("pop-b", "B1", poll("B1", 23456.0)),
                                                           timeout=5)),
+                ("publish a config read as itself", lambda: js.publish(
+                    "ispvm.config.pop-b.B1", codec.encode_config("pop-b", "B1", 23456.0, read), timeout=5)),
             ]:
                 try:
                     await call()
@@ -95,7 +105,9 @@ def test_each_collector_publishes_only_as_itself_and_reads_only_its_own_configur
 
         outcomes = asyncio.run(_with_nc(url, pop_b, **as_pop_b))
         assert outcomes["publish as itself"] == "ok" and outcomes["read its own key"] == "ok", outcomes
+        assert outcomes["publish a config read as itself"] == "ok", outcomes
         assert outcomes["publish as pop-a"] != "ok", outcomes
+        assert outcomes["publish a config read as pop-a"] != "ok", outcomes
         assert outcomes["read pop-a's key"] != "ok" and outcomes["write pop-a's key"] != "ok", outcomes
 
         async def pop_a_key(nc: Any) -> Any:
@@ -109,6 +121,25 @@ def test_each_collector_publishes_only_as_itself_and_reads_only_its_own_configur
                         60)
         centre.store.flush()
         assert centre.store.query("SELECT count(*) FROM poll_log WHERE ts = 12345.0")[0][0] == 0
+        # pop-b's own config read is stored (its baseline); the forged one for A1 never reached the stream.
+        assert wait_for(lambda: centre.store.query("SELECT count(*) FROM config_checks WHERE device = 'B1'")[0][0]
+                        == 1, 60)
+        assert centre.store.query("SELECT count(*) FROM config_checks WHERE device = 'A1'")[0][0] == 0
+
+        # pop-b may not listen to pop-a's config read requests: the server refuses the subscription.
+        refused: list[str] = []
+
+        async def listen(nc: Any) -> None:
+            await nc.subscribe("ispvm.cfgreq.pop-a")
+            await nc.flush()
+            await asyncio.to_thread(wait_for, lambda: refused, 10)
+
+        async def on_error(exc: Exception) -> None:
+            refused.append(str(exc))
+
+        asyncio.run(_with_nc(url, listen, error_cb=on_error, **as_pop_b))
+        assert any("permissions violation for subscription" in e.lower() and "ispvm.cfgreq.pop-a" in e
+                   for e in refused), refused
         assert centre.events("incident.opened", "Collector pop-a") == []
         assert centre.events("incident.opened", "Result stream") == []
     finally:

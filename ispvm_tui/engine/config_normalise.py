@@ -270,6 +270,18 @@ def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def is_canonical(text: str) -> bool:
+    """Whether ``text`` is a category's canonical JSON as ``normalise`` writes it (an object, sorted keys, no
+    spaces, UTF-8 encodable): a text from another host is hashed as it is, so any other spelling of the same
+    configuration would look like a change."""
+    try:
+        value = json.loads(text)
+        text.encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return isinstance(value, dict) and _dumps(value) == text
+
+
 def canonical_value(attribute: str, value: object) -> str:
     text = "" if value is None else str(value)
     if len(text) >= 2 and text[0] == text[-1] == '"':

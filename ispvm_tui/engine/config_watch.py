@@ -22,6 +22,9 @@ scheduled fingerprint, a fault's devices are fingerprinted at once
 (``request``). Nothing waits for that read: the incident opens on what is
 known (a plan held for a read could outlast a short outage and never open),
 and a change the read finds is added to it by the next round.
+
+A remote collector's devices (``elsewhere``) are read at their PoP by the collector's own watcher, which
+sends the categories here (remote/centre_config.py); a read asked for one of them is handed on to it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ EVENT = "config.changed.detected"
 Query = Callable[[str, list[Any]], list[dict[str, Any]]]  # Store.query_dicts
 RECENT_MAX = 4096  # detected changes kept in memory for correlation (newest); older ones are in the store
 SOURCE_RANK = {"api": 0, "snmp": 1}  # the API's view of a category wins over SNMP's
+# A read asked of a remote collector may be lost on the way (a plain NATS message): asked again after this long.
+ASK_AGAIN_S = 60.0
 
 
 @dataclass(slots=True)
@@ -67,6 +72,15 @@ class ConfigWatcher:
         self.recent: deque[ConfigChangeView] = deque(maxlen=RECENT_MAX)
         self.reads = 0
         self.changes = 0
+        self._elsewhere: set[str] = set()  # devices a remote collector reads
+        self._ask: Callable[[list[str]], None] | None = None
+
+    def elsewhere(self, devices: Iterable[str], ask: Callable[[list[str]], None]) -> None:
+        """These devices are read by remote collectors: their reads arrive through ``apply`` like any other, and
+        a read asked for one of them goes to ``ask`` (no poll of this engine's will follow)."""
+        self._elsewhere |= set(devices)
+        self.devices |= self._elsewhere
+        self._ask = ask
 
     # ---- state ---------------------------------------------------------------------------------
     def restore(self, query: Query) -> None:
@@ -97,11 +111,18 @@ class ConfigWatcher:
         after the fault began. The ones newly asked for (``forced``: asked by hand, whatever the settings)."""
         if not self.settings.enabled or not (forced or self.settings.read_on_fault):
             return []
-        new = [d for d in devices if d in self.devices and d not in self._requested
+        new = [d for d in devices if d in self.devices and self._askable(d, now)
                and self._read_at.get(d, float("-inf")) < since]
         for d in new:
             self._requested[d] = now
+        away = [d for d in new if d in self._elsewhere]
+        if away and self._ask is not None:
+            self._ask(away)
         return new
+
+    def _askable(self, device: str, now: float) -> bool:
+        asked = self._requested.get(device)
+        return asked is None or (device in self._elsewhere and now - asked > ASK_AGAIN_S)
 
     def failed(self, device: str, now: float) -> None:
         """The device did not answer its config read: nothing to wait for; tried again next interval."""
@@ -163,6 +184,11 @@ class ConfigWatcher:
                 last.checked_at = now
         self.recent.extend(changes)
         self.changes += len(changes)
+        self.taken(device, now)
+
+    def taken(self, device: str, now: float) -> None:
+        """A read of ``device`` is done (stored here, or at a collector queued for the centre): the next one is
+        due after interval_s."""
         self.reads += 1
         self._requested.pop(device, None)
         self._read_at[device] = now

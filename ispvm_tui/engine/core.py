@@ -840,14 +840,20 @@ class Engine:
         if not categories:
             cw.failed(device, now)
             return
+        await self._apply_config(device, categories, now)
+
+    async def _apply_config(self, device: str, categories: dict[str, tuple[str, str]], at: float) -> bool:
+        """Fingerprint one read's categories, taken at ``at`` (a remote collector's read: its own time); whether
+        it was stored."""
+        cw = self.config_watch
         try:
             changes = await asyncio.wrap_future(self.store.transaction(
-                lambda con: cw.apply(device, categories, now, con)))
+                lambda con: cw.apply(device, categories, at, con)))
         except Exception as exc:  # the next scheduled read compares against the same stored baseline
             self._write_failed("config fingerprints", exc)
-            cw.failed(device, now)
-            return
-        cw.commit(device, categories, changes, now)
+            cw.failed(device, at)
+            return False
+        cw.commit(device, categories, changes, at)
         for change in changes:
             self._publish(config_watch.EVENT, f"{device} {change.summary}",
                           data={"device": device, "category": change.category, "version": change.version,
@@ -855,6 +861,7 @@ class Engine:
         if changes:
             self._snapshot_stale.set()
         self._correlate_soon.set()  # a change may explain an open incident: the next round says so
+        return True
 
     def _annotate_changes(self, plans: list[Any], state: NetworkState, now: float) -> None:
         """Ask for a fault's config reads; mark plans whose root devices changed configuration, or sat in a
@@ -1420,6 +1427,11 @@ class Engine:
         by_rule = {name: spec.runbook for name, spec in self.rules.ruleset.rules.items()}
         return self._submit(asyncio.to_thread(incident_timeline.runbook_links, self.store.query_dicts, incident_id,
                                               by_rule))
+
+    async def apply_remote_config(self, device: str, categories: dict[str, tuple[str, str]], at: float) -> bool:
+        """A remote collector's config read of ``device`` (normalised at its PoP), read at ``at``: stored and
+        compared as a local read is (remote/centre_config.py); whether it was stored."""
+        return await self._apply_config(device, categories, at)
 
 
 def _record_evidence(record: ChangeRecordView, devices: list[str], start: float) -> str:

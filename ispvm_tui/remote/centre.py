@@ -21,7 +21,9 @@ Started by ``Engine.start`` when ``[remote]`` is set. It
   tick, so an alert restored after a restart closes when the collector is heard again;
 * watches its own link: while the engine cannot reach NATS, collectors' verdicts are frozen and
   one ``result_stream_unreachable`` alert (entity ``stream:<name>``) fires instead of one per
-  collector; at the reconnect every collector gets its grace again.
+  collector; at the reconnect every collector gets its grace again;
+* takes the collectors' config reads from the same stream and sends them read requests
+  (centre_config.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from nats.js.errors import NotFoundError
 
 from ispvm_tui.engine.api import CollectorView, EntityState
 from ispvm_tui.remote import codec, link
+from ispvm_tui.remote.centre_config import ConfigIntake
 from ispvm_tui.remote.codec import CodecError
 
 if TYPE_CHECKING:
@@ -94,11 +97,13 @@ class Centre:
         self.malformed = 0
         self.not_committed = 0  # polls whose commit had to be waited for
         self.halted = False  # the store's writer died: fetching stopped
+        self.config_reads = ConfigIntake(self)
 
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
         opts = link.options(self.remote, self.engine.secrets)
         await asyncio.to_thread(self._seen_from_store)  # up to an hour of poll_log: not on the loop
+        await asyncio.to_thread(self.config_reads.restore)
         self._tasks = [asyncio.create_task(self._run(opts), name="remote-results"),
                        asyncio.create_task(self._watch_heartbeats(), name="remote-heartbeats")]
 
@@ -125,10 +130,12 @@ class Centre:
                 await self._publish_configs(js)
                 sub = await js.pull_subscribe(f"{link.RESULTS_PREFIX}.>", durable=DURABLE, stream=self.remote.stream,
                                               config=api.ConsumerConfig(ack_wait=60, max_ack_pending=4 * FETCH_BATCH))
+                config_sub = await self.config_reads.subscribe(nc)
                 break
             except Exception as exc:
                 log.warning("setting up the result stream failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(2.0)
+        self._tasks.append(asyncio.create_task(self.config_reads.run(config_sub), name="remote-config-reads"))
         while True:
             try:
                 msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
@@ -160,14 +167,14 @@ class Centre:
         nobody changed them since ispvm set them (recorded in the stream's metadata): an operator's
         ``nats stream edit`` wins, with a warning, instead of being overwritten at every start."""
         stream = self.remote.stream
-        subject = f"{link.RESULTS_PREFIX}.>"
+        subjects = [f"{link.RESULTS_PREFIX}.>", f"{link.CONFIG_PREFIX}.>"]
         want = {"max_age": self.remote.stream_max_age_s, "max_bytes": float(self.remote.stream_max_bytes),
                 "duplicate_window": DEDUP_WINDOW_S}
         try:
             info = await js.stream_info(stream)
         except NotFoundError:
             await js.add_stream(api.StreamConfig(
-                name=stream, subjects=[subject], retention=api.RetentionPolicy.WORK_QUEUE,
+                name=stream, subjects=subjects, retention=api.RetentionPolicy.WORK_QUEUE,
                 storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD, max_age=want["max_age"],
                 max_bytes=self.remote.stream_max_bytes, duplicate_window=DEDUP_WINDOW_S,
                 metadata={f"{META}{k}": repr(v) for k, v in want.items()}))
@@ -189,8 +196,9 @@ class Centre:
             setattr(cfg, key, int(value) if key == "max_bytes" else value)
             meta[f"{META}{key}"] = repr(value)
             changed = True
-        if subject not in (cfg.subjects or []):
-            cfg.subjects = [*(cfg.subjects or []), subject]
+        missing = [s for s in subjects if s not in (cfg.subjects or [])]
+        if missing:  # a stream from before config reads gains their subject
+            cfg.subjects = [*(cfg.subjects or []), *missing]
             changed = True
         if cfg.retention != api.RetentionPolicy.WORK_QUEUE:
             log.warning("stream %s keeps %s retention (made before work-queue retention): acknowledged results "
@@ -235,6 +243,8 @@ class Centre:
             "devices": [d.model_dump(mode="json") for d in mine],
             "probes": [p.model_dump(mode="json") for p in cfg.probes if p.device in set(devices)],
             "rules": {"packs": []},
+            # the collector reads its devices' configuration as the engine would (remote/collector_config.py)
+            "config_watch": cfg.config_watch.model_dump(mode="json"),
         }
         return {"v": 1, "collector": collector, "heartbeat_s": self.remote.heartbeat_s, "config": sub}
 

@@ -10,6 +10,11 @@ Decoding is strict, because a message comes from another host: pydantic validate
 every nested dataclass field by field in strict mode (no "1" for 1, no unknown fields), the size is
 bounded before anything is parsed or inflated, and every failure is a ``CodecError`` with the reason,
 never any other exception. orjson is not in the lock, and pydantic-core's JSON parser is already here.
+
+A config read travels as its own message (``encode_config``): ``{"v": 1, "kind": "config", "collector",
+"device", "read_at", "categories": {category: [canonical JSON, source]}}``. The collector normalises at
+the PoP, so what it sends is what the centre hashes: secret-free canonical texts of the known
+categories, never a router's rows. A read asked by the centre is ``{"v": 1, "devices": [...]}``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ispvm_tui.collectors.results import PollResult
+from ispvm_tui.engine.api import CONFIG_CATEGORIES
+from ispvm_tui.engine.config_normalise import is_canonical
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 1024 * 1024  # what travels: NATS' default max_payload
@@ -32,6 +39,9 @@ MAX_FUTURE_S = 3600.0  # a PoP clock may run ahead (warned about past 5 s), but 
 MAX_RESULTS = 8  # one per collector kind; two today
 _ZLIB = b"Z"
 NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")  # config.py's device name pattern, bounded
+COLLECTOR = r"^[A-Za-z0-9_\-]{1,64}$"
+MAX_REQUEST_BYTES = 256 * 1024  # a read asked for a whole PoP's devices: about 2,000 names
+MAX_REQUEST_DEVICES = 10_000
 
 
 class CodecError(ValueError):
@@ -59,7 +69,7 @@ class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ser_json_inf_nan="constants")
 
     v: Literal[1]
-    collector: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    collector: str = Field(pattern=COLLECTOR)
     device: str = Field(pattern=NAME.pattern)
     started_at: float
     results: list[PollResult] = Field(min_length=1, max_length=MAX_RESULTS)
@@ -84,12 +94,7 @@ def encode(collector: str, device: str, results: list[PollResult]) -> bytes:
     CodecError if it is larger than any centre takes."""
     env = _Envelope(v=VERSION, collector=collector, device=device,
                     started_at=min(r.started_at for r in results), results=list(results))
-    data = env.model_dump_json().encode()
-    if len(data) > MAX_JSON_BYTES:  # the centre would refuse it: say so here, where it is made
-        raise CodecError(f"a poll of {len(data)} bytes of JSON is over the {MAX_JSON_BYTES} byte limit")
-    if len(data) > COMPRESS_OVER:
-        data = _ZLIB + zlib.compress(data, 6)
-    return data
+    return _compressed(env.model_dump_json().encode(), "poll")
 
 
 def wire_size(payload: bytes, headers: dict[str, str]) -> int:
@@ -98,6 +103,12 @@ def wire_size(payload: bytes, headers: dict[str, str]) -> int:
         return len(payload)
     block = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     return len(payload) + len(block.encode())
+
+
+def _compressed(data: bytes, what: str) -> bytes:
+    if len(data) > MAX_JSON_BYTES:  # the centre would refuse it: say so here, where it is made
+        raise CodecError(f"a {what} of {len(data)} bytes of JSON is over the {MAX_JSON_BYTES} byte limit")
+    return _ZLIB + zlib.compress(data, 6) if len(data) > COMPRESS_OVER else data
 
 
 def decode(data: bytes, now: float | None = None) -> tuple[str, str, float, list[PollResult]]:
@@ -120,6 +131,16 @@ def decode(data: bytes, now: float | None = None) -> tuple[str, str, float, list
 
 
 def _decode(data: bytes) -> tuple[str, str, float, list[PollResult]]:
+    data = _json_bytes(data)
+    try:
+        env = _Envelope.model_validate_json(data)
+    except ValidationError as exc:
+        raise CodecError(_reason(exc)) from None
+    return env.collector, env.device, env.started_at, list(env.results)
+
+
+def _json_bytes(data: bytes) -> bytes:
+    """The JSON object a message holds, inflated within the bounds; CodecError otherwise."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"not bytes: {type(data).__name__}")
     data = bytes(data)
@@ -140,11 +161,7 @@ def _decode(data: bytes) -> tuple[str, str, float, list[PollResult]]:
         data = text
     if data[:1] != b"{":
         raise CodecError("not a JSON object")
-    try:
-        env = _Envelope.model_validate_json(data)
-    except ValidationError as exc:
-        raise CodecError(_reason(exc)) from None
-    return env.collector, env.device, env.started_at, list(env.results)
+    return data
 
 
 def _reason(exc: ValidationError) -> str:
@@ -155,3 +172,99 @@ def _reason(exc: ValidationError) -> str:
         return f"unsupported message version (this engine reads v{VERSION})"
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return f"{where}: {first['msg']}{more}"
+
+
+# ---- config reads ---------------------------------------------------------------------------
+
+
+Source = Literal["api", "snmp"]
+
+
+class ConfigMessage(BaseModel):
+    """One device's config read, normalised at the PoP: category -> (canonical JSON, source)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    v: Literal[1]
+    kind: Literal["config"]
+    collector: str = Field(pattern=COLLECTOR)
+    device: str = Field(pattern=NAME.pattern)
+    read_at: float
+    categories: dict[str, tuple[str, Source]] = Field(min_length=1, max_length=len(CONFIG_CATEGORIES))
+
+    @field_validator("read_at")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("read_at must be a finite number")
+        return v
+
+    @field_validator("categories")
+    @classmethod
+    def _known(cls, v: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        for category, (canonical, _source) in v.items():
+            if category not in CONFIG_CATEGORIES:
+                raise ValueError(f"unknown category {category[:40]!r}")
+            if not is_canonical(canonical):  # hashed as it is: another spelling would look like a change
+                raise ValueError(f"{category}: not canonical JSON")
+        return v
+
+
+def encode_config(collector: str, device: str, read_at: float, categories: dict[str, tuple[str, str]]) -> bytes:
+    """The message for one config read; CodecError if it is not one the centre takes (too large, say)."""
+    try:
+        msg = ConfigMessage(v=VERSION, kind="config", collector=collector, device=device, read_at=read_at,
+                            categories=dict(categories))
+    except ValidationError as exc:
+        raise CodecError(_reason(exc)) from None
+    return _compressed(msg.model_dump_json().encode(), "config read")
+
+
+def decode_config(data: bytes, now: float | None = None) -> ConfigMessage:
+    """A config read message; CodecError says what is wrong (``now``: refused far in the future, as polls)."""
+    try:
+        msg = ConfigMessage.model_validate_json(_json_bytes(data))
+        if now is not None and msg.read_at > now + MAX_FUTURE_S:
+            raise CodecError(f"read_at is {msg.read_at - now:.0f}s in the future (a clock far off: more than "
+                             f"{MAX_FUTURE_S:.0f}s is refused)")
+        return msg
+    except CodecError:
+        raise
+    except ValidationError as exc:
+        raise CodecError(_reason(exc)) from None
+    except Exception as exc:  # the promise: nothing but CodecError, whatever arrives
+        raise CodecError(f"undecodable message: {type(exc).__name__}") from None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    v: Literal[1]
+    devices: list[str] = Field(min_length=1, max_length=MAX_REQUEST_DEVICES)
+
+    @field_validator("devices")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        if not all(NAME.match(d) for d in v):
+            raise ValueError("not a device name")
+        return v
+
+
+def encode_request(devices: list[str]) -> bytes:
+    """The centre asking a collector to read these devices' configuration at their next poll."""
+    return _Request(v=VERSION, devices=list(devices)).model_dump_json().encode()
+
+
+def decode_request(data: bytes) -> list[str]:
+    try:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise CodecError(f"not bytes: {type(data).__name__}")
+        if len(data) > MAX_REQUEST_BYTES:
+            raise CodecError(f"request of {len(data)} bytes is over the {MAX_REQUEST_BYTES} byte limit")
+        return list(_Request.model_validate_json(bytes(data)).devices)
+    except CodecError:
+        raise
+    except ValidationError as exc:
+        raise CodecError(_reason(exc)) from None
+    except Exception as exc:
+        raise CodecError(f"undecodable request: {type(exc).__name__}") from None

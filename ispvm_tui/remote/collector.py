@@ -13,6 +13,9 @@ publishes every poll to JetStream.
   (a publish whose acknowledgement was lost is sent again), and the engine ignores a started_at
   it already stored for that device.
 * A heartbeat on ``ispvm.hb.<collector>`` every ``heartbeat_s`` while the link is up.
+* Config reads (collector_config.py), when the centre's configuration carries ``config_watch``:
+  normalised here, queued in the same buffer on ``ispvm.config.<collector>.<device>``; the centre
+  asks for reads on ``ispvm.cfgreq.<collector>``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors, s
 from ispvm_tui.remote import codec, link
 from ispvm_tui.remote.buffer import MAX_ATTEMPTS, Buffer
 from ispvm_tui.remote.codec import CodecError
+from ispvm_tui.remote.collector_config import ConfigReads, settings_from
 from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ class RemoteCollector:
         self.heartbeat_s = remote.heartbeat_s
         self.config: Config | None = None
         self.poller: Poller | None = None
+        self.config_reads: ConfigReads | None = None  # None: the centre asked for no config reads
         self._snmp_engine: Any = None
         self._revision: int | None = None
         self._nc: Any = None
@@ -107,6 +112,8 @@ class RemoteCollector:
         if nc is None:
             return
         self._nc, self._js = nc, nc.jetstream()
+        with contextlib.suppress(Exception):  # nats-py subscribes again after every reconnect
+            await nc.subscribe(link.request_subject(self.name), cb=self._on_request)
         while True:  # the configuration, from the centre
             await self._check_config()
             await asyncio.sleep(self.heartbeat_s)
@@ -142,10 +149,11 @@ class RemoteCollector:
         if not isinstance(payload, dict) or payload.get("v") != 1 or payload.get("collector") != self.name:
             raise ValueError("not a configuration for this collector (v1)")
         cfg = Config.model_validate(payload["config"])  # pydantic's ValidationError is a ValueError
+        reads = settings_from(payload["config"])
         hb = payload.get("heartbeat_s")
         if isinstance(hb, int | float) and 0.2 <= hb <= 300:
             self.heartbeat_s = float(hb)
-        if self.config is not None and cfg == self.config:
+        if self.config is not None and cfg == self.config and (reads is None) == (self.config_reads is None):
             return
         await self._stop_poller()
         self.config = cfg
@@ -164,6 +172,12 @@ class RemoteCollector:
                 collectors = []
             schedules[dev.name] = DeviceSchedule(dev.name, collectors)
         self.poller = Poller(cfg, self.clock, schedules, self._on_results)
+        if reads is None:
+            self.config_reads = None
+        elif self.config_reads is None or not self.config_reads.keep_for(reads, schedules):
+            self.config_reads = ConfigReads(self.name, reads, schedules, self.clock, self._enqueue)
+        if self.config_reads is not None:
+            self.config_reads.hook(self.poller)
         self.poller.start()
         log.warning("collector %s polls %d devices (configuration from %s)", self.name, len(schedules), source)
 
@@ -203,19 +217,28 @@ class RemoteCollector:
         except CodecError as exc:
             await asyncio.to_thread(self.buffer.refuse, subject, msg_id, b"", f"too large: {exc}", self.clock.now())
             return
+        await self._enqueue(subject, msg_id, payload)
+
+    async def _enqueue(self, subject: str, msg_id: str, payload: bytes) -> bool:
+        """Into the buffer, for the sender; False (refused, kept in ``dead``, counted) if it can never be sent."""
         # Sized with the longest headers it may get (replayed after a long cut), so it fits then too.
         size, limit = codec.wire_size(payload, self._headers(msg_id, codec.MAX_QUEUED_S)), self._max_payload()
         if size > limit:  # it would block the queue (or close the connection): refused, kept, counted
             await asyncio.to_thread(self.buffer.refuse, subject, msg_id, payload,
                                     f"too large: {size} bytes with headers, the server takes {limit}",
                                     self.clock.now())
-            return
+            return False
         # Off the loop, one at a time: the lock hands out turns in arrival order, so polls are stored in
         # the order they finished, and the sender keeps it.
         queued_at = self.clock.now()
         async with self._push_lock:
             await asyncio.to_thread(self.buffer.push, subject, msg_id, payload, queued_at)
         self._wake.set()
+        return True
+
+    async def _on_request(self, msg: Any) -> None:
+        if self.config_reads is not None:
+            self.config_reads.on_request(msg.data, self.poller)
 
     def _on_error(self, exc: Exception) -> None:
         subject = link.denied_subject(exc)
@@ -291,7 +314,8 @@ class RemoteCollector:
             await asyncio.sleep(0.1)
 
     def summary(self) -> str:
-        return (f"collector {self.name}: {self.made} polls made, {self.published} published, "
+        reads = f", {self.config_reads.queued} config reads" if self.config_reads is not None else ""
+        return (f"collector {self.name}: {self.made} polls made{reads}, {self.published} published, "
                 f"{self.buffer.count} still buffered, {self.buffer.dropped} dropped (buffer full), "
                 f"{self.buffer.dead_now} dead (never sendable)")
 

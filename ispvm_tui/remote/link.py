@@ -17,12 +17,13 @@ import nats
 from nats.aio.client import Client
 
 from ispvm_tui.config import Remote
-from ispvm_tui.remote.natsauth import HEARTBEAT_PREFIX, RESULTS_PREFIX, inbox_prefix
+from ispvm_tui.remote.natsauth import CONFIG_PREFIX, HEARTBEAT_PREFIX, REQUEST_PREFIX, RESULTS_PREFIX, inbox_prefix
 from ispvm_tui.secrets import SecretError, SecretSource
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HEARTBEAT_PREFIX", "RESULTS_PREFIX", "inbox_prefix"]  # one definition, in natsauth (no nats there)
+# one definition, in natsauth (no nats there)
+__all__ = ["CONFIG_PREFIX", "HEARTBEAT_PREFIX", "REQUEST_PREFIX", "RESULTS_PREFIX", "inbox_prefix"]
 _DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
@@ -34,6 +35,14 @@ def denied_subject(exc: Exception) -> str | None:
 
 def results_subject(collector: str, device: str) -> str:
     return f"{RESULTS_PREFIX}.{collector}.{device}"
+
+
+def config_subject(collector: str, device: str) -> str:
+    return f"{CONFIG_PREFIX}.{collector}.{device}"
+
+
+def request_subject(collector: str) -> str:
+    return f"{REQUEST_PREFIX}.{collector}"
 
 
 def config_bucket(remote: Remote) -> str:

@@ -1,9 +1,10 @@
 """The nats-server side of per-collector users: the ``authorization`` block ``ispvm nats-config`` prints.
 
 Ownership of a subject is only authentication when the server enforces it, so every collector gets
-its own user that may publish only ``ispvm.results.<name>.>`` and ``ispvm.hb.<name>``, read only its
-own key of the configuration bucket (a direct get names the key in the subject, so the permission
-can), and receive replies only on its own inbox prefix. The centre gets its own user for the
+its own user that may publish only ``ispvm.results.<name>.>``, ``ispvm.config.<name>.>`` (its config
+reads) and ``ispvm.hb.<name>``, read only its own key of the configuration bucket (a direct get names
+the key in the subject, so the permission can), and receive only its own config read requests
+(``ispvm.cfgreq.<name>``) and replies on its own inbox prefix. The centre gets its own user for the
 stream, the consumer and the bucket. Passwords are never printed: each is a nats-server variable
 (``$ISPVM_NATS_POP_A``) named after the secret that holds it, set in the server's environment.
 
@@ -19,6 +20,8 @@ from ispvm_tui.config import CollectorDef, Config, Remote
 
 RESULTS_PREFIX = "ispvm.results"  # as link.py: kept here so the generator needs no nats
 HEARTBEAT_PREFIX = "ispvm.hb"
+CONFIG_PREFIX = "ispvm.config"  # config reads, normalised at the PoP: the same stream as results
+REQUEST_PREFIX = "ispvm.cfgreq"  # the centre asking a collector for config reads (plain NATS)
 
 
 def inbox_prefix(collector: str) -> str:
@@ -34,17 +37,17 @@ def variable(secret: str) -> str:
 def collector_permissions(remote: Remote, name: str) -> dict[str, dict[str, list[str]]]:
     bucket = f"{remote.stream}_collectors"
     return {
-        "publish": {"allow": [f"{RESULTS_PREFIX}.{name}.>", f"{HEARTBEAT_PREFIX}.{name}",
+        "publish": {"allow": [f"{RESULTS_PREFIX}.{name}.>", f"{CONFIG_PREFIX}.{name}.>", f"{HEARTBEAT_PREFIX}.{name}",
                               f"$JS.API.STREAM.INFO.KV_{bucket}",
                               f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{name}"]},
-        "subscribe": {"allow": [f"{inbox_prefix(name)}.>"]},
+        "subscribe": {"allow": [f"{inbox_prefix(name)}.>", f"{REQUEST_PREFIX}.{name}"]},
     }
 
 
 def centre_permissions(remote: Remote) -> dict[str, dict[str, list[str]]]:
     bucket = f"{remote.stream}_collectors"
     return {
-        "publish": {"allow": ["$JS.API.>", f"$JS.ACK.{remote.stream}.>", f"$KV.{bucket}.>"]},
+        "publish": {"allow": ["$JS.API.>", f"$JS.ACK.{remote.stream}.>", f"$KV.{bucket}.>", f"{REQUEST_PREFIX}.*"]},
         "subscribe": {"allow": [f"{HEARTBEAT_PREFIX}.*", "_INBOX.>"]},
     }
 
