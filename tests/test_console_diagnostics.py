@@ -77,3 +77,18 @@ def test_defaults_from_a_device_are_that_device_and_the_attach_point(live: DemoR
     snapshot = live.engine.snapshot()
     router, target = defaults_for(snapshot, device="EDGE1")
     assert router == "EDGE1" and target == live.lab.model.devices["CORE1"].address
+
+
+def test_a_cut_links_far_end_is_pinged_from_its_near_end_whatever_the_states_say() -> None:
+    """Right after a cut the far end's last poll may still say up: the defaults follow the topology."""
+    from dataclasses import replace
+
+    from tests.console_state import small_state
+
+    snapshot = small_state()
+    flap = next(i for i in snapshot.incidents if i.root_causes[0].entity_id == "CORE2:sfp3--NORTH-AGG:sfp2")
+    address = {d.name: d.address for d in snapshot.devices}
+    for state in ("up", "down", "unknown"):
+        devices = tuple(replace(d, state=state) if d.name == "NORTH-AGG" else d for d in snapshot.devices)
+        router, target = defaults_for(replace(snapshot, devices=devices), incident_id=flap.id)
+        assert (router, target) == ("CORE2", address["NORTH-AGG"]), state

@@ -87,10 +87,31 @@ def defaults_for(snapshot: Snapshot | None, *, incident_id: str | None = None,
         vantage = next((by_name[v] for v in snapshot.vantage if v in by_name and v != device), None)
         return device, vantage.address if vantage else ""
     incident = snapshot.incident(incident_id) if incident_id else None
+    link_ends = far_and_near(snapshot, incident) if incident else None
+    if link_ends is not None:
+        # A link: ping its far end from its near end (towards the attach point), whatever states the last
+        # snapshot holds (right after the cut the far end's last poll may still say up).
+        far, near = link_ends
+        return default_router(snapshot, near), by_name[far].address
     root = root_device(incident, snapshot.devices) if incident else None
     if root is None:
         return "", ""
     return default_router(snapshot, root), by_name[root].address
+
+
+def far_and_near(snapshot: Snapshot, incident: IncidentView) -> tuple[str, str] | None:
+    """When the first root cause is a link between two known devices: (far end, near end) by their distance
+    to the attach point over the known links; None otherwise or when they are as far."""
+    if not incident.root_causes or "--" not in incident.root_causes[0].entity_id:
+        return None
+    known = {d.name for d in snapshot.devices}
+    ends = [part.split(":", 1)[0] for part in incident.root_causes[0].entity_id.split("--")]
+    if len(ends) != 2 or not set(ends) <= known or ends[0] == ends[1]:
+        return None
+    a, b = (len(upstream_path(snapshot, end)) for end in ends)
+    if a == b:
+        return None
+    return (ends[0], ends[1]) if a > b else (ends[1], ends[0])
 
 
 def matching(devices: Sequence[DeviceView], typed: str) -> list[DeviceView]:
