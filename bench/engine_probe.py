@@ -223,6 +223,20 @@ def _on_usr2(_sig: int, _frame: Any) -> None:
 def _remember() -> None:
     from ispvm_tui.engine import core, store
 
+    # DuckDB settings to try without editing the engine: ISPVM_PROBE_DUCKDB="memory_limit=64MB,threads=1"
+    settings = dict(kv.split("=", 1) for kv in os.environ.get("ISPVM_PROBE_DUCKDB", "").split(",") if "=" in kv)
+    store.MEMORY_LIMIT = settings.pop("memory_limit", store.MEMORY_LIMIT)
+    if settings:
+        open_ = store._open
+
+        def open_with_settings(path: Path) -> Any:
+            con = open_(path)
+            for key, value in settings.items():
+                con.execute(f"SET {key} = '{value}'")
+            return con
+
+        store._open = open_with_settings
+
     store_init, engine_init = store.Store.__init__, core.Engine.__init__
 
     def remember_store(self: Any, *a: Any, **kw: Any) -> None:

@@ -620,6 +620,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             engine.probe_out = work / "engine-probe"
             for old in work.glob("engine-probe.*"):
                 old.unlink()
+            if args.duckdb:
+                engine.env = {**engine.env, "ISPVM_PROBE_DUCKDB": args.duckdb}
             if args.tracemalloc:
                 engine.env = {**engine.env, "ISPVM_PROBE_TRACEMALLOC": str(args.tracemalloc)}
         lab.send("mark")  # the engine's first read, not the collectors'
@@ -817,13 +819,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                    help="with --probe: tracemalloc in the engine from its start, top allocation sites "
                         "(slows the engine: its CPU figures are not the engine's)")
+    p.add_argument("--duckdb", default="", metavar="SETTINGS",
+                   help="with --probe: DuckDB settings for the engine's store instead of engine/store.py's, "
+                        "e.g. memory_limit=64MB,checkpoint_threshold=4MB,threads=1")
     p.add_argument("--profile", action="store_true",
                    help="cProfile of the engine's main thread over the steady phase (slows it: CPU figures too)")
     p.add_argument("--collectors-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.collectors_child:
         return args
-    args.probe = args.probe or args.tracemalloc > 0
+    args.probe = args.probe or args.tracemalloc > 0 or bool(args.duckdb)
     if args.routers < 4 or args.interfaces < 1 or args.interval <= 0 or args.steady_intervals < 1:
         p.error("--routers must be at least 4, --interfaces and --steady-intervals at least 1, --interval positive")
     storms = [s.strip() for s in args.storms.split(",") if s.strip() and s.strip() != "none"]
