@@ -476,10 +476,9 @@ class Engine:
             for n in r.neighbors or ():
                 neighbors.append((ts, device, r.collector, n.local_interface, n.remote_identity, n.remote_interface,
                                   n.remote_address, n.remote_mac, n.platform, n.protocol))
-        for table, rows in (("poll_log", polls), ("interface_samples", itfs), ("health_samples", health),
-                            ("bgp_samples", bgp), ("ospf_samples", ospf), ("sensor_samples", sensors),
-                            ("probe_samples", probes), ("neighbor_samples", neighbors)):
-            self.store.append(table, rows)
+        self.store.append_many((("poll_log", polls), ("interface_samples", itfs), ("health_samples", health),
+                                ("bgp_samples", bgp), ("ospf_samples", ospf), ("sensor_samples", sensors),
+                                ("probe_samples", probes), ("neighbor_samples", neighbors)))
         return derived
 
     def _rates(self, device: str, collector: str, itf: InterfaceStat, ts: float,

@@ -162,6 +162,13 @@ class Store:
         if rows:
             self._queue.put((table, list(rows)))
 
+    def append_many(self, batches: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
+        """``append`` for several tables at once (one poll's rows): one item on the queue, so the writer thread
+        wakes once per poll instead of once per table, each wake taking the interpreter lock from the loop."""
+        queued = [(table, list(rows)) for table, rows in batches if rows]
+        if queued:
+            self._queue.put(queued)
+
     def transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
         """Run ``fn(con)`` in its own transaction on the writer thread."""
         fut: Future[T] = Future()
@@ -225,9 +232,11 @@ class Store:
                 self._flush_samples(buffers)
                 return
             if isinstance(item, tuple):
-                table, rows = item
-                buffers.setdefault(table, []).extend(rows)
-                pending += len(rows)
+                item = [item]
+            if isinstance(item, list):
+                for table, rows in item:
+                    buffers.setdefault(table, []).extend(rows)
+                    pending += len(rows)
             elif isinstance(item, _Job):
                 # Samples queued before a job are written before it: readers see a consistent order.
                 self._flush_samples(buffers)
