@@ -11,6 +11,7 @@ path in ``ISPVM_PROBE_OUT``:
   own ``duckdb_memory()`` and ``pragma_database_size()``, and, when ``ISPVM_PROBE_TRACEMALLOC`` is set
   (tracemalloc then runs from the first import: slower, and its own bookkeeping adds to RSS), the top
   allocation sites by line and the sizes of the engine's biggest structures;
+  with ``ISPVM_PROBE_CENSUS`` set, the objects the garbage collector tracks by type (a pause of a second or two);
 * ``SIGUSR2``: cProfile of the main thread (the event loop) on, then off and dumped to ``<out>.prof``.
 
 A report taken in a signal handler runs on the event loop, which waits for it: take it when a pause of
@@ -177,6 +178,27 @@ def structures() -> dict[str, float]:
     return out
 
 
+def census(top: int = 30) -> list[dict[str, Any]]:
+    """Objects the garbage collector tracks (containers: not str, int or float), by type: count and own bytes,
+    plus the str/int/float/bytes they refer to directly (each counted once)."""
+    by_type: dict[str, list[int]] = {}
+    leaves: dict[str, list[int]] = {}
+    seen: set[int] = set()
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        row = by_type.setdefault(name, [0, 0])
+        row[0] += 1
+        row[1] += sys.getsizeof(obj)
+        for ref in gc.get_referents(obj):
+            if isinstance(ref, str | int | float | bytes) and id(ref) not in seen:
+                seen.add(id(ref))
+                leaf = leaves.setdefault(f"{type(ref).__name__} (in {name})", [0, 0])
+                leaf[0] += 1
+                leaf[1] += sys.getsizeof(ref)
+    rows = [{"type": k, "count": c, "mb": round(b / 1048576, 2)} for k, (c, b) in {**by_type, **leaves}.items()]
+    return sorted(rows, key=lambda r: -r["mb"])[:top]
+
+
 def memory_report() -> dict[str, Any]:
     t0 = time.monotonic()
     report: dict[str, Any] = {"at": time.time(), "smaps": smaps_rollup(), "anon_mb": anon_mappings(),
@@ -192,6 +214,8 @@ def memory_report() -> dict[str, Any]:
         report["top_files"] = [{"file": str(s.traceback[0]).rsplit(":", 1)[0], "mb": round(s.size / 1048576, 2)}
                                for s in snap.statistics("filename")[:25]]
         report["structures_mb"] = structures()
+    if os.environ.get("ISPVM_PROBE_CENSUS"):
+        report["census"] = census()
     report["report_s"] = round(time.monotonic() - t0, 2)
     return report
 

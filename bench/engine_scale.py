@@ -533,6 +533,8 @@ def memory_probe(engine: EngineProc) -> dict[str, Any]:
         f"structures {report.get('structures_mb')}")
     for row in report.get("top_lines", [])[:25]:
         print(f"    {row['mb']:8.2f} MB {row['count']:9d}  {row['site']}", flush=True)
+    for row in report.get("census", []):
+        print(f"    {row['mb']:8.2f} MB {row['count']:9d}  {row['type']}", flush=True)
     return report
 
 
@@ -620,6 +622,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             engine.probe_out = work / "engine-probe"
             for old in work.glob("engine-probe.*"):
                 old.unlink()
+            if args.census:
+                engine.env = {**engine.env, "ISPVM_PROBE_CENSUS": "1"}
             if args.duckdb:
                 engine.env = {**engine.env, "ISPVM_PROBE_DUCKDB": args.duckdb}
             if args.tracemalloc:
@@ -819,6 +823,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                    help="with --probe: tracemalloc in the engine from its start, top allocation sites "
                         "(slows the engine: its CPU figures are not the engine's)")
+    p.add_argument("--census", action="store_true",
+                   help="with --probe: the engine's objects by type in each memory report (pauses it a second or two)")
     p.add_argument("--duckdb", default="", metavar="SETTINGS",
                    help="with --probe: DuckDB settings for the engine's store instead of engine/store.py's, "
                         "e.g. memory_limit=64MB,checkpoint_threshold=4MB,threads=1")
@@ -828,7 +834,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.collectors_child:
         return args
-    args.probe = args.probe or args.tracemalloc > 0 or bool(args.duckdb)
+    args.probe = args.probe or args.tracemalloc > 0 or bool(args.duckdb) or args.census
     if args.routers < 4 or args.interfaces < 1 or args.interval <= 0 or args.steady_intervals < 1:
         p.error("--routers must be at least 4, --interfaces and --steady-intervals at least 1, --interval positive")
     storms = [s.strip() for s in args.storms.split(",") if s.strip() and s.strip() != "none"]
