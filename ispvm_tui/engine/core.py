@@ -1019,10 +1019,7 @@ class Engine:
             total_memory=system.total_memory if system else None,
             free_memory=system.free_memory if system else None,
             route_count=first("route_count"),
-            interfaces=tuple(
-                InterfaceRow(i.name, i.admin_up, i.oper_up, i.speed_bps, i.rx_bytes, i.tx_bytes, i.rx_errors,
-                             i.tx_errors, i.rx_discards, i.tx_discards, i.alias)
-                for i in (best.interfaces if best else ())),
+            interfaces=tuple(InterfaceRow(*row) for row in (sched.detail_interfaces if sched is not None else ())),
             sensors=None if sensors is None else tuple(SensorRow(h.name, h.value, h.unit, h.state)
                                                          for h in sensors),
             bgp=None if bgp is None else tuple(BgpRow(b.name, b.remote_address, b.remote_as, b.state,
