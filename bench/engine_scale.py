@@ -486,7 +486,19 @@ def steady_phase(args: argparse.Namespace, lab: LabTopology, engine: EngineProc)
     say(f"engine: first router read {out['first_lab_read_s']} s after start; warming up {warmup:g} s")
     # Connects, logins, menu detection and the config baselines (engine/config_watch.py reads every device once
     # after its first poll, 8 at a time: about 4 minutes at 1,000 routers): the start-up, not the steady state.
-    time.sleep(warmup)
+    # RSS every 5 s through the warm-up: where the start-up peak (VmHWM) comes from.
+    timeline: list[tuple[float, float]] = []
+    end = time.monotonic() + warmup
+    while time.monotonic() < end:
+        rss = proc_status_kb(engine.pid, "VmRSS")
+        if rss is not None:
+            timeline.append((round(time.time() - engine.spawned_at, 1), round(rss / 1024, 1)))
+        time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+    out["rss_warmup_mb"] = timeline
+    peak = max(timeline, key=lambda x: x[1], default=None)
+    if peak is not None:
+        say(f"engine: warm-up RSS {timeline[0][1]:.0f} -> {timeline[-1][1]:.0f} MB, peak {peak[1]:.0f} MB "
+            f"at {peak[0]:.0f} s after start")
     if args.probe:
         out["memory_after_warmup"] = memory_probe(engine)
     if args.profile:
