@@ -145,10 +145,15 @@ class EngineProc:
     events: list[dict[str, Any]] = field(default_factory=list)  # each with "_recv" (epoch)
     spawned_at: float = 0.0
     proc: subprocess.Popen[str] | None = None
+    probe_out: Path | None = None  # bench/engine_probe.py writes its reports next to this path
+    mem_reports: int = 0
 
     def start(self) -> None:
         ispvm = Path(sys.executable).parent / "ispvm"
         cmd = [str(ispvm)] if ispvm.exists() else [sys.executable, "-m", "ispvm_tui.cli"]
+        if self.probe_out is not None:
+            cmd = [sys.executable, "-m", "bench.engine_probe"]
+            self.env = {**self.env, "ISPVM_PROBE_OUT": str(self.probe_out)}
         cmd += ["run", "--headless", "--json", "--config", str(self.config)]
         self._stderr = self.stderr_path.open("w")
         self.spawned_at = time.time()
@@ -170,6 +175,16 @@ class EngineProc:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def probe(self, sig: int, path: Path | None, timeout: float = 300.0) -> Path | None:
+        """Ask bench/engine_probe.py for a report (SIGUSR1: memory, SIGUSR2: profile on/off); the file it
+        wrote, once it is there (``path`` None: nothing to wait for)."""
+        if self.probe_out is None or self.proc is None or self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(sig)
+        if path is None:
+            return None
+        return path if wait_until(path.exists, timeout, 0.2) else None
 
     def of_kind(self, kind: str, since: float = 0.0) -> list[dict[str, Any]]:
         return [e for e in list(self.events) if e.get("kind") == kind and (e.get("at") or 0) >= since]
@@ -471,11 +486,33 @@ def steady_phase(args: argparse.Namespace, lab: LabTopology, engine: EngineProc)
     say(f"engine: first router read {out['first_lab_read_s']} s after start; warming up {warmup:g} s")
     # Connects, logins, menu detection and the config baselines (engine/config_watch.py reads every device once
     # after its first poll, 8 at a time: about 4 minutes at 1,000 routers): the start-up, not the steady state.
-    time.sleep(warmup)
+    # RSS every 5 s through the warm-up: where the start-up peak (VmHWM) comes from.
+    timeline: list[tuple[float, float]] = []
+    end = time.monotonic() + warmup
+    while time.monotonic() < end:
+        rss = proc_status_kb(engine.pid, "VmRSS")
+        if rss is not None:
+            timeline.append((round(time.time() - engine.spawned_at, 1), round(rss / 1024, 1)))
+        time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+    out["rss_warmup_mb"] = timeline
+    peak = max(timeline, key=lambda x: x[1], default=None)
+    if peak is not None:
+        say(f"engine: warm-up RSS {timeline[0][1]:.0f} -> {timeline[-1][1]:.0f} MB, peak {peak[1]:.0f} MB "
+            f"at {peak[0]:.0f} s after start")
+    if args.probe:
+        out["memory_after_warmup"] = memory_probe(engine)
+    if args.profile:
+        engine.probe(signal.SIGUSR2, None)  # profile on
     cpu0, threads0, lab0, t0 = proc_cpu(engine.pid), thread_cpu(engine.pid), lab.stats(), time.time()
     say(f"engine: steady phase, {args.steady_intervals} intervals of {args.interval:g} s")
     time.sleep(args.steady_intervals * args.interval)
     cpu1, threads1, lab1, t1 = proc_cpu(engine.pid), thread_cpu(engine.pid), lab.stats(), time.time()
+    if args.profile:
+        assert engine.probe_out is not None
+        prof = engine.probe(signal.SIGUSR2, Path(f"{engine.probe_out}.prof"))
+        out["profile"] = profile_summary(prof) if prof else {"error": "no profile written"}
+    if args.probe:
+        out["memory_steady"] = memory_probe(engine)
     wall = t1 - t0
     out["window"] = [t0, t1]
     out["cpu_s"] = round((cpu1 or 0) - (cpu0 or 0), 3)
@@ -492,6 +529,47 @@ def steady_phase(args: argparse.Namespace, lab: LabTopology, engine: EngineProc)
     out["lab_cores"] = round((lab1["cpu_s"] - lab0["cpu_s"]) / wall, 4)
     out["lab_reads_per_s"] = round((lab1["reads"] - lab0["reads"]) / wall, 1)
     return out
+
+
+def memory_probe(engine: EngineProc) -> dict[str, Any]:
+    """The engine's memory report (bench/engine_probe.py), printed in short as it arrives."""
+    assert engine.probe_out is not None
+    engine.mem_reports += 1
+    path = engine.probe(signal.SIGUSR1, Path(f"{engine.probe_out}.mem-{engine.mem_reports}.json"))
+    if path is None:
+        return {"error": "no memory report written"}
+    report = dict(json.loads(path.read_text()))
+    say(f"memory: smaps {report.get('smaps')}; anon {report.get('anon_mb')}; malloc {report.get('malloc')}; "
+        f"pymalloc {report.get('pymalloc')}; threads {report.get('threads')}; "
+        f"duckdb {report.get('duckdb', {}).get('memory_total_mb')} MB; traced {report.get('traced_mb')} MB; "
+        f"structures {report.get('structures_mb')}")
+    for row in report.get("top_lines", [])[:25]:
+        print(f"    {row['mb']:8.2f} MB {row['count']:9d}  {row['site']}", flush=True)
+    for row in report.get("census", []):
+        print(f"    {row['mb']:8.2f} MB {row['count']:9d}  {row['type']}", flush=True)
+    return report
+
+
+def profile_summary(path: Path, top: int = 30) -> dict[str, Any]:
+    """Own time and cumulative time of the main thread's functions over the steady phase, printed."""
+    import io
+    import pstats
+
+    buf = io.StringIO()
+    stats = pstats.Stats(str(path), stream=buf)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    print(buf.getvalue(), flush=True)
+    own: dict[str, float] = {}
+    for (file, _line, _fn), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        key = ("ispvm_tui." + file.split("ispvm_tui/", 1)[1].split("/", 1)[0] if "ispvm_tui/" in file
+               else file.split("site-packages/", 1)[1].split("/", 1)[0] if "site-packages/" in file
+               else "asyncio" if "/asyncio/" in file else "other")
+        own[key] = own.get(key, 0.0) + tt
+    total = sum(own.values())
+    print("own time by package: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(own.items(), key=lambda kv: -kv[1])
+                                               if v > 0.01 * total), flush=True)
+    return {"file": str(path), "own_s_by_package": {k: round(v, 2) for k, v in own.items()}, "total_s": round(total, 2)}
 
 
 def sigterm_check(args: argparse.Namespace, work: Path, env: dict[str, str], lab: LabTopology,
@@ -552,6 +630,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         config = work / "config.toml"
         write_config(config, args, ready, "engine.duckdb", sink.url)
         engine = EngineProc(config, env, work / "engine.stderr")
+        if args.probe or args.profile:
+            engine.probe_out = work / "engine-probe"
+            for old in work.glob("engine-probe.*"):
+                old.unlink()
+            if args.census:
+                engine.env = {**engine.env, "ISPVM_PROBE_CENSUS": "1"}
+            if args.duckdb:
+                engine.env = {**engine.env, "ISPVM_PROBE_DUCKDB": args.duckdb}
+            if args.tracemalloc:
+                engine.env = {**engine.env, "ISPVM_PROBE_TRACEMALLOC": str(args.tracemalloc)}
         lab.send("mark")  # the engine's first read, not the collectors'
         engine.start()
         say(f"engine: pid {engine.pid}, config {config}")
@@ -563,6 +651,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in args.storms:
                 result["storms"].append(run_storm(name, args, lab, engine, sink, neighbours))
             result["engine"]["rss_hwm_end_mb"] = round((proc_status_kb(engine.pid, "VmHWM") or 0) / 1024, 1)
+            if args.probe:
+                result["engine"]["memory_end"] = memory_probe(engine)
             result["engine"]["cpu_total_s"] = proc_cpu(engine.pid)
         finally:
             stop_s, rc = engine.terminate()
@@ -739,10 +829,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="for the SIGTERM moment")
     p.add_argument("--workdir", help="keep config, database and logs here (default: a new temp directory)")
     p.add_argument("--baseline", metavar="FILE", help="a previous run's JSON line (or output) to print beside")
+    p.add_argument("--probe", action="store_true",
+                   help="memory reports from the engine after the warm-up, the steady phase and the storms "
+                        "(bench/engine_probe.py: smaps, malloc, DuckDB)")
+    p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                   help="with --probe: tracemalloc in the engine from its start, top allocation sites "
+                        "(slows the engine: its CPU figures are not the engine's)")
+    p.add_argument("--census", action="store_true",
+                   help="with --probe: the engine's objects by type in each memory report (pauses it a second or two)")
+    p.add_argument("--duckdb", default="", metavar="SETTINGS",
+                   help="with --probe: DuckDB settings for the engine's store instead of engine/store.py's, "
+                        "e.g. memory_limit=64MB,checkpoint_threshold=4MB,threads=1")
+    p.add_argument("--profile", action="store_true",
+                   help="cProfile of the engine's main thread over the steady phase (slows it: CPU figures too)")
     p.add_argument("--collectors-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.collectors_child:
         return args
+    args.probe = args.probe or args.tracemalloc > 0 or bool(args.duckdb) or args.census
     if args.routers < 4 or args.interfaces < 1 or args.interval <= 0 or args.steady_intervals < 1:
         p.error("--routers must be at least 4, --interfaces and --steady-intervals at least 1, --interval positive")
     storms = [s.strip() for s in args.storms.split(",") if s.strip() and s.strip() != "none"]

@@ -73,3 +73,74 @@ def test_summed_rate_leaves_out_what_the_device_does_not_report() -> None:
     # A counter that appears or vanishes between two polls has no rate: nor does the sum.
     assert summed_rate([fine, (None, s(10, 5))]) is None
     assert summed_rate([fine, (s(0, 5), None)]) is None
+
+
+# ---- the engine's own bookkeeping: one flat tuple per interface, the same rules ----------------------
+
+ENGINE_CONFIG = """
+[console]
+attach = ["R1"]
+[credentials.c]
+username = "u"
+password_secret = "x"
+[[sites]]
+name = "DC"
+[[devices]]
+name = "R1"
+site = "DC"
+role = "core"
+address = "127.0.0.1"
+credential = "c"
+"""
+
+
+def test_engine_rates_per_interface_and_collector_from_the_previous_poll(tmp_path) -> None:
+    import asyncio
+
+    from ispvm_tui.clock import ScaledClock
+    from ispvm_tui.collectors.results import InterfaceStat, PollResult, SystemInfo
+    from ispvm_tui.config import load_config
+    from ispvm_tui.engine.core import Engine
+    from ispvm_tui.engine.store import Store
+    from ispvm_tui.secrets import StaticSecrets
+
+    path = tmp_path / "c.toml"
+    path.write_text(ENGINE_CONFIG)
+    store = Store(tmp_path / "rates.duckdb")
+    engine = Engine(load_config(path), store=store, clock=ScaledClock(1.0), secrets=StaticSecrets({"x": "pw"}))
+
+    def poll(collector: str, at: float, uptime: float, *itfs: InterfaceStat) -> PollResult:
+        return PollResult(device="R1", collector=collector, started_at=at, duration_s=0.1, ok=True,
+                          system=SystemInfo(uptime_s=uptime), interfaces=list(itfs))
+
+    def itf(name: str, rx: int, tx: int, errors: int | None = None, bits: int = 64) -> InterfaceStat:
+        return InterfaceStat(name=name, rx_bytes=rx, tx_bytes=tx, counter_bits=bits, rx_errors=errors,
+                             tx_errors=errors and 0)
+
+    top = 2**32 - 500
+    polls = [
+        [poll("api", 1000.0, 500, itf("e1", 0, 0, 10), itf("e2", 0, 0)),
+         poll("snmp", 1000.5, 500.0, itf("e1", 0, 0, top, bits=32))],
+        # e2 missing from this poll: its previous sample is kept for the next one
+        [poll("api", 1010.0, 510, itf("e1", 1250, 2500, 15)),
+         poll("snmp", 1010.6, 510.0, itf("e1", 1000, 2000, 250, bits=32))],  # errors: one Counter32 wrap
+        [poll("api", 1020.0, 520, itf("e1", 2500, 5000, 3), itf("e2", 2000, 0)),  # errors cleared: no rate
+         poll("snmp", 1020.0, 3.0, itf("e1", 5, 5, 0, bits=32))],  # rebooted: no rate at all
+    ]
+
+    async def go() -> None:
+        for results in polls:
+            await engine.ingest("R1", results)
+
+    asyncio.run(go())
+    store.flush()
+    rows = store.query("SELECT ts, interface, collector, rx_bps, tx_bps, errors_ps FROM interface_samples "
+                       "ORDER BY ts, collector, interface")
+    store.close()
+    got = {(ts, itf_, col): (rx, tx, err) for ts, itf_, col, rx, tx, err in rows}
+    assert got[(1000.0, "e1", "api")] == (None, None, None)  # a first sample has no rate
+    assert got[(1010.0, "e1", "api")] == pytest.approx((1000.0, 2000.0, 0.5))
+    assert got[(1010.6, "e1", "snmp")] == pytest.approx((800.0, 1600.0, 75.0))  # the device's 10 s, not ours
+    assert got[(1020.0, "e1", "api")][:2] == pytest.approx((1000.0, 2000.0)) and got[(1020.0, "e1", "api")][2] is None
+    assert got[(1020.0, "e2", "api")] == pytest.approx((800.0, 0.0, None))  # over both intervals, 20 s
+    assert got[(1020.0, "e1", "snmp")] == (None, None, None)

@@ -265,3 +265,19 @@ def test_a_disabled_rule_never_fires() -> None:
     rules = _engine(cfg)
     for t in (0, 30, 60):
         assert fired(rules.observe("R1", [failed("timeout")], t)) == []
+
+
+def test_devices_alike_share_one_effective_rule_and_an_override_or_role_still_tells_them_apart() -> None:
+    devices = [{"name": n, "site": site, "role": role, "address": f"10.0.0.{k}", "credential": "c"}
+               for k, (n, site, role) in enumerate([("R1", "S", "core"), ("R2", "T", "access"), ("R3", "T", "access"),
+                                                    ("R4", "T", "access"), ("R5", "S", "access")], start=1)]
+    cfg = _config(devices=devices, links=[], bgp_peers=[], rules={"overrides": [
+        {"rule": "interface_down", "device": "R4", "severity": "warning"},
+        {"rule": "device_unreachable", "site": "S", "for": "5m"}]})
+    engine = _engine(cfg)
+    down = {n: engine.ruleset.effective("interface_down", engine._scopes[n]) for n in ("R1", "R2", "R3", "R4")}
+    assert down["R2"] is down["R3"]  # same role, no override: one object
+    assert down["R1"].severity == "critical" and down["R2"].severity != "critical"  # by role
+    assert down["R4"].severity == "warning" and down["R2"].severity != "warning"  # its own override only
+    gone = {n: engine.ruleset.effective("device_unreachable", engine._scopes[n]) for n in ("R2", "R5")}
+    assert gone["R5"].for_s == 300 and gone["R2"].for_s != 300

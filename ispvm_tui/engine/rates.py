@@ -23,13 +23,19 @@ class CounterSample:
 
 def interval(prev: CounterSample, cur: CounterSample) -> float | None:
     """Seconds between two samples; None when the device rebooted in between."""
-    if prev.uptime_s is not None and cur.uptime_s is not None:
-        if cur.uptime_s < prev.uptime_s:
+    return interval_s(prev.ts, prev.uptime_s, cur.ts, cur.uptime_s, cur.device_clock)
+
+
+def interval_s(prev_ts: float, prev_uptime: float | None, ts: float, uptime: float | None,
+               device_clock: bool) -> float | None:
+    """``interval`` from the bare figures: the engine keeps one (time, uptime) per poll, not per counter."""
+    if prev_uptime is not None and uptime is not None:
+        if uptime < prev_uptime:
             return None
-        if cur.device_clock and cur.uptime_s > prev.uptime_s:
+        if device_clock and uptime > prev_uptime:
             # The device's own ticks: free of our scheduling and network jitter.
-            return cur.uptime_s - prev.uptime_s
-    dt = cur.ts - prev.ts
+            return uptime - prev_uptime
+    dt = ts - prev_ts
     return dt if dt > 0 else None
 
 
@@ -44,16 +50,22 @@ def rate_per_s(prev: CounterSample, cur: CounterSample) -> float | None:
     dt = interval(prev, cur)
     if dt is None:
         return None
-    delta = cur.value - prev.value
+    delta = counter_delta(prev.value, cur.value, cur.bits)
+    return None if delta is None else delta / dt
+
+
+def counter_delta(prev: int, cur: int, bits: int) -> int | None:
+    """Increments from ``prev`` to ``cur``: one 32-bit wrap allowed, any other drop is a reset (None)."""
+    delta = cur - prev
     if delta < 0:
-        modulo = 2**cur.bits
+        modulo = 2**bits
         # One 32-bit wrap is plausible only if the old value was in the upper half; 64-bit never wraps
         # in practice, so a drop there is a reset.
-        if cur.bits == 32 and prev.value >= modulo // 2 and cur.value < modulo // 2:
+        if bits == 32 and prev >= modulo // 2 and cur < modulo // 2:
             delta += modulo
         else:
             return None
-    return delta / dt
+    return delta
 
 
 def summed_rate(pairs: list[tuple[CounterSample | None, CounterSample | None]]) -> float | None:
@@ -73,4 +85,20 @@ def summed_rate(pairs: list[tuple[CounterSample | None, CounterSample | None]]) 
         if rate is None:
             return None
         total, seen = total + rate, True
+    return total if seen else None
+
+
+def summed_delta(prev: tuple[int | None, ...], cur: tuple[int | None, ...], bits: int) -> int | None:
+    """``summed_rate``'s rule on bare values of one interval: the increments of several counters added up,
+    None when one the device reports cannot be trusted (first sample, reset) or when it reports none."""
+    total, seen = 0, False
+    for p, c in zip(prev, cur, strict=True):
+        if p is None and c is None:
+            continue
+        if p is None or c is None:
+            return None
+        delta = counter_delta(p, c, bits)
+        if delta is None:
+            return None
+        total, seen = total + delta, True
     return total if seen else None

@@ -221,6 +221,7 @@ class RuleSet:
         self.rules: dict[str, RuleSpec] = {r.name: r for r in rules}
         self.overrides = sorted(overrides, key=lambda o: o.rank)
         self._cache: dict[tuple[str, str], EffectiveRule | None] = {}
+        self._shared: dict[tuple[Any, ...], EffectiveRule | None] = {}
         self._by_device: dict[tuple[str, str], list[EffectiveRule]] = {}
         self.by_metric: dict[str, list[str]] = {}
         for r in rules:
@@ -238,7 +239,14 @@ class RuleSet:
     def effective(self, name: str, device: DeviceScope) -> EffectiveRule | None:
         key = (name, device.name)
         if key not in self._cache:
-            self._cache[key] = self._resolve(name, device)
+            # What a device's rule depends on: the overrides that apply to it and its role. Devices that agree
+            # on both share one EffectiveRule (1,000 devices x ~14 rules were as many objects, labels and all).
+            spec = self.rules[name]
+            shape = (name, device.role if spec.severity_by_role else "",
+                     tuple(i for i, o in enumerate(self.overrides) if o.rule == name and _applies(o, device)))
+            if shape not in self._shared:
+                self._shared[shape] = self._resolve(name, device)
+            self._cache[key] = self._shared[shape]
         return self._cache[key]
 
     def _resolve(self, name: str, device: DeviceScope) -> EffectiveRule | None:

@@ -277,14 +277,16 @@ class RuleEngine:
             flaps = len(times) if times is not None else 0
             if down and entity in self._link_peer and before is not False:
                 out.ports_down.append(entity)
+            # Scopes are "watched" or "all": whether this port is watched is asked once, not by every rule.
+            watched = self._watched(device, itf, "watched")
             for rule in down_rules:
-                if self._watched(device, itf, rule.scope):
+                if watched or rule.scope == "all":
                     out.transitions += self._eval(rule, "interface", entity, down, now,
                                                   lambda r, v, e=entity: self._interface_alert(r, e))
                 elif before is not None and before != bool(itf.oper_up) and itf.admin_up:
                     out.events.append(PortEvent(now, device, itf.name, bool(itf.oper_up)))
             for rule in flap_rules:
-                if self._watched(device, itf, rule.scope):
+                if watched or rule.scope == "all":
                     recent = sum(1 for t in times or () if now - t <= (rule.window_s or 0))
                     out.transitions += self._eval(rule, "interface", entity, recent, now,
                                                   lambda r, v, e=entity: self._flap_alert(r, e, v))
@@ -292,7 +294,7 @@ class RuleEngine:
             for metric, rules in rate_rules:
                 value = derived.get(metric.split(".", 1)[1])
                 for rule in rules:
-                    if self._watched(device, itf, rule.scope):
+                    if watched or rule.scope == "all":
                         out.transitions += self._eval(rule, "interface", entity, value, now,
                                                       lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
             if not flaps and entity in self._downs and not self._downs[entity]:
