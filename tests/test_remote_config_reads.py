@@ -12,39 +12,25 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ispvm_tui.aioloop import BackgroundLoop
-from ispvm_tui.clock import ScaledClock
 from ispvm_tui.lab.runner import Lab
-from ispvm_tui.lab.scenario import TimelineEntry, load_scenario
+from ispvm_tui.lab.scenario import TimelineEntry
 from tests.labconfig import write_lab_config
 from tests.natsserver import NatsServer, TcpProxy
-from tests.test_remote_stream import HEARTBEAT_S, Proc, _env
+from tests.test_remote_codec import lab  # noqa: F401  (the fixture: the lab, not playing)
+from tests.test_remote_stream import HEARTBEAT_S, Proc, Tap, _env
 from tests.waiting import wait_for
 
 POP_A = ("POPA-AGG", "POPA-ACC1", "POPA-ACC2")
 EVENT = "config.changed.detected"
 
 
-@pytest.fixture
-def lab(address_base: str) -> Iterator[tuple[Lab, BackgroundLoop]]:
-    loop = BackgroundLoop("test-lab")
-    lab = Lab(load_scenario("core-link-cut"), ScaledClock(1.0), address_base=address_base)
-    loop.run(lab.start(play=False))
-    yield lab, loop
-    loop.run(lab.stop())
-    loop.stop()
-
-
-def _config(lab: Lab, tmp: Path, url: str, name: str = "lab.toml") -> Path:
+def _config(lab: Lab, tmp: Path, url: str, name: str = "lab.toml") -> Path:  # noqa: F811 - the imported fixture
     return write_lab_config(lab, tmp / name, extra=[
         "[ispvm]", 'database = "state/ispvm.duckdb"', "",
         "[polling]", "interval_s = 1", "timeout_s = 2", "",  # a config read on a loaded host: not 0.5 s
@@ -55,7 +41,7 @@ def _config(lab: Lab, tmp: Path, url: str, name: str = "lab.toml") -> Path:
     ])
 
 
-def _apply(lab: Lab, loop: BackgroundLoop, **entry: Any) -> None:
+def _apply(lab: Lab, loop: BackgroundLoop, **entry: Any) -> None:  # noqa: F811 - the imported fixture
     async def change() -> None:  # on the lab's own loop, like every change it makes
         lab.model.apply(TimelineEntry(at=0, **entry))
 
@@ -96,33 +82,11 @@ def _queued_reads(path: Path) -> int:
         return -1
 
 
-class Tap:
-    """Every config message the collector publishes, as a plain NATS subscriber sees it on the server."""
+class ConfigTap(Tap):
+    """Every config message and read request published, as a plain NATS subscriber sees them on the server."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.messages: list[tuple[str, bytes]] = []
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(30)
-
-    async def _run(self) -> None:
-        import nats
-
-        nc = await nats.connect(self.url, connect_timeout=2)
-
-        async def seen(msg: Any) -> None:
-            self.messages.append((msg.subject, msg.data))
-
-        await nc.subscribe("ispvm.config.>", cb=seen)
-        await nc.subscribe("ispvm.cfgreq.>", cb=seen)
-        await nc.flush()
-        self._ready.set()
-        while not self._stop.is_set():
-            await asyncio.sleep(0.1)
-        await nc.close()
+        super().__init__(url, ("ispvm.config.>", "ispvm.cfgreq.>"), limit=None)
 
     def requests(self) -> list[list[str]]:
         return [json.loads(data)["devices"] for subject, data in list(self.messages)
@@ -132,17 +96,13 @@ class Tap:
         return [json.loads(data if data[:1] == b"{" else zlib.decompress(data[1:]))
                 for subject, data in list(self.messages) if subject.startswith("ispvm.config.")]
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
 
 def _changes(engine: Proc, device: str, category: str) -> list[dict]:
     return [e for e in engine.events() if e["kind"] == EVENT and (e.get("data") or {}).get("device") == device
             and e["data"].get("category") == category]
 
 
-def _lab_secrets(lab: Lab) -> set[str]:
+def _lab_secrets(lab: Lab) -> set[str]:  # noqa: F811 - the imported fixture
     found = {lab.scenario.lab.password, lab.scenario.lab.community}
     for name in POP_A:
         dev = lab.model.devices[name]
@@ -154,14 +114,14 @@ def _lab_secrets(lab: Lab) -> set[str]:
 
 
 def test_a_pop_routers_config_changes_reach_the_centre_asked_on_a_fault_and_across_a_wan_cut(
-        lab: tuple[Lab, BackgroundLoop], nats_server: NatsServer, tmp_path: Path) -> None:
+        lab: tuple[Lab, BackgroundLoop], nats_server: NatsServer, tmp_path: Path) -> None:  # noqa: F811 - the imported fixture
     lab_, loop = lab
     env = _env(lab_, tmp_path)
     config = _config(lab_, tmp_path, nats_server.url)
     wan = TcpProxy(nats_server.port)
     pop_config = _config(lab_, tmp_path, wan.url, "pop-a.toml")
     buffer = tmp_path / "pop-a.sqlite"
-    tap = Tap(nats_server.url)
+    tap = ConfigTap(nats_server.url)
     engine = Proc(["run", "--headless", "--json", "--config", str(config)], env, tmp_path, "engine")
     collector_args = ["collector", "--site", "POP-A", "--config", str(pop_config), "--buffer", str(buffer)]
     collector = Proc(collector_args, env, tmp_path, "collector")

@@ -125,17 +125,26 @@ def _publish(url: str, subject: str, payload: bytes, msg_id: str) -> None:
 
 
 class Tap:
-    """The first result message published, as a plain NATS subscriber sees it (the stream is a work queue:
-    what the engine acknowledged is gone from it)."""
+    """Messages published on ``subjects``, as a plain NATS subscriber sees them on the server (the stream is a
+    work queue: what the engine acknowledged is gone from it); at most ``limit`` of them."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, subjects: tuple[str, ...] = ("ispvm.results.pop-a.>",),
+                 limit: int | None = 1) -> None:
         self.url = url
-        self.first: bytes | None = None
+        self.subjects, self.limit = subjects, limit
+        self.messages: list[tuple[str, bytes]] = []
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
         self._thread.start()
         assert self._ready.wait(30)
+
+    @property
+    def first(self) -> bytes | None:
+        return self.messages[0][1] if self.messages else None
+
+    def _full(self) -> bool:
+        return self.limit is not None and len(self.messages) >= self.limit
 
     async def _run(self) -> None:
         import nats
@@ -143,13 +152,14 @@ class Tap:
         nc = await nats.connect(self.url, connect_timeout=2)
 
         async def seen(msg: Any) -> None:
-            if self.first is None:
-                self.first = msg.data
+            if not self._full():
+                self.messages.append((msg.subject, msg.data))
 
-        await nc.subscribe("ispvm.results.pop-a.>", cb=seen)
+        for subject in self.subjects:
+            await nc.subscribe(subject, cb=seen)
         await nc.flush()
         self._ready.set()
-        while not self._stop.is_set() and self.first is None:
+        while not self._stop.is_set() and not self._full():
             await asyncio.sleep(0.1)
         await nc.close()
 

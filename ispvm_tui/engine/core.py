@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -1169,20 +1170,25 @@ class Engine:
             services=services, collectors=collectors,
         )
 
+    @functools.cached_property
+    def _own_intervals(self) -> dict[str, float]:
+        """Devices with their own interval_s (the config is fixed for the engine's life)."""
+        return {d.name: d.interval_s for d in self.config.devices if d.interval_s}
+
     def _home_status(self, devices: list[DeviceView], links: list[LinkView], sites: list[SiteView],
                      windows: list[Any], now: float) -> tuple[tuple[ServiceView, ...], tuple[CollectorView, ...]]:
         """Services from what they depend on; this host's poller and the remote collectors (home_status.py)."""
         services = home_status.services(
             self.config, {d.name: d for d in devices}, {lk.id: lk for lk in links}, {s.name: s for s in sites},
-            lambda peer: self.rules.is_firing("bgp.down", peer), windows, now)
+            lambda peer: self.rules.is_firing("bgp.down", peer), windows, now) if self.config.services else ()
         scheds = self.poller.schedules if self.poller is not None else {}
         fleet = self.config.polling.interval_s
-        own = {d.name: d.interval_s for d in self.config.devices if d.interval_s}
+        own = self._own_intervals
         local = home_status.local_collector(
             ((sc.last_done_started if sc.polls else None, sc.failures, sc.next_allowed > now, own.get(name, fleet))
              for name, sc in scheds.items()), now)
         remote = self.centre.collector_views(now) if self.centre is not None else ()
-        return services, home_status.collectors(local, remote)
+        return services, ((local,) if local is not None else ()) + tuple(remote)
 
     # ---- change calendar, run-time maintenance windows, control socket ------------------------------
     # (engine/calendar.py does the work, in the store's transactions; the hooks elsewhere are one line

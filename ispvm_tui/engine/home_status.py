@@ -73,10 +73,6 @@ def services(config: Config, devices: Mapping[str, DeviceView], links: Mapping[s
     return tuple(out)
 
 
-def collectors(local: CollectorView | None, remote: Iterable[CollectorView]) -> tuple[CollectorView, ...]:
-    return ((local,) if local is not None else ()) + tuple(remote)
-
-
 def local_collector(polled: Iterable[tuple[float | None, int, bool, float]], now: float) -> CollectorView | None:
     """This host's poller from its devices' (start of the last completed poll, consecutive failures, backing
     off, interval).

@@ -136,18 +136,12 @@ class Centre:
                 log.warning("setting up the result stream failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(2.0)
         self._tasks.append(asyncio.create_task(self.config_reads.run(config_sub), name="remote-config-reads"))
-        while True:
-            try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
-            except TimeoutError:
-                continue
-            except Exception as exc:  # the link is down: nats-py reconnects, the durable consumer keeps our place
-                log.debug("fetch failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
+
+        async def handle(msgs: list[Any]) -> bool:
             await self._handle(msgs)
-            if self.halted:
-                return
+            return not self.halted
+
+        await link.pull(sub, FETCH_BATCH, handle, "results")
 
     async def _mark_backlog(self, js: Any) -> None:
         """What the stream holds now arrived while this centre was away: history, not news."""

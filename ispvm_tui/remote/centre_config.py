@@ -67,17 +67,12 @@ class ConfigIntake:
             config=api.ConsumerConfig(ack_wait=60, max_ack_pending=4 * FETCH_BATCH))
 
     async def run(self, sub: Any) -> None:
-        while True:
-            try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
-            except TimeoutError:
-                continue
-            except Exception as exc:  # the link is down: nats-py reconnects, the durable consumer keeps our place
-                log.debug("config fetch failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
+        async def handle(msgs: list[Any]) -> bool:
             for msg in msgs:
                 await self._handle(msg)
+            return True
+
+        await link.pull(sub, FETCH_BATCH, handle, "config")
 
     async def _handle(self, msg: Any) -> None:
         self.received += 1

@@ -49,6 +49,22 @@ def config_bucket(remote: Remote) -> str:
     return f"{remote.stream}_collectors"
 
 
+async def pull(sub: Any, batch: int, handle: Callable[[list[Any]], Awaitable[bool]], what: str) -> None:
+    """Fetch from a durable pull consumer until ``handle`` says stop (returns False). A failed fetch while the
+    link is down is waited out: nats-py reconnects and the durable consumer keeps our place."""
+    while True:
+        try:
+            msgs = await sub.fetch(batch, timeout=1.0)
+        except TimeoutError:
+            continue
+        except Exception as exc:
+            log.debug("%s fetch failed: %s", what, exc)
+            await asyncio.sleep(1.0)
+            continue
+        if not await handle(msgs):
+            return
+
+
 def _tls(remote: Remote) -> ssl.SSLContext | None:
     """Paths are absolute here: config.py resolved them against the config file's folder."""
     if remote.tls_ca is None and not remote.nats_url.startswith("tls://"):
