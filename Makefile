@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SCENARIO ?= core-link-cut
 SPEED  ?= 4
 
-.PHONY: demo demo-headless test lint clean venv
+.PHONY: demo demo-headless test lint clean venv bytecode
 
 venv: $(STAMP)
 
@@ -18,9 +18,15 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(MAKE) --no-print-directory bytecode
 	touch $(STAMP)
 
-demo: $(STAMP)
+# pip compiles an installed wheel's modules; an editable install's are compiled here, so a start does not
+# compile ~100 modules from source where PYTHONDONTWRITEBYTECODE is set (~0.4 s). Only changed files redo.
+bytecode:
+	$(BIN)/python -m compileall -q ispvm_tui > /dev/null
+
+demo: $(STAMP) bytecode
 	$(BIN)/ispvm demo --scenario $(SCENARIO) --speed $(SPEED)
 
 demo-headless: $(STAMP)

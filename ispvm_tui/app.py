@@ -20,7 +20,9 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from functools import partial
+from typing import Any
 
 from rich.text import Text
 from textual import events, on
@@ -75,6 +77,8 @@ MIN_REFRESH_S = 1.0
 GC_YOUNG_THRESHOLD = 20_000  # as the engine's (engine/core.py)
 _gc_settled = False  # see settle_gc
 RECURSION_LIMIT = 20_000  # see IspvmApp.__init__
+AFTER_FIRST_PAINT_LATEST_S = 2.0  # real seconds: the later tabs mount and a starter runs by then, painted or not
+LATER_TABS = frozenset({"tab-topology", "tab-deliveries", "tab-changes", "tab-devices"})
 REFRESH_GAP_S = 0.25  # an alert storm is many events a second: one snapshot per gap is enough
 # The gap is at least this many times the last apply: drawing what changed takes about as long again, so
 # applying and drawing take at most about half of the loop's time, the rest is the keys'.
@@ -291,6 +295,14 @@ class EngineEventArrived(Message):
         self.event = event
 
 
+class EngineStartFailed(Message):
+    """The engine this console started (``starter``) could not start: the console exits with the error."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
 class AckFinished(Message):
     def __init__(self, incident: IncidentView, error: str | None) -> None:
         super().__init__()
@@ -330,6 +342,7 @@ class IspvmApp(App[None]):
         readonly: bool = False,
         refresh_s: float = 1.0,
         deliveries_refresh_s: float = DELIVERIES_REFRESH_S,
+        starter: Callable[[], Future[Any]] | None = None,
     ) -> None:
         super().__init__()
         # Textual's Tree lays its lines out recursively, one frame per level, and a topology tree is as deep
@@ -337,6 +350,15 @@ class IspvmApp(App[None]):
         # frames use no C stack, so a higher limit costs nothing until it is used.
         sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
         self.engine = engine
+        # `ispvm run`: the engine has restored its state but not started; starting it (collectors, the
+        # scheduler, the outbox) is left until the stored state is on screen, so first paint does not share
+        # the interpreter with it. None: an engine that already runs (attached, tests).
+        self._starter = starter
+        self.engine_starting: Future[Any] | None = None
+        self.start_error: str | None = None
+        self.tabs_ready = asyncio.Event()  # every tab's view mounted (_mount_later)
+        self._later_lock = asyncio.Lock()
+        self._mounting_later = False
         self.actor = actor or default_actor()
         self.readonly = readonly
         self.refresh_s = max(MIN_REFRESH_S, refresh_s)
@@ -390,20 +412,25 @@ class IspvmApp(App[None]):
     # -- layout ---------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # Home and Incidents (whose rows the status line counts) are drawn with the first snapshot; the other
+        # tabs' views are built now and mounted once that is on screen (_mount_later): their tables' styles
+        # were a third of the console's start-up (~0.25 s at 160x48 on a 2-core host).
+        self.topology_pane = TopologyPane(self.host)
+        self.deliveries_pane = DeliveriesPane(readonly=self.readonly)
+        self.changes_pane = ChangesPane(self.engine, actor=self.actor, readonly=self.readonly)
+        self.devices_pane = DevicesPane()
+        self._later = {"tab-topology": self.topology_pane, "tab-deliveries": self.deliveries_pane,
+                       "tab-changes": self.changes_pane, "tab-devices": self.devices_pane}
         yield Header()
         with TabbedContent(initial="tab-home", id="tabs"):
             with TabPane("1 Home", id="tab-home"):
                 yield HomePane()
             with TabPane("2 Incidents", id="tab-incidents"):
                 yield IncidentsPane()
-            with TabPane("3 Topology", id="tab-topology"):
-                yield TopologyPane(self.host)
-            with TabPane("4 Deliveries", id="tab-deliveries"):
-                yield DeliveriesPane(readonly=self.readonly)
-            with TabPane("5 Changes", id="tab-changes"):
-                yield ChangesPane(self.engine, actor=self.actor, readonly=self.readonly)
-            with TabPane("6 Devices", id="tab-devices"):
-                yield DevicesPane()
+            yield TabPane("3 Topology", id="tab-topology")
+            yield TabPane("4 Deliveries", id="tab-deliveries")
+            yield TabPane("5 Changes", id="tab-changes")
+            yield TabPane("6 Devices", id="tab-devices")
         yield Static(Text("Synchronizing…", style="italic"), id="status")
         yield ConsoleFooter()
 
@@ -411,10 +438,6 @@ class IspvmApp(App[None]):
         # Keep references: app.query_one() searches the current screen, which may be a pushed one.
         self.home_pane = self.query_one(HomePane)
         self.incidents_pane = self.query_one(IncidentsPane)
-        self.topology_pane = self.query_one(TopologyPane)
-        self.deliveries_pane = self.query_one(DeliveriesPane)
-        self.changes_pane = self.query_one(ChangesPane)
-        self.devices_pane = self.query_one(DevicesPane)
         self.status_line = self.query_one("#status", Static)
         self.main_screen = self.screen
         self.home_pane.query_one("#home-incidents", DataTable).focus()
@@ -428,6 +451,8 @@ class IspvmApp(App[None]):
         self.set_interval(self.deliveries_refresh_s, self._deliveries_tick)
         # First snapshot after the first paint, so "Synchronizing…" is what shows until then.
         self.call_after_refresh(self.refresh_snapshot)
+        # In case the first snapshot never makes it to the screen (the engine cannot answer).
+        self.set_timer(AFTER_FIRST_PAINT_LATEST_S, self._after_first_paint)
 
     def on_unmount(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
@@ -473,13 +498,14 @@ class IspvmApp(App[None]):
             self.snapshot = snapshot
             try:
                 with self.batch_update():
-                    self.changes_pane.apply_snapshot(snapshot)
+                    if self.changes_pane.is_mounted:
+                        self.changes_pane.apply_snapshot(snapshot)
                     # Only what is seen: a view hidden behind another tab or a pushed screen is marked
                     # stale and catches up when it is shown again (_catch_up). At 1,000 devices a topology
                     # or devices tab under a detail screen cost 50-150 ms a snapshot for nothing.
                     seen = self._seen_panes()
                     for name, pane in self._main_panes().items():
-                        if name in seen:
+                        if name in seen and pane.is_mounted:
                             self._stale_tabs.discard(name)
                             pane.apply_snapshot(snapshot)
                         else:
@@ -495,11 +521,58 @@ class IspvmApp(App[None]):
             if not self._gc_settled:
                 self._gc_settled = True
                 self.call_after_refresh(settle_gc)
+            if first:
+                self.call_after_refresh(self._after_first_paint)
             # A slow apply (a big network, every state changing) spaces the next ones out.
             if not first:  # the first fills every table from empty: no measure of the ones to come
                 self._apply_s = time.monotonic() - started
                 self._refresh_gap = max(REFRESH_GAP_S, REFRESH_GAP_FACTOR * self._apply_s)
         self._update_status()
+
+    def _after_first_paint(self) -> None:
+        """Once: the views of the other tabs are mounted, and the engine started when this console starts it."""
+        if self._later and not self._mounting_later:
+            self._mounting_later = True
+            self.run_worker(self._mount_later(), group="mount-later")
+        starter, self._starter = self._starter, None
+        if starter is None:
+            return
+        self.engine_starting = starting = starter()
+
+        def started(fut: Future[Any]) -> None:  # on the engine's thread: only a message crosses over
+            if not fut.cancelled() and fut.exception() is not None:
+                self.post_message(EngineStartFailed(str(fut.exception()) or type(fut.exception()).__name__))
+
+        starting.add_done_callback(started)
+
+    async def _mount_later(self) -> None:
+        async with self._later_lock:  # the worker and a key can both ask; the second finds it done
+            if not self._later:
+                return
+            for tab_id, pane in list(self._later.items()):
+                await self.main_screen.query_one(f"#{tab_id}", TabPane).mount(pane)
+            self._later.clear()
+        self.tabs_ready.set()
+        self._stale_tabs |= {"topology", "devices"}  # they have seen no snapshot yet
+        try:
+            if self.snapshot is not None and self.frozen_at is None:
+                self.changes_pane.apply_snapshot(self.snapshot)
+            self._catch_up()
+            active = self._active_tab()
+            if f"tab-{active}" in LATER_TABS and self.screen is self.main_screen:  # shown before it was there
+                self._focus_tab(active)
+                if active == "deliveries":
+                    self.refresh_deliveries()
+                elif active == "changes":
+                    self.changes_pane.refresh_lists()
+        except NoMatches:
+            if self._exit or not self.is_running:
+                return  # the console closed while they were mounted: their children are being removed
+            raise
+
+    def on_engine_start_failed(self, message: EngineStartFailed) -> None:
+        self.start_error = message.error
+        self.exit(return_code=1)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
@@ -548,8 +621,9 @@ class IspvmApp(App[None]):
         stale = self._seen_panes() & self._stale_tabs
         if not stale:
             return
-        self._stale_tabs -= stale
         panes = self._main_panes()
+        stale = {name for name in stale if panes[name].is_mounted}  # the others catch up once mounted
+        self._stale_tabs -= stale
         with self.batch_update():
             for name in stale:
                 panes[name].apply_snapshot(self.snapshot)
@@ -626,7 +700,7 @@ class IspvmApp(App[None]):
 
     def devices_shown(self) -> bool:
         main = getattr(self, "main_screen", None)
-        return (main is not None and self.screen is main
+        return (main is not None and self.screen is main and self.devices_pane.is_mounted
                 and main.query_one("#tabs", TabbedContent).active == "tab-devices")
 
     def topology_shown(self) -> bool:
@@ -636,12 +710,12 @@ class IspvmApp(App[None]):
 
     def _changes_tab_on(self, screen: Screen) -> bool:
         main = getattr(self, "main_screen", None)
-        return (main is not None and screen is main
+        return (main is not None and screen is main and self.changes_pane.is_mounted
                 and main.query_one("#tabs", TabbedContent).active == "tab-changes")
 
     def _deliveries_tab_on(self, screen: Screen) -> bool:
         main = getattr(self, "main_screen", None)
-        return (main is not None and screen is main
+        return (main is not None and screen is main and self.deliveries_pane.is_mounted
                 and main.query_one("#tabs", TabbedContent).active == "tab-deliveries")
 
     def _deliveries_tick(self) -> None:
@@ -681,7 +755,9 @@ class IspvmApp(App[None]):
             if self.deliveries_shown():
                 self.refresh_deliveries()
 
-    def status_text(self) -> Text:
+    def status_text(self, compact: bool = False) -> Text:
+        """The status line; ``compact`` (what fits one line of 80 columns): the severities with incidents
+        open only, as symbol and count (Home spells them out), no "snapshot" or "filter: none"."""
         snapshot = self.snapshot
         text = Text()
         if self.frozen_at is not None:
@@ -694,7 +770,8 @@ class IspvmApp(App[None]):
         if snapshot is None:
             text.append("Synchronizing…  ", style="bold italic")
         else:
-            text.append(f"snapshot {time.strftime('%H:%M:%S', time.localtime(snapshot.taken_at))}  ")
+            taken = time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at))
+            text.append(f"{taken}  " if compact else f"snapshot {taken}  ")
             if snapshot.polls_total == 0:
                 text.append("Synchronizing… no poll results yet  ", style="bold italic")
             ok = snapshot.polls_total - snapshot.polls_failed
@@ -706,14 +783,19 @@ class IspvmApp(App[None]):
             text.append("open:")
             for severity in SEVERITY_ORDER:
                 symbol, word, style = SEVERITY_STYLE[severity]
-                text.append(f" {symbol} {word} {counts[severity]}", style=style if counts[severity] else "dim")
+                if compact and counts[severity]:
+                    text.append(f" {symbol}{counts[severity]}", style=style)
+                elif not compact:
+                    text.append(f" {symbol} {word} {counts[severity]}", style=style if counts[severity] else "dim")
+            if compact and not any(counts.values()):
+                text.append(" none", style="dim")
             text.append("  ")
         pane = getattr(self, "incidents_pane", None)
         if self.devices_shown():
             pane = self.devices_pane
         if pane is not None and pane.filter_text:
             text.append(f"filter “{pane.filter_text}” {pane.shown}/{pane.total}  ", style="bold")
-        else:
+        elif not compact:
             text.append("filter: none  ", style="dim")
         if self._snapshot_error:
             text.append(f"⚠ snapshot failed ×{self.snapshot_failures}: {self._snapshot_error}  ", style="bold red")
@@ -721,10 +803,16 @@ class IspvmApp(App[None]):
             text.append("READ-ONLY", style="bold")
         return text
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._update_status()  # the compact line or the whole one
+
     def _update_status(self) -> None:
         status = getattr(self, "status_line", None)
         if status is not None:
-            status.update(self.status_text())
+            text = self.status_text()
+            if text.cell_len > self.size.width:  # two lines at 80 columns took a row from the tables
+                text = self.status_text(compact=True)
+            status.update(text)
 
     @on(Input.Changed, "#filter, #devices-filter")
     def _filter_changed(self) -> None:
@@ -785,6 +873,10 @@ class IspvmApp(App[None]):
     async def action_show_tab(self, tab: str) -> None:
         if tab not in TABS:
             return
+        if self._later:
+            # A key in the first moments: its view is mounted now (awaiting the event instead would hold
+            # the app's queue, which the first paint's callbacks need to get there).
+            await self._mount_later()
         await self._back_to_main()
         self.main_screen.query_one("#tabs", TabbedContent).active = f"tab-{tab}"
         # Focused now, not after the next paint: a table that gains focus after it was drawn is drawn
@@ -798,6 +890,9 @@ class IspvmApp(App[None]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = (event.pane.id or "").removeprefix("tab-")
         self._catch_up()
+        if not self.tabs_ready.is_set() and event.pane.id in LATER_TABS:
+            self.update_breadcrumbs()
+            return  # clicked before its view was mounted: _mount_later focuses and fills it
         self._focus_tab(tab)
         self.update_breadcrumbs()
         if self.frozen_at is not None:

@@ -397,16 +397,20 @@ def run(
             store.close()
         return
     from ispvm_tui.aioloop import BackgroundLoop
+    from ispvm_tui.run_console import engine_console, stop_engine
 
     loop = BackgroundLoop()
+    console = None
     try:
-        loop.run(engine.start(), timeout=60)
-        _open_console(engine, title=f"ispvm · {config.name}", readonly=readonly)
+        # The stored state on screen first; the console starts the engine once it is drawn (run_console.py).
+        console = engine_console(engine, loop, title=f"ispvm · {config.name}", readonly=readonly)
+        console.run()
     finally:
-        with contextlib.suppress(Exception):
-            loop.run(engine.stop(), timeout=30)
-        loop.stop()
+        stop_engine(engine, loop, console)
         store.close()
+    if console.start_error is not None:
+        err(f"the engine could not start: {console.start_error}")
+        raise typer.Exit(1)
 
 
 # ---- collector ----------------------------------------------------------------

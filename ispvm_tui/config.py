@@ -9,6 +9,7 @@ encrypted file), see secrets.py.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import Counter, defaultdict, deque
@@ -586,8 +587,12 @@ class Config(Strict):
 
     def interval_of(self, device: str) -> float:
         """Clock seconds between polls of one device: its own interval_s, else the fleet's."""
-        dev = next((d for d in self.devices if d.name == device), None)
-        return (dev.interval_s if dev is not None and dev.interval_s else None) or self.polling.interval_s
+        return self._own_intervals.get(device) or self.polling.interval_s
+
+    @functools.cached_property
+    def _own_intervals(self) -> dict[str, float]:
+        # Asked once per device per poll: a search of the device list was 86 ms per 1,000 at start alone.
+        return {d.name: d.interval_s for d in self.devices if d.interval_s}
 
     def secret_names(self, polled_elsewhere: Collection[str] = ()) -> set[str]:
         """The secrets this host needs (names, never values): its devices' credentials and SNMP profiles,

@@ -224,6 +224,27 @@ async def test_open_incidents_are_on_screen_at_80x24(engine: SnapshotEngine) -> 
         assert table.region.y + table.region.height <= 24 - 1  # above the footer
 
 
+async def test_at_80_columns_nothing_scrolls_sideways_and_the_status_is_one_line(engine: SnapshotEngine) -> None:
+    """The incident tables drop the ID, score and impact columns and the title takes what is left; the status
+    line keeps the severities with incidents open. At 140 columns everything is back."""
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        for tab, selector in (("1", "#home-incidents"), ("2", "#incidents-table")):
+            await pilot.press(tab)
+            await pilot.pause()
+            table = app.screen.query_one(selector, DataTable)
+            assert table.row_count and table.max_scroll_x == 0, f"{selector} scrolls sideways at 80 columns"
+            assert "title" in [str(c.key.value) for c in table.ordered_columns]
+        status = app.screen.query_one("#status", Static)
+        assert status.size.height == 1 and "▲1" in plain(status) and "MAJOR" not in plain(status)
+        await pilot.resize_terminal(140, 45)
+        await pilot.pause()
+        await until(pilot, lambda: "id" in [str(c.key.value) for c in
+                                            app.screen.query_one("#incidents-table", DataTable).ordered_columns])
+        assert "◆ MAJOR 0" in plain(app.screen.query_one("#status", Static))
+
+
 async def test_synchronizing_before_first_poll() -> None:
     engine = SnapshotEngine(build_snapshot(polls_total=0))
     app = make_app(engine)

@@ -3,7 +3,6 @@ socket): the incident shows, and acknowledging it from the attached console is r
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from ispvm_tui.app import IspvmApp
 from ispvm_tui.demo import start_demo
 from ispvm_tui.engine.attached import AttachedEngine
 from tests.held_faults import held
-from tests.waiting import wait_for
+from tests.waiting import until, wait_for
 
 
 @pytest.fixture
@@ -27,14 +26,6 @@ def live(tmp_path: Path, address_base: str):
         run.stop()
 
 
-async def _until(predicate, timeout: float = 30.0) -> bool:
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return True
-        await asyncio.sleep(0.1)
-    return bool(predicate())
-
-
 async def test_acknowledge_from_an_attached_console(live) -> None:
     incident = live.engine.snapshot().incidents[0]
     attached = AttachedEngine(live.store.path, actor="noc-remote")
@@ -43,13 +34,13 @@ async def test_acknowledge_from_an_attached_console(live) -> None:
         async with app.run_test(size=(140, 45)) as pilot:
             await pilot.press("2")
             table = app.screen.query_one("#incidents-table", DataTable)
-            assert await _until(lambda: incident.id in [str(k.value) for k in table.rows]), app.status_text().plain
+            assert await until(lambda: incident.id in [str(k.value) for k in table.rows]), app.status_text().plain
             table.focus()
             table.move_cursor(row=table.get_row_index(incident.id))
             await pilot.press("a")
-            assert await _until(lambda: live.engine.snapshot().incident(incident.id).status == "acked", 60)
+            assert await until(lambda: live.engine.snapshot().incident(incident.id).status == "acked", 60)
             # The attached console sees its own ack come back through the snapshot.
-            assert await _until(lambda: app.snapshot is not None
+            assert await until(lambda: app.snapshot is not None
                                 and app.snapshot.incident(incident.id).status == "acked")
     finally:
         attached.detach()
@@ -64,7 +55,7 @@ async def test_a_readonly_attached_console_has_no_write_actions(live) -> None:
     try:
         app = IspvmApp(attached, actor=attached.actor, readonly=True)
         async with app.run_test(size=(140, 45)) as pilot:
-            assert await _until(lambda: app.snapshot is not None and app.snapshot.incidents)
+            assert await until(lambda: app.snapshot is not None and app.snapshot.incidents)
             await pilot.press("2")
             await pilot.pause()
             assert "a" not in app.screen.active_bindings  # hidden, as in the in-process console

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from ispvm_tui.clock import SystemClock
@@ -45,12 +44,11 @@ async def test_the_scheduler_runs_each_device_on_its_phase_without_a_per_poll_ji
         assert poller._scheduler is not None
         jobs = {job.id: job for job in poller._scheduler.get_jobs()}
         for n in names:
-            first, regular = jobs[f"first:{n}"], jobs[f"poll:{n}"]
-            assert isinstance(first.trigger, DateTrigger)
+            first, regular = poller.first_at[n], jobs[f"poll:{n}"]
             assert isinstance(regular.trigger, IntervalTrigger)
             # A jitter drawn per poll adds up: the gaps would average more than the interval.
             assert regular.trigger.jitter is None and regular.trigger.interval_length == 30.0
-            lead = regular.trigger.start_date.timestamp() - first.trigger.run_date.timestamp()
+            lead = regular.trigger.start_date.timestamp() - first
             assert 3.0 <= lead <= 30.0
         phases = sorted(jobs[f"poll:{n}"].trigger.start_date.timestamp() for n in names)
         assert phases[-1] - phases[0] > 10.0  # not one burst

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -13,4 +14,14 @@ def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.1)
         if predicate():
             return True
         time.sleep(step)
+    return bool(predicate())
+
+
+async def until(predicate: Callable[[], object], timeout: float = 30.0, step: float = 0.05) -> bool:
+    """``wait_for`` for a test on an event loop (a console under ``run_test``): the loop runs meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
     return bool(predicate())

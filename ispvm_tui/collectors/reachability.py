@@ -165,5 +165,8 @@ async def _snmp(target: ReachTarget, timeout: float) -> tuple[ErrorKind, str] | 
         return _os_error(exc, what)
     finally:
         if transport is not None:
+            answer = proto.answer
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # an ICMP error that came as the check was cancelled: read, not logged
             with contextlib.suppress(Exception):
                 transport.close()

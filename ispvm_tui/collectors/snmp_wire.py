@@ -537,3 +537,7 @@ class SnmpV2Transport(asyncio.DatagramProtocol):
             self._garbage.pop(key, None)
             if not future.done():
                 future.cancel()
+            elif not future.cancelled():
+                # Failed (port unreachable) just as this request was cancelled (the engine stopping): the
+                # error is read here, else asyncio logs "exception was never retrieved" for each.
+                future.exception()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import gc
 import json
 import logging
@@ -171,15 +170,26 @@ class Engine:
         self._snapshot_cost_s = 0.0  # real seconds the last rebuild took
         self._loop_thread: int | None = None
         self._stopping = threading.Event()
+        self._restored = False
 
     # ---- lifecycle ------------------------------------------------------
-    async def start(self) -> None:
+    async def restore(self) -> None:
+        """Take up what the store holds (open incidents, firing alerts, the calendar, config fingerprints)
+        and make it the snapshot, without polling or delivering: what a console shows while the rest starts.
+        ``start`` does it when nobody has; once per engine, on the loop the engine then runs on."""
+        if self._restored:
+            return
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._correlate_soon = asyncio.Event()
         self._book_lock = asyncio.Lock()
         self._snapshot_stale = asyncio.Event()
         await asyncio.to_thread(self._restore)
+        self._restored = True
+        self._refresh_snapshot()
+
+    async def start(self) -> None:
+        await self.restore()
         # Off the loop: a keyring or the encrypted file may take a while, and the loop must stay free
         # to take a SIGTERM meanwhile. Collectors are then built from the remembered values.
         await asyncio.to_thread(self._prefetch_secrets)
@@ -1170,11 +1180,6 @@ class Engine:
             services=services, collectors=collectors,
         )
 
-    @functools.cached_property
-    def _own_intervals(self) -> dict[str, float]:
-        """Devices with their own interval_s (the config is fixed for the engine's life)."""
-        return {d.name: d.interval_s for d in self.config.devices if d.interval_s}
-
     def _home_status(self, devices: list[DeviceView], links: list[LinkView], sites: list[SiteView],
                      windows: list[Any], now: float) -> tuple[tuple[ServiceView, ...], tuple[CollectorView, ...]]:
         """Services from what they depend on; this host's poller and the remote collectors (home_status.py)."""
@@ -1182,10 +1187,9 @@ class Engine:
             self.config, {d.name: d for d in devices}, {lk.id: lk for lk in links}, {s.name: s for s in sites},
             lambda peer: self.rules.is_firing("bgp.down", peer), windows, now) if self.config.services else ()
         scheds = self.poller.schedules if self.poller is not None else {}
-        fleet = self.config.polling.interval_s
-        own = self._own_intervals
+        interval_of = self.config.interval_of
         local = home_status.local_collector(
-            ((sc.last_done_started if sc.polls else None, sc.failures, sc.next_allowed > now, own.get(name, fleet))
+            ((sc.last_done_started if sc.polls else None, sc.failures, sc.next_allowed > now, interval_of(name))
              for name, sc in scheds.items()), now)
         remote = self.centre.collector_views(now) if self.centre is not None else ()
         return services, ((local,) if local is not None else ()) + tuple(remote)

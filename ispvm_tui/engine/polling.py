@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from ispvm_tui.clock import Clock
@@ -213,6 +212,8 @@ class Poller:
                 sched.reach = reach_target(name, sched.collectors)
         self._rng = rng or random.Random()
         self._scheduler: AsyncIOScheduler | None = None
+        self.first_at: dict[str, float] = {}  # device -> epoch time of its first poll
+        self._first_calls: list[asyncio.TimerHandle] = []
         self.poll_seconds: deque[float] = deque(maxlen=1000)  # real seconds per device poll, recent
         self.skipped_overlaps = 0  # turns skipped because the previous poll of that device still ran
         self._running: set[asyncio.Task[object]] = set()
@@ -227,20 +228,26 @@ class Poller:
         return self.config.interval_of(name)
 
     def start(self) -> None:
-        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._scheduler = AsyncIOScheduler(event_loop=loop)
         self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
+        now = time.time()
         for name in self.schedules:
             interval = self.clock.to_real(self.interval_of(name))
-            first, phase = self.first_and_phase(interval)
+            first, phase = self.first_and_phase(interval, now)
             grace = int(interval) + 1
-            # The first poll, soon, so the console fills; then the device's own phase, once per interval.
-            self._scheduler.add_job(self.poll_device, DateTrigger(run_date=datetime.fromtimestamp(first, UTC)),
-                                    args=[name], id=f"first:{name}", misfire_grace_time=grace)
+            # The first poll, soon, so the console fills: a loop timer, not a job (a scheduler job costs
+            # ~0.2 ms to add: 0.2 s of start-up per 1,000 devices). Then the device's own phase, once per interval.
+            self.first_at[name] = first
+            self._first_calls.append(loop.call_later(first - now, self._first_poll, name))
             self._scheduler.add_job(
                 self.poll_device, IntervalTrigger(seconds=interval, start_date=datetime.fromtimestamp(phase, UTC)),
                 args=[name], id=f"poll:{name}", max_instances=1, coalesce=True, misfire_grace_time=grace,
             )
         self._scheduler.start()
+
+    def _first_poll(self, name: str) -> None:
+        asyncio.get_running_loop().create_task(self.poll_device(name), name=f"first-poll:{name}")
 
     def first_and_phase(self, interval: float, now: float | None = None) -> tuple[float, float]:
         """Epoch times of a device's first poll (within 5 s) and of its second, which sets its phase.
@@ -256,6 +263,8 @@ class Poller:
         self.skipped_overlaps += 1
 
     async def stop(self) -> None:
+        for call in self._first_calls:
+            call.cancel()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         for task in list(self._running):

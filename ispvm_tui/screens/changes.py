@@ -26,8 +26,8 @@ from textual.widgets import DataTable, Header, Label, Static
 
 from ispvm_tui.engine.api import ChangeRecordView, ConfigChangeView, EngineAPI, MaintenanceView, Scope, Snapshot
 from ispvm_tui.screens.change_forms import CapturePrompt, change_form, failure_text, local_time, window_form
+from ispvm_tui.screens.columns import Column, FittedColumns
 from ispvm_tui.screens.confirm import ConfirmScreen
-from ispvm_tui.screens.deliveries import SCROLLBAR, Column, fit_columns
 from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import ConsoleFooter, selected_row_key, sync_table
 
@@ -307,8 +307,7 @@ class ChangesPane(Vertical):
         self._reading = False
         self._again = False
         self._busy: set[str] = set()
-        self._fitted: dict[str, tuple[tuple[str, str, int], ...]] = {}
-        self._restore: dict[str, str | None] = {}  # the selection to keep across a column rebuild
+        self._columns = {section: FittedColumns(spec) for section, (_, spec) in TABLES.items()}
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Synchronizing… reading the calendar", style="italic"), id="changes-message")
@@ -329,20 +328,9 @@ class ChangesPane(Vertical):
             self._render_tables()
 
     def _fit(self, width: int) -> bool:
-        changed = False
-        for section, (table_id, spec) in TABLES.items():
-            fitted = fit_columns(spec, width - SCROLLBAR)
-            if self._fitted.get(section) == fitted:
-                continue
-            table = self.query_one(table_id, DataTable)
-            selected = selected_row_key(table)
-            table.clear(columns=True)
-            for label, key, column_width in fitted:
-                table.add_column(label, key=key, width=column_width)
-            self._fitted[section] = fitted
-            self._restore[section] = selected
-            changed = True
-        return changed
+        changed = [self._columns[section].fit(self.query_one(table_id, DataTable), width)
+                   for section, (table_id, _) in TABLES.items()]
+        return any(changed)
 
     # -- what is shown -----------------------------------------------------------------------------
 
@@ -384,12 +372,9 @@ class ChangesPane(Vertical):
         self._render_message()
 
     def _sync(self, section: str, rows: Sequence[tuple[str, dict[str, object]]]) -> None:
-        table = self.query_one(TABLES[section][0], DataTable)
-        keys = [key for _, key, _ in self._fitted.get(section, ())]
-        sync_table(table, [(row, [cells[k] for k in keys]) for row, cells in rows])
-        restore = self._restore.pop(section, None)
-        if restore is not None and restore in table.rows:  # a column rebuild must not move the selection
-            table.move_cursor(row=table.get_row_index(restore), animate=False)
+        table, columns = self.query_one(TABLES[section][0], DataTable), self._columns[section]
+        sync_table(table, [(row, columns.cells(cells)) for row, cells in rows])
+        columns.reselect(table)  # a column rebuild must not move the selection
 
     def _render_titles(self) -> None:
         writes = not self.readonly

@@ -2,7 +2,7 @@
 
 The app fetches a ``DeliveryReport`` through the engine (it reads the database,
 so never on the console's loop) and hands it here; this pane only renders.
-Column sets shrink below ``WIDE_MIN`` columns so the error text keeps some
+Column sets shrink on a narrow pane (screens/columns.py) so the error text keeps some
 room at 80×24 instead of scrolling off to the right.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual import events
@@ -19,6 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
 from ispvm_tui.engine.api import AttemptView, DeliveryReport, DeliveryView, EndpointView
+from ispvm_tui.screens.columns import Column, FittedColumns
 from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import age, selected_row_key, short_id, sync_table
 
@@ -35,18 +35,6 @@ OUTCOME_STYLE: dict[str, tuple[str, str]] = {
     "permanent": ("✖", "bold red"),
 }
 ENDPOINT_LINES = 4  # more targets than this: the troubled ones, then a count
-MIN_FLEX = 16  # the error column never gets narrower than this
-SCROLLBAR = 2
-
-
-@dataclass(frozen=True)
-class Column:
-    label: str
-    key: str
-    width: int  # 0: takes what the others leave
-    narrow: bool = True  # kept when the pane is narrower than WIDE_MIN
-
-
 DEAD_COLUMNS: tuple[Column, ...] = (
     Column("ID", "id", 8, narrow=False),
     Column("Target", "target", 12),
@@ -68,17 +56,6 @@ ATTEMPT_COLUMNS: tuple[Column, ...] = (
     Column("ms", "latency", 5, narrow=False),
     Column("Error", "error", 0),
 )
-WIDE_MIN = 110
-
-
-def fit_columns(spec: Sequence[Column], available: int, padding: int = 1) -> tuple[tuple[str, str, int], ...]:
-    """The columns to show at this width, the flexible one sized to the rest (label, key, width)."""
-    columns = [c for c in spec if c.narrow or available >= WIDE_MIN]
-    used = sum(c.width + 2 * padding for c in columns if c.width) + 2 * padding
-    flex = max(MIN_FLEX, available - used)
-    return tuple((c.label, c.key, c.width or flex) for c in columns)
-
-
 def clock(ts: float | None) -> str:
     return "—" if ts is None else time.strftime("%H:%M:%S", time.localtime(ts))
 
@@ -166,7 +143,7 @@ class DeliveriesPane(Vertical):
         self.readonly = readonly
         self.report: DeliveryReport | None = None
         self.error: str | None = None
-        self._fitted: dict[str, tuple[tuple[str, str, int], ...]] = {}
+        self._columns = {"#dead-table": FittedColumns(DEAD_COLUMNS), "#attempts-table": FittedColumns(ATTEMPT_COLUMNS)}
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Synchronizing… reading deliveries", style="italic"), id="deliveries-message")
@@ -181,29 +158,14 @@ class DeliveriesPane(Vertical):
         self._fit(self.content_size.width or 80)
 
     def on_resize(self, event: events.Resize) -> None:
-        tables = [self.query_one(t, DataTable) for t in ("#dead-table", "#attempts-table")]
-        selected = [selected_row_key(table) for table in tables]
-        if not self._fit(self.content_size.width):
-            return
-        self._render_tables()
-        for table, key in zip(tables, selected, strict=True):  # a rebuild must not move the selection
-            if key is not None and key in table.rows:
-                table.move_cursor(row=table.get_row_index(key), animate=False)
+        if self._fit(self.content_size.width):
+            self._render_tables()
 
     def _fit(self, width: int) -> bool:
         """(Re)build the tables' columns for this width; True when they changed."""
-        changed = False
-        for table_id, spec in (("#dead-table", DEAD_COLUMNS), ("#attempts-table", ATTEMPT_COLUMNS)):
-            fitted = fit_columns(spec, width - SCROLLBAR)
-            if self._fitted.get(table_id) == fitted:
-                continue
-            table = self.query_one(table_id, DataTable)
-            table.clear(columns=True)
-            for label, key, column_width in fitted:
-                table.add_column(label, key=key, width=column_width)
-            self._fitted[table_id] = fitted
-            changed = True
-        return changed
+        changed = [columns.fit(self.query_one(table_id, DataTable), width)
+                   for table_id, columns in self._columns.items()]
+        return any(changed)
 
     def selected_dead(self) -> DeliveryView | None:
         event_id = selected_row_key(self.query_one("#dead-table", DataTable))
@@ -257,5 +219,6 @@ class DeliveriesPane(Vertical):
         self.query_one("#attempts-title", Label).update(f"Recent attempts {len(report.recent)}")
 
     def _sync(self, table_id: str, rows: Sequence[tuple[str, dict[str, object]]]) -> None:
-        keys = [key for _, key, _ in self._fitted.get(table_id, ())]
-        sync_table(self.query_one(table_id, DataTable), [(row, [cells[k] for k in keys]) for row, cells in rows])
+        table, columns = self.query_one(table_id, DataTable), self._columns[table_id]
+        sync_table(table, [(row, columns.cells(cells)) for row, cells in rows])
+        columns.reselect(table)  # a rebuild must not move the selection

@@ -8,6 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
 from ispvm_tui.engine.api import SEVERITY_ORDER, IncidentView, Snapshot
+from ispvm_tui.screens.columns import Column, FittedColumns
 from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import (
     SEVERITY_STYLE,
@@ -28,6 +29,13 @@ DOWN_LIST_LIMIT = 5
 # 80x24 the open incidents and the sites' and services' rows are on screen together.
 SHORT_HEIGHT = 24
 NARROW_WIDTH = 100
+LATEST_COLUMNS = (  # the title takes what the others leave: nothing scrolls off at 80 columns
+    Column("Severity", "sev", 8),
+    Column("Status", "status", 9),
+    Column("Title", "title", 0),
+    Column("Root cause", "cause", 20),
+    Column("Opened", "opened", 10),
+)
 
 
 def severity_summary(snapshot: Snapshot | None) -> Text:
@@ -131,6 +139,7 @@ class HomePane(Vertical):
         self._last: Snapshot | None = None
         self._severity = severity_summary(None)
         self._topology: Text | None = None
+        self._latest = FittedColumns(LATEST_COLUMNS)
 
     def compose(self) -> ComposeResult:
         # Incidents first: on an 80x24 terminal they must be on screen without scrolling; sites and the
@@ -156,20 +165,14 @@ class HomePane(Vertical):
             ("Subscribers", "subs", 11),
         ):
             sites.add_column(label, key=key, width=width)
-        latest = self.query_one("#home-incidents", DataTable)
-        for label, key, width in (
-            ("Severity", "sev", 8),
-            ("Status", "status", 9),
-            ("Title", "title", 48),
-            ("Root cause", "cause", 28),
-            ("Opened", "opened", 10),
-        ):
-            latest.add_column(label, key=key, width=width)
+        self._latest.fit(self.query_one("#home-incidents", DataTable), self.content_size.width or 80)
 
     def on_resize(self) -> None:
         # No media queries in Textual CSS: a short or narrow terminal gets a class, app.tcss does the rest.
         self.set_class(self.size.height < SHORT_HEIGHT, "-short")
         self.set_class(self.size.width < NARROW_WIDTH, "-narrow")
+        if self._latest.fit(self.query_one("#home-incidents", DataTable), self.content_size.width) and self._last:
+            self._render_latest(self._last)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         last, self._last = self._last, snapshot
@@ -186,20 +189,12 @@ class HomePane(Vertical):
         if topology != self._topology:
             self._topology = topology
             self.query_one("#home-topology", Static).update(topology)
-        now = snapshot.taken_at
-        sync_table(
-            self.query_one("#home-incidents", DataTable),
-            [
-                (
-                    i.id,
-                    (
-                        severity_text(i.severity),
-                        status_text(i.status),
-                        i.title,
-                        root_cause_summary(i.root_causes),
-                        age(i.opened_at, now),
-                    ),
-                )
-                for i in latest_incidents(snapshot)
-            ],
-        )
+        self._render_latest(snapshot)
+
+    def _render_latest(self, snapshot: Snapshot) -> None:
+        now, table, columns = snapshot.taken_at, self.query_one("#home-incidents", DataTable), self._latest
+        sync_table(table, [(i.id, columns.cells({"sev": severity_text(i.severity), "status": status_text(i.status),
+                                                  "title": i.title, "cause": root_cause_summary(i.root_causes),
+                                                  "opened": age(i.opened_at, now)}))
+                           for i in latest_incidents(snapshot)])
+        columns.reselect(table)

@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
 from ispvm_tui.engine.api import SEVERITY_ORDER, IncidentView, Snapshot
+from ispvm_tui.screens.columns import Column, FittedColumns
 from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import (
     age,
@@ -23,17 +24,19 @@ from ispvm_tui.screens.widgets import (
     sync_table,
 )
 
-COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("ID", "id", 10),
-    ("Score", "score", 5),
-    ("Severity", "sev", 8),
-    ("Status", "status", 9),
-    ("Title", "title", 36),
-    ("Root cause", "cause", 24),
-    ("Devices", "devices", 7),
-    ("Subs", "subs", 7),
-    ("Opened", "opened", 10),
-    ("Suppr.", "suppressed", 6),
+# Below WIDE_MIN columns (80x24) the ID, score and impact counts give way, the title takes the rest: nothing
+# scrolls off to the right (the detail screen has them all).
+COLUMNS: tuple[Column, ...] = (
+    Column("ID", "id", 10, narrow=False),
+    Column("Score", "score", 5, narrow=False),
+    Column("Severity", "sev", 8),
+    Column("Status", "status", 9),
+    Column("Title", "title", 0),
+    Column("Root cause", "cause", 20),
+    Column("Devices", "devices", 7, narrow=False),
+    Column("Subs", "subs", 7, narrow=False),
+    Column("Opened", "opened", 10),
+    Column("Suppr.", "suppressed", 6, narrow=False),
 )
 
 
@@ -45,19 +48,20 @@ def title_cell(incident: IncidentView) -> object:
     return Text.assemble(("⚒ maint ", "italic"), incident.title)
 
 
-def incident_cells(incident: IncidentView, now: float) -> tuple[object, ...]:
-    return (
-        short_id(incident.id),
-        str(incident.score),
-        severity_text(incident.severity),
-        status_text(incident.status),
-        title_cell(incident),
-        root_cause_summary(incident.root_causes),
-        str(incident.impact.devices_affected),
-        subscribers(incident.impact.estimated_subscribers_affected),
-        age(incident.opened_at, now),
-        str(incident.suppressed_count) if incident.suppressed_count else "—",
-    )
+def incident_cells(incident: IncidentView, now: float) -> dict[str, object]:
+    """Every column's cell by key (the pane shows those its width allows)."""
+    return {
+        "id": short_id(incident.id),
+        "score": str(incident.score),
+        "sev": severity_text(incident.severity),
+        "status": status_text(incident.status),
+        "title": title_cell(incident),
+        "cause": root_cause_summary(incident.root_causes),
+        "devices": str(incident.impact.devices_affected),
+        "subs": subscribers(incident.impact.estimated_subscribers_affected),
+        "opened": age(incident.opened_at, now),
+        "suppressed": str(incident.suppressed_count) if incident.suppressed_count else "—",
+    }
 
 
 # Sort orders `s` cycles through; open and acknowledged incidents always come before closed ones.
@@ -75,6 +79,7 @@ class IncidentsPane(Vertical):
         self.filter_text = ""
         self.shown = 0
         self.sort = "priority"
+        self._columns = FittedColumns(COLUMNS)
 
     def cycle_sort(self) -> str:
         names = list(SORTS)
@@ -92,9 +97,11 @@ class IncidentsPane(Vertical):
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        table = self.query_one("#incidents-table", DataTable)
-        for label, key, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        self._columns.fit(self.query_one("#incidents-table", DataTable), self.content_size.width or 80)
+
+    def on_resize(self) -> None:
+        if self._columns.fit(self.query_one("#incidents-table", DataTable), self.content_size.width):
+            self._render_rows()
 
     @property
     def total(self) -> int:
@@ -114,11 +121,10 @@ class IncidentsPane(Vertical):
         key = SORTS[self.sort]
         rows = sorted(self.visible(snapshot.incidents), key=lambda i: (i.status == "closed", key(i)))  # type: ignore[operator]
         self.shown = len(rows)
+        table, columns = self.query_one("#incidents-table", DataTable), self._columns
         with self.app.batch_update():
-            sync_table(
-                self.query_one("#incidents-table", DataTable),
-                [(i.id, incident_cells(i, snapshot.taken_at)) for i in rows],
-            )
+            sync_table(table, [(i.id, columns.cells(incident_cells(i, snapshot.taken_at))) for i in rows])
+            columns.reselect(table)
         empty = self.query_one("#incidents-empty", Static)
         empty.display = not rows
         if not rows:
