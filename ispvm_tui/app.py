@@ -295,6 +295,15 @@ class EngineEventArrived(Message):
         self.event = event
 
 
+class StatusLine(Static):
+    """The line above the footer: the whole status, or its compact form when that does not fit."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        update = getattr(self.app, "_update_status", None)
+        if update is not None:
+            update()
+
+
 class EngineStartFailed(Message):
     """The engine this console started (``starter``) could not start: the console exits with the error."""
 
@@ -431,7 +440,7 @@ class IspvmApp(App[None]):
             yield TabPane("4 Deliveries", id="tab-deliveries")
             yield TabPane("5 Changes", id="tab-changes")
             yield TabPane("6 Devices", id="tab-devices")
-        yield Static(Text("Synchronizing…", style="italic"), id="status")
+        yield StatusLine(Text("Synchronizing…", style="italic"), id="status")
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
@@ -537,7 +546,11 @@ class IspvmApp(App[None]):
         starter, self._starter = self._starter, None
         if starter is None:
             return
-        self.engine_starting = starting = starter()
+        try:
+            self.engine_starting = starting = starter()
+        except Exception as exc:  # the engine's loop is gone: nothing will poll, so say so and close
+            self.post_message(EngineStartFailed(str(exc) or type(exc).__name__))
+            return
 
         def started(fut: Future[Any]) -> None:  # on the engine's thread: only a message crosses over
             if not fut.cancelled() and fut.exception() is not None:
@@ -705,7 +718,7 @@ class IspvmApp(App[None]):
 
     def topology_shown(self) -> bool:
         main = getattr(self, "main_screen", None)
-        return (main is not None and self.screen is main
+        return (main is not None and self.screen is main and self.topology_pane.is_mounted
                 and main.query_one("#tabs", TabbedContent).active == "tab-topology")
 
     def _changes_tab_on(self, screen: Screen) -> bool:
@@ -803,14 +816,11 @@ class IspvmApp(App[None]):
             text.append("READ-ONLY", style="bold")
         return text
 
-    def on_resize(self, event: events.Resize) -> None:
-        self._update_status()  # the compact line or the whole one
-
     def _update_status(self) -> None:
         status = getattr(self, "status_line", None)
         if status is not None:
             text = self.status_text()
-            if text.cell_len > self.size.width:  # two lines at 80 columns took a row from the tables
+            if text.cell_len > (status.size.width or self.size.width):  # two lines took a row from the tables
                 text = self.status_text(compact=True)
             status.update(text)
 

@@ -989,7 +989,7 @@ class Engine:
     async def _capture_config(self, device: str | None, actor: str) -> int:
         cw = self.config_watch
         if device is not None and device not in cw.devices:
-            raise ValueError(f"unknown device {device!r} (or polled by a remote collector)")
+            raise ValueError(f"unknown device {device!r}: no [[devices]] entry of that name")
         now = self.clock.now()
         asked = cw.request([device] if device else sorted(cw.devices), now, now, forced=True)
         if asked and self.poller is not None:

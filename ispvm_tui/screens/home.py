@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Label, Static
 
 from ispvm_tui.engine.api import SEVERITY_ORDER, IncidentView, Snapshot
 from ispvm_tui.screens.columns import Column, FittedColumns
+from ispvm_tui.screens.incidents import title_cell
 from ispvm_tui.screens.table import ConsoleTable
 from ispvm_tui.screens.widgets import (
     SEVERITY_STYLE,
@@ -194,7 +195,7 @@ class HomePane(Vertical):
     def _render_latest(self, snapshot: Snapshot) -> None:
         now, table, columns = snapshot.taken_at, self.query_one("#home-incidents", DataTable), self._latest
         sync_table(table, [(i.id, columns.cells({"sev": severity_text(i.severity), "status": status_text(i.status),
-                                                  "title": i.title, "cause": root_cause_summary(i.root_causes),
+                                                  "title": title_cell(i), "cause": root_cause_summary(i.root_causes),
                                                   "opened": age(i.opened_at, now)}))
                            for i in latest_incidents(snapshot)])
         columns.reselect(table)
