@@ -199,11 +199,36 @@ def census(top: int = 30) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r["mb"])[:top]
 
 
+def arrow_pool() -> dict[str, Any] | None:
+    """pyarrow's memory pool (the samples' Arrow batches): its allocator, what it holds now and at most."""
+    if "pyarrow" not in sys.modules:
+        return None
+    pool = sys.modules["pyarrow"].default_memory_pool()
+    return {"backend": pool.backend_name, "allocated_mb": round(pool.bytes_allocated() / 1048576, 1),
+            "max_mb": round(pool.max_memory() / 1048576, 1)}
+
+
+def trimmed() -> dict[str, float] | None:
+    """What glibc's malloc_trim(0) gives back now (anonymous RSS before and after): free pages inside its
+    arenas that it keeps mapped. Done last: the process is trimmed from then on."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    before = smaps_rollup().get("Anonymous", 0.0)
+    started = time.perf_counter()
+    trim(0)
+    took = time.perf_counter() - started
+    after = smaps_rollup().get("Anonymous", 0.0)
+    return {"anon_before_mb": before, "anon_after_mb": after, "returned_mb": round(before - after, 1),
+            "took_ms": round(took * 1000, 1)}
+
+
 def memory_report() -> dict[str, Any]:
     t0 = time.monotonic()
     report: dict[str, Any] = {"at": time.time(), "smaps": smaps_rollup(), "anon_mb": anon_mappings(),
                               "malloc": mallinfo(), "pymalloc": pymalloc(), "duckdb": duckdb_figures(),
-                              "threads": len(os.listdir("/proc/self/task"))}
+                              "arrow": arrow_pool(), "threads": len(os.listdir("/proc/self/task"))}
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot()
         report["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 1048576, 1)
@@ -216,6 +241,8 @@ def memory_report() -> dict[str, Any]:
         report["structures_mb"] = structures()
     if os.environ.get("ISPVM_PROBE_CENSUS"):
         report["census"] = census()
+    if os.environ.get("ISPVM_PROBE_TRIM"):
+        report["malloc_trim"] = trimmed()
     report["report_s"] = round(time.monotonic() - t0, 2)
     return report
 
