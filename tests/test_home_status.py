@@ -87,3 +87,17 @@ def test_the_poller_is_behind_only_when_answering_devices_are_overdue() -> None:
     assert cut_off is not None and cut_off.state == "down"
     assert home_status.local_collector([(None, 0, False, 60.0)], now).state == "unknown"  # type: ignore[union-attr]
     assert home_status.local_collector([], now) is None
+
+
+def test_the_poller_line_says_when_a_storm_has_every_poll_check_first() -> None:
+    from dataclasses import replace
+
+    from ispvm_tui.screens.home import collectors_line
+    from tests.test_console import build_snapshot
+
+    snapshot = build_snapshot()
+    calm = CollectorView("local", "local", "up", 300, snapshot.taken_at - 5, 0, 0.0)
+    assert "storm" not in collectors_line(replace(snapshot, collectors=(calm,))).plain
+    storm = replace(calm, failing=120, storm=True)
+    line = collectors_line(replace(snapshot, collectors=(storm,))).plain
+    assert "120 not answering" in line and "storm: checking each router before polling it" in line

@@ -180,3 +180,45 @@ async def test_a_router_that_answers_the_check_but_is_too_slow_to_poll_is_slow_n
         verdicts = [rules.observe(name, results, 100.0 + 20 * i).reachable for i, results in enumerate(got)]
         assert verdicts == [False, True, True]
         assert not rules.is_firing("device.unreachable", name)
+
+
+async def test_in_a_storm_every_poll_starts_with_a_check(address_base: str) -> None:
+    """Three routers that answered stop answering within an interval: from then on a dead router costs a
+    failed check (no poll slot held for a full timeout), and a live one still answers the check and is polled."""
+    async with _lab(address_base) as lab:
+        routers = {r[0]: r for r in lab.routers()}
+        cfg = Config.model_validate({
+            "console": {"attach": ["CORE1"]}, "sites": [{"name": "S"}],
+            "polling": {"timeout_s": 1.5, "check_timeout_s": 0.5},
+            "credentials": {"c": {"username": lab.scenario.lab.username, "password_secret": "pw"}},
+            "devices": [{"name": name, "site": "S", "role": "access", "address": address, "api_port": api_port,
+                         "credential": "c"} for name, address, api_port, _snmp in routers.values()],
+        })
+        clock = SystemClock()
+        secrets = StaticSecrets({"pw": lab.scenario.lab.password})
+        schedules = {d.name: DeviceSchedule(d.name, build_collectors(cfg, d, secrets, clock)) for d in cfg.devices}
+        got: dict[str, list] = {}
+
+        async def on_results(name: str, results: list) -> None:
+            got[name] = results
+
+        poller = Poller(cfg, clock, schedules, on_results)
+        assert poller.storm_threshold == 3  # 7 routers: 2 % of them is less than 3
+        dead = ["POPA-ACC1", "POPA-ACC2", "POPB-ACC1", "POPB-AGG"]
+        try:
+            for name in schedules:  # everyone answers first
+                await asyncio.create_task(poller.poll_device(name, forced=True))
+            assert all(r.ok for results in got.values() for r in results) and not poller.in_storm()
+            for name in dead:
+                _power_off(lab, name)
+            for name in dead[:3]:  # the first three: full polls that time out (nothing says storm yet)
+                await asyncio.create_task(poller.poll_device(name, forced=True))
+                assert schedules[name].checks == 0 and got[name][0].error_kind == "timeout"
+            assert poller.in_storm()
+            await asyncio.create_task(poller.poll_device(dead[3], forced=True))
+            assert schedules[dead[3]].checks == 1, "the fourth dead router failed a check, not a full poll"
+            assert "reachability check" in (got[dead[3]][0].error or "")
+            await asyncio.create_task(poller.poll_device("EDGE1", forced=True))
+            assert got["EDGE1"][0].ok and schedules["EDGE1"].checks == 0  # checked, answered, polled
+        finally:
+            await poller.stop()

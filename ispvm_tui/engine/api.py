@@ -141,6 +141,7 @@ class CollectorView:
     last_poll_at: float | None = None  # local: the newest poll's start; remote: its last heartbeat
     failing: int = 0  # devices whose last poll failed
     lag_s: float | None = None  # local: how far the most overdue answering device is past its interval
+    storm: bool = False  # local: many devices stopped answering at once; every poll starts with a check
 
 
 @dataclass(frozen=True)

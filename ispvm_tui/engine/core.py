@@ -1190,7 +1190,7 @@ class Engine:
         interval_of = self.config.interval_of
         local = home_status.local_collector(
             ((sc.last_done_started if sc.polls else None, sc.failures, sc.next_allowed > now, interval_of(name))
-             for name, sc in scheds.items()), now)
+             for name, sc in scheds.items()), now, storm=self.poller is not None and self.poller.in_storm())
         remote = self.centre.collector_views(now) if self.centre is not None else ()
         return services, ((local,) if local is not None else ()) + tuple(remote)
 

@@ -73,7 +73,8 @@ def services(config: Config, devices: Mapping[str, DeviceView], links: Mapping[s
     return tuple(out)
 
 
-def local_collector(polled: Iterable[tuple[float | None, int, bool, float]], now: float) -> CollectorView | None:
+def local_collector(polled: Iterable[tuple[float | None, int, bool, float]], now: float,
+                    storm: bool = False) -> CollectorView | None:
     """This host's poller from its devices' (start of the last completed poll, consecutive failures, backing
     off, interval).
 
@@ -94,4 +95,4 @@ def local_collector(polled: Iterable[tuple[float | None, int, bool, float]], now
     state: EntityState = ("unknown" if not starts else "down" if failing == len(rows) else
                           "degraded" if lag > worst else "up")
     return CollectorView(name="local", kind="local", state=state, devices=len(rows),
-                         last_poll_at=max(starts) if starts else None, failing=failing, lag_s=lag)
+                         last_poll_at=max(starts) if starts else None, failing=failing, lag_s=lag, storm=storm)

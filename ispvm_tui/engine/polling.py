@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -46,6 +47,11 @@ logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
 
 
 BACKOFF_AFTER_FAILURES = 3  # failed polls in a row before a device is polled less often
+# A storm: at least this many devices (or this share of the fleet, if more) stopped answering within one
+# interval. Until it passes every poll starts with a reachability check (see Poller.in_storm).
+STORM_MIN_DEVICES = 3
+STORM_SHARE = 0.02
+UNREACHABLE_KINDS = frozenset({"timeout", "refused", "unreachable"})
 
 
 class Collector(Protocol):
@@ -212,6 +218,9 @@ class Poller:
                 sched.reach = reach_target(name, sched.collectors)
         self._rng = rng or random.Random()
         self._scheduler: AsyncIOScheduler | None = None
+        self._went_dark: deque[float] = deque()  # clock times devices that answered stopped answering
+        self.storm_threshold = max(STORM_MIN_DEVICES, math.ceil(STORM_SHARE * len(schedules)))
+        self._storm = False
         self.first_at: dict[str, float] = {}  # device -> epoch time of its first poll
         self._first_calls: list[asyncio.TimerHandle] = []
         self.poll_seconds: deque[float] = deque(maxlen=1000)  # real seconds per device poll, recent
@@ -347,6 +356,8 @@ class Poller:
         if any(r.ok for r in results):
             sched.failures, sched.next_allowed, sched.suspect = 0, 0.0, False
         else:
+            if sched.failures == 0 and all(r.error_kind in UNREACHABLE_KINDS for r in results):
+                self._went_dark.append(now)
             sched.failures += 1
             grace = BACKOFF_AFTER_FAILURES
             # The attach points are never backed off: everything is reached through them, so their answer
@@ -391,7 +402,27 @@ class Poller:
 
     def _should_check(self, sched: DeviceSchedule) -> bool:
         return (self.config.polling.check_timeout_s > 0 and sched.reach is not None
-                and (sched.failures > 0 or sched.suspect))
+                and (sched.failures > 0 or sched.suspect or self.in_storm()))
+
+    def in_storm(self) -> bool:
+        """Several devices stopped answering within one interval (a power cut, a fibre cut before the engine
+        knows what is behind it): every poll then starts with a reachability check until the storm passes.
+        A dead router costs a check in the wide pool instead of a full poll holding a poll slot (and an SNMP
+        slot) for its whole timeout, so the live routers' polls and the dead ones' confirmations are not
+        queued behind hundreds of timeouts; a live router answers the check in milliseconds."""
+        horizon = self.clock.now() - self.config.polling.interval_s
+        dark = self._went_dark
+        while dark and dark[0] < horizon:
+            dark.popleft()
+        storm = len(dark) >= self.storm_threshold
+        if storm != self._storm:
+            self._storm = storm
+            if storm:
+                log.warning("%d devices stopped answering within %.0f s: polls start with a reachability check",
+                            len(dark), self.config.polling.interval_s)
+            else:
+                log.info("no more devices stopping to answer: polls without a reachability check again")
+        return storm
 
     async def _check(self, name: str, sched: DeviceSchedule) -> list[PollResult] | None:
         """None when the device answers (it gets a full poll); else its failed poll, one result per collector."""

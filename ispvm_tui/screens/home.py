@@ -77,6 +77,8 @@ def collectors_line(snapshot: Snapshot) -> Text:
             text.append(f", {c.failing} not answering", style="yellow")
         if c.lag_s is not None and c.lag_s >= 1:
             text.append(f", {c.lag_s:.0f}s behind", style="bold yellow")
+        if c.storm:
+            text.append(", storm: checking each router before polling it", style="bold yellow")
     return text
 
 
