@@ -1691,6 +1691,7 @@ if __name__ == "__main__":
 
 # ---- diagnostics ----------------------------------------------------------------------------------
 
+audit_app = _group("audit", "The audit log: who did what, hash-chained; verify that nobody changed it.")
 diag_app = _group("diag", "Ping or traceroute from a router, through the running engine (audited).")
 DiagDeviceArg = Annotated[str, typer.Argument(metavar="DEVICE", help="the router it runs from (its API)")]
 DiagTargetArg = Annotated[str, typer.Argument(metavar="TARGET", help="an IPv4/IPv6 address or a host name")]
@@ -1746,3 +1747,113 @@ def diag_traceroute(
     """/tool/traceroute from DEVICE to TARGET: one line per hop (at most 15; it stops after 3 silent hops in a
     row), then whether TARGET was reached."""
     _diag("traceroute", device, target, 1, config, database, actor, json_out)
+
+
+# ---- audit log (engine/audit_log.py) -------------------------------------------------------------------------
+def _audit(op: str, args: dict[str, Any], config: Path | None, database: Path | None) -> Any:
+    """Ask the running engine; with none running, read the database file with the same code."""
+    from ispvm_tui.engine import audit_log, control
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    db = _database_of(config, database)
+
+    def direct() -> Any:
+        if not db.exists():
+            err(f"no database at {db}")
+            raise typer.Exit(1)
+        try:
+            store = Store(db)
+        except StoreLocked as exc:
+            err(f"{exc}\nIt is held, and {NO_ANSWER}")
+            raise typer.Exit(1) from None
+        try:
+            if op == "audit.list":
+                return audit_log.list_entries(store.query_dicts, **audit_log.list_args(args))
+            return audit_log.verify(store.query_dicts, audit_log.head_arg(args.get("head"))).as_dict()
+        finally:
+            store.close()
+
+    try:
+        return control.call(db, op, args, _reader(), direct)[0]
+    except ValueError as exc:
+        err(f"--{exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+
+
+def _short_id(target: str) -> str:
+    """An incident's or outbox event's UUID as its first 8 characters, as the other lists show them (and the
+    commands take them); device names and window ids as they are. --json has them whole."""
+    import re
+
+    return target[:8] if re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", target) else target
+
+
+@audit_app.command("list")
+def audit_list(
+    limit: Annotated[int, typer.Option(help="how many, newest first (1 to 10000)")] = 50,
+    actor: Annotated[str | None, typer.Option(help="only this actor's entries")] = None,
+    action: Annotated[str | None, typer.Option(help="only actions starting with this (maint., incident.ack)")] = None,
+    since: Annotated[str | None, typer.Option(help="only entries since this long ago (30m, 2h, 7d)")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """The audit log, newest first: sequence number, time, actor, action, target and detail."""
+    import shutil
+    import time
+
+    from ispvm_tui.engine.calendar import parse_duration
+
+    args: dict[str, Any] = {"limit": limit, "actor": actor, "action": action, "since": None}
+    if since is not None:
+        try:
+            args["since"] = time.time() - parse_duration(since)
+        except ValueError as exc:
+            err(f"--since: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    entries = _audit("audit.list", args, config, database)
+    if json_out:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        typer.echo("no audit entries")
+        return
+    rows = [[str(e["seq"]), _local(e["ts"]), e["actor"], e["action"], _short_id(e["target"] or "-"),
+             " ".join((e["detail"] or "").split())] for e in entries]
+    headers = ["SEQ", "WHEN", "ACTOR", "ACTION", "TARGET", "DETAIL"]
+    used = sum(max(len(h), *(len(r[k]) for r in rows)) + 2 for k, h in enumerate(headers[:-1]))
+    room = max(20, shutil.get_terminal_size((80, 24)).columns - used)
+    _table(headers, [[*r[:-1], _fit(r[-1], room)] for r in rows])
+
+
+@audit_app.command("verify")
+def audit_verify(
+    head: Annotated[str | None, typer.Option(
+        help="SEQ:HASH of a head printed earlier: it must still be in the log (nothing cut from the end)")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Check the audit log's hash chain from its start (or from where retention cut it) to its head. Exit 0
+    when untouched; 1 naming the first entry that was changed, removed or inserted. Prints the head: keep it
+    elsewhere (a ticket, another host) and pass it as --head later to prove nothing was cut from the end."""
+    verdict = _audit("audit.verify", {"head": head}, config, database)
+    if json_out:
+        typer.echo(json.dumps(verdict, indent=2))
+    else:
+        anchor = verdict["anchor"]
+        start = (f"from entry {anchor['seq'] + 1} (retention removed {anchor['pruned']} older entries on "
+                 f"{_local(anchor['pruned_at'])})" if anchor else "from the first entry")
+        if verdict["ok"]:
+            typer.echo(f"audit log intact: {verdict['entries']} entries checked {start}")
+        else:
+            problem = verdict["problem"]
+            typer.echo(f"audit log TAMPERED: {problem['message']}")
+            entry = problem["entry"]
+            if entry:
+                typer.echo(f"  entry {entry['seq']}: {_local(entry['ts'])} {entry['actor']} {entry['action']} "
+                           f"{entry['target'] or '-'}")
+            typer.echo(f"  {verdict['entries']} entries read {start}")
+        if verdict["head_seq"] is not None:
+            typer.echo(f"head: {verdict['head_seq']}:{verdict['head_hash']}")
+    if not verdict["ok"]:
+        raise typer.Exit(1)

@@ -90,13 +90,15 @@ def test_manual_close_is_stored_with_who_and_audited(tmp_path: Path) -> None:
 
 def test_a_bad_sample_row_never_stops_the_writer(tmp_path: Path) -> None:
     with Store(tmp_path / "w.duckdb", flush_s=0.05) as store:
-        store.append("audit", [(1.0, object(), "bad", None, None)])  # not a value DuckDB can store
-        store.append("audit", [(2.0, "ok", "good", None, None)])
+        store.transaction(lambda con: con.execute("CREATE TABLE log_t (ts DOUBLE, actor VARCHAR, action VARCHAR, "
+                                                  "target VARCHAR, detail VARCHAR)")).result(10)
+        store.append("log_t", [(1.0, object(), "bad", None, None)])  # not a value DuckDB can store
+        store.append("log_t", [(2.0, "ok", "good", None, None)])
         store.flush()
-        assert store.query("SELECT actor FROM audit") == [("ok",)]  # the good row is not held back
+        assert store.query("SELECT actor FROM log_t") == [("ok",)]  # the good row is not held back
         assert store.transaction(lambda con: con.execute("SELECT 42").fetchone()[0]).result(10) == 42
         assert store.rows_dropped >= 1
-        assert store.last_error and "audit" in store.last_error
+        assert store.last_error and "log_t" in store.last_error
 
 
 def test_a_job_raising_any_exception_fails_only_its_caller(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ispvm_tui.cli import log_handler
+from ispvm_tui.engine import audit_log
 from ispvm_tui.engine.store import Store
 from ispvm_tui.secrets import EncryptedFileSecrets
 
@@ -35,7 +36,7 @@ def test_new_database_directory_file_and_wal_are_private(tmp_path: Path, loose_u
     db = tmp_path / "var" / "ispvm" / "state.duckdb"
     store = Store(db)
     try:
-        store.transaction(lambda con: con.execute("INSERT INTO audit VALUES (1, 'a', 'b', 'c', 'd')")).result(10)
+        store.transaction(lambda con: audit_log.append(con, 1, "a", "b", "c", "d")).result(10)
         wal = db.with_name(db.name + ".wal")
         assert wal.exists(), "a write before a checkpoint leaves a WAL"
         assert mode(wal) == 0o600
@@ -43,7 +44,7 @@ def test_new_database_directory_file_and_wal_are_private(tmp_path: Path, loose_u
         assert mode(db.parent) == 0o700 and mode(db.parent.parent) == 0o700
         assert store.permission_warnings == []
         store.transaction(lambda con: con.execute("CHECKPOINT")).result(10)  # WAL deleted ...
-        store.transaction(lambda con: con.execute("INSERT INTO audit VALUES (2, 'a', 'b', 'c', 'd')")).result(10)
+        store.transaction(lambda con: audit_log.append(con, 2, "a", "b", "c", "d")).result(10)
         assert mode(wal) == 0o600  # ... and made again by DuckDB: still private
     finally:
         store.close()

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from ispvm_tui.config import Retention, load_config
-from ispvm_tui.engine import rollups
+from ispvm_tui.engine import audit_log, rollups
 from ispvm_tui.engine.rollups import apply_retention, maintenance_once, roll_up
 from ispvm_tui.engine.schema import MIGRATIONS
 from ispvm_tui.engine.store import Store
@@ -329,7 +329,7 @@ def _seed_events(store: Store) -> None:
         event("dead-old", "dead", 400)
         event("delivered-recent", "delivered", 10)
         for days_ago in (1100, 400):
-            con.execute("INSERT INTO audit VALUES (?, 'noc', 'incident.ack', 'x', NULL)", [NOW - days_ago * DAY])
+            audit_log.append(con, NOW - days_ago * DAY, "noc", "incident.ack", "x", None)
         for days_ago in (8, 6):
             con.execute("INSERT INTO poll_log VALUES (?, 'CORE1', 'api', true, 0.2, NULL, NULL, NULL, false)",
                         [NOW - days_ago * DAY])

@@ -15,6 +15,14 @@ import pytest
 from ispvm_tui.engine.schema import MIGRATIONS
 from ispvm_tui.engine.store import Store, StoreLocked
 
+# A plain table of the tests' own: the store writes any table (the audit log has its own chain to keep).
+LOG_T = "CREATE TABLE IF NOT EXISTS log_t (ts DOUBLE, actor VARCHAR, action VARCHAR, target VARCHAR, detail VARCHAR)"
+
+
+def with_log_t(store: Store) -> Store:
+    store.transaction(lambda con: con.execute(LOG_T)).result(10)
+    return store
+
 
 def test_migrations_apply_once(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
@@ -27,35 +35,38 @@ def test_migrations_apply_once(tmp_path: Path) -> None:
 
 def test_batched_samples_and_transactions_keep_order(tmp_path: Path) -> None:
     with Store(tmp_path / "b.duckdb", flush_s=5.0) as store:
-        store.append("audit", [(float(i), "t", "sample", None, None) for i in range(2500)])
+        with_log_t(store)
+        store.append("log_t", [(float(i), "t", "sample", None, None) for i in range(2500)])
         # A transaction queued after samples sees them written first.
-        count = store.transaction(lambda con: con.execute("SELECT count(*) FROM audit").fetchone()[0]).result(10)
+        count = store.transaction(lambda con: con.execute("SELECT count(*) FROM log_t").fetchone()[0]).result(10)
         assert count == 2500
         assert store.flushes >= 1
 
 
 def test_failed_transaction_rolls_back_and_writer_lives_on(tmp_path: Path) -> None:
     with Store(tmp_path / "c.duckdb") as store:
+        with_log_t(store)
         def bad(con):
-            con.execute("INSERT INTO audit VALUES (1, 'x', 'y', NULL, NULL)")
+            con.execute("INSERT INTO log_t VALUES (1, 'x', 'y', NULL, NULL)")
             raise RuntimeError("boom")
 
         with pytest.raises(RuntimeError):
             store.transaction(bad).result(10)
-        store.transaction(lambda con: con.execute("INSERT INTO audit VALUES (2, 'x', 'ok', NULL, NULL)")).result(10)
-        assert store.query("SELECT action FROM audit") == [("ok",)]
+        store.transaction(lambda con: con.execute("INSERT INTO log_t VALUES (2, 'x', 'ok', NULL, NULL)")).result(10)
+        assert store.query("SELECT action FROM log_t") == [("ok",)]
 
 
 WRITER = textwrap.dedent("""
     import sys, time
     from ispvm_tui.engine.store import Store
     store = Store(sys.argv[1], flush_s=0.05)
+    store.transaction(lambda con: con.execute(sys.argv[2])).result()
     i = 0
     while True:
-        store.append("audit", [(float(i), "writer", "tick", None, None)] * 50)
+        store.append("log_t", [(float(i), "writer", "tick", None, None)] * 50)
         if i % 10 == 0:
             store.transaction(lambda con, i=i: con.execute(
-                "INSERT INTO audit VALUES (?, 'writer', 'txn', NULL, NULL)", [float(i)])).result()
+                "INSERT INTO log_t VALUES (?, 'writer', 'txn', NULL, NULL)", [float(i)])).result()
             print(i, flush=True)
         i += 1
         time.sleep(0.005)
@@ -64,7 +75,7 @@ WRITER = textwrap.dedent("""
 
 def test_reopens_cleanly_after_kill_9(tmp_path: Path) -> None:
     db = tmp_path / "crash.duckdb"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), LOG_T], stdout=subprocess.PIPE, text=True)
     committed = -1
     deadline = time.monotonic() + 30
     while committed < 60 and time.monotonic() < deadline:
@@ -75,7 +86,7 @@ def test_reopens_cleanly_after_kill_9(tmp_path: Path) -> None:
     proc.wait(10)
     assert committed >= 60
     with Store(db) as store:  # WAL replay on open; no repair step needed
-        txns = store.query("SELECT count(*) FROM audit WHERE action = 'txn'")[0][0]
+        txns = store.query("SELECT count(*) FROM log_t WHERE action = 'txn'")[0][0]
         assert txns >= committed // 10 + 1  # every acknowledged transaction survived
         assert store.schema_version() == MIGRATIONS[-1][0]
 
@@ -92,10 +103,11 @@ def test_second_process_gets_a_clear_message(tmp_path: Path) -> None:
 
 def test_a_table_that_cannot_be_written_does_not_block_the_others(tmp_path: Path) -> None:
     with Store(tmp_path / "d.duckdb") as store:
+        with_log_t(store)
         store.append("no_such_table", [(1, 2, 3)])
-        store.append("audit", [(1.0, "t", "kept", None, None)])
+        store.append("log_t", [(1.0, "t", "kept", None, None)])
         store.flush()
-        assert store.query("SELECT action FROM audit") == [("kept",)]
+        assert store.query("SELECT action FROM log_t") == [("kept",)]
         assert "no_such_table" in (store.last_error or "")
 
 

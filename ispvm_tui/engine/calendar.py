@@ -24,6 +24,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ispvm_tui.config import Config, Settings
+from ispvm_tui.engine import audit_log
 from ispvm_tui.engine.api import CHANGE_STATUSES, ChangeRecordView, ChangeStatus, MaintenanceView, Scope
 from ispvm_tui.engine.maintenance_windows import Window
 from ispvm_tui.engine.notify.routing import parse_hours
@@ -363,7 +364,7 @@ def _audit(con: duckdb.DuckDBPyConnection, now: float, actor: str, action: str, 
     from ispvm_tui import redact
 
     text = redact.scrub(json.dumps(detail, ensure_ascii=False, sort_keys=True))
-    con.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", [now, actor, action, target, text])
+    audit_log.append(con, now, actor, action, target, text)
 
 
 def _readable(key: str, value: Any) -> Any:

@@ -29,7 +29,7 @@ import duckdb
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors.results import ConfigRead, InterfaceStat, PollResult
 from ispvm_tui.config import Config, load_rules, remote_devices
-from ispvm_tui.engine import calendar, config_watch, control, home_status, outbox, webhooks
+from ispvm_tui.engine import audit_log, calendar, config_watch, control, home_status, outbox, webhooks
 from ispvm_tui.engine.api import (
     ChangeRecordView,
     CollectorView,
@@ -705,7 +705,7 @@ class Engine:
             for row in alert_rows:
                 con.execute(UPSERT_ALERT, row)
             if audit is not None:
-                con.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", [now, *audit])
+                audit_log.append(con, now, *audit)
 
         try:
             await asyncio.wrap_future(self.store.transaction(write))
@@ -996,7 +996,7 @@ class Engine:
             self.poller.poll_soon(asked)
         row = [now, actor, device or "*", f"{len(asked)} devices asked"]
         await asyncio.wrap_future(self.store.transaction(
-            lambda con: con.execute("INSERT INTO audit VALUES (?, ?, 'config.capture', ?, ?)", row)))
+            lambda con: audit_log.append(con, row[0], row[1], "config.capture", row[2], row[3])))
         return len(asked)
 
     # ---- one device in detail (the console's Devices tab) ---------------------------------------
@@ -1339,7 +1339,16 @@ class Engine:
             text = incident_queries.check_text(args.get("text"), "note")
             return await self.note_incident(await named(args), actor, text)
 
+        async def audit_list(args: dict[str, Any], actor: str) -> list[dict[str, Any]]:
+            return await asyncio.to_thread(audit_log.list_entries, self.store.query_dicts,
+                                           **audit_log.list_args(args))
+
+        async def audit_verify(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            head = audit_log.head_arg(args.get("head"))
+            return (await asyncio.to_thread(audit_log.verify, self.store.query_dicts, head)).as_dict()
+
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
+        ops.update({"audit.list": audit_list, "audit.verify": audit_verify})
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
@@ -1393,7 +1402,7 @@ class Engine:
 
             async def audit(row: list[Any]) -> None:
                 await asyncio.wrap_future(self.store.transaction(
-                    lambda con: con.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", row)))
+                    lambda con: audit_log.append(con, *row)))
 
             self._diagnostics = Diagnostics(
                 self.config, self.secrets.get, lambda kind, summary, data: self._publish(kind, summary, data=data),

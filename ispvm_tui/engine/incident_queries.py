@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from ispvm_tui.engine import audit_log
 from ispvm_tui.engine.api import AlertView, IncidentView
 from ispvm_tui.engine.control import jsonable
 from ispvm_tui.engine.incidents import Incident
@@ -180,7 +181,7 @@ def add_note(con: duckdb.DuckDBPyConnection, incident_id: str, actor: str, text:
     status, severity, title = current
     con.execute("INSERT INTO incident_events VALUES (?, ?, 'note', ?, ?, ?, ?, ?, NULL)",
                 [now, incident_id, actor, status, severity, title, text])
-    con.execute("INSERT INTO audit VALUES (?, ?, 'incident.note', ?, ?)", [now, actor, incident_id, text])
+    audit_log.append(con, now, actor, "incident.note", incident_id, text)
     return {"id": incident_id, "ts": now, "actor": actor, "note": text, "status": status, "title": title}
 
 

@@ -46,7 +46,7 @@ import duckdb
 import httpx
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.engine import api, http_pool, webhooks
+from ispvm_tui.engine import api, audit_log, http_pool, webhooks
 from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.targets import Notice, Refs, Target
 
@@ -512,7 +512,7 @@ def resend(con: duckdb.DuckDBPyConnection, event_id: str, actor: str, now: float
     con.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, queued_at = ?, "
                 "finished_at = NULL, superseded = ? WHERE event_id = ?", [now, now, superseded, event_id])
     detail = f"was {status}" + ("; superseded by a later delivered event" if superseded else "")
-    con.execute("INSERT INTO audit VALUES (?, ?, 'webhook.resend', ?, ?)", [now, actor, event_id, detail])
+    audit_log.append(con, now, actor, "webhook.resend", event_id, detail)
     return bool(superseded)
 
 

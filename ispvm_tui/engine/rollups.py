@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from ispvm_tui.engine import audit_log
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -124,7 +126,9 @@ class _Keep:
 _RETENTION: dict[str, _Keep] = {
     **{table: _Keep("ts") for table in ("interface_samples", "health_samples", "bgp_samples", "ospf_samples",
                                         "sensor_samples", "probe_samples", "neighbor_samples", "poll_log",
-                                        "audit", "events")},
+                                        "events")},
+    # The audit log goes oldest first and keeps where it was cut (engine/audit_log.py: prune).
+    "audit": _Keep("ts"),
     **{f.table(res): _Keep("bucket") for f in FAMILIES for res in WIDTH_S},
     # A resolved alert stays while the incident it belongs to is open: the incident shows it.
     "alerts": _Keep("ends_at", "state = 'resolved' AND (incident_id IS NULL OR incident_id NOT IN "
@@ -253,6 +257,9 @@ def apply_retention(con: duckdb.DuckDBPyConnection, now: float, retention: Reten
     for table, keep in _RETENTION.items():
         cutoff = now - retention.days_for(table) * DAY_S
         cutoff = min([cutoff, *(_watermark(con, rollup) for rollup in feeds.get(table, ()))])
+        if table == "audit":
+            deleted[table] = audit_log.prune(con, cutoff, now)
+            continue
         row = con.execute(_delete_sql(table, keep), [cutoff]).fetchone()
         deleted[table] = int(row[0]) if row else 0
     return deleted

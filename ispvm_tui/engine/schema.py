@@ -1,8 +1,19 @@
-"""Versioned DuckDB schema. Append migrations; never edit an applied one."""
+"""Versioned DuckDB schema. Append migrations; never edit an applied one.
+
+A migration is SQL, or a function run on the connection inside the migration's transaction when the
+change needs computing row by row (10: the audit log's hash chain over the entries already there).
+"""
 
 from __future__ import annotations
 
-MIGRATIONS: list[tuple[int, str, str]] = [
+from collections.abc import Callable
+from typing import Any
+
+from ispvm_tui.engine import audit_log
+
+Migration = str | Callable[[Any], None]
+
+MIGRATIONS: list[tuple[int, str, Migration]] = [
     (
         1,
         "samples, alerts, incidents, outbox, deliveries, audit",
@@ -226,5 +237,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "incidents.assigned_to: who an incident is assigned to (its history is in incident_events, transition"
         " 'assigned')",
         "ALTER TABLE incidents ADD COLUMN assigned_to VARCHAR;",
+    ),
+    (
+        10,
+        "the audit log hash-chained: audit.seq, prev_hash, hash (existing entries chained in the order written);"
+        " audit_anchor: where retention cut the chain",
+        audit_log.chain_existing,
     ),
 ]

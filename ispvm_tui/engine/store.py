@@ -144,7 +144,10 @@ class Store:
                 continue
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(sql)
+                if callable(sql):
+                    sql(con)
+                else:
+                    con.execute(sql)
                 con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, description, time.time()])
                 con.execute("COMMIT")
             except Exception:
