@@ -60,7 +60,11 @@ log = logging.getLogger("ispvm")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def log_handler(to_file: Path | None = None) -> logging.Handler:
+LogFormatOpt = Annotated[str, typer.Option("--log-format", help="text, or json: one JSON object per line "
+                                                                 "(timestamp, level, logger, message)")]
+
+
+def log_handler(to_file: Path | None = None, log_format: str = "text") -> logging.Handler:
     """stderr, or a private (0600) log file; it scrubs secrets from every record it writes."""
     from ispvm_tui import redact
     from ispvm_tui.fileperms import create_private_file, loose_mode_warning, make_private_dir
@@ -78,7 +82,15 @@ def log_handler(to_file: Path | None = None) -> logging.Handler:
             raise typer.Exit(1) from None
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    if log_format == "json":
+        from ispvm_tui.jsonlog import ServiceJsonFormatter
+
+        handler.setFormatter(ServiceJsonFormatter())
+    elif log_format == "text":
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    else:
+        err(f"--log-format: {log_format!r} is not text or json")
+        raise typer.Exit(EXIT_BAD_INPUT)
     redact.install([handler])
     if loose:
         err(f"warning: {loose}")
@@ -86,10 +98,10 @@ def log_handler(to_file: Path | None = None) -> logging.Handler:
     return handler
 
 
-def _setup_logging(verbose: bool, to_file: Path | None = None) -> None:
+def _setup_logging(verbose: bool, to_file: Path | None = None, log_format: str = "text") -> None:
     from ispvm_tui import redact
 
-    handler = log_handler(to_file)
+    handler = log_handler(to_file, log_format)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     redact.install()  # and any handler that was there before
 
@@ -351,8 +363,10 @@ def run(
     duration: Annotated[float | None, typer.Option(help="headless: stop after this many seconds")] = None,
     readonly: Annotated[bool, typer.Option(help="console without write actions")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """Poll the configured network: the console, or --headless for services and scripts."""
+    """Poll the configured network: the console, or --headless for services and scripts (docs/service.md:
+    a systemd unit). SIGTERM or SIGINT stops it: samples flushed, queued notifications kept for the next start."""
     from ispvm_tui.clock import SystemClock
     from ispvm_tui.engine.core import Engine
     from ispvm_tui.engine.store import Store, StoreError, StoreLocked
@@ -362,7 +376,7 @@ def run(
     cfg = _load_config(config, warnings)
     db = cfg.database_path(config.resolve().parent)
     # Before the store opens, so its warnings (a database open to others) reach the log.
-    _setup_logging(verbose, to_file=None if headless else db.with_suffix(".log"))
+    _setup_logging(verbose, to_file=None if headless else db.with_suffix(".log"), log_format=log_format)
     _log_warnings(warnings)
     try:
         store = Store(db)
@@ -423,6 +437,7 @@ def collector(
                                                      "has not acknowledged yet")] = None,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Run at a PoP: poll the devices the centre assigns to this collector, publish to NATS JetStream."""
     from ispvm_tui.clock import SystemClock
@@ -445,7 +460,7 @@ def collector(
     if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
         err(f"--name {name!r}: letters, digits, '-' and '_' only (it is a NATS subject token)")
         raise typer.Exit(EXIT_BAD_INPUT)
-    _setup_logging(verbose)
+    _setup_logging(verbose, log_format=log_format)
     from ispvm_tui.remote.collector import RemoteCollector
     from ispvm_tui.secrets import DEFAULT_FILE
 
@@ -1855,5 +1870,57 @@ def audit_verify(
             typer.echo(f"  {verdict['entries']} entries read {start}")
         if verdict["head_seq"] is not None:
             typer.echo(f"head: {verdict['head_seq']}:{verdict['head_hash']}")
+    if not verdict["ok"]:
+        raise typer.Exit(1)
+
+
+# ---- health (engine/health.py) ------------------------------------------------------------------------------
+@app.command()
+def health(
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the engine to answer healthy (a service "
+                                             "manager's start check); 0: ask once")] = 0.0,
+) -> None:
+    """Ask the running engine whether it is doing its job. Exit 0 when it is (warnings about the network or
+    receivers are printed, and do not fail it); 1 when it is failing, still starting, or not running."""
+    import time
+
+    from ispvm_tui.engine import control
+
+    db = _database_of(config, database)
+    deadline = time.monotonic() + max(0.0, wait)
+    while True:
+        try:
+            verdict = control.request(db, "health", {}, _reader())
+            problem = None
+        except control.NoEngine:
+            verdict, problem = None, f"no engine is running on {db}"
+        except (control.ControlError, OSError, TimeoutError) as exc:
+            verdict, problem = None, f"the engine on {db} did not answer: {exc or type(exc).__name__}"
+        if (verdict is not None and verdict["ok"]) or time.monotonic() >= deadline:
+            break
+        time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+    if verdict is None:
+        if json_out:
+            typer.echo(json.dumps({"ok": False, "state": "down", "failing": [problem]}, indent=2))
+        else:
+            err(problem or "no answer")
+        raise typer.Exit(1)
+    if json_out:
+        typer.echo(json.dumps(verdict, indent=2))
+    else:
+        up = f", up {_age(verdict['now'] - verdict['started_at'])}" if verdict["started_at"] is not None else ""
+        typer.echo(f"engine pid {verdict['pid']} on {db}: {verdict['state']}{up}")
+        for c in verdict["collectors"]:
+            last = "-" if c["last_poll_at"] is None else f"{_age(verdict['now'] - c['last_poll_at'])} ago"
+            lag = f", lag {c['lag_s']:.0f} s" if c["lag_s"] is not None else ""
+            typer.echo(f"  {c['name']} ({c['kind']}): {c['state']}, {c['devices']} devices, last poll {last}{lag}, "
+                       f"{c['failing']} failing")
+        box = verdict["outbox"]
+        typer.echo(f"  notifications: {box['pending']} pending, {box['dead']} dead")
+        for line in verdict["failing"]:
+            typer.echo(f"  FAILING: {line}")
+        for line in verdict["warnings"]:
+            typer.echo(f"  warning: {line}")
     if not verdict["ok"]:
         raise typer.Exit(1)

@@ -134,6 +134,8 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
+        # Formatters that render the exception themselves (the JSON one does) take the scrubbed text instead.
+        record.exc_info = None
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)
         return True

@@ -3,7 +3,7 @@
 The config only names a secret (``password_secret = "routers/noc"``); the
 value lives in the OS keyring, or, on a headless host with no keyring
 service, in an encrypted file (Fernet, key derived with scrypt from the
-passphrase in ``ISPVM_SECRETS_PASSPHRASE``). Values are never printed,
+passphrase in ``ISPVM_SECRETS_PASSPHRASE`` or a systemd credential). Values are never printed,
 logged or shown after entry: every value a source hands out is registered
 with ``redact`` so that no log line can carry it, and sources' reprs show
 names only.
@@ -26,6 +26,9 @@ from ispvm_tui.fileperms import create_private_file, loose_mode_warning, make_pr
 
 KEYRING_SERVICE = "ispvm"
 PASSPHRASE_ENV = "ISPVM_SECRETS_PASSPHRASE"
+# Under systemd, LoadCredential=ispvm-secrets-passphrase:FILE hands the passphrase over as a file only the
+# service can read ($CREDENTIALS_DIRECTORY), instead of an environment variable other tools can show.
+PASSPHRASE_CREDENTIAL = "ispvm-secrets-passphrase"
 DEFAULT_FILE = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ispvm" / "secrets.enc"
 
 
@@ -86,6 +89,25 @@ class KeyringSecrets:
         keyring.set_password(self.service, name, value)
 
 
+def given_passphrase() -> str | None:
+    """The encrypted file's passphrase: ``ISPVM_SECRETS_PASSPHRASE``, else the systemd credential."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return value
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / PASSPHRASE_CREDENTIAL
+    try:
+        value = path.read_text().rstrip("\r\n")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SecretError(f"cannot read the credential {path}: {exc.strerror or exc}") from None
+    redact.register(value)
+    return value or None
+
+
 class EncryptedFileSecrets:
     """A JSON map encrypted with Fernet; the key comes from a passphrase via scrypt."""
 
@@ -102,9 +124,10 @@ class EncryptedFileSecrets:
     def _key(self, salt: bytes) -> bytes:
         from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-        passphrase = self._passphrase or os.environ.get(PASSPHRASE_ENV)
+        passphrase = self._passphrase or given_passphrase()
         if not passphrase:
-            raise SecretError(f"{self.path} is encrypted: set {PASSPHRASE_ENV} to read it")
+            raise SecretError(f"{self.path} is encrypted: set {PASSPHRASE_ENV} to read it (or, under systemd, "
+                              f"the credential {PASSPHRASE_CREDENTIAL})")
         key = self._keys.get((salt, passphrase))
         if key is None:
             key = base64.urlsafe_b64encode(Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.encode()))

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import duckdb
 import pytest
 
-from ispvm_tui import redact
+from ispvm_tui import jsonlog, redact
 from ispvm_tui.aioloop import BackgroundLoop
 from ispvm_tui.clock import ScaledClock, SystemClock
 from ispvm_tui.config import load_config
@@ -177,13 +177,15 @@ def _loose_umask() -> None:
     os.umask(0o022)  # the usual default: files would be 0644 if ispvm relied on it
 
 
-def test_headless_run_at_debug_level_leaks_no_secret(lab: Lab, receivers, tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_headless_run_at_debug_level_leaks_no_secret(lab: Lab, receivers, tmp_path: Path, log_format: str) -> None:
     sink, slam = receivers
     config, env = _setup(lab, sink, slam, tmp_path)
     state = tmp_path / "state"
     db = state / "ispvm.duckdb"
     wal = db.with_name(db.name + ".wal")
-    proc = subprocess.Popen([EXE, "run", "--headless", "--json", "-v", "--config", str(config)], env=env,
+    proc = subprocess.Popen([EXE, "run", "--headless", "--json", "-v", "--log-format", log_format,
+                             "--config", str(config)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_loose_umask)
     wal_seen: list[tuple[int, bytes]] = []
     try:
@@ -198,6 +200,11 @@ def test_headless_run_at_debug_level_leaks_no_secret(lab: Lab, receivers, tmp_pa
     assert proc.returncode == 0, stderr.decode()[-3000:]
     assert b"DEBUG" in stderr and b"httpx" in stderr, "the run should have logged at DEBUG, httpx included"
     assert b"incident.opened" in stdout
+    if log_format == "json":  # one object per line, the fixed fields only: a logger's extras never leak
+        records = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+        assert records and len(records) >= len(stderr.splitlines()) - 5, stderr.decode()[-2000:]
+        assert {"httpx", "ispvm_tui.engine.outbox"} & {r["logger"] for r in records}
+        assert all(set(r) <= set(jsonlog.FIELDS) and r["level"] for r in records)
 
     assert_clean("stdout (--json)", stdout)
     assert_clean("stderr (-v log)", stderr)

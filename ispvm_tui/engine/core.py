@@ -171,6 +171,7 @@ class Engine:
         self._loop_thread: int | None = None
         self._stopping = threading.Event()
         self._restored = False
+        self.started_at: float | None = None  # clock time the start finished (polling, outbox, socket up)
 
     # ---- lifecycle ------------------------------------------------------
     async def restore(self) -> None:
@@ -231,7 +232,22 @@ class Engine:
             self.centre = Centre(self)
             await self.centre.start()
         await self._start_control()
+        self.started_at = self.clock.now()
         self._refresh_snapshot()
+
+    async def health(self) -> dict[str, Any]:
+        """engine/health.py's verdict on this engine now (``ispvm health``; the control socket's ``health``)."""
+        from ispvm_tui.engine import health
+
+        rows = await asyncio.to_thread(self.store.query_dicts, health.OUTBOX_SQL)
+        polled_here = [d.name for d in self.config.devices if d.name not in self.remote_devices]
+        verdict = health.assess(
+            pid=os.getpid(), now=self.clock.now(), started_at=self.started_at,
+            interval_s=max((self.config.interval_of(n) for n in polled_here), default=self.config.polling.interval_s),
+            collectors=self.snapshot().collectors, writer_alive=self.store.writer_alive,
+            writer_error=self.store.last_error, rows_dropped=self.store.rows_dropped,
+            stopped_tasks=[t.get_name() for t in self._tasks if t.done()], outbox=health.Outbox(**rows[0]))
+        return verdict.as_dict()
 
     async def stop(self) -> None:
         """Stop polling and delivery; every step is bounded so quitting never hangs."""
@@ -1282,6 +1298,9 @@ class Engine:
         async def ping(args: dict[str, Any], actor: str) -> dict[str, Any]:
             return {"pid": os.getpid(), "at": self.clock.now()}
 
+        async def health_op(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            return await self.health()
+
         async def config_changes(args: dict[str, Any], actor: str) -> list[ConfigChangeView]:
             device, limit = args.get("device"), args.get("limit", 200)
             if (device is not None and not isinstance(device, str)) or not isinstance(limit, int) or limit < 1:
@@ -1348,7 +1367,7 @@ class Engine:
             return (await asyncio.to_thread(audit_log.verify, self.store.query_dicts, head)).as_dict()
 
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
-        ops.update({"audit.list": audit_list, "audit.verify": audit_verify})
+        ops.update({"audit.list": audit_list, "audit.verify": audit_verify, "health": health_op})
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
