@@ -1706,6 +1706,7 @@ if __name__ == "__main__":
 
 # ---- diagnostics ----------------------------------------------------------------------------------
 
+db_app = _group("db", "The database: consistent backups (while the engine runs) and restoring one.")
 audit_app = _group("audit", "The audit log: who did what, hash-chained; verify that nobody changed it.")
 diag_app = _group("diag", "Ping or traceroute from a router, through the running engine (audited).")
 DiagDeviceArg = Annotated[str, typer.Argument(metavar="DEVICE", help="the router it runs from (its API)")]
@@ -1924,3 +1925,98 @@ def health(
             typer.echo(f"  warning: {line}")
     if not verdict["ok"]:
         raise typer.Exit(1)
+
+
+# ---- backups (engine/backup.py) -----------------------------------------------------------------------------
+def _backup_lines(info: dict[str, Any]) -> str:
+    size = info["bytes"] / 1e6
+    return (f"{info['path']}: {size:.1f} MB, schema {info['schema']}, {info['incidents_open']} open incidents "
+            f"of {info['incidents']}, {info['notifications_pending']} notifications queued, "
+            f"{info['audit_entries']} audit entries")
+
+
+@db_app.command("backup")
+def db_backup(
+    to: Annotated[Path | None, typer.Option(help="also copy it here (a new file; default: only backups/ beside "
+                                                 "the database)")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """A consistent copy of the database, while the engine runs (it makes it, in backups/ beside the database,
+    without stopping) or not (made here, the file left unmigrated). Audited. Never replaces a file."""
+    import time
+
+    from ispvm_tui.engine import backup, control
+    from ispvm_tui.engine.schema import MIGRATIONS
+
+    db = _database_of(config, database)
+    who = _actor(actor)
+    if to is not None and to.exists():
+        err(f"--to {to}: exists; a backup never replaces a file")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    latest = MIGRATIONS[-1][0]
+    try:
+        try:
+            info = control.request(db, "db.backup", {}, who, timeout=600)
+            if to is not None:
+                backup.copy_file(Path(info["path"]), to)
+                info = backup.describe(to)
+        except control.NoEngine:
+            info = backup.backup_offline(db, to or backup.default_target(db, time.time()), actor=who, now=time.time(),
+                                         latest_schema=latest)
+    except (backup.BackupError, control.ControlError) as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err(f"backup failed: {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(info, indent=2) if json_out else f"backed up to {_backup_lines(info)}")
+
+
+@db_app.command("restore")
+def db_restore(
+    backup_file: Annotated[Path, typer.Argument(help="a file `ispvm db backup` made", metavar="BACKUP")],
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False, actor: ActorOpt = None,
+) -> None:
+    """Put a backup in place of the database; the engine must be stopped. The current file is kept aside
+    (<database>.before-restore-<time>), the backup migrated to this release's schema if it is older, and the
+    restore audited in it."""
+    import time
+
+    from ispvm_tui.engine import audit_log, backup, control
+    from ispvm_tui.engine.schema import MIGRATIONS
+    from ispvm_tui.engine.store import Store, StoreError
+
+    db = _database_of(config, database)
+    who = _actor(actor)
+    try:
+        control.request(db, "ping", {}, who)
+        err(f"an engine is running on {db}: stop it first (e.g. `systemctl stop ispvm`), then restore")
+        raise typer.Exit(1)
+    except control.NoEngine:
+        pass
+    except control.ControlError as exc:
+        err(f"something answers on {db}'s control socket ({exc}): stop it first")
+        raise typer.Exit(1) from None
+    try:
+        info = backup.restore(db, backup_file, now=time.time(), latest_schema=MIGRATIONS[-1][0])
+        with Store(db) as store:  # migrates an older backup now, not at the engine's next start
+            now = time.time()
+            store.transaction(lambda con: audit_log.append(
+                con, now, who, "db.restore", backup_file.name,
+                f"from {backup_file}; the database before kept as {info['kept_aside'] or '(none)'}")).result(60)
+            migrated = store.schema_version()
+    except (backup.BackupError, StoreError) as exc:
+        err(str(exc))
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err(f"restore failed: {exc}")
+        raise typer.Exit(1) from None
+    info = {**info, "path": str(db), "schema_now": migrated}
+    if json_out:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    was = f" (migrated from schema {info['schema']} to {migrated})" if migrated != info["schema"] else ""
+    typer.echo(f"restored {backup_file} to {db}{was}: {info['incidents_open']} open incidents, "
+               f"{info['notifications_pending']} notifications queued")
+    if info["kept_aside"]:
+        typer.echo(f"the database before the restore is kept as {info['kept_aside']}")

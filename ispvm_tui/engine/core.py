@@ -249,6 +249,19 @@ class Engine:
             stopped_tasks=[t.get_name() for t in self._tasks if t.done()], outbox=health.Outbox(**rows[0]))
         return verdict.as_dict()
 
+    async def backup(self, actor: str) -> dict[str, Any]:
+        """A consistent copy of the database in backups/ beside it, made on the writer thread while nothing
+        writes (engine/backup.py); audited. What the copy holds."""
+        from ispvm_tui.engine import backup
+
+        path = self.store.path.resolve()  # the client's working directory is not the engine's
+        dest = backup.default_target(path, time.time())
+        await asyncio.wrap_future(self.store.exclusive(lambda con: backup.copy_checkpointed(con, path, dest)))
+        now = self.clock.now()
+        await asyncio.wrap_future(self.store.transaction(
+            lambda con: audit_log.append(con, now, actor, "db.backup", dest.name, str(dest))))
+        return await asyncio.to_thread(backup.describe, dest)
+
     async def stop(self) -> None:
         """Stop polling and delivery; every step is bounded so quitting never hangs."""
         self._stopping.set()
@@ -1301,6 +1314,9 @@ class Engine:
         async def health_op(args: dict[str, Any], actor: str) -> dict[str, Any]:
             return await self.health()
 
+        async def db_backup(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            return await self.backup(actor)
+
         async def config_changes(args: dict[str, Any], actor: str) -> list[ConfigChangeView]:
             device, limit = args.get("device"), args.get("limit", 200)
             if (device is not None and not isinstance(device, str)) or not isinstance(limit, int) or limit < 1:
@@ -1367,7 +1383,8 @@ class Engine:
             return (await asyncio.to_thread(audit_log.verify, self.store.query_dicts, head)).as_dict()
 
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
-        ops.update({"audit.list": audit_list, "audit.verify": audit_verify, "health": health_op})
+        ops.update({"audit.list": audit_list, "audit.verify": audit_verify, "health": health_op,
+                    "db.backup": db_backup})
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,

@@ -54,6 +54,7 @@ class _Job:
     fn: Callable[[duckdb.DuckDBPyConnection], Any]
     future: Future[Any]
     samples_first: bool = False  # fail unless every sample row queued before it has been committed
+    in_transaction: bool = True  # False: run as it is (a CHECKPOINT cannot run inside a transaction)
 
 
 _STOP = object()
@@ -184,6 +185,16 @@ class Store:
         self._queue.put(_Job(fn, fut))
         return fut
 
+    def exclusive(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        """Run ``fn(con)`` on the writer thread outside any transaction, once the samples queued before it are
+        written: nothing else writes meanwhile (a consistent copy of the file: engine/backup.py)."""
+        fut: Future[T] = Future()
+        if self._closed or not self._writer.is_alive():
+            fut.set_exception(StoreError(f"the database writer stopped: {self.last_error or 'store is closed'}"))
+            return fut
+        self._queue.put(_Job(fn, fut, in_transaction=False))
+        return fut
+
     def samples_committed(self) -> Future[None]:
         """Done once every sample row queued so far is committed; failed (StoreError) if some of them
         could not be written yet (they stay queued and are retried). What a consumer acknowledging a
@@ -258,12 +269,15 @@ class Store:
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            self._con.execute("BEGIN TRANSACTION")
+            if job.in_transaction:
+                self._con.execute("BEGIN TRANSACTION")
             result = job.fn(self._con)
-            self._con.execute("COMMIT")
+            if job.in_transaction:
+                self._con.execute("COMMIT")
         except BaseException as exc:  # the caller gets the error; the writer lives on
-            with contextlib.suppress(duckdb.Error):
-                self._con.execute("ROLLBACK")
+            if job.in_transaction:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute("ROLLBACK")
             self.last_error = str(exc)
             job.future.set_exception(exc)
         else:
