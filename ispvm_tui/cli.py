@@ -1706,6 +1706,7 @@ if __name__ == "__main__":
 
 # ---- diagnostics ----------------------------------------------------------------------------------
 
+export_app = _group("export", "Write an incident up: a postmortem in Markdown.")
 db_app = _group("db", "The database: consistent backups (while the engine runs) and restoring one.")
 audit_app = _group("audit", "The audit log: who did what, hash-chained; verify that nobody changed it.")
 diag_app = _group("diag", "Ping or traceroute from a router, through the running engine (audited).")
@@ -2020,3 +2021,74 @@ def db_restore(
                f"{info['notifications_pending']} notifications queued")
     if info["kept_aside"]:
         typer.echo(f"the database before the restore is kept as {info['kept_aside']}")
+
+
+# ---- postmortem (engine/postmortem.py) ----------------------------------------------------------------------
+@export_app.command("postmortem")
+def export_postmortem(
+    incident_id: IncidentIdArg,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write it to this new file (default: "
+                                                                       "stdout)")] = None,
+    config: ConfigOpt = None, database: DatabaseOpt = None,
+) -> None:
+    """One incident as Markdown for its postmortem: summary (time to acknowledge, time to close), root causes
+    with confidence, evidence, impact, every alert, the timeline (alerts, state changes, notes, config changes,
+    maintenance, notifications), deliveries per target and linked changes. From the running engine, or off
+    the database file (with --config, its maintenance windows and time zone too)."""
+    import time
+
+    from ispvm_tui.config import ConfigWatch
+    from ispvm_tui.engine import control, incident_queries, postmortem
+    from ispvm_tui.engine.maintenance_windows import Maintenance
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    db = _database_of(config, database)
+    if output is not None and output.exists():
+        err(f"--output {output}: exists; not replaced")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    def direct() -> dict[str, Any]:
+        if not db.exists():
+            err(f"no database at {db}")
+            raise typer.Exit(1)
+        cfg = _load_config(config) if config is not None else None
+        try:
+            store = Store(db)
+        except StoreLocked as exc:
+            err(f"{exc}\nIt is held, and {NO_ANSWER}")
+            raise typer.Exit(1) from None
+        try:
+            now = time.time()
+            windows: list[Any] = []
+            if cfg is not None:
+                from ispvm_tui.engine import calendar
+
+                views = store.transaction(lambda con: calendar.list_windows(con, None, now)).result(60)
+                windows = Maintenance(cfg, views).windows
+            data = postmortem.gather(
+                store.query_dicts, incident_queries.check_prefix(incident_id), now=now,
+                lookback_s=(cfg.config_watch if cfg else ConfigWatch()).lookback_s, windows=windows,
+                critical=frozenset(d.name for d in cfg.devices if "critical" in d.tags) if cfg else frozenset())
+            return {"id": data["incident"]["id"], "markdown": postmortem.render(data, cfg.ispvm.timezone if cfg
+                                                                                 else "UTC")}
+        finally:
+            store.close()
+
+    try:
+        written = control.call(db, "incidents.postmortem", {"id": incident_id}, _reader(), direct)[0]
+    except (ValueError, LookupError) as exc:
+        err(str(exc).strip("'\""))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+    if output is None:
+        typer.echo(written["markdown"], nl=False)
+        return
+    try:
+        with open(output, "x", encoding="utf-8") as fh:
+            fh.write(written["markdown"])
+    except OSError as exc:
+        err(f"--output {output}: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+    err(f"postmortem of {written['id']} written to {output}")

@@ -1370,6 +1370,16 @@ class Engine:
             view = await self.close_incident(incident_id, actor, note)
             return {"incident": incident_queries.summary(view), "changed": True}
 
+        async def incidents_postmortem(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            from ispvm_tui.engine import postmortem
+
+            windows = list(self.maintenance.windows)  # config-file windows too, which the database lacks
+            data = await asyncio.to_thread(
+                postmortem.gather, self.store.query_dicts, incident_queries.check_prefix(args.get("id")),
+                now=self.clock.now(), lookback_s=self.config.config_watch.lookback_s, windows=windows,
+                critical=self._critical, live=self.snapshot().incidents)
+            return {"id": data["incident"]["id"], "markdown": postmortem.render(data, self.config.ispvm.timezone)}
+
         async def incidents_note(args: dict[str, Any], actor: str) -> dict[str, Any]:
             text = incident_queries.check_text(args.get("text"), "note")
             return await self.note_incident(await named(args), actor, text)
@@ -1388,7 +1398,8 @@ class Engine:
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
-                    "incidents.close": incidents_close, "incidents.note": incidents_note})
+                    "incidents.close": incidents_close, "incidents.note": incidents_note,
+                    "incidents.postmortem": incidents_postmortem})
         ops.update(self._diagnostic_ops())
         from ispvm_tui.engine.api_ops import ApiOps  # attached consoles: api.call, api.snapshot, api.events
 
