@@ -1706,6 +1706,7 @@ if __name__ == "__main__":
 
 # ---- diagnostics ----------------------------------------------------------------------------------
 
+report_app = _group("report", "Reports: availability against SLA targets with MTTA/MTTR, link capacity trends.")
 export_app = _group("export", "Write an incident up: a postmortem in Markdown.")
 db_app = _group("db", "The database: consistent backups (while the engine runs) and restoring one.")
 audit_app = _group("audit", "The audit log: who did what, hash-chained; verify that nobody changed it.")
@@ -2092,3 +2093,112 @@ def export_postmortem(
         err(f"--output {output}: {exc.strerror or exc}")
         raise typer.Exit(1) from None
     err(f"postmortem of {written['id']} written to {output}")
+
+
+# ---- reports (engine/sla.py, engine/capacity.py, report_format.py) ----------------------------------------
+def _report(op: str, args: dict[str, Any], config: Path | None, database: Path | None) -> tuple[Any, Any]:
+    """The report from the running engine (its config), or computed off the file with --config's inventory;
+    and the config it was computed for (None: the engine's, not read here)."""
+    import time
+
+    from ispvm_tui.engine import capacity, control, sla
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+
+    db = _database_of(config, database)
+    cfg = _load_config(config) if config is not None else None
+
+    def direct() -> Any:
+        if cfg is None:
+            err(f"{NO_ANSWER.capitalize()}: a report off the file needs the inventory: give --config F")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if not db.exists():
+            err(f"no database at {db}")
+            raise typer.Exit(1)
+        try:
+            store = Store(db)
+        except StoreLocked as exc:
+            err(f"{exc}\nIt is held, and {NO_ANSWER}")
+            raise typer.Exit(1) from None
+        try:
+            if op == "report.sla":
+                return sla.report(store.query_dicts, cfg, *sla.window(args, time.time(), cfg.ispvm.timezone))
+            return capacity.report(store.query_dicts, cfg, time.time())
+        finally:
+            store.close()
+
+    try:
+        return control.call(db, op, args, _reader(), direct)[0], cfg
+    except ValueError as exc:
+        err(f"--{exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+
+
+def _report_format(csv_out: bool, md_out: bool, json_out: bool) -> str:
+    chosen = [name for name, on in (("csv", csv_out), ("md", md_out), ("json", json_out)) if on]
+    if len(chosen) > 1:
+        err("give at most one of --csv, --md, --json")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return chosen[0] if chosen else "text"
+
+
+CsvOpt = Annotated[bool, typer.Option("--csv", help="CSV on stdout (one header; a section column)")]
+MdOpt = Annotated[bool, typer.Option("--md", help="Markdown on stdout")]
+
+
+@report_app.command("sla")
+def report_sla(
+    start: Annotated[str, typer.Option("--from", help="start: a date, RFC 3339, or a duration ago (30d)")] = "30d",
+    end: Annotated[str, typer.Option("--to", help="end: now, a date, RFC 3339, or a duration ago")] = "now",
+    config: ConfigOpt = None, database: DatabaseOpt = None,
+    csv_out: CsvOpt = False, md_out: MdOpt = False, json_out: JsonOpt = False,
+) -> None:
+    """Availability per device, site and service against its SLA target, downtime planned (in maintenance)
+    and not, outages, breaches; incidents opened with their MTTA and MTTR. Downtime is read from the alerts
+    the engine raised (docs/reports.md). Exit 0 even with breaches: it is a report."""
+    from ispvm_tui import report_format
+
+    fmt = _report_format(csv_out, md_out, json_out)
+    rep, cfg = _report("report.sla", {"from": start, "to": end}, config, database)
+    tz = cfg.ispvm.timezone if cfg is not None else "UTC"
+    if fmt == "json":
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    if fmt == "csv":
+        typer.echo(report_format.csv_text({"availability": rep["rows"], "incidents": rep["incidents"]}), nl=False)
+        return
+    breaches = rep["breaches"]
+    heading = [f"SLA report {report_format.moment(rep['from'], tz)} to {report_format.moment(rep['to'], tz)}",
+               f"default target {rep['target_pct']:g} %; {len(breaches)} breach{'es' if len(breaches) != 1 else ''}"
+               + (": " + ", ".join(f"{b['kind']} {b['name']} {b['availability_pct']:.3f} %" for b in breaches)
+                  if breaches else "")]
+    render = report_format.markdown if fmt == "md" else report_format.text
+    typer.echo(render(report_format.sla_tables(rep), heading), nl=False)
+
+
+@report_app.command("capacity")
+def report_capacity(
+    config: ConfigOpt = None, database: DatabaseOpt = None,
+    csv_out: CsvOpt = False, md_out: MdOpt = False, json_out: JsonOpt = False,
+) -> None:
+    """Per link: the daily 95th percentile of its 5-minute rates as a share of its speed, the least-squares
+    trend over the last [reports].capacity_days, and the day it crosses [reports].capacity_threshold_pct
+    (docs/reports.md)."""
+    from ispvm_tui import report_format
+
+    fmt = _report_format(csv_out, md_out, json_out)
+    rep, _ = _report("report.capacity", {}, config, database)
+    if fmt == "json":
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    if fmt == "csv":
+        flat = [{**{k: v for k, v in r.items() if k != "fit"},
+                 **{f"fit_{k}": v for k, v in (r.get("fit") or {}).items()}} for r in rep["links"]]
+        typer.echo(report_format.csv_text({"links": flat}), nl=False)
+        return
+    heading = [f"Capacity report: {rep['days']} days to {report_format.moment(rep['to'], 'UTC')}",
+               "daily p95 of 5-minute rates (the larger direction and end); least-squares trend"]
+    render = report_format.markdown if fmt == "md" else report_format.text
+    typer.echo(render(report_format.capacity_tables(rep), heading), nl=False)

@@ -280,6 +280,15 @@ class Service(Strict):
     depends_on: list[str] = Field(min_length=1)  # entity ids: devices, links, BGP peers, sites
     subscribers: int | None = Field(None, ge=0)
     category: str | None = None  # e.g. "transit": becomes an incident label
+    sla_target_pct: float | None = Field(None, gt=0, le=100)  # its own SLA target ([reports] has the default)
+
+
+class Reports(Strict):
+    """What ``ispvm report`` measures against."""
+
+    sla_target_pct: float = Field(99.9, gt=0, le=100)  # availability target of devices, sites and services
+    capacity_threshold_pct: float = Field(80.0, gt=0, le=100)  # a link's daily p95 utilisation worth warning of
+    capacity_days: int = Field(28, ge=7, le=730)  # days of daily p95s the trend is fitted to
 
 
 NotifyEvent = Literal["incident.opened", "incident.updated", "incident.acked", "incident.closed"]
@@ -564,6 +573,7 @@ class Config(Strict):
     incidents: Incidents = Incidents()
     retention: Retention = Retention()
     config_watch: ConfigWatch = ConfigWatch()
+    reports: Reports = Reports()
     console: ConsoleLocation
     sites: list[Site] = Field(min_length=1)
     credentials: dict[str, Credential] = {}

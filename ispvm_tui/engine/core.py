@@ -1317,6 +1317,17 @@ class Engine:
         async def db_backup(args: dict[str, Any], actor: str) -> dict[str, Any]:
             return await self.backup(actor)
 
+        async def report_sla(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            from ispvm_tui.engine import sla
+
+            start, end = sla.window(args, self.clock.now(), self.config.ispvm.timezone)
+            return await asyncio.to_thread(sla.report, self.store.query_dicts, self.config, start, end)
+
+        async def report_capacity(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            from ispvm_tui.engine import capacity
+
+            return await asyncio.to_thread(capacity.report, self.store.query_dicts, self.config, self.clock.now())
+
         async def config_changes(args: dict[str, Any], actor: str) -> list[ConfigChangeView]:
             device, limit = args.get("device"), args.get("limit", 200)
             if (device is not None and not isinstance(device, str)) or not isinstance(limit, int) or limit < 1:
@@ -1394,7 +1405,7 @@ class Engine:
 
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
         ops.update({"audit.list": audit_list, "audit.verify": audit_verify, "health": health_op,
-                    "db.backup": db_backup})
+                    "db.backup": db_backup, "report.sla": report_sla, "report.capacity": report_capacity})
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
