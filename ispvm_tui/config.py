@@ -283,6 +283,14 @@ class Service(Strict):
     sla_target_pct: float | None = Field(None, gt=0, le=100)  # its own SLA target ([reports] has the default)
 
 
+class Metrics(Strict):
+    """Prometheus /metrics for the engine itself (docs/service.md); off unless enabled."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"  # loopback by default: device, site and target names are in the labels
+    port: int = Field(9464, ge=0, le=65535)  # 0: any free port (tests)
+
+
 class Reports(Strict):
     """What ``ispvm report`` measures against."""
 
@@ -574,6 +582,7 @@ class Config(Strict):
     retention: Retention = Retention()
     config_watch: ConfigWatch = ConfigWatch()
     reports: Reports = Reports()
+    metrics: Metrics = Metrics()
     console: ConsoleLocation
     sites: list[Site] = Field(min_length=1)
     credentials: dict[str, Credential] = {}

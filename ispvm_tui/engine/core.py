@@ -58,6 +58,7 @@ from ispvm_tui.engine.polling import DeviceSchedule, Poller, build_collectors, s
 from ispvm_tui.engine.rates import counter_delta, interval_s, summed_delta
 from ispvm_tui.engine.rollups import maintenance_once
 from ispvm_tui.engine.rules import Alert, Observed, RuleEngine, Transition
+from ispvm_tui.engine.stats import EngineStats
 from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.target_refs import StoreRefs
 from ispvm_tui.engine.targets import Refs, Target
@@ -66,6 +67,7 @@ from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
 SNAPSHOT_CONFIG_CHANGES = 50  # newest detected config changes a front-end sees
+SELF_WATCH_S = 15.0  # clock seconds between the engine's checks on itself (health.self_checks)
 
 UPSERT_ALERT = "INSERT OR REPLACE INTO alerts VALUES (" + ",".join(["?"] * 15) + ")"
 MAX_UNASSIGNED = 2000
@@ -172,6 +174,9 @@ class Engine:
         self._stopping = threading.Event()
         self._restored = False
         self.started_at: float | None = None  # clock time the start finished (polling, outbox, socket up)
+        self.stats = EngineStats()  # counters and timings for /metrics (engine/stats.py)
+        self.metrics_server: Any = None  # engine/metrics.py, when [metrics] is on
+        self.metrics_error: str | None = None  # why it is not served, when it is on but could not start
 
     # ---- lifecycle ------------------------------------------------------
     async def restore(self) -> None:
@@ -225,6 +230,7 @@ class Engine:
             asyncio.create_task(self.dispatcher.run(poll_real_s=min(1.0, self.clock.to_real(2.0))), name="outbox"),
             asyncio.create_task(self._maintenance_loop(), name="rollups"),
             asyncio.create_task(self._snapshot_loop(), name="snapshots"),
+            asyncio.create_task(self._self_watch_loop(), name="self-watch"),
         ]
         if self.config.remote is not None:
             from ispvm_tui.remote.centre import Centre  # imports nats: only when [remote] is set
@@ -232,8 +238,48 @@ class Engine:
             self.centre = Centre(self)
             await self.centre.start()
         await self._start_control()
+        if self.config.metrics.enabled:
+            await self._start_metrics()
         self.started_at = self.clock.now()
         self._refresh_snapshot()
+
+    async def _self_watch_loop(self) -> None:
+        """Every SELF_WATCH_S: the engine's own poller and targets through the rules (health.self_checks)."""
+        from ispvm_tui.engine import health
+
+        polled_here = [d.name for d in self.config.devices if d.name not in self.remote_devices]
+        interval = max((self.config.interval_of(n) for n in polled_here), default=self.config.polling.interval_s)
+        while True:
+            await asyncio.sleep(self.clock.to_real(SELF_WATCH_S))
+            try:
+                breakers = self.dispatcher.breaker_states() if self.dispatcher is not None else {}
+                now = self.clock.now()
+                transitions = []
+                for check in health.self_checks(self.snapshot().collectors, breakers, interval):
+                    transitions += self.rules.observe_self(check.metric, check.entity, check.kind, check.bad, now,
+                                                           check.summary, list(check.evidence))
+                await self.apply_transitions(transitions)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the watcher must outlive a bad round: it is what notices the rest
+                log.exception("self-watch round failed")
+
+    async def _start_metrics(self) -> None:
+        """/metrics on its own thread (engine/metrics.py). A port already taken is logged and shown, and the
+        engine runs on without it: monitoring the monitor must not stop the monitoring."""
+        from ispvm_tui.engine.metrics import MetricsServer
+
+        m = self.config.metrics
+        server = MetricsServer(self, m.address, m.port)
+        try:
+            await asyncio.to_thread(server.start)
+        except OSError as exc:
+            self.metrics_error = f"/metrics not served on {m.address}:{m.port}: {exc.strerror or exc}"
+            log.error("%s", self.metrics_error)
+            self._publish("engine.error", self.metrics_error)
+            return
+        self.metrics_server = server
+        log.info("serving /metrics on http://%s:%d/metrics", m.address, server.port)
 
     async def health(self) -> dict[str, Any]:
         """engine/health.py's verdict on this engine now (``ispvm health``; the control socket's ``health``)."""
@@ -246,7 +292,8 @@ class Engine:
             interval_s=max((self.config.interval_of(n) for n in polled_here), default=self.config.polling.interval_s),
             collectors=self.snapshot().collectors, writer_alive=self.store.writer_alive,
             writer_error=self.store.last_error, rows_dropped=self.store.rows_dropped,
-            stopped_tasks=[t.get_name() for t in self._tasks if t.done()], outbox=health.Outbox(**rows[0]))
+            stopped_tasks=[t.get_name() for t in self._tasks if t.done()], outbox=health.Outbox(**rows[0]),
+            extra_warnings=[self.metrics_error] if self.metrics_error else [])
         return verdict.as_dict()
 
     async def backup(self, actor: str) -> dict[str, Any]:
@@ -266,6 +313,9 @@ class Engine:
         """Stop polling and delivery; every step is bounded so quitting never hangs."""
         self._stopping.set()
         await _bounded(self._stop_control(), "control socket")
+        if self.metrics_server is not None:
+            await _bounded(asyncio.to_thread(self.metrics_server.stop), "metrics endpoint")
+            self.metrics_server = None
         if self._diagnostics is not None:
             await _bounded(self._diagnostics.stop(), "diagnostics")
         if self.centre is not None:
@@ -323,13 +373,17 @@ class Engine:
         now = self.clock.now()
         self.polls_total += len(results)
         self.polls_failed += sum(1 for r in results if not r.ok)
+        for r in results:
+            self.stats.poll(r.collector, "ok" if r.ok else (r.error_kind or "error"), r.duration_s)
         derived = self._store_samples(device, results, late)
         if late:
             self._snapshot_stale.set()
             return
         self._update_runtime(device, results, now)
         was_pending = self.rules.is_pending("device.unreachable", device)
+        started = time.perf_counter()
         observed = self.rules.observe(device, results, now, derived)
+        self.stats.took("rules", time.perf_counter() - started)
         self._store_events(observed)
         self._ask_around(device, observed, was_pending, now)
         if observed.transitions:
@@ -657,7 +711,9 @@ class Engine:
         now = self.clock.now()
         firing = list(self.rules.firing.values())
         state = self.network_state(now)
+        started = time.perf_counter()
         plans = correlate(firing, self.topology, self.config, now, state)
+        self.stats.took("correlation", time.perf_counter() - started)
         self.maintenance.label(plans, now)
         self._annotate_changes(plans, state, now)
         self._holds.apply(plans, now)
@@ -840,6 +896,7 @@ class Engine:
         return queued
 
     def _on_delivery(self, result: outbox.DeliveryResult) -> None:
+        self.stats.delivery(result.endpoint, result.status)
         if result.status == "dead":
             self._publish("delivery.dead", f"{result.event_type} to {result.endpoint} dead-lettered: {result.error}",
                           result.incident_id)
@@ -1113,6 +1170,7 @@ class Engine:
         started = time.perf_counter()
         self._snapshot = self._build_snapshot()
         self._snapshot_cost_s = time.perf_counter() - started
+        self.stats.took("snapshot", self._snapshot_cost_s)
         self._snapshot_stale.clear()
 
     async def _snapshot_loop(self) -> None:

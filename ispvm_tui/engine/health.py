@@ -10,6 +10,7 @@ never fails the check: restarting the engine would not fix any of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ class Health:
 
 def assess(*, pid: int, now: float, started_at: float | None, interval_s: float, collectors: tuple[CollectorView, ...],
            writer_alive: bool, writer_error: str | None, rows_dropped: int, stopped_tasks: list[str],
-           outbox: Outbox) -> Health:
+           outbox: Outbox, extra_warnings: Sequence[str] = ()) -> Health:
     """The verdict. ``started_at`` None: the engine has not finished starting. ``interval_s`` is the longest
     polling interval of the devices this host polls; clock seconds like ``now``."""
     failing: list[str] = []
@@ -76,6 +77,7 @@ def assess(*, pid: int, now: float, started_at: float | None, interval_s: float,
     if outbox.oldest_pending_at is not None and now - outbox.oldest_pending_at > PENDING_WARN_S:
         warnings.append(f"a notification has waited {now - outbox.oldest_pending_at:.0f} s to be delivered "
                         f"({outbox.pending} pending)")
+    warnings += list(extra_warnings)  # e.g. /metrics not served: the engine itself works
     state = ("starting" if started_at is None else "failing" if failing else "degraded" if warnings else "healthy")
     return Health(ok=not failing, state=state, pid=pid, now=now, started_at=started_at, failing=failing,
                   warnings=warnings, collectors=[asdict(c) for c in collectors], outbox=asdict(outbox),
@@ -85,3 +87,40 @@ def assess(*, pid: int, now: float, started_at: float | None, interval_s: float,
 OUTBOX_SQL = ("SELECT count(*) FILTER (WHERE status = 'pending') AS pending, "
               "count(*) FILTER (WHERE status = 'dead') AS dead, "
               "min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending_at FROM outbox")
+
+
+# ---- alerts on the monitoring itself ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SelfCheck:
+    """One observation for the rules: ``metric`` on ``entity`` is ``bad`` (None: unknown, keep the state)."""
+
+    metric: str
+    entity: str
+    kind: str
+    bad: bool | None
+    summary: str
+    evidence: tuple[str, ...] = ()
+
+
+def self_checks(collectors: Sequence[CollectorView], breakers: Mapping[str, Any], interval_s: float) -> list[SelfCheck]:
+    """What the engine tells its own rules every few seconds: the poller stalled (``engine.lagging``, the
+    same threshold ``ispvm health`` fails on), and each notification target whose circuit breaker is open
+    (``notify.failing``: its deliveries failed several times in a row). Their alerts become incidents like
+    any other, and are sent to every other target."""
+    stall_s = max(STALL_MIN_S, STALL_FACTOR * interval_s)
+    out: list[SelfCheck] = []
+    local = next((c for c in collectors if c.kind == "local"), None)
+    if local is not None:
+        lag = local.lag_s
+        out.append(SelfCheck("engine.lagging", "ispvm:poller", "engine", None if lag is None else lag > stall_s,
+                             f"ispvm's poller is stalled: {lag or 0:.0f} s behind",
+                             (f"a device that answers is {lag or 0:.0f} s past its interval (over {stall_s:.0f} s): "
+                              "the jump host is overloaded, or the engine's loop is blocked",)))
+    for name, breaker in sorted(breakers.items()):
+        open_ = breaker.state != "closed"
+        error = breaker.last_error or "no error recorded"
+        out.append(SelfCheck("notify.failing", f"target:{name}", "target", open_,
+                             f"Notifications to {name} failing",
+                             (f"{breaker.failures} delivery attempts to {name} failed in a row; the last: {error}",
+                              f"its queue waits (circuit {breaker.state}); other targets are not held up")))
+    return out

@@ -63,6 +63,10 @@ METRICS: dict[str, Metric] = {
     "collector.lost": Metric("collector", "bool", "", "a remote collector sent no heartbeat for 3 intervals"),
     "stream.unreachable": Metric("stream", "bool", "", "the engine has lost its own link to the result stream "
                                                        "(NATS) for 3 heartbeat intervals"),
+    "engine.lagging": Metric("engine", "bool", "", "the engine's own poller is stalled: an answering device is over "
+                                                   "two intervals (and 2 minutes) past its interval"),
+    "notify.failing": Metric("target", "bool", "", "a notification target's circuit breaker is open: its deliveries "
+                                                   "failed several times in a row"),
 }
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")

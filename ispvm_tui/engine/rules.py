@@ -172,6 +172,11 @@ class RuleEngine:
         """The centre's own link to the result stream; entity ``stream:NAME``."""
         return self._observe_remote("stream.unreachable", f"stream:{stream}", "stream", down, now, summary, evidence)
 
+    def observe_self(self, metric: str, entity: str, kind: str, bad: bool | None, now: float, summary: str,
+                     evidence: list[str]) -> list[Transition]:
+        """The engine's checks on itself (health.self_checks): its poller, its notification targets."""
+        return self._observe_remote(metric, entity, kind, bad, now, summary, evidence)
+
     def _observe_remote(self, metric: str, entity: str, kind: str, value: bool | None, now: float, summary: str,
                         evidence: list[str]) -> list[Transition]:
         scope = DeviceScope(entity, "", kind, ())
