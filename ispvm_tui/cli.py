@@ -603,6 +603,15 @@ def _attach_console(db: Path, *, actor: str | None, readonly: bool) -> None:
     except (control.ControlError, control.Refused) as exc:
         err(f"cannot attach to the engine of {db}: {exc}")
         raise typer.Exit(1) from None
+    me = control.request(db, "whoami", {}, who, timeout=10)
+    if me["role"] == "viewer" and not readonly:  # [roles]: a viewer's console is the read-only one
+        err(f"{me['user']} is a viewer in the engine's [roles]: the console opens read-only")
+        readonly = True
+    if me["role"] not in ("viewer", "operator", "admin"):
+        err(f"{me['user']} has no role in the engine's [roles]: ask for one (viewer, operator or admin)")
+        raise typer.Exit(1)
+    if me["user"] != who and me["role"] != "admin" and actor is None:
+        who = me["user"]  # with [roles] the engine records the OS user
     engine = AttachedEngine(db, actor=who)
     try:
         _open_console(engine, title=f"ispvm · attached to {db.name}", readonly=readonly, actor=who,

@@ -291,6 +291,24 @@ class Metrics(Strict):
     port: int = Field(9464, ge=0, le=65535)  # 0: any free port (tests)
 
 
+class Roles(Strict):
+    """Who may do what through the control socket (engine/roles.py). Entries: a user name ("alice" or
+    "user:alice") or "group:NAME". Unset: everyone the socket admits is admin."""
+
+    viewers: list[str] = []  # read: lists, consoles (read-only), reports, the audit log
+    operators: list[str] = []  # and act: acknowledge, close, note, assign, the calendar, resends, diagnostics
+    admins: list[str] = []  # and the database (backups)
+
+    @field_validator("viewers", "operators", "admins")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            kind, sep, name = entry.rpartition(":")
+            if not name or (sep and kind not in ("user", "group")):
+                raise ValueError(f"{entry!r}: a user name, user:NAME or group:NAME")
+        return v
+
+
 class Reports(Strict):
     """What ``ispvm report`` measures against."""
 
@@ -583,6 +601,7 @@ class Config(Strict):
     config_watch: ConfigWatch = ConfigWatch()
     reports: Reports = Reports()
     metrics: Metrics = Metrics()
+    roles: Roles | None = None
     console: ConsoleLocation
     sites: list[Site] = Field(min_length=1)
     credentials: dict[str, Credential] = {}

@@ -201,14 +201,21 @@ def _reply(ok: bool, value: Any = None, *, kind: str = "failed", error_type: str
     return (json.dumps(body, ensure_ascii=False) + "\n").encode()
 
 
+Authorize = Callable[[str, dict[str, Any], Any, Any], tuple[str | None, str | None]]
+
+
 class ControlServer:
     """Serves ``ops`` (name -> coroutine of (args, actor)) on a Unix socket, on the engine's loop."""
 
     def __init__(self, db: Path, ops: dict[str, Handler], *, check_actor: Callable[[Any], str] | None = None,
-                 group: str | None = None) -> None:
-        self.db = Path(db)
+                 group: str | None = None, authorize: Authorize | None = None,
+                 role_of: Callable[[Any], str] | None = None) -> None:
+        self.db = Path(os.path.abspath(db))  # a relative path would never be "next to the database"
         self.ops = ops
         self.check_actor = check_actor
+        # [roles] (engine/roles.py): (op, args, actor, peer) -> (refusal, the actor to record instead)
+        self.authorize = authorize
+        self.role_of = role_of  # the role a peer holds, for ``whoami``
         self.group = group  # [console].control_group: its members may use the socket too
         self._gid: int | None = None
         self.path: Path | None = None
@@ -300,6 +307,15 @@ class ControlServer:
             writer.write(_reply(False, "busy: too many control connections, try again"))
             await writer.drain()
             return
+        who = None
+        if self.authorize is not None:
+            if creds is None:  # roles need to know who is asking: fail closed
+                writer.write(_reply(False, "refused: this system cannot tell who is asking", kind="forbidden"))
+                await writer.drain()
+                return
+            from ispvm_tui.engine.roles import peer
+
+            who = await asyncio.to_thread(peer, *creds)  # user and group names: NSS may be slow
         while True:
             try:
                 line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
@@ -315,7 +331,7 @@ class ControlServer:
                 return
             if not line.strip():
                 continue
-            answer = await self._answer(line)
+            answer = await self._answer(line, who)
             if isinstance(answer, Stream):
                 await self._stream(answer, reader, writer)
                 return
@@ -352,7 +368,7 @@ class ControlServer:
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    async def _answer(self, line: bytes) -> bytes | Stream:
+    async def _answer(self, line: bytes, who: Any = None) -> bytes | Stream:
         self.requests += 1
         try:
             req = json.loads(line)
@@ -363,6 +379,10 @@ class ControlServer:
             self.refused += 1
             return _reply(False, 'expected {"op": NAME, "args": {...}, "actor": NAME}', kind="invalid")
         op, args, actor = req["op"], req.get("args", {}), req.get("actor")
+        if op == "whoami":  # who the engine takes this peer for, and with which role (an attached console asks)
+            user = who.user if who is not None else str(actor)
+            role = self.role_of(who) if self.role_of is not None and who is not None else "admin"
+            return _reply(True, {"user": user, "role": role})
         handler = self.ops.get(op)
         if handler is None:
             self.refused += 1
@@ -370,6 +390,14 @@ class ControlServer:
         if not isinstance(args, dict):
             self.refused += 1
             return _reply(False, "args: expected an object", kind="invalid")
+        if self.authorize is not None:
+            refusal, recorded = self.authorize(op, args, actor, who)
+            if refusal is not None:
+                self.refused += 1
+                log.warning("control socket: %s", refusal)
+                return _reply(False, refusal, kind="forbidden")
+            if recorded is not None:
+                actor = recorded
         try:
             actor = self.check_actor(actor) if self.check_actor is not None else str(actor)
             result = await asyncio.wait_for(handler(args, actor), REQUEST_TIMEOUT_S)

@@ -1477,11 +1477,34 @@ class Engine:
         ops["incidents.assign"] = self._assign_op
         return ops
 
+    def _authorizer(self) -> control.Authorize | None:
+        """[roles] checked on every control request (engine/roles.py); None: everyone admitted is admin."""
+        roles = self.config.roles
+        if roles is None:
+            return None
+        from ispvm_tui.engine import roles as role_checks
+
+        methods = self.api_ops.methods
+
+        def authorize(op: str, args: dict[str, Any], actor: Any, who: Any) -> tuple[str | None, str | None]:
+            return role_checks.check(op, args, actor, who, roles, methods)
+
+        return authorize
+
+    def _role_of(self) -> Callable[[Any], str] | None:
+        roles = self.config.roles
+        if roles is None:
+            return None
+        from ispvm_tui.engine import roles as role_checks
+
+        return lambda who: role_checks.role_of(who, roles) or "none"
+
     async def _start_control(self) -> None:
         """Serve the control socket next to the database. Without it the engine still runs: the CLI then
         says the database is held, as it did before there was a socket."""
         server = control.ControlServer(self.store.path, self._control_ops(), check_actor=calendar.check_actor,
-                                       group=self.config.console.control_group)
+                                       group=self.config.console.control_group, authorize=self._authorizer(),
+                                       role_of=self._role_of())
         try:
             path = await server.start()
         except (control.ControlError, OSError) as exc:
