@@ -309,6 +309,36 @@ class Roles(Strict):
         return v
 
 
+class InboundSource(Strict):
+    """One system allowed to send alerts in (docs/inbound.md): POST /inbound/NAME."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    kind: Literal["alertmanager", "zabbix", "json"]
+    api_key_secret: str  # Authorization: Bearer <key>
+    hmac_secret: str  # X-Ispvm-Signature: sha256=HMAC(key, "<X-Ispvm-Timestamp>." + body)
+    rate_per_s: float = Field(5.0, gt=0, le=1000)  # accepted requests a second, sustained ...
+    burst: int = Field(20, ge=1, le=10_000)  # ... and at once
+
+
+class Inbound(Strict):
+    """An HTTP endpoint for alerts from other systems; they go through the same rules and correlation."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: int = Field(9465, ge=0, le=65535)  # 0: any free port (tests)
+    max_body_bytes: int = Field(262_144, ge=1024, le=16 * 1024 * 1024)
+    max_alerts: int = Field(500, ge=1, le=10_000)  # in one request
+    max_age_s: float = Field(300.0, ge=10, le=3600)  # a request's timestamp older (or newer) than this is refused
+    sources: list[InboundSource] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> Inbound:
+        names = [s.name for s in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError("sources: two share a name")
+        return self
+
+
 class Reports(Strict):
     """What ``ispvm report`` measures against."""
 
@@ -602,6 +632,7 @@ class Config(Strict):
     reports: Reports = Reports()
     metrics: Metrics = Metrics()
     roles: Roles | None = None
+    inbound: Inbound = Inbound()
     console: ConsoleLocation
     sites: list[Site] = Field(min_length=1)
     credentials: dict[str, Credential] = {}
@@ -648,6 +679,7 @@ class Config(Strict):
         names |= {name for target in self.notify.all() for name in target.secret_refs()}
         if self.remote is not None:
             names |= {n for n in (self.remote.password_secret, self.remote.nkey_seed_secret) if n}
+        names |= {n for src in self.inbound.sources for n in (src.api_key_secret, src.hmac_secret)}
         return names
 
 

@@ -177,6 +177,8 @@ class Engine:
         self.stats = EngineStats()  # counters and timings for /metrics (engine/stats.py)
         self.metrics_server: Any = None  # engine/metrics.py, when [metrics] is on
         self.metrics_error: str | None = None  # why it is not served, when it is on but could not start
+        self.inbound_server: Any = None  # engine/inbound.py, when [inbound] is on
+        self.inbound_error: str | None = None
 
     # ---- lifecycle ------------------------------------------------------
     async def restore(self) -> None:
@@ -240,6 +242,8 @@ class Engine:
         await self._start_control()
         if self.config.metrics.enabled:
             await self._start_metrics()
+        if self.config.inbound.enabled:
+            await self._start_inbound()
         self.started_at = self.clock.now()
         self._refresh_snapshot()
 
@@ -263,6 +267,72 @@ class Engine:
                 raise
             except Exception:  # the watcher must outlive a bad round: it is what notices the rest
                 log.exception("self-watch round failed")
+
+    async def _start_inbound(self) -> None:
+        """The inbound alert endpoint on its own thread (engine/inbound.py). Like /metrics, a port taken or a
+        key missing is logged and shown (ispvm health), and the engine runs on without it."""
+        from ispvm_tui.engine.inbound import InboundServer, SourceKeys
+
+        cfg = self.config.inbound
+        loop = asyncio.get_running_loop()
+        try:
+            sources = {}
+            for src in cfg.sources:
+                api_key = await asyncio.to_thread(self.secrets.get, src.api_key_secret)
+                hmac_key = await asyncio.to_thread(self.secrets.get, src.hmac_secret)
+                if not api_key or not hmac_key:
+                    missing = src.api_key_secret if not api_key else src.hmac_secret
+                    raise SecretError(f"inbound source {src.name}: secret {missing!r} not found; add it with "
+                                      "`ispvm secret set`")
+                sources[src.name] = SourceKeys(src.kind, api_key, hmac_key, src.rate_per_s, src.burst)
+            server = await asyncio.to_thread(
+                InboundServer, cfg.address, cfg.port, sources,
+                lambda source, alerts, delivery: asyncio.run_coroutine_threadsafe(
+                    self.accept_inbound(source, alerts, delivery), loop),
+                max_body_bytes=cfg.max_body_bytes, max_alerts=cfg.max_alerts, max_age_s=cfg.max_age_s)
+        except (OSError, SecretError) as exc:
+            self.inbound_error = f"inbound alerts not served on {cfg.address}:{cfg.port}: " + (
+                exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
+            log.error("%s", self.inbound_error)
+            self._publish("engine.error", self.inbound_error)
+            return
+        server.start()
+        self.inbound_server = server
+        log.info("accepting inbound alerts on http://%s:%d/inbound/SOURCE", cfg.address, server.port)
+
+    async def accept_inbound(self, source: str, alerts: list[Any], delivery: str) -> dict[str, Any]:
+        """Alerts another system sent (engine/inbound.py, already authenticated and read): the delivery id
+        recorded (one seen before: Replayed), then each alert through the rules as ``inbound.firing`` on the
+        device the inventory knows it by, or standing alone; then correlation as for any alert."""
+        from ispvm_tui.engine.inbound import Replayed
+        from ispvm_tui.engine.inbound_formats import device_for
+
+        now = self.clock.now()
+
+        def record(con: duckdb.DuckDBPyConnection) -> bool:
+            if con.execute("SELECT 1 FROM inbound_deliveries WHERE source = ? AND delivery_id = ?",
+                           [source, delivery]).fetchone():
+                return False
+            con.execute("INSERT INTO inbound_deliveries VALUES (?, ?, ?, ?)", [source, delivery, now, len(alerts)])
+            con.execute("DELETE FROM inbound_deliveries WHERE received_at < ?", [now - 86400])
+            return True
+
+        if not await asyncio.wrap_future(self.store.transaction(record)):
+            raise Replayed(delivery)
+        inventory = [(d.name, d.address) for d in self.config.devices]
+        transitions: list[Transition] = []
+        matched = 0
+        for a in alerts:
+            device = device_for(a.device_hint, inventory)
+            matched += device is not None
+            entity = f"{device or 'inbound'}:{source}/{a.key[:48]}"
+            summary = f"{a.name} on {device}: {a.summary}" if device else f"{a.name}: {a.summary}"
+            evidence = [f"{source} says: {a.summary}", *(f"{k}={v}" for k, v in sorted(a.labels.items())[:10])]
+            transitions += self.rules.observe_inbound(device, entity, a.firing, now, a.severity, summary, evidence,
+                                                      {"source": source, "alertname": a.name})
+        await self.apply_transitions(transitions)
+        return {"devices": matched, "fired": sum(1 for t in transitions if t.fired),
+                "resolved": sum(1 for t in transitions if not t.fired)}
 
     async def _start_metrics(self) -> None:
         """/metrics on its own thread (engine/metrics.py). A port already taken is logged and shown, and the
@@ -293,7 +363,7 @@ class Engine:
             collectors=self.snapshot().collectors, writer_alive=self.store.writer_alive,
             writer_error=self.store.last_error, rows_dropped=self.store.rows_dropped,
             stopped_tasks=[t.get_name() for t in self._tasks if t.done()], outbox=health.Outbox(**rows[0]),
-            extra_warnings=[self.metrics_error] if self.metrics_error else [])
+            extra_warnings=[e for e in (self.metrics_error, self.inbound_error) if e])
         return verdict.as_dict()
 
     async def backup(self, actor: str) -> dict[str, Any]:
@@ -316,6 +386,9 @@ class Engine:
         if self.metrics_server is not None:
             await _bounded(asyncio.to_thread(self.metrics_server.stop), "metrics endpoint")
             self.metrics_server = None
+        if self.inbound_server is not None:
+            await _bounded(asyncio.to_thread(self.inbound_server.stop), "inbound endpoint")
+            self.inbound_server = None
         if self._diagnostics is not None:
             await _bounded(self._diagnostics.stop(), "diagnostics")
         if self.centre is not None:

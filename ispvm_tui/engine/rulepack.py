@@ -67,6 +67,8 @@ METRICS: dict[str, Metric] = {
                                                    "two intervals (and 2 minutes) past its interval"),
     "notify.failing": Metric("target", "bool", "", "a notification target's circuit breaker is open: its deliveries "
                                                    "failed several times in a row"),
+    "inbound.firing": Metric("inbound", "bool", "", "another system ([inbound]: Alertmanager, Zabbix, JSON) says "
+                                                    "its alert fires; on a device the inventory knows, that device"),
 }
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")

@@ -177,6 +177,23 @@ class RuleEngine:
         """The engine's checks on itself (health.self_checks): its poller, its notification targets."""
         return self._observe_remote(metric, entity, kind, bad, now, summary, evidence)
 
+    def observe_inbound(self, device: str | None, entity: str, firing: bool, now: float, severity: str,
+                        summary: str, evidence: list[str], labels: dict[str, str]) -> list[Transition]:
+        """An alert another system sent in (engine/inbound.py). On a known device it is that device's, under
+        that device's rule scope, so the correlator joins it to the device's incident; else it stands alone."""
+        kind = "device" if device is not None else "inbound"
+        scope = self._scopes[device] if device is not None else DeviceScope(entity, "", kind, ())
+
+        def make(rule: EffectiveRule, value: object) -> Alert:
+            alert = self._new(rule, kind, entity, summary, list(evidence), dict(labels))
+            alert.severity = severity  # type: ignore[assignment]  # the sender's, already checked
+            return alert
+
+        out: list[Transition] = []
+        for rule in self.ruleset.for_metric("inbound.firing", scope):
+            out += self._eval(rule, kind, entity, firing, now, make)
+        return out
+
     def _observe_remote(self, metric: str, entity: str, kind: str, value: bool | None, now: float, summary: str,
                         evidence: list[str]) -> list[Transition]:
         scope = DeviceScope(entity, "", kind, ())

@@ -244,4 +244,13 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
         " audit_anchor: where retention cut the chain",
         audit_log.chain_existing,
     ),
+    (
+        11,
+        "inbound_deliveries: the delivery ids of accepted inbound alert requests (a replay is refused)",
+        """
+        CREATE TABLE inbound_deliveries (
+            source VARCHAR NOT NULL, delivery_id VARCHAR NOT NULL, received_at DOUBLE NOT NULL,
+            alerts INTEGER NOT NULL, PRIMARY KEY (source, delivery_id));
+        """,
+    ),
 ]
