@@ -207,6 +207,40 @@ def secret_set(
         raise typer.Exit(1) from None
 
 
+@secret_app.command("rotate")
+def secret_rotate(
+    finish: Annotated[bool, typer.Option("--finish", help="drop the previous key version: the old passphrase "
+                                                          "reads nothing any more")] = False,
+) -> None:
+    """Re-encrypt the encrypted secrets file under a new passphrase (prompted twice, never echoed; or one
+    line of stdin). The current passphrase (ISPVM_SECRETS_PASSPHRASE or the systemd credential) reads it. The old
+    encryption is kept as the previous key version, so a running engine, or one restarted before its
+    passphrase is updated, keeps reading; --finish then drops it. Values are never shown."""
+    from ispvm_tui.secrets import EncryptedFileSecrets, SecretError, read_secret
+
+    store = EncryptedFileSecrets()
+    if not store.path.exists():
+        err(f"no encrypted secrets file at {store.path}: nothing to rotate")
+        raise typer.Exit(1)
+    try:
+        if finish:
+            dropped = store.finish_rotation()
+            current, _ = store.key_versions()
+            err(f"{store.path}: key version {current} only" + ("" if dropped else " (no previous one to drop)"))
+            return
+        new = read_secret("new passphrase")
+        if sys.stdin.isatty() and read_secret("new passphrase again") != new:
+            err("the two entries differ: nothing changed")
+            raise typer.Exit(1)
+        version = store.rotate(new)
+    except SecretError as exc:
+        err(f"{exc}: nothing changed")
+        raise typer.Exit(1) from None
+    err(f"{store.path}: re-encrypted as key version {version}; key version {version - 1} (the old passphrase) "
+        "still reads until `ispvm secret rotate --finish`. Give the engine the new passphrase (its "
+        "environment or systemd credential), restart it when convenient, then finish.")
+
+
 @secret_app.command("check")
 def secret_check(config: Annotated[Path, typer.Option("--config", "-c")]) -> None:
     """List the secrets a config needs and whether each is found (values are never shown)."""
@@ -231,6 +265,15 @@ def secret_check(config: Annotated[Path, typer.Option("--config", "-c")]) -> Non
         typer.echo(f"{state} {name}")
     if errors:
         err("UNKNOWN: the secret store could not be read, so these were not checked")
+    from ispvm_tui.secrets import EncryptedFileSecrets
+
+    encrypted = EncryptedFileSecrets()
+    if encrypted.path.exists():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            current, previous = encrypted.key_versions()
+            err(f"{encrypted.path}: key version {current}" + (
+                f" (a rotation under way: key version {previous} still reads; `ispvm secret rotate --finish`)"
+                if previous is not None else ""))
     raise typer.Exit(1 if missing else 0)
 
 

@@ -40,6 +40,7 @@ class Settings(Strict):
     database: str = "ispvm.duckdb"  # relative paths are relative to the config file
     base_url: str = "http://localhost:8080"  # deep links in notifications: BASE/incidents/<id>
     timezone: str = "UTC"  # an IANA name (Europe/Riga): routes' hours are read in it
+    audit_secret_reads: bool = False  # an audit entry (secret.read) each time the engine reads a secret
 
     @field_validator("timezone")
     @classmethod

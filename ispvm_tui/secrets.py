@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -135,6 +135,9 @@ class EncryptedFileSecrets:
         return key
 
     def _load(self) -> tuple[bytes, dict[str, str]]:
+        """The current key's salt and every value. A passphrase that opens only the previous key version
+        (a rotation not finished: ``rotate``) still reads, so a process started before the rotation, or
+        one whose credential was not updated yet, keeps working."""
         from cryptography.fernet import Fernet, InvalidToken
 
         try:
@@ -150,11 +153,70 @@ class EncryptedFileSecrets:
             try:
                 data = Fernet(self._key(salt)).decrypt(raw["token"].encode())
             except InvalidToken:
-                raise SecretError(f"cannot decrypt {self.path}: wrong passphrase") from None
+                previous = raw.get("previous")
+                if not previous:
+                    raise SecretError(f"cannot decrypt {self.path}: wrong passphrase") from None
+                salt = base64.b64decode(previous["salt"])  # which key opened it: set() and rotate() refuse it
+                try:
+                    data = Fernet(self._key(salt)).decrypt(previous["token"].encode())
+                except InvalidToken:
+                    raise SecretError(f"cannot decrypt {self.path}: wrong passphrase (for key version "
+                                      f"{raw.get('key_version', 1)} and the previous one)") from None
             self.decryptions += 1
             values = json.loads(data)
             self._loaded = (version, salt, values)
             return salt, dict(values)
+
+    def key_versions(self) -> tuple[int, int | None]:
+        """(the current key version, the previous one still readable or None). Reads no secret."""
+        raw = json.loads(self.path.read_text())
+        previous = raw.get("previous")
+        return int(raw.get("key_version", 1)), int(previous["key_version"]) if previous else None
+
+    def _write(self, body: dict[str, object]) -> None:
+        make_private_dir(self.path.parent)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)  # a leftover could have any mode: start from a fresh 0600 file
+        create_private_file(tmp)
+        with tmp.open("w") as fh:
+            json.dump(body, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def rotate(self, new_passphrase: str) -> int:
+        """Re-encrypt every value under ``new_passphrase`` (a new salt, the next key version), keeping the
+        current encryption as the previous key version: whoever still has the old passphrase reads on until
+        ``finish_rotation``. Needs the current passphrase (as for reading). The new key version."""
+        from cryptography.fernet import Fernet
+
+        if not new_passphrase:
+            raise SecretError("the new passphrase is empty")
+        raw = json.loads(self.path.read_text())
+        salt, values = self._load()
+        if salt != base64.b64decode(raw["salt"]):
+            raise SecretError(f"that passphrase opens only the previous key version of {self.path}: rotate with "
+                              "the current one")
+        if (self._passphrase or given_passphrase()) == new_passphrase:
+            raise SecretError("the new passphrase is the current one")
+        current = int(raw.get("key_version", 1))
+        salt = os.urandom(16)
+        rotated = EncryptedFileSecrets(self.path, passphrase=new_passphrase)
+        token = Fernet(rotated._key(salt)).encrypt(json.dumps(values).encode()).decode()
+        self._write({"key_version": current + 1, "salt": base64.b64encode(salt).decode(), "token": token,
+                     "previous": {"key_version": current, "salt": raw["salt"], "token": raw["token"]}})
+        return current + 1
+
+    def finish_rotation(self) -> bool:
+        """Drop the previous key version (the old passphrase reads nothing any more); False when none."""
+        raw = json.loads(self.path.read_text())
+        if not raw.pop("previous", None):
+            return False
+        salt, _ = self._load()  # only a holder of the current passphrase may finish
+        if salt != base64.b64decode(raw["salt"]):
+            raise SecretError("that passphrase opens only the previous key version: finish with the current one")
+        self._write(raw)
+        return True
 
     def get(self, name: str) -> str | None:
         if not self.path.exists():
@@ -174,14 +236,17 @@ class EncryptedFileSecrets:
 
         salt, values = self._load()
         values[name] = value
+        key_version = 1
+        if self.path.exists():
+            raw = json.loads(self.path.read_text())
+            key_version = int(raw.get("key_version", 1))
+            if base64.b64decode(raw["salt"]) != salt:
+                raise SecretError(f"{self.path} was rotated to key version {key_version}: store secrets with "
+                                  "the new passphrase")
+        # The previous key version, if a rotation is under way, is dropped: it would hand the old passphrase
+        # a stale copy (an old password) of what changed here.
         token = Fernet(self._key(salt)).encrypt(json.dumps(values).encode()).decode()
-        make_private_dir(self.path.parent)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)  # a leftover could have any mode: start from a fresh 0600 file
-        create_private_file(tmp)
-        with tmp.open("w") as fh:
-            json.dump({"salt": base64.b64encode(salt).decode(), "token": token}, fh)
-        os.replace(tmp, self.path)
+        self._write({"key_version": key_version, "salt": base64.b64encode(salt).decode(), "token": token})
 
 
 class ChainSecrets:
@@ -196,6 +261,23 @@ class ChainSecrets:
             if value is not None:
                 return value
         return None
+
+
+class AuditedSecrets:
+    """Tells ``on_read(name, found)`` of every lookup it passes to its source (the name only, never the
+    value): [ispvm].audit_secret_reads, the engine's audit of every use of a secret."""
+
+    def __init__(self, source: SecretSource, on_read: Callable[[str, bool], None]) -> None:
+        self.source = source
+        self.on_read = on_read
+
+    def get(self, name: str) -> str | None:
+        value = self.source.get(name)
+        self.on_read(name, value is not None)
+        return value
+
+    def __repr__(self) -> str:
+        return "AuditedSecrets(***)"
 
 
 class MemoSecrets:

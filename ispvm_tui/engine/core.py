@@ -63,7 +63,7 @@ from ispvm_tui.engine.store import Store
 from ispvm_tui.engine.target_refs import StoreRefs
 from ispvm_tui.engine.targets import Refs, Target
 from ispvm_tui.engine.topology import Topology
-from ispvm_tui.secrets import MemoSecrets, SecretError, SecretSource
+from ispvm_tui.secrets import AuditedSecrets, MemoSecrets, SecretError, SecretSource
 
 log = logging.getLogger(__name__)
 SNAPSHOT_CONFIG_CHANGES = 50  # newest detected config changes a front-end sees
@@ -114,6 +114,8 @@ class Engine:
         self.config = config
         self.store = store
         self.clock = clock
+        if config.ispvm.audit_secret_reads:
+            secrets = AuditedSecrets(secrets, self._audit_secret_read)
         self.secrets = MemoSecrets(secrets)
         self.topology = Topology(config)
         self.rules = RuleEngine(config, load_rules(config))
@@ -267,6 +269,13 @@ class Engine:
                 raise
             except Exception:  # the watcher must outlive a bad round: it is what notices the rest
                 log.exception("self-watch round failed")
+
+    def _audit_secret_read(self, name: str, found: bool) -> None:
+        """[ispvm].audit_secret_reads: one audit entry per read of the secret store (the memo reads each name
+        once per start). From any thread; the entry is queued on the store's writer."""
+        now = self.clock.now()
+        self.store.transaction(lambda con: audit_log.append(
+            con, now, "engine", "secret.read", name, "found" if found else "not found"))
 
     async def _start_inbound(self) -> None:
         """The inbound alert endpoint on its own thread (engine/inbound.py). Like /metrics, a port taken or a
