@@ -2254,3 +2254,57 @@ def report_capacity(
                "daily p95 of 5-minute rates (the larger direction and end); least-squares trend"]
     render = report_format.markdown if fmt == "md" else report_format.text
     typer.echo(render(report_format.capacity_tables(rep), heading), nl=False)
+
+
+# ---- hardening (engine/hardening.py) ------------------------------------------------------------------------
+@audit_app.command("routers")
+def audit_routers(config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
+    """RouterOS hardening checks from what ispvm already reads: management services (API, Winbox, SSH, web)
+    open to any address, telnet or FTP enabled, the API without TLS, SNMP open to any address or polled with
+    'public', RouterOS versions with published advisories. Worst first. From the running engine, or off the
+    file with --config. Exit 0: it is a report."""
+    from ispvm_tui.engine import control, hardening
+    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+    from ispvm_tui.secrets import default_secrets
+
+    db = _database_of(config, database)
+
+    def direct() -> Any:
+        if config is None:
+            err(f"{NO_ANSWER.capitalize()}: checking off the file needs the inventory: give --config F")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        cfg = _load_config(config)
+        if not db.exists():
+            err(f"no database at {db}")
+            raise typer.Exit(1)
+        try:
+            store = Store(db)
+        except StoreLocked as exc:
+            err(f"{exc}\nIt is held, and {NO_ANSWER}")
+            raise typer.Exit(1) from None
+        secrets = default_secrets()
+
+        def get(name: str) -> str | None:
+            try:
+                return secrets.get(name)
+            except Exception:  # an unreadable store: that one check is skipped, the rest still run
+                return None
+
+        try:
+            return hardening.report(store.query_dicts, cfg, get)
+        finally:
+            store.close()
+
+    try:
+        rep = control.call(db, "audit.routers", {}, _reader(), direct)[0]
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+    if json_out:
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    typer.echo(f"{rep['devices']} RouterOS devices, {rep['fingerprinted']} with a stored configuration; "
+               f"{len(rep['findings'])} finding{'s' if len(rep['findings']) != 1 else ''}")
+    if rep["findings"]:
+        _table(["SEVERITY", "DEVICE", "CHECK", "DETAIL"],
+               [[f["severity"], f["device"], f["check"], f["detail"]] for f in rep["findings"]])

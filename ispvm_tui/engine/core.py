@@ -1457,6 +1457,11 @@ class Engine:
         async def db_backup(args: dict[str, Any], actor: str) -> dict[str, Any]:
             return await self.backup(actor)
 
+        async def audit_routers(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            from ispvm_tui.engine import hardening
+
+            return await asyncio.to_thread(hardening.report, self.store.query_dicts, self.config, self.secrets.get)
+
         async def report_sla(args: dict[str, Any], actor: str) -> dict[str, Any]:
             from ispvm_tui.engine import sla
 
@@ -1545,7 +1550,8 @@ class Engine:
 
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
         ops.update({"audit.list": audit_list, "audit.verify": audit_verify, "health": health_op,
-                    "db.backup": db_backup, "report.sla": report_sla, "report.capacity": report_capacity})
+                    "db.backup": db_backup, "report.sla": report_sla, "report.capacity": report_capacity,
+                    "audit.routers": audit_routers})
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,
