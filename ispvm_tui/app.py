@@ -1322,6 +1322,11 @@ class IspvmApp(App[None]):
                 await self.action_help()
         elif kind == "freeze":
             self.action_toggle_freeze()
+        elif kind == "audit":
+            from ispvm_tui.screens.audit import AuditScreen
+
+            if not isinstance(self.screen, AuditScreen):
+                await self.push_screen(AuditScreen(self.engine))
         elif kind == "quit":
             self.exit()
 

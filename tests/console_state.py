@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from ispvm_tui.engine.api import (
     AlertView,
+    AuditEntryView,
     BgpRow,
     ChangeRecordView,
     CollectorView,
@@ -36,6 +37,7 @@ from ispvm_tui.engine.api import (
     DeviceHistory,
     DeviceView,
     EngineEvent,
+    HardeningFindingView,
     Impact,
     IncidentView,
     InterfaceHistory,
@@ -628,6 +630,16 @@ class StaticEngine:
 
     def incident_runbooks(self, incident_id: str) -> Future[list[str]]:
         return _done([])
+
+    def audit_entries(self, limit: int = 100) -> Future[list[AuditEntryView]]:
+        return _done([AuditEntryView(seq=2, ts=self.snapshot().taken_at, actor="alice", action="incident.ack",
+                                     target="inc-1", detail=None),
+                      AuditEntryView(seq=1, ts=self.snapshot().taken_at - 60, actor="bob", action="maint.add",
+                                     target="MW-1", detail='{"name": "fibre works"}')][:limit])
+
+    def hardening_findings(self) -> Future[list[HardeningFindingView]]:
+        return _done([HardeningFindingView(device="CORE1", severity="high", check="telnet enabled",
+                                           detail="telnet on port 23 sends passwords in clear text")])
 
     def run_diagnostic(self, device: str, kind: str, target: str, actor: str, count: int = 5) -> Future[str]:
         return _failed(ValueError("a fixed state has no routers to run diagnostics from"))

@@ -237,6 +237,28 @@ class EndpointView:
 
 
 @dataclass(frozen=True)
+class AuditEntryView:
+    """One entry of the hash-chained audit log (engine/audit_log.py)."""
+
+    seq: int
+    ts: float
+    actor: str
+    action: str
+    target: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class HardeningFindingView:
+    """One RouterOS hardening finding (engine/hardening.py)."""
+
+    device: str
+    severity: Literal["high", "medium", "low"]
+    check: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class DeliveryReport:
     taken_at: float
     endpoints: tuple[EndpointView, ...]
@@ -564,4 +586,12 @@ class EngineAPI(Protocol):
 
     def incident_runbooks(self, incident_id: str) -> Future[list[str]]:
         """The http(s) runbook links of its root-cause alerts' rules, first root first, without repeats."""
+        ...
+
+    def audit_entries(self, limit: int = 100) -> Future[list[AuditEntryView]]:
+        """The newest entries of the audit log, newest first."""
+        ...
+
+    def hardening_findings(self) -> Future[list[HardeningFindingView]]:
+        """RouterOS hardening findings over the fleet, worst first (ispvm audit routers)."""
         ...

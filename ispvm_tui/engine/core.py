@@ -31,6 +31,7 @@ from ispvm_tui.collectors.results import ConfigRead, InterfaceStat, PollResult
 from ispvm_tui.config import Config, load_rules, remote_devices
 from ispvm_tui.engine import audit_log, calendar, config_watch, control, home_status, outbox, webhooks
 from ispvm_tui.engine.api import (
+    AuditEntryView,
     ChangeRecordView,
     CollectorView,
     ConfigChangeView,
@@ -38,6 +39,7 @@ from ispvm_tui.engine.api import (
     DeviceView,
     EngineEvent,
     EntityState,
+    HardeningFindingView,
     IncidentView,
     LinkView,
     MaintenanceView,
@@ -1700,6 +1702,23 @@ class Engine:
         already = held.assigned_to == assignee
         view = await self.assign_incident(incident_id, assignee, actor)
         return {"incident": incident_queries.summary(view), "changed": not already}
+
+    def audit_entries(self, limit: int = 100) -> Future[list[AuditEntryView]]:
+        def read() -> list[AuditEntryView]:
+            rows = audit_log.list_entries(self.store.query_dicts, **audit_log.list_args({"limit": limit}))
+            return [AuditEntryView(**{k: r[k] for k in ("seq", "ts", "actor", "action", "target", "detail")})
+                    for r in rows]
+
+        return self._submit(asyncio.to_thread(read))
+
+    def hardening_findings(self) -> Future[list[HardeningFindingView]]:
+        from ispvm_tui.engine import hardening
+
+        def read() -> list[HardeningFindingView]:
+            rep = hardening.report(self.store.query_dicts, self.config, self.secrets.get)
+            return [HardeningFindingView(**f) for f in rep["findings"]]
+
+        return self._submit(asyncio.to_thread(read))
 
     def incident_runbooks(self, incident_id: str) -> Future[list[str]]:
         from ispvm_tui.engine import incident_timeline

@@ -23,7 +23,7 @@ from textual.widgets import Input, OptionList, Static
 from ispvm_tui.screens.change_forms import FormError, parse_duration
 
 CommandKind = Literal["tab", "device", "topology", "incident", "ack", "close", "maint_add", "maint_cancel",
-                      "help", "quit", "freeze"]
+                      "help", "quit", "freeze", "audit"]
 FILTER_WORDS = ("critical", "major", "minor", "warning", "info", "open", "acked", "closed")
 DURATIONS = ("30m", "1h", "2h", "4h", "1d")
 CANDIDATES_SHOWN = 6  # the list under the input stays small enough for 80x24
@@ -75,6 +75,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("close", ":close ID", "Close an incident by hand", writes=True),
     CommandSpec("maint", ":maint add DURATION [--site S] [--device D] [TITLE…] | :maint cancel ID",
                 "Add a maintenance window starting now, or cancel one", writes=True),
+    CommandSpec("audit", ":audit", "Router hardening findings and the newest audit log entries"),
     CommandSpec("freeze", ":freeze", "Stop or resume applying updates (same as F)"),
     CommandSpec("help", ":help", "The keys of this screen and these commands"),
     CommandSpec("quit", ":q", "Quit the console", aliases=("q",)),
@@ -129,7 +130,7 @@ def parse_command(line: str, ctx: CommandContext) -> Command:
     if spec.writes and ctx.readonly:
         raise CommandError(f":{spec.name} changes state: refused in a read-only console")
     rest = " ".join(args)
-    if spec.name in ("home", "deliveries", "changes", "freeze", "help", "quit"):
+    if spec.name in ("home", "deliveries", "changes", "audit", "freeze", "help", "quit"):
         if args:
             raise CommandError(f":{spec.name} takes no argument ({spec.usage})")
         if spec.name in TAB_COMMANDS:
