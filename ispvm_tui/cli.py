@@ -854,6 +854,20 @@ def _database_of(config: Path | None, database: Path | None) -> Path:
 NO_ANSWER = "no engine answered on its control socket (an ispvm from before the socket, or one still starting?)"
 
 
+def _file_store(db: Path) -> Any:
+    """The database file for a command no engine answered: a clear exit when it is missing or held."""
+    from ispvm_tui.engine.store import Store, StoreLocked
+
+    if not db.exists():
+        err(f"no database at {db}")
+        raise typer.Exit(1)
+    try:
+        return Store(db)
+    except StoreLocked as exc:
+        err(f"{exc}\nIt is held, and {NO_ANSWER}")
+        raise typer.Exit(1) from None
+
+
 def _open_outbox(config: Path | None, database: Path | None, db: Path | None = None,
                  locked_hint: str = "The running engine holds it: use the console's Deliveries screen (key d), "
                                     "or stop the engine and run this again.") -> Any:
@@ -1383,19 +1397,12 @@ def changes_cancel(
 def _config_read(op: str, args: dict[str, Any], config: Path | None, database: Path | None) -> Any:
     """Detected changes and diffs: from the running engine, else read off the database file."""
     from ispvm_tui.engine import config_watch, control
-    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+    from ispvm_tui.engine.store import StoreError
 
     db = _database_of(config, database)
 
     def direct() -> Any:
-        if not db.exists():
-            err(f"no database at {db}")
-            raise typer.Exit(1)
-        try:
-            store = Store(db)
-        except StoreLocked as exc:
-            err(f"{exc}\nIt is held, and {NO_ANSWER}")
-            raise typer.Exit(1) from None
+        store = _file_store(db)
         try:
             if op == "config.changes":
                 return config_watch.list_changes(store.query_dicts, device=args.get("device"),
@@ -1502,7 +1509,7 @@ def _incidents(op: str, args: dict[str, Any], actor: str, config: Path | None, d
     import time
 
     from ispvm_tui.engine import control, incident_queries
-    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+    from ispvm_tui.engine.store import StoreError
 
     db = _database_of(config, database)
 
@@ -1515,11 +1522,7 @@ def _incidents(op: str, args: dict[str, Any], actor: str, config: Path | None, d
             raise typer.Exit(1)
         cfg = _load_config(config) if config is not None else None
         critical = frozenset(d.name for d in cfg.devices if "critical" in d.tags) if cfg else frozenset()
-        try:
-            store = Store(db)
-        except StoreLocked as exc:
-            err(f"{exc}\nIt is held, and {NO_ANSWER}")
-            raise typer.Exit(1) from None
+        store = _file_store(db)
         try:
             if op == "incidents.list":
                 status, limit = incident_queries.list_args(args)
@@ -1823,19 +1826,12 @@ def diag_traceroute(
 def _audit(op: str, args: dict[str, Any], config: Path | None, database: Path | None) -> Any:
     """Ask the running engine; with none running, read the database file with the same code."""
     from ispvm_tui.engine import audit_log, control
-    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+    from ispvm_tui.engine.store import StoreError
 
     db = _database_of(config, database)
 
     def direct() -> Any:
-        if not db.exists():
-            err(f"no database at {db}")
-            raise typer.Exit(1)
-        try:
-            store = Store(db)
-        except StoreLocked as exc:
-            err(f"{exc}\nIt is held, and {NO_ANSWER}")
-            raise typer.Exit(1) from None
+        store = _file_store(db)
         try:
             if op == "audit.list":
                 return audit_log.list_entries(store.query_dicts, **audit_log.list_args(args))
@@ -2093,7 +2089,7 @@ def export_postmortem(
     from ispvm_tui.config import ConfigWatch
     from ispvm_tui.engine import control, incident_queries, postmortem
     from ispvm_tui.engine.maintenance_windows import Maintenance
-    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+    from ispvm_tui.engine.store import StoreError
 
     db = _database_of(config, database)
     if output is not None and output.exists():
@@ -2105,11 +2101,7 @@ def export_postmortem(
             err(f"no database at {db}")
             raise typer.Exit(1)
         cfg = _load_config(config) if config is not None else None
-        try:
-            store = Store(db)
-        except StoreLocked as exc:
-            err(f"{exc}\nIt is held, and {NO_ANSWER}")
-            raise typer.Exit(1) from None
+        store = _file_store(db)
         try:
             now = time.time()
             windows: list[Any] = []
@@ -2154,7 +2146,7 @@ def _report(op: str, args: dict[str, Any], config: Path | None, database: Path |
     import time
 
     from ispvm_tui.engine import capacity, control, sla
-    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+    from ispvm_tui.engine.store import StoreError
 
     db = _database_of(config, database)
     cfg = _load_config(config) if config is not None else None
@@ -2163,14 +2155,7 @@ def _report(op: str, args: dict[str, Any], config: Path | None, database: Path |
         if cfg is None:
             err(f"{NO_ANSWER.capitalize()}: a report off the file needs the inventory: give --config F")
             raise typer.Exit(EXIT_BAD_INPUT)
-        if not db.exists():
-            err(f"no database at {db}")
-            raise typer.Exit(1)
-        try:
-            store = Store(db)
-        except StoreLocked as exc:
-            err(f"{exc}\nIt is held, and {NO_ANSWER}")
-            raise typer.Exit(1) from None
+        store = _file_store(db)
         try:
             if op == "report.sla":
                 return sla.report(store.query_dicts, cfg, *sla.window(args, time.time(), cfg.ispvm.timezone))
@@ -2264,7 +2249,7 @@ def audit_routers(config: ConfigOpt = None, database: DatabaseOpt = None, json_o
     'public', RouterOS versions with published advisories. Worst first. From the running engine, or off the
     file with --config. Exit 0: it is a report."""
     from ispvm_tui.engine import control, hardening
-    from ispvm_tui.engine.store import Store, StoreError, StoreLocked
+    from ispvm_tui.engine.store import StoreError
     from ispvm_tui.secrets import default_secrets
 
     db = _database_of(config, database)
@@ -2274,14 +2259,7 @@ def audit_routers(config: ConfigOpt = None, database: DatabaseOpt = None, json_o
             err(f"{NO_ANSWER.capitalize()}: checking off the file needs the inventory: give --config F")
             raise typer.Exit(EXIT_BAD_INPUT)
         cfg = _load_config(config)
-        if not db.exists():
-            err(f"no database at {db}")
-            raise typer.Exit(1)
-        try:
-            store = Store(db)
-        except StoreLocked as exc:
-            err(f"{exc}\nIt is held, and {NO_ANSWER}")
-            raise typer.Exit(1) from None
+        store = _file_store(db)
         secrets = default_secrets()
 
         def get(name: str) -> str | None:
