@@ -868,6 +868,33 @@ def _file_store(db: Path) -> Any:
         raise typer.Exit(1) from None
 
 
+def _engine_or_file(db: Path, op: str, args: dict[str, Any], read: Callable[[Any], Any], *,
+                    before_file: Callable[[], None] | None = None, option_errors: bool = False) -> Any:
+    """The running engine's answer to ``op``; with none, ``read(store)`` on the database file (after
+    ``before_file``, which may refuse). Bad input exits 2 (``--`` in front when it names an option), a
+    failure 1."""
+    from ispvm_tui.engine import control
+    from ispvm_tui.engine.store import StoreError
+
+    def direct() -> Any:
+        if before_file is not None:
+            before_file()
+        store = _file_store(db)
+        try:
+            return read(store)
+        finally:
+            store.close()
+
+    try:
+        return control.call(db, op, args, _reader(), direct)[0]
+    except (ValueError, LookupError) as exc:
+        err(("--" if option_errors else "") + str(exc).strip("'\""))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
+        err(str(exc) or type(exc).__name__)
+        raise typer.Exit(1) from None
+
+
 def _open_outbox(config: Path | None, database: Path | None, db: Path | None = None,
                  locked_hint: str = "The running engine holds it: use the console's Deliveries screen (key d), "
                                     "or stop the engine and run this again.") -> Any:
@@ -1396,30 +1423,16 @@ def changes_cancel(
 
 def _config_read(op: str, args: dict[str, Any], config: Path | None, database: Path | None) -> Any:
     """Detected changes and diffs: from the running engine, else read off the database file."""
-    from ispvm_tui.engine import config_watch, control
-    from ispvm_tui.engine.store import StoreError
+    from ispvm_tui.engine import config_watch
 
-    db = _database_of(config, database)
+    def read(store: Any) -> Any:
+        if op == "config.changes":
+            return config_watch.list_changes(store.query_dicts, device=args.get("device"),
+                                             limit=args.get("limit", 200))
+        return config_watch.diff(store.query_dicts, args["device"], args["category"], args.get("old_version"),
+                                 args.get("new_version"))
 
-    def direct() -> Any:
-        store = _file_store(db)
-        try:
-            if op == "config.changes":
-                return config_watch.list_changes(store.query_dicts, device=args.get("device"),
-                                                 limit=args.get("limit", 200))
-            return config_watch.diff(store.query_dicts, args["device"], args["category"], args.get("old_version"),
-                                     args.get("new_version"))
-        finally:
-            store.close()
-
-    try:
-        return control.call(db, op, args, _reader(), direct)[0]
-    except ValueError as exc:
-        err(str(exc))
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
-        err(str(exc) or type(exc).__name__)
-        raise typer.Exit(1) from None
+    return _engine_or_file(_database_of(config, database), op, args, read)
 
 
 @changes_app.command("detected")
@@ -1825,28 +1838,14 @@ def diag_traceroute(
 # ---- audit log (engine/audit_log.py) -------------------------------------------------------------------------
 def _audit(op: str, args: dict[str, Any], config: Path | None, database: Path | None) -> Any:
     """Ask the running engine; with none running, read the database file with the same code."""
-    from ispvm_tui.engine import audit_log, control
-    from ispvm_tui.engine.store import StoreError
+    from ispvm_tui.engine import audit_log
 
-    db = _database_of(config, database)
+    def read(store: Any) -> Any:
+        if op == "audit.list":
+            return audit_log.list_entries(store.query_dicts, **audit_log.list_args(args))
+        return audit_log.verify(store.query_dicts, audit_log.head_arg(args.get("head"))).as_dict()
 
-    def direct() -> Any:
-        store = _file_store(db)
-        try:
-            if op == "audit.list":
-                return audit_log.list_entries(store.query_dicts, **audit_log.list_args(args))
-            return audit_log.verify(store.query_dicts, audit_log.head_arg(args.get("head"))).as_dict()
-        finally:
-            store.close()
-
-    try:
-        return control.call(db, op, args, _reader(), direct)[0]
-    except ValueError as exc:
-        err(f"--{exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
-        err(str(exc) or type(exc).__name__)
-        raise typer.Exit(1) from None
+    return _engine_or_file(_database_of(config, database), op, args, read, option_errors=True)
 
 
 def _short_id(target: str) -> str:
@@ -2087,46 +2086,31 @@ def export_postmortem(
     import time
 
     from ispvm_tui.config import ConfigWatch
-    from ispvm_tui.engine import control, incident_queries, postmortem
+    from ispvm_tui.engine import incident_queries, postmortem
     from ispvm_tui.engine.maintenance_windows import Maintenance
-    from ispvm_tui.engine.store import StoreError
 
     db = _database_of(config, database)
     if output is not None and output.exists():
         err(f"--output {output}: exists; not replaced")
         raise typer.Exit(EXIT_BAD_INPUT)
 
-    def direct() -> dict[str, Any]:
-        if not db.exists():
-            err(f"no database at {db}")
-            raise typer.Exit(1)
+    def read(store: Any) -> dict[str, Any]:
         cfg = _load_config(config) if config is not None else None
-        store = _file_store(db)
-        try:
-            now = time.time()
-            windows: list[Any] = []
-            if cfg is not None:
-                from ispvm_tui.engine import calendar
+        now = time.time()
+        windows: list[Any] = []
+        if cfg is not None:
+            from ispvm_tui.engine import calendar
 
-                views = store.transaction(lambda con: calendar.list_windows(con, None, now)).result(60)
-                windows = Maintenance(cfg, views).windows
-            data = postmortem.gather(
-                store.query_dicts, incident_queries.check_prefix(incident_id), now=now,
-                lookback_s=(cfg.config_watch if cfg else ConfigWatch()).lookback_s, windows=windows,
-                critical=frozenset(d.name for d in cfg.devices if "critical" in d.tags) if cfg else frozenset())
-            return {"id": data["incident"]["id"], "markdown": postmortem.render(data, cfg.ispvm.timezone if cfg
-                                                                                 else "UTC")}
-        finally:
-            store.close()
+            views = store.transaction(lambda con: calendar.list_windows(con, None, now)).result(60)
+            windows = Maintenance(cfg, views).windows
+        data = postmortem.gather(
+            store.query_dicts, incident_queries.check_prefix(incident_id), now=now,
+            lookback_s=(cfg.config_watch if cfg else ConfigWatch()).lookback_s, windows=windows,
+            critical=frozenset(d.name for d in cfg.devices if "critical" in d.tags) if cfg else frozenset())
+        return {"id": data["incident"]["id"], "markdown": postmortem.render(data, cfg.ispvm.timezone if cfg
+                                                                             else "UTC")}
 
-    try:
-        written = control.call(db, "incidents.postmortem", {"id": incident_id}, _reader(), direct)[0]
-    except (ValueError, LookupError) as exc:
-        err(str(exc).strip("'\""))
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
-        err(str(exc) or type(exc).__name__)
-        raise typer.Exit(1) from None
+    written = _engine_or_file(db, "incidents.postmortem", {"id": incident_id}, read)
     if output is None:
         typer.echo(written["markdown"], nl=False)
         return
@@ -2145,32 +2129,22 @@ def _report(op: str, args: dict[str, Any], config: Path | None, database: Path |
     and the config it was computed for (None: the engine's, not read here)."""
     import time
 
-    from ispvm_tui.engine import capacity, control, sla
-    from ispvm_tui.engine.store import StoreError
+    from ispvm_tui.engine import capacity, sla
 
     db = _database_of(config, database)
     cfg = _load_config(config) if config is not None else None
 
-    def direct() -> Any:
+    def inventory_given() -> None:
         if cfg is None:
             err(f"{NO_ANSWER.capitalize()}: a report off the file needs the inventory: give --config F")
             raise typer.Exit(EXIT_BAD_INPUT)
-        store = _file_store(db)
-        try:
-            if op == "report.sla":
-                return sla.report(store.query_dicts, cfg, *sla.window(args, time.time(), cfg.ispvm.timezone))
-            return capacity.report(store.query_dicts, cfg, time.time())
-        finally:
-            store.close()
 
-    try:
-        return control.call(db, op, args, _reader(), direct)[0], cfg
-    except ValueError as exc:
-        err(f"--{exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
-        err(str(exc) or type(exc).__name__)
-        raise typer.Exit(1) from None
+    def read(store: Any) -> Any:
+        if op == "report.sla":
+            return sla.report(store.query_dicts, cfg, *sla.window(args, time.time(), cfg.ispvm.timezone))
+        return capacity.report(store.query_dicts, cfg, time.time())
+
+    return _engine_or_file(db, op, args, read, before_file=inventory_given, option_errors=True), cfg
 
 
 def _report_format(csv_out: bool, md_out: bool, json_out: bool) -> str:
@@ -2248,18 +2222,15 @@ def audit_routers(config: ConfigOpt = None, database: DatabaseOpt = None, json_o
     open to any address, telnet or FTP enabled, the API without TLS, SNMP open to any address or polled with
     'public', RouterOS versions with published advisories. Worst first. From the running engine, or off the
     file with --config. Exit 0: it is a report."""
-    from ispvm_tui.engine import control, hardening
-    from ispvm_tui.engine.store import StoreError
+    from ispvm_tui.engine import hardening
     from ispvm_tui.secrets import default_secrets
 
-    db = _database_of(config, database)
-
-    def direct() -> Any:
+    def inventory_given() -> None:
         if config is None:
             err(f"{NO_ANSWER.capitalize()}: checking off the file needs the inventory: give --config F")
             raise typer.Exit(EXIT_BAD_INPUT)
-        cfg = _load_config(config)
-        store = _file_store(db)
+
+    def read(store: Any) -> Any:
         secrets = default_secrets()
 
         def get(name: str) -> str | None:
@@ -2268,16 +2239,9 @@ def audit_routers(config: ConfigOpt = None, database: DatabaseOpt = None, json_o
             except Exception:  # an unreadable store: that one check is skipped, the rest still run
                 return None
 
-        try:
-            return hardening.report(store.query_dicts, cfg, get)
-        finally:
-            store.close()
+        return hardening.report(store.query_dicts, _load_config(config), get)
 
-    try:
-        rep = control.call(db, "audit.routers", {}, _reader(), direct)[0]
-    except (control.ControlError, StoreError, OSError, TimeoutError) as exc:
-        err(str(exc) or type(exc).__name__)
-        raise typer.Exit(1) from None
+    rep = _engine_or_file(_database_of(config, database), "audit.routers", {}, read, before_file=inventory_given)
     if json_out:
         typer.echo(json.dumps(rep, indent=2))
         return

@@ -31,7 +31,7 @@ def _configure(config: Config) -> Config:
                InboundSource(name="zbx", kind="zabbix", api_key_secret="inbound/zbx-key",
                              hmac_secret="inbound/zbx-hmac"),
                InboundSource(name="scripts", kind="json", api_key_secret="inbound/json-key",
-                             hmac_secret="inbound/json-hmac", rate_per_s=0.01, burst=2)]
+                             hmac_secret="inbound/json-hmac", rate_per_s=0.001, burst=2)]
     return config.model_copy(update={"inbound": Inbound(enabled=True, port=0, max_body_bytes=4096,
                                                         sources=sources)})
 

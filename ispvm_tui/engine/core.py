@@ -251,12 +251,16 @@ class Engine:
         self.started_at = self.clock.now()
         self._refresh_snapshot()
 
+    def _longest_interval(self) -> float:
+        """The longest polling interval of the devices this host polls (what a stall is measured against)."""
+        return max((self.config.interval_of(d.name) for d in self.config.devices if d.name not in self.remote_devices),
+                   default=self.config.polling.interval_s)
+
     async def _self_watch_loop(self) -> None:
         """Every SELF_WATCH_S: the engine's own poller and targets through the rules (health.self_checks)."""
         from ispvm_tui.engine import health
 
-        polled_here = [d.name for d in self.config.devices if d.name not in self.remote_devices]
-        interval = max((self.config.interval_of(n) for n in polled_here), default=self.config.polling.interval_s)
+        interval = self._longest_interval()
         while True:
             await asyncio.sleep(self.clock.to_real(SELF_WATCH_S))
             try:
@@ -367,10 +371,8 @@ class Engine:
         from ispvm_tui.engine import health
 
         rows = await asyncio.to_thread(self.store.query_dicts, health.OUTBOX_SQL)
-        polled_here = [d.name for d in self.config.devices if d.name not in self.remote_devices]
         verdict = health.assess(
-            pid=os.getpid(), now=self.clock.now(), started_at=self.started_at,
-            interval_s=max((self.config.interval_of(n) for n in polled_here), default=self.config.polling.interval_s),
+            pid=os.getpid(), now=self.clock.now(), started_at=self.started_at, interval_s=self._longest_interval(),
             collectors=self.snapshot().collectors, writer_alive=self.store.writer_alive,
             writer_error=self.store.last_error, rows_dropped=self.store.rows_dropped,
             stopped_tasks=[t.get_name() for t in self._tasks if t.done()], outbox=health.Outbox(**rows[0]),
@@ -1567,11 +1569,12 @@ class Engine:
         ops["incidents.assign"] = self._assign_op
         return ops
 
-    def _authorizer(self) -> control.Authorize | None:
-        """[roles] checked on every control request (engine/roles.py); None: everyone admitted is admin."""
+    def _role_checks(self) -> tuple[control.Authorize | None, Callable[[Any], str] | None]:
+        """[roles] (engine/roles.py): the check of every control request and the role ``whoami`` reports;
+        (None, None) without roles: everyone admitted is admin."""
         roles = self.config.roles
         if roles is None:
-            return None
+            return None, None
         from ispvm_tui.engine import roles as role_checks
 
         methods = self.api_ops.methods
@@ -1579,22 +1582,15 @@ class Engine:
         def authorize(op: str, args: dict[str, Any], actor: Any, who: Any) -> tuple[str | None, str | None]:
             return role_checks.check(op, args, actor, who, roles, methods)
 
-        return authorize
-
-    def _role_of(self) -> Callable[[Any], str] | None:
-        roles = self.config.roles
-        if roles is None:
-            return None
-        from ispvm_tui.engine import roles as role_checks
-
-        return lambda who: role_checks.role_of(who, roles) or "none"
+        return authorize, lambda who: role_checks.role_of(who, roles) or "none"
 
     async def _start_control(self) -> None:
         """Serve the control socket next to the database. Without it the engine still runs: the CLI then
         says the database is held, as it did before there was a socket."""
-        server = control.ControlServer(self.store.path, self._control_ops(), check_actor=calendar.check_actor,
-                                       group=self.config.console.control_group, authorize=self._authorizer(),
-                                       role_of=self._role_of())
+        ops = self._control_ops()  # builds api_ops, which the role checks read
+        authorize, role_of = self._role_checks()
+        server = control.ControlServer(self.store.path, ops, check_actor=calendar.check_actor,
+                                       group=self.config.console.control_group, authorize=authorize, role_of=role_of)
         try:
             path = await server.start()
         except (control.ControlError, OSError) as exc:
@@ -1714,11 +1710,8 @@ class Engine:
     def hardening_findings(self) -> Future[list[HardeningFindingView]]:
         from ispvm_tui.engine import hardening
 
-        def read() -> list[HardeningFindingView]:
-            rep = hardening.report(self.store.query_dicts, self.config, self.secrets.get)
-            return [HardeningFindingView(**f) for f in rep["findings"]]
-
-        return self._submit(asyncio.to_thread(read))
+        return self._submit(asyncio.to_thread(
+            lambda: hardening.findings(self.store.query_dicts, self.config, self.secrets.get)[1]))
 
     def incident_runbooks(self, incident_id: str) -> Future[list[str]]:
         from ispvm_tui.engine import incident_timeline

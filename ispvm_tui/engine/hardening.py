@@ -20,25 +20,18 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
 from ispvm_tui.config import Config
+from ispvm_tui.engine.api import HardeningFindingView as Finding
 
 Query = Callable[[str, list[Any]], list[dict[str, Any]]]
 ANYWHERE = {"", "0.0.0.0/0", "::/0", "0.0.0.0/0,::/0", "::/0,0.0.0.0/0"}
 MANAGEMENT = ("api", "api-ssl", "winbox", "ssh", "www", "www-ssl")
 CLEAR_TEXT = ("telnet", "ftp")
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
-
-
-@dataclass(frozen=True)
-class Finding:
-    device: str
-    severity: str  # high | medium | low
-    check: str
-    detail: str
 
 
 def version_tuple(text: str | None) -> tuple[int, ...] | None:
@@ -117,7 +110,8 @@ def device_checks(device: str, system: dict[str, Any] | None, version: str | Non
     return out
 
 
-def report(query: Query, config: Config, get_secret: Callable[[str], str | None]) -> dict[str, Any]:
+def findings(query: Query, config: Config, get_secret: Callable[[str], str | None]) -> tuple[int, list[Finding]]:
+    """Devices with a stored configuration, and every finding, worst first."""
     systems = {r["device"]: json.loads(r["body"]) for r in query(
         "SELECT device, arg_max(body::VARCHAR, taken_at) AS body FROM config_versions WHERE category = 'system' "
         "GROUP BY device", [])}
@@ -125,7 +119,8 @@ def report(query: Query, config: Config, get_secret: Callable[[str], str | None]
         "SELECT device, arg_max(version, ts) AS version FROM health_samples WHERE version IS NOT NULL "
         "GROUP BY device", [])}
     advisories = load_advisories()
-    rows, seen = [], 0
+    rows: list[Finding] = []
+    seen = 0
     for dev in config.devices:
         if dev.vendor != "mikrotik":
             continue
@@ -137,5 +132,10 @@ def report(query: Query, config: Config, get_secret: Callable[[str], str | None]
         rows += device_checks(dev.name, systems.get(dev.name), versions.get(dev.name),
                               bool(dev.credential) and not dev.api_tls, default, advisories)
     rows.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 9), f.device, f.check))
+    return seen, rows
+
+
+def report(query: Query, config: Config, get_secret: Callable[[str], str | None]) -> dict[str, Any]:
+    seen, rows = findings(query, config, get_secret)
     return {"devices": sum(1 for d in config.devices if d.vendor == "mikrotik"), "fingerprinted": seen,
             "findings": [asdict(f) for f in rows]}

@@ -21,6 +21,11 @@ STALL_MIN_S = 120.0  # ... and never under this
 PENDING_WARN_S = 900.0  # a notification queued this long is worth a warning
 
 
+def stall_after(interval_s: float) -> float:
+    """Lag past which polling counts as stalled (both ``ispvm health`` and the poller_stalled alert)."""
+    return max(STALL_MIN_S, STALL_FACTOR * interval_s)
+
+
 @dataclass(frozen=True)
 class Outbox:
     pending: int = 0
@@ -57,7 +62,7 @@ def assess(*, pid: int, now: float, started_at: float | None, interval_s: float,
     if not writer_alive:
         failing.append(f"the database writer stopped: {writer_error or 'unknown error'}")
     failing += [f"background task {name} stopped" for name in stopped_tasks]
-    stall_s = max(STALL_MIN_S, STALL_FACTOR * interval_s)
+    stall_s = stall_after(interval_s)
     for c in collectors:
         if c.kind == "local":
             if c.lag_s is not None and c.lag_s > stall_s:
@@ -107,7 +112,7 @@ def self_checks(collectors: Sequence[CollectorView], breakers: Mapping[str, Any]
     same threshold ``ispvm health`` fails on), and each notification target whose circuit breaker is open
     (``notify.failing``: its deliveries failed several times in a row). Their alerts become incidents like
     any other, and are sent to every other target."""
-    stall_s = max(STALL_MIN_S, STALL_FACTOR * interval_s)
+    stall_s = stall_after(interval_s)
     out: list[SelfCheck] = []
     local = next((c for c in collectors if c.kind == "local"), None)
     if local is not None:
