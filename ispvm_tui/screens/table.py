@@ -27,6 +27,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets._data_table import CellDoesNotExist, ColumnKey, RowKey
 
+from ispvm_tui.screens.style_stable import StyleStable
+
 _CACHES = ("_cell_render_cache", "_row_locations", "_column_locations", "_data", "_update_count",
            "_get_row_renderables", "_get_styles_to_render_cell", "_pseudo_class_state")
 
@@ -38,12 +40,19 @@ def fast_cells_supported(table: DataTable) -> bool:
     return all(hasattr(table, name) for name in _CACHES)
 
 
-class ConsoleTable(DataTable):
+class ConsoleTable(StyleStable, DataTable):
     """A DataTable whose plain one-line cells draw without Rich's layout machinery."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._fast = fast_cells_supported(self)
+
+    def keeps_caches(self) -> bool:
+        return self._fast
+
+    def restyle_unkeyed(self) -> None:
+        # The cursor's and hover's component styles, cached by cell kind but not by focus.
+        self._get_styles_to_render_cell.cache_clear()
 
     def row_values(self, row: str, columns: list[ColumnKey]) -> list[object]:
         """``get_row(row)`` for the given column order, without rebuilding that order per row."""
