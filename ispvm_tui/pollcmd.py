@@ -277,15 +277,15 @@ def render(console: Console, results: Sequence[PollResult], targets: Targets) ->
 def _tables(result: PollResult) -> list[Table]:
     tables = [_system_table(result)] if result.system is not None else []
     tables.append(_interfaces_table(result))
-    optional = [(result.sensors, _sensors_table), (result.bgp, _bgp_table), (result.ospf, _ospf_table),
-                (result.neighbors, _neighbors_table), (result.probes, _probes_table)]
+    optional = [(result.sensors, _sensors_table), (result.optics, _optics_table), (result.bgp, _bgp_table),
+                (result.ospf, _ospf_table), (result.neighbors, _neighbors_table), (result.probes, _probes_table)]
     tables += [build(rows) for rows, build in optional if rows]
     return tables
 
 
 def _empty_families(result: PollResult) -> list[str]:
     """Families read and found empty (None means not collected: those show up as stale instead)."""
-    families = (("health sensors", result.sensors), ("BGP sessions", result.bgp),
+    families = (("health sensors", result.sensors), ("SFP cages", result.optics), ("BGP sessions", result.bgp),
                 ("OSPF neighbours", result.ospf), ("neighbours", result.neighbors))
     return [what for what, rows in families if rows is not None and not rows]
 
@@ -344,6 +344,23 @@ def _sensors_table(rows: Sequence[Any]) -> Table:
     for s in rows:
         value = f"{s.value:g}{' ' + s.unit if s.unit else ''}" if s.value is not None else ""
         _row(table, s.name, value, s.state or "")
+    return table
+
+
+def _optics_table(rows: Sequence[Any]) -> Table:
+    table = _table("optics", "port", "module", "rx", "tx", "temp", "supply", "bias", "wavelength")
+
+    def unit(value: float | None, suffix: str, fmt: str = "g") -> str:
+        return "" if value is None else f"{value:{fmt}} {suffix}"
+
+    for m in rows:
+        if not m.present:
+            _row(table, m.interface, "empty")
+            continue
+        rx = "no light" if m.rx_loss else unit(m.rx_power_dbm, "dBm", ".2f")
+        _row(table, m.interface, " ".join(p for p in (m.vendor, m.part_number) if p), rx,
+             unit(m.tx_power_dbm, "dBm", ".2f") + (" fault" if m.tx_fault else ""), unit(m.temperature_c, "C"),
+             unit(m.supply_v, "V", ".2f"), unit(m.tx_bias_ma, "mA"), unit(m.wavelength_nm, "nm"))
     return table
 
 

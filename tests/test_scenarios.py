@@ -35,7 +35,7 @@ from tests.waiting import wait_for as _wait
 SHIPPED = {
     "core-link-cut", "upstream-down", "core-power-loss", "core-power-loss-one-vantage", "both-uplinks-cut",
     "root-recovers-symptom-stays", "unlinked-device", "one-of-two-transit", "flapping-port", "pop-storm",
-    "routed-cut-no-route",
+    "routed-cut-no-route", "sfp-overheat",
 }
 
 
@@ -112,6 +112,23 @@ def test_hang_needs_a_known_device(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
         load_scenario(path)
     assert f"{path}:{_line_of(path, 'CORE9')}: timeline[1].device: unknown device 'CORE9'" in str(info.value)
+
+
+@pytest.mark.parametrize(("entry", "needle", "message"), [
+    ('action = "sfp"\ninterface = "CORE1:ether1"\ntemperature_c = 80', "CORE1:ether1",
+     "timeline[1].interface: 'CORE1:ether1' is no SFP cage"),
+    ('action = "sfp"\ninterface = "POPA-AGG:sfp-sfpplus1"', "[[timeline]]", "needs temperature_c or rx_power_dbm"),
+    ('action = "sfp"\ninterface = "POPA-AGG:sfp-sfpplus1"\ntemperature_c = 900', "900", "timeline[1].temperature_c"),
+])
+def test_sfp_entries_need_a_cage_and_a_reading(tmp_path: Path, entry: str, needle: str, message: str) -> None:
+    text = resolve_scenario_path("sfp-overheat").read_text()
+    text = text.replace('action = "restore"', entry)
+    path = tmp_path / "sfp.toml"
+    path.write_text(text)
+    with pytest.raises(SourceError) as info:
+        load_scenario(path)
+    assert f"{path}:{_line_of(path, needle)}:" in str(info.value), str(info.value)
+    assert message in str(info.value)
 
 
 def test_unreachable_mode_is_drop_or_reject(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 from pysnmp.proto import api
 
 from ispvm_tui.clock import SystemClock
-from ispvm_tui.collectors.results import HealthSensor, InterfaceStat, Neighbor, PollResult
+from ispvm_tui.collectors.results import HealthSensor, InterfaceStat, Neighbor, OpticalModule, PollResult
 from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
 
 REPO = Path(__file__).resolve().parent.parent
@@ -794,3 +794,77 @@ async def test_net_snmp_storage_matches_librenms(snmpsim: Simulator, engine: Snm
     assert {s.name for s in result.storage if s.kind == "other"} == {
         "Virtual memory", "Memory buffers", "Cached memory", "Shared memory", "Swap space"
     }
+
+
+# -- SFP optics (MIKROTIK-MIB mtxrOpticalTable) ------------------------------------------------------------------
+
+OPTICAL_OID = ".1.3.6.1.4.1.14988.1.1.19.1.1."
+# mtxrOpticalTable column -> how LibreNMS's sensor for it reads (descr suffix, class)
+LIBRENMS_OPTICAL = {"10": ("Rx", "dbm"), "9": ("Tx", "dbm"), "6": ("", "temperature")}
+
+
+def librenms_optics(recording: str) -> dict[tuple[str, str], float]:
+    """LibreNMS's optical sensors as (ifIndex, column) -> value, read off its sensors module."""
+    found = {}
+    for sensor in librenms(recording, "sensors")["sensors"]:
+        oid = sensor["sensor_oid"]
+        if oid.startswith(OPTICAL_OID):
+            column, _, index = oid.removeprefix(OPTICAL_OID).partition(".")
+            found[(index, column)] = float(sensor["sensor_current"])
+    return found
+
+
+def recordings_with_optics() -> list[str]:
+    return [name for name in ALL_RECORDINGS
+            if recording_path(name, ".json").exists() and "sensors" in _json(name) and librenms_optics(name)]
+
+
+async def test_recordings_with_optics_are_found() -> None:
+    assert recordings_with_optics() == ["routeros", "routeros_crs317", "routeros_rb760igs"]
+
+
+@pytest.mark.parametrize("recording", recordings_with_optics())
+async def test_optics_match_librenms(snmpsim: Simulator, engine: SnmpEngine, recording: str) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.optics is not None, result.stale
+    expected = librenms_optics(recording)
+    cages = sorted({index for index, _ in expected})
+    ports = {str(i.ifindex): i.name for i in result.interfaces}
+    by_name = {m.interface: m for m in result.optics}
+    assert sorted(by_name) == sorted(ports.get(index) or snmprec_value(recording, f"1.3.6.1.4.1.14988.1.1.19.1.1.2."
+                                                                        f"{index}") for index in cages)
+    for index in cages:
+        module = by_name[ports.get(index) or snmprec_value(recording, f"1.3.6.1.4.1.14988.1.1.19.1.1.2.{index}")]
+        ours = {"10": module.rx_power_dbm, "9": module.tx_power_dbm, "6": module.temperature_c}
+        if all(expected[(index, column)] == 0 for column in LIBRENMS_OPTICAL):
+            # LibreNMS makes 0 dBm and 0 C sensors of an empty cage (every column zero); we say there is
+            # no module, since 0 dBm would read as a strong signal.
+            assert not module.present and set(ours.values()) == {None}, module
+            continue
+        assert module.present
+        assert {column: ours[column] for column in LIBRENMS_OPTICAL} == {
+            column: expected[(index, column)] for column in LIBRENMS_OPTICAL}
+
+
+async def test_optics_of_the_rb952_sfp_in_full(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    # The one recording with a module in its cage: every column, in the MIB's units.
+    result = await poll(snmpsim, engine, "routeros")
+
+    wavelength = librenms("routeros", "transceivers")["transceivers"][0]["wavelength"]
+    assert result.optics is not None
+    (module,) = result.optics
+    assert module == OpticalModule(
+        interface=module.interface, present=True, rx_loss=False, tx_fault=False, rx_power_dbm=-5.673,
+        tx_power_dbm=-4.879, temperature_c=40.0, supply_v=3.302, tx_bias_ma=7.0, wavelength_nm=float(wavelength))
+    assert module.interface == "sfp1"
+
+
+async def test_optics_are_absent_on_devices_without_the_table(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    # MIKROTIK-MIB without mtxrOptical: not collected (None), and not stale either.
+    result = await poll(snmpsim, engine, "routeros_rblhgr")
+
+    assert result.ok, result.error
+    assert result.optics is None
+    assert "optics" not in result.stale

@@ -139,6 +139,29 @@ class WirelessClient:
 
 
 @dataclass(frozen=True, slots=True)
+class OpticalModule:
+    """An SFP/SFP+/QSFP cage and the diagnostics (DOM) of the module in it.
+
+    RouterOS ``/interface/ethernet/monitor`` (``sfp-*``) or MIKROTIK-MIB mtxrOpticalTable. An empty cage is
+    ``present=False`` with every reading None: RouterOS and its MIB report an empty cage as zeros, and 0 dBm
+    would read as a strong signal.
+    """
+
+    interface: str
+    present: bool = True
+    rx_loss: bool | None = None  # loss of signal at the receiver
+    tx_fault: bool | None = None
+    rx_power_dbm: float | None = None
+    tx_power_dbm: float | None = None
+    temperature_c: float | None = None
+    supply_v: float | None = None
+    tx_bias_ma: float | None = None
+    wavelength_nm: float | None = None
+    vendor: str | None = None  # the RouterOS API names it; MIKROTIK-MIB does not
+    part_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StorageUse:
     """One HOST-RESOURCES-MIB hrStorageTable row, in bytes."""
 
@@ -170,6 +193,7 @@ class PollResult:
     stale: dict[str, str] = field(default_factory=dict)
     wireless: tuple[WirelessClient, ...] | None = None  # None = not collected (or stale)
     storage: tuple[StorageUse, ...] | None = None
+    optics: tuple[OpticalModule, ...] | None = None  # SFP cages; None = not collected (or stale)
 
 
 @dataclass(frozen=True)

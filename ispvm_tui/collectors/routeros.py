@@ -53,6 +53,7 @@ from ispvm_tui.collectors.results import (
     InterfaceStat,
     IpAddress,
     Neighbor,
+    OpticalModule,
     OspfNeighbor,
     PollResult,
     ProbeResult,
@@ -85,7 +86,14 @@ _SESSION_V7_PROPS = ("name", "remote.address", "remote.as", "local.as", "establi
 _OSPF_PROPS = ("router-id", "address", "interface", "state")
 _NEIGHBOR_PROPS = ("interface", "identity", "address", "address4", "address6", "mac-address", "platform",
                    "interface-name", "discovered-by")
-_MONITOR_PROPS = ("name", "status", "rate")
+# The SFP cage's diagnostics come in the same reply (rows of copper ports have none of them).
+_SFP_PROPS = ("sfp-module-present", "sfp-rx-loss", "sfp-tx-fault", "sfp-rx-power", "sfp-tx-power", "sfp-temperature",
+              "sfp-supply-voltage", "sfp-tx-bias-current", "sfp-wavelength", "sfp-vendor-name",
+              "sfp-vendor-part-number")
+_MONITOR_PROPS = ("name", "status", "rate", *_SFP_PROPS)
+# A DOM reading: the API gives bare numbers ("-5.673"), the terminal units ("-5.673dBm", "38C"); a
+# multi-lane module (QSFP) one per lane, comma-separated.
+_READING = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 # Registration tables, newest package first: v7 wifi (wifiwave2 before 7.13), v6 and v7 legacy wireless.
 _WIRELESS_MENUS = ("/interface/wifi/registration-table", "/interface/wifiwave2/registration-table",
                    "/interface/wireless/registration-table")
@@ -175,6 +183,7 @@ class _Poll:
     route_count: int | None = None
     probes: tuple[ProbeResult, ...] = ()
     wireless: tuple[WirelessClient, ...] | None = None
+    optics: tuple[OpticalModule, ...] | None = None
     stale: dict[str, str] = field(default_factory=dict)
 
 
@@ -287,7 +296,7 @@ class RouterOSCollector:
                 duration_s=time.monotonic() - t0, ok=True, system=got.system,
                 interfaces=got.interfaces, addresses=got.addresses, bgp=got.bgp, ospf=got.ospf,
                 sensors=got.sensors, neighbors=got.neighbors, probes=got.probes, route_count=got.route_count,
-                stale=got.stale, wireless=got.wireless,
+                stale=got.stale, wireless=got.wireless, optics=got.optics,
             )
 
     async def read_config(self) -> ConfigRead:
@@ -451,9 +460,12 @@ class RouterOSCollector:
         if menus is None or (version is not None and version != menus.version):
             menus = self._menus = await self._detect(version)
         got.interfaces = await self._family(got, "interfaces", self._interfaces) or ()
-        rates = await self._family(got, "ethernet", lambda: self._link_rates(got.interfaces))
-        if rates:
-            got.interfaces = tuple(dataclasses.replace(i, speed_bps=rates.get(i.name)) for i in got.interfaces)
+        # A failed monitor leaves the optics not collected (None): "ethernet" in stale says why.
+        monitored = await self._family(got, "ethernet", lambda: self._ethernet_monitor(got.interfaces))
+        if monitored is not None:
+            rates, got.optics = monitored
+            if rates:
+                got.interfaces = tuple(dataclasses.replace(i, speed_bps=rates.get(i.name)) for i in got.interfaces)
         got.addresses = await self._family(got, "addresses", self._addresses) or ()
         # menus is kept locally: a malformed reply below resets the per-connection cache
         got.bgp = await self._optional(got, "bgp", menus.bgp is not None, lambda: self._bgp(menus.bgp),
@@ -551,15 +563,20 @@ class RouterOSCollector:
             return _sensors_v6(rows[0])
         return ()  # CHR/x86: no sensors
 
-    async def _link_rates(self, interfaces: tuple[InterfaceStat, ...]) -> dict[str, int]:
-        """Negotiated rate of every running Ethernet port (``print``'s ``speed`` is only the forced-mode setting)."""
-        names = [i.name for i in interfaces if i.type == "ether" and i.oper_up]
+    async def _ethernet_monitor(
+        self, interfaces: tuple[InterfaceStat, ...]
+    ) -> tuple[dict[str, int], tuple[OpticalModule, ...]]:
+        """One ``/interface/ethernet/monitor ... once`` for every Ethernet port: the negotiated rate of those
+        with a link (``print``'s ``speed`` is only the forced-mode setting) and the SFP cages' diagnostics,
+        down ports included (a cage without light is when its readings matter most)."""
+        names = [i.name for i in interfaces if i.type == "ether"]
         if not names:
-            return {}
+            return {}, ()
         rows, _ = await self._command("/interface/ethernet/monitor", f"=numbers={','.join(names)}", "=once=",
                                       *_proplist(_MONITOR_PROPS))
         rates = {r.get("name", ""): _rate_bps(r.get("rate")) for r in rows if r.get("status") == "link-ok"}
-        return {name: bps for name, bps in rates.items() if bps is not None}
+        optics = tuple(_optical_module(r) for r in rows if "sfp-module-present" in r and r.get("name"))
+        return {name: bps for name, bps in rates.items() if bps is not None}, optics
 
     async def _wireless(self, menu: str) -> tuple[WirelessClient, ...]:
         rows = await self._print(menu, _WIRELESS_PROPS)
@@ -754,6 +771,31 @@ def _sensors_v6(row: Row) -> tuple[HealthSensor, ...]:
         out.append(HealthSensor(name=name, value=value, unit=_v6_unit(name) if value is not None else None,
                                 state=state))
     return tuple(out)
+
+
+def _dom_reading(text: str | None, worst: Callable[[list[float]], float] = min) -> float | None:
+    """A DOM reading with or without its unit; of several lanes the worst (lowest power, hottest)."""
+    lanes = [float(m.group(1)) for part in (text or "").split(",") if (m := _READING.match(part))]
+    return worst(lanes) if lanes else None
+
+
+def _optical_module(r: Row) -> OpticalModule:
+    name = r.get("name", "")
+    if not _flag(r.get("sfp-module-present")):
+        return OpticalModule(name, present=False)
+    return OpticalModule(
+        interface=name,
+        rx_loss=_flag(r.get("sfp-rx-loss")),
+        tx_fault=_flag(r.get("sfp-tx-fault")),
+        rx_power_dbm=_dom_reading(r.get("sfp-rx-power")),
+        tx_power_dbm=_dom_reading(r.get("sfp-tx-power")),
+        temperature_c=_dom_reading(r.get("sfp-temperature"), max),
+        supply_v=_dom_reading(r.get("sfp-supply-voltage")),
+        tx_bias_ma=_dom_reading(r.get("sfp-tx-bias-current"), max),
+        wavelength_nm=_dom_reading(r.get("sfp-wavelength"), max) or None,
+        vendor=r.get("sfp-vendor-name") or None,
+        part_number=r.get("sfp-vendor-part-number") or None,
+    )
 
 
 def _rate_bps(text: str | None) -> int | None:

@@ -50,6 +50,7 @@ from ispvm_tui.collectors.snmp_decode import (
     _lacks_64bit_counters,
     _lldp_neighbors,
     _number,
+    _optics,
     _ospf_neighbors,
     _PortNames,
     _sensors,
@@ -71,11 +72,11 @@ from ispvm_tui.collectors.snmp_mibs import (
     _LLDP_LOC_COLUMNS,
     _LLDP_REM_COLUMNS,
     _MIKROTIK_ENTERPRISE,
+    _MIKROTIK_ONLY,
     _MTXR_GAUGE_TABLE,
     _OPTIONALS,
     _PROBED_HEALTH,
     _SYSTEM_OIDS,
-    _WIRELESS,
     Oid,
     _Optional,
     _Table,
@@ -299,7 +300,7 @@ class SnmpCollector:
         if mikrotik and "health" not in stale:
             sensors = _sensors(got.get("mtxrGaugeTable"), {**scalars, **extras.health})
         ports = _PortNames.of(interfaces, if_walk)
-        lldp, bgp, ospf, wireless = (extras.walks.get(opt.walk.family) for opt in _OPTIONALS)
+        lldp, bgp, ospf, wireless, optics = (extras.walks.get(opt.walk.family) for opt in _OPTIONALS)
         return {
             "ok": True,
             "system": system,
@@ -310,6 +311,7 @@ class SnmpCollector:
             "ospf": _ospf_neighbors(ospf, ports) if ospf is not None else None,
             "wireless": _wireless_clients(wireless, ports) if wireless is not None else None,
             "storage": _storage(got["hrStorageTable"]) if "memory" not in stale else None,
+            "optics": _optics(optics, ports) if optics is not None else None,
             "stale": stale,
         }
 
@@ -317,7 +319,7 @@ class SnmpCollector:
         """Probe for the optional families (and MikroTik health scalars), then walk what is there."""
         # A GETNEXT from the object (no ".0") returns the scalar if the board has it.
         health = [h.oid[:-1] for h in _PROBED_HEALTH] if mikrotik else []
-        optionals = [opt for opt in _OPTIONALS if mikrotik or opt is not _WIRELESS]
+        optionals = [opt for opt in _OPTIONALS if mikrotik or opt not in _MIKROTIK_ONLY]
         roots = [oid for opt in optionals for oid in (opt.mib, opt.table)]
         try:
             found = await self._probe([*roots, *health])

@@ -20,6 +20,7 @@ from ispvm_tui.collectors.results import (
     HealthSensor,
     InterfaceStat,
     Neighbor,
+    OpticalModule,
     OspfNeighbor,
     StorageUse,
     SystemInfo,
@@ -513,6 +514,45 @@ def _wireless_client(index: Oid, cols: dict[str, dict[Oid, Any]], ports: _PortNa
         tx_rate_bps=get("tx_rate"),
         rx_rate_bps=get("rx_rate"),
         uptime_s=uptime / 100 if uptime is not None else None,
+    )
+
+
+# -- optics (SFP DOM) -------------------------------------------------------------
+
+
+def _optics(walk: _Walk, ports: _PortNames) -> tuple[OpticalModule, ...]:
+    cols = walk.columns
+    rows = sorted({index for values in cols.values() for index in values if len(index) == 1})
+    return tuple(_optical_module(index, cols, ports) for index in rows)
+
+
+def _signed32(value: int | None) -> int | None:
+    # An Integer32 column that an agent types as Gauge32 arrives unsigned.
+    return value - 2**32 if value is not None and value >= 2**31 else value
+
+
+def _optical_module(index: Oid, cols: dict[str, dict[Oid, Any]], ports: _PortNames) -> OpticalModule:
+    def get(column: str) -> int | None:
+        return _int(cols[column].get(index))
+
+    name = ports.by_index.get(index[0]) or _text(cols["name"].get(index)) or f"ifIndex {index[0]}"
+    wavelength, temperature, supply = get("wavelength"), get("temperature"), get("supply")
+    # An empty cage answers zeros in every column (see the recordings): a module always reports a
+    # supply voltage, so none at all is no module rather than 0 dBm of light.
+    if not supply and not temperature and not wavelength:
+        return OpticalModule(name, present=False)
+    rx_loss, tx_fault = get("rx_loss"), get("tx_fault")
+    tx_power, rx_power, bias = _signed32(get("tx_power")), _signed32(get("rx_power")), get("bias")
+    return OpticalModule(
+        interface=name,
+        rx_loss=None if rx_loss is None else bool(rx_loss),
+        tx_fault=None if tx_fault is None else bool(tx_fault),
+        rx_power_dbm=None if rx_power is None else rx_power / 1000,
+        tx_power_dbm=None if tx_power is None else tx_power / 1000,
+        temperature_c=None if temperature is None else float(_signed32(temperature) or 0),
+        supply_v=None if supply is None else supply / 1000,
+        tx_bias_ma=None if bias is None else float(bias),
+        wavelength_nm=wavelength / 100 if wavelength else None,
     )
 
 

@@ -270,7 +270,34 @@ _WIRELESS = _Optional(
         rows=16,
     ),
 )
-_OPTIONALS = (_LLDP, _BGP, _OSPF, _WIRELESS)
+# MIKROTIK-MIB mtxrOpticalTable, indexed by ifIndex: one row per SFP/SFP+/QSFP cage (RouterOS 6.4x and
+# later). Units as the MIB gives them: wavelength in hundredths of a nm, temperature in C, supply in mV,
+# bias in mA, powers in thousandths of a dBm (signed). An empty cage answers zeros. MikroTik devices only.
+_MTXR_OPTICAL: Oid = (1, 3, 6, 1, 4, 1, 14988, 1, 1, 19)
+_MTXR_OPTICAL_TABLE: Oid = (*_MTXR_OPTICAL, 1)
+_MTXR_OPTICAL_ENTRY: Oid = (*_MTXR_OPTICAL_TABLE, 1)
+_OPTICS = _Optional(
+    _MTXR_OPTICAL,
+    _MTXR_OPTICAL_TABLE,
+    _Table(
+        "mtxrOpticalTable",
+        "optics",
+        {
+            "name": (*_MTXR_OPTICAL_ENTRY, 2),
+            "rx_loss": (*_MTXR_OPTICAL_ENTRY, 3),
+            "tx_fault": (*_MTXR_OPTICAL_ENTRY, 4),
+            "wavelength": (*_MTXR_OPTICAL_ENTRY, 5),
+            "temperature": (*_MTXR_OPTICAL_ENTRY, 6),
+            "supply": (*_MTXR_OPTICAL_ENTRY, 7),
+            "bias": (*_MTXR_OPTICAL_ENTRY, 8),
+            "tx_power": (*_MTXR_OPTICAL_ENTRY, 9),
+            "rx_power": (*_MTXR_OPTICAL_ENTRY, 10),
+        },
+        rows=4,
+    ),
+)
+_OPTIONALS = (_LLDP, _BGP, _OSPF, _WIRELESS, _OPTICS)
+_MIKROTIK_ONLY = (_WIRELESS, _OPTICS)
 # lldpLocPortTable: how the device itself names a port. Read only for the ports
 # neighbours were seen on: a switch has dozens of rows, nearly all unneeded.
 _LLDP_LOC_COLUMNS = {

@@ -407,6 +407,25 @@ class DeviceDetail:
     ospf: tuple[OspfRow, ...] | None = None
     config_changes: tuple[ConfigChangeView, ...] = ()  # newest first
     wireless: tuple[WirelessClientRow, ...] | None = None  # None: not collected (no wireless, or stale)
+    optics: tuple[OpticRow, ...] | None = None  # SFP cages; None: not collected (no such menu, or stale)
+
+
+@dataclass(frozen=True)
+class OpticRow:
+    """An SFP cage and its module's diagnostics, as the last poll read them (see collectors' OpticalModule)."""
+
+    interface: str
+    present: bool
+    rx_loss: bool | None = None
+    tx_fault: bool | None = None
+    rx_power_dbm: float | None = None
+    tx_power_dbm: float | None = None
+    temperature_c: float | None = None
+    supply_v: float | None = None
+    tx_bias_ma: float | None = None
+    wavelength_nm: float | None = None
+    vendor: str | None = None
+    part_number: str | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from ispvm_tui.clock import Clock
-from ispvm_tui.collectors.results import ConfigRead, InterfaceStat, PollResult
+from ispvm_tui.collectors.results import ConfigRead, InterfaceStat, OpticalModule, PollResult
 from ispvm_tui.config import Config, load_rules, remote_devices
 from ispvm_tui.engine import audit_log, calendar, config_watch, control, home_status, outbox, webhooks
 from ispvm_tui.engine.api import (
@@ -652,6 +652,11 @@ class Engine:
                 ospf.append((ts, device, o.router_id, o.address, o.interface, o.state, o.full))
             for h in r.sensors or ():
                 sensors.append((ts, device, r.collector, h.name, h.value, h.unit, h.state))
+            # An SFP module's readings are kept as the port's sensors, named as RouterOS names them.
+            for m in r.optics or ():
+                if m.present:
+                    sensors += [(ts, device, r.collector, f"{m.interface} {name}", value, unit, None)
+                                for name, value, unit in _optic_readings(m) if value is not None]
             for p in r.probes:
                 probes.append((ts, device, p.target, p.sent, p.received, p.loss_pct, p.rtt_min_ms, p.rtt_avg_ms,
                                p.rtt_max_ms, p.jitter_ms, p.error))
@@ -1182,7 +1187,15 @@ class Engine:
         counters and the poll's start time; a front-end gets rates from two details.
         """
         # Imported here so this block stays the only change to the module for it.
-        from ispvm_tui.engine.api import BgpRow, DeviceDetail, InterfaceRow, OspfRow, SensorRow, WirelessClientRow
+        from ispvm_tui.engine.api import (
+            BgpRow,
+            DeviceDetail,
+            InterfaceRow,
+            OpticRow,
+            OspfRow,
+            SensorRow,
+            WirelessClientRow,
+        )
 
         view = next((d for d in self.snapshot().devices if d.name == name), None)
         if view is None:
@@ -1223,6 +1236,10 @@ class Engine:
             wireless=None if (wl := first("wireless")) is None else tuple(
                 WirelessClientRow(c.mac, c.interface, c.signal_dbm, c.tx_rate_bps, c.rx_rate_bps, c.uptime_s, c.ssid)
                 for c in wl),
+            optics=None if (op := first("optics")) is None else tuple(
+                OpticRow(m.interface, m.present, m.rx_loss, m.tx_fault, m.rx_power_dbm, m.tx_power_dbm,
+                         m.temperature_c, m.supply_v, m.tx_bias_ma, m.wavelength_nm, m.vendor, m.part_number)
+                for m in op),
         )
 
     def _submit(self, coro: Any) -> Future[Any]:
@@ -1745,3 +1762,9 @@ def _change_evidence(change: Any, start: float) -> str:
     else:
         when = "detected just after it began"
     return f"Config change on {change.device} ({change.category}), {when}: {change.summary}"
+
+
+def _optic_readings(m: OpticalModule) -> tuple[tuple[str, float | None, str], ...]:
+    return (("sfp-rx-power", m.rx_power_dbm, "dBm"), ("sfp-tx-power", m.tx_power_dbm, "dBm"),
+            ("sfp-temperature", m.temperature_c, "C"), ("sfp-supply-voltage", m.supply_v, "V"),
+            ("sfp-tx-bias-current", m.tx_bias_ma, "mA"))

@@ -264,6 +264,7 @@ class RuleEngine:
                 out.transitions += self._eval(rule, "probe", spec.id, probe.rtt_avg_ms, now,
                                               lambda r, v, s=spec: self._numeric_alert(r, "probe", s.id, v))
         self._health(device, scope, answered, now, out)
+        self._optics(device, scope, answered, merged.interfaces, now, out)
         return out
 
     def _interfaces(self, device: str, scope: DeviceScope, interfaces: tuple[InterfaceStat, ...],
@@ -399,6 +400,30 @@ class RuleEngine:
             for rule in self.ruleset.for_metric(metric, scope):
                 out.transitions += self._eval(rule, etype, entity, value, now,
                                               lambda r, v, t=etype, e=entity: self._numeric_alert(r, t, e, v))
+
+    def _optics(self, device: str, scope: DeviceScope, answered: list[PollResult], interfaces: tuple,
+                now: float, out: Observed) -> None:
+        """SFP modules, as the interface they sit in: receive power while the link is up (with it down
+        ``interface.down`` says more than "no light"), and the module's temperature."""
+        modules = next((r.optics for r in sorted(answered, key=lambda r: r.collector != "api")
+                        if r.optics is not None), None)
+        if not modules:
+            return
+        ports = {i.name: i for i in interfaces}
+        for m in modules:
+            itf = ports.get(m.interface)
+            if not m.present or itf is None:
+                continue
+            entity = f"{device}:{m.interface}"
+            watched = self._watched(device, itf, "watched")  # interface metrics: watched ports, or scope "all"
+            rx = m.rx_power_dbm if itf.oper_up else None
+            for metric, value in (("optic.rx_power_dbm", rx), ("optic.tx_power_dbm", m.tx_power_dbm),
+                                  ("optic.temperature_c", m.temperature_c)):
+                for rule in self.ruleset.for_metric(metric, scope):
+                    if watched or rule.scope == "all":
+                        out.transitions += self._eval(
+                            rule, "interface", entity, value, now,
+                            lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
 
     def _eval(self, rule: EffectiveRule, entity_type: str, entity: str, value: float | bool | None, now: float,
               make: Callable[..., Alert]) -> list[Transition]:

@@ -13,6 +13,7 @@ so it stays on the path for others, but its own management plane is silent.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import math
@@ -24,6 +25,7 @@ from ispvm_tui.clock import Clock
 from ispvm_tui.lab.addresses import lab_addresses
 from ispvm_tui.lab.scenario import LabSettings, Scenario, TimelineEntry, normalise_link
 from ispvm_tui.lab.sim import (
+    SFP_PREFIXES,
     LabModelLike,
     RouterHandle,
     SimAddress,
@@ -37,6 +39,7 @@ from ispvm_tui.lab.sim import (
     SimOspfNeighbor,
     SimOspfTemplate,
     SimRouteFilter,
+    SimSfp,
     SimStaticRoute,
     SimUser,
     SimWirelessClient,
@@ -123,6 +126,7 @@ class LabModel(LabModelLike):
     lazy: bool = False
     _advanced_at: dict[str, float] = field(default_factory=dict)  # lazy: device -> counters moved up to
     _link_at: dict[tuple[str, str], tuple[LinkState, bool]] = field(default_factory=dict)  # end -> (link, is a)
+    _sfp_baseline: dict[tuple[str, str], SimSfp] = field(default_factory=dict)  # modules as before `sfp` entries
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -154,6 +158,8 @@ class LabModel(LabModelLike):
                     name=itf, ifindex=i, mac=mac, last_change=dev.boot_time,
                     rx_bytes=rng.randint(10**9, 10**12), tx_bytes=rng.randint(10**9, 10**12),
                     rx_packets=rng.randint(10**6, 10**9), tx_packets=rng.randint(10**6, 10**9),
+                    # Its own random stream: a cage leaves every other port's and device's values as they were.
+                    sfp=_sfp_module(random.Random(f"{spec.name}:{itf}")) if itf.startswith(SFP_PREFIXES) else None,
                 )
             dev.config = _base_config(dev.name, scenario.lab)
             model.devices[spec.name] = dev
@@ -436,7 +442,21 @@ class LabModel(LabModelLike):
         # Nothing changes on the routers: maintenance is the engine's business.
         self.maintenance.append(e)
 
+    def _do_sfp(self, e: TimelineEntry, now: float) -> None:
+        dev_name, _, itf_name = (e.interface or "").partition(":")
+        module = self.devices[dev_name].interfaces[itf_name].sfp
+        if module is None:
+            return  # the scenario check refuses an sfp entry for a port without a cage
+        self._sfp_baseline.setdefault((dev_name, itf_name), dataclasses.replace(module))
+        if e.temperature_c is not None:
+            module.temperature_c = e.temperature_c
+        if e.rx_power_dbm is not None:
+            module.rx_power_dbm = e.rx_power_dbm
+
     def _do_restore(self, e: TimelineEntry, now: float) -> None:
+        for (dev_name, itf_name), module in self._sfp_baseline.items():
+            self.devices[dev_name].interfaces[itf_name].sfp = dataclasses.replace(module)
+        self._sfp_baseline.clear()
         for link in self.links.values():
             link.up, link.congestion, link.flap_down = True, None, False
         for name, on in list(self.powered.items()):
@@ -693,3 +713,10 @@ def _gateway(dev: SimDevice) -> str:
         if hosts:
             return str(hosts[0])
     return next(iter(dev.interfaces), "ether1")
+
+
+def _sfp_module(rng: random.Random) -> SimSfp:
+    """A short-reach module with readings a little different in every cage, as real ones are."""
+    return SimSfp(temperature_c=round(rng.uniform(33.0, 45.0), 1), supply_v=round(rng.uniform(3.25, 3.35), 3),
+                  tx_bias_ma=round(rng.uniform(5.5, 8.0), 1), tx_power_dbm=round(rng.uniform(-3.0, -1.5), 2),
+                  rx_power_dbm=round(rng.uniform(-4.5, -2.0), 2))

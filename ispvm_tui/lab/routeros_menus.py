@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 
 from ispvm_tui.lab.sim import (
+    NO_LIGHT_DBM,
     SimAddress,
     SimBgpPeer,
     SimDevice,
@@ -332,11 +333,37 @@ def ethernet_monitor(device: SimDevice, numbers: str) -> list[Row] | None:
 def _monitor_row(device: SimDevice, itf: SimInterface) -> Row:
     advertising = _ADVERTISE_V712 if _new_link_modes(device) else _ADVERTISE_OLD
     if not itf.running or itf.disabled:
-        return {"name": itf.name, "status": "no-link", "auto-negotiation": "incomplete", "advertising": advertising}
+        row: Row = {"name": itf.name, "status": "no-link", "auto-negotiation": "incomplete",
+                    "advertising": advertising}
+    else:
+        row = {
+            "name": itf.name, "status": "link-ok", "auto-negotiation": "done", "rate": _rate(itf.speed_bps),
+            "full-duplex": "true", "tx-flow-control": "false", "rx-flow-control": "false",
+            "advertising": advertising, "link-partner-advertising": advertising,
+        }
+    if itf.sfp is not None:
+        row.update(_sfp_monitor(itf))
+    return row
+
+
+def _sfp_monitor(itf: SimInterface) -> Row:
+    """An SFP cage's part of the monitor reply. Over the API the readings are bare numbers (the terminal
+    prints units: ``38C``, ``-3.1dBm``); both v6 and v7 name them the same."""
+    module = itf.sfp
+    assert module is not None
+
+    def _dom(value: float) -> str:
+        return f"{value:g}"  # as RouterOS gives DOM readings: -5.673, 3.302, 38
+    if not module.present:
+        return {"sfp-module-present": "false"}
+    rx = itf.sfp_rx_dbm()
     return {
-        "name": itf.name, "status": "link-ok", "auto-negotiation": "done", "rate": _rate(itf.speed_bps),
-        "full-duplex": "true", "tx-flow-control": "false", "rx-flow-control": "false",
-        "advertising": advertising, "link-partner-advertising": advertising,
+        "sfp-module-present": "true", "sfp-rx-loss": _flag(rx is None or rx <= NO_LIGHT_DBM),
+        "sfp-tx-fault": "false", "sfp-type": "SFP/SFP+/SFP28/SFP56", "sfp-connector-type": "LC",
+        "sfp-vendor-name": module.vendor, "sfp-vendor-part-number": module.part_number,
+        "sfp-wavelength": _dom(module.wavelength_nm), "sfp-temperature": _dom(module.temperature_c),
+        "sfp-supply-voltage": _dom(module.supply_v), "sfp-tx-bias-current": _dom(module.tx_bias_ma),
+        "sfp-tx-power": _dom(module.tx_power_dbm), "sfp-rx-power": _dom(rx if rx is not None else NO_LIGHT_DBM),
     }
 
 

@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ispvm_tui.config import Role, link_id
 from ispvm_tui.lab.addresses import LabAddressError, lab_addresses
+from ispvm_tui.lab.sim import SFP_PREFIXES
 from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, validate
 
 Action = Literal[
     "link_down", "link_up", "device_down", "device_up", "bgp_down", "bgp_up", "ospf_down", "ospf_up",
     "congestion", "flap", "reboot", "config_change", "secret_change", "maintenance", "restore", "hang", "unhang",
+    "sfp",
 ]
 ConfigSection = Literal["bgp", "ospf", "interfaces", "addressing", "firewall", "system"]
 SECRET_SECTIONS = ("bgp", "ospf", "system")  # where secret_change has a secret to change
@@ -38,6 +40,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "config_change": ("device", "section"), "secret_change": ("device", "section"),
     "maintenance": ("scope", "duration_s"),
     "restore": (),
+    "sfp": ("interface",),  # and temperature_c and/or rx_power_dbm: the module's readings from then on
 }
 
 
@@ -144,6 +147,8 @@ class TimelineEntry(Strict):
     period_s: float | None = Field(None, gt=0)
     section: ConfigSection | None = None  # config_change, secret_change
     scope: list[str] | None = None  # maintenance: sites, devices, tags ("tag:x") or services
+    temperature_c: float | None = Field(None, ge=-40, le=150)  # sfp: the module's temperature
+    rx_power_dbm: float | None = Field(None, ge=-40, le=10)  # sfp: the light it receives with the link up
     note: str = ""
 
     @model_validator(mode="after")
@@ -151,6 +156,8 @@ class TimelineEntry(Strict):
         missing = [f for f in ACTION_FIELDS[self.action] if getattr(self, f) is None]
         if missing:
             raise ValueError(f"action {self.action!r} needs: {', '.join(missing)}")
+        if self.action == "sfp" and self.temperature_c is None and self.rx_power_dbm is None:
+            raise ValueError("action 'sfp' needs temperature_c or rx_power_dbm (or both)")
         return self
 
 
@@ -318,6 +325,10 @@ def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
                 device_ref((*loc, "interface"), dev)
             elif itf not in sc.interfaces_of(dev):
                 problems.append(source.problem((*loc, "interface"), f"unknown interface {ev.interface!r}"))
+            elif ev.action == "sfp" and not itf.startswith(SFP_PREFIXES):
+                problems.append(source.problem((*loc, "interface"),
+                                               f"{ev.interface!r} is no SFP cage (names start with "
+                                               f"{', '.join(SFP_PREFIXES)})"))
         for j, item in enumerate(ev.scope or []):
             target = item.removeprefix("tag:")
             if not item.startswith("tag:") and target not in entities | {s.name for s in sc.services}:

@@ -11,6 +11,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+# Port names that are SFP/SFP+/QSFP cages on MikroTik boards (a combo port takes an SFP too).
+SFP_PREFIXES = ("sfp", "qsfp", "combo")
+
+
+@dataclass
+class SimSfp:
+    """The module in an SFP cage, as its diagnostics (DOM) read. ``rx_power_dbm`` is the light arriving while
+    the fibre carries it; with the link cut or the far end off the receiver sees none (rx-loss)."""
+
+    present: bool = True
+    vendor: str = "MikroTik"
+    part_number: str = "S+85DLC03D"
+    wavelength_nm: float = 850.0
+    temperature_c: float = 38.0
+    supply_v: float = 3.3
+    tx_bias_ma: float = 6.5
+    tx_power_dbm: float = -2.5
+    rx_power_dbm: float = -3.1
+
+
+NO_LIGHT_DBM = -40.0  # what a module's receiver reports with nothing arriving
+
 
 @dataclass
 class SimInterface:
@@ -36,9 +58,16 @@ class SimInterface:
     rx_drops: int = 0
     tx_drops: int = 0
     tx_queue_drops: int = 0
+    sfp: SimSfp | None = None  # an SFP cage (empty when not present); None: a copper port
     # Fractions of a packet not counted yet, per counter: the model advances many times a second,
     # and rounding each small step down would lose a slow counter's every increment.
     _carry: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+
+    def sfp_rx_dbm(self) -> float | None:
+        """The module's receive power now: its level with the link up, no light with it down."""
+        if self.sfp is None or not self.sfp.present:
+            return None
+        return self.sfp.rx_power_dbm if self.running else NO_LIGHT_DBM
 
     def count(self, counter: str, amount: float) -> None:
         """Add ``amount`` (possibly fractional) packets to one of the error/drop counters."""

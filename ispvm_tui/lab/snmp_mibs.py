@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ispvm_tui.lab import ber
-from ispvm_tui.lab.sim import SimDevice, SimInterface, SimNeighbor, SimSensor
+from ispvm_tui.lab.sim import NO_LIGHT_DBM, SimDevice, SimInterface, SimNeighbor, SimSensor
 
 Oid = tuple[int, ...]
 OidRow = tuple[Oid, bytes]  # OID and its value, BER-encoded (lab/ber.py)
@@ -41,6 +41,7 @@ MTXR_GAUGE_ENTRY: Oid = (*MTXR_HEALTH, 100, 1)
 MTXR_LIC_VERSION: Oid = (*MIKROTIK, 1, 4, 4, 0)
 MTXR_SERIAL: Oid = (*MIKROTIK, 1, 7, 3, 0)
 MTXR_BOARD_NAME: Oid = (*MIKROTIK, 1, 7, 9, 0)
+MTXR_OPTICAL_ENTRY: Oid = (*MIKROTIK, 1, 19, 1, 1)
 LLDP_MIB: Oid = (1, 0, 8802, 1, 1, 2)
 LLDP_LOC_PORT_ENTRY: Oid = (*LLDP_MIB, 1, 3, 7, 1)
 LLDP_REM_ENTRY: Oid = (*LLDP_MIB, 1, 4, 1, 1)
@@ -108,6 +109,7 @@ def render_oids(device: SimDevice, now: float) -> list[OidRow]:
         *_table(IFX_ENTRY, _IFX_COLUMNS, interfaces, device, now),
         *_host_resources(device, now),
         *_mikrotik(device),
+        *_optics(interfaces),
         *_lldp(device),
     ]
     rows.sort(key=lambda row: row[0])
@@ -260,6 +262,31 @@ def _mikrotik(device: SimDevice) -> list[OidRow]:
             rows.append(((*MTXR_GAUGE_ENTRY, 4, index), ber.integer32(unit)))
     else:
         rows += _classic_sensors(device.sensors)
+    return rows
+
+
+def _optics(interfaces: list[SimInterface]) -> list[OidRow]:
+    """mtxrOpticalTable, indexed by ifIndex, one row per SFP cage in the MIB's units (hundredths of a nm,
+    mV, mA, thousandths of a dBm). An empty cage answers zeros, as RouterOS does."""
+    rows: list[OidRow] = []
+    for itf in interfaces:
+        module = itf.sfp
+        if module is None:
+            continue
+        rx = itf.sfp_rx_dbm()
+        present = module.present
+        values = (
+            (2, _text(itf.name)),
+            (3, ber.integer32(int(present and (rx is None or rx <= NO_LIGHT_DBM)))),  # rx loss
+            (4, ber.integer32(0)),  # tx fault
+            (5, ber.gauge32(round(module.wavelength_nm * 100) if present else 0)),
+            (6, ber.gauge32(round(module.temperature_c) if present else 0)),
+            (7, ber.gauge32(round(module.supply_v * 1000) if present else 0)),
+            (8, ber.gauge32(round(module.tx_bias_ma) if present else 0)),
+            (9, ber.integer32(round(module.tx_power_dbm * 1000) if present else 0)),
+            (10, ber.integer32(round((rx if rx is not None else NO_LIGHT_DBM) * 1000) if present else 0)),
+        )
+        rows += [((*MTXR_OPTICAL_ENTRY, column, itf.ifindex), value) for column, value in values]
     return rows
 
 

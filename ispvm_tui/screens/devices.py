@@ -22,6 +22,7 @@ from ispvm_tui.engine.api import (
     DeviceView,
     EngineAPI,
     InterfaceRow,
+    OpticRow,
     Snapshot,
     WirelessClientRow,
 )
@@ -299,11 +300,45 @@ def render_summary(detail: DeviceDetail, now: float) -> Text:
         state = sensor.state or ""
         text.append(f"  {sensor.name:<22}{value:<12}")
         text.append(f"{state}\n", style="bold red" if state not in ("", "ok") else "")
+    if detail.optics:
+        _optics(text, detail.optics)
     up = sum(1 for i in detail.interfaces if i.oper_up)
     _section(text, f"Interfaces ({up}/{len(detail.interfaces)} up)")
     if not detail.interfaces:
         text.append("  —\n", style="dim")
     return text
+
+
+# Marks on the optics lines (the rules have their own, configurable thresholds): the built-in rules' defaults.
+OPTIC_WEAK_DBM = -20.0
+OPTIC_HOT_C = 75.0
+
+
+def _optics(text: Text, optics: tuple[OpticRow, ...]) -> None:
+    _section(text, f"Optics ({sum(1 for m in optics if m.present)} of {len(optics)} cages with a module)")
+    for m in optics:
+        text.append(f"  {m.interface:<14}", style="bold")
+        if not m.present:
+            text.append("empty\n", style="dim")
+            continue
+        if m.rx_loss:
+            text.append("rx no light ", style="bold red")
+        elif m.rx_power_dbm is not None:
+            weak = m.rx_power_dbm <= OPTIC_WEAK_DBM
+            text.append(f"rx {m.rx_power_dbm:.2f} dBm" + (" weak " if weak else " "),
+                        style="bold yellow" if weak else "")
+        if m.tx_power_dbm is not None:
+            text.append(f"tx {m.tx_power_dbm:.2f} dBm ")
+        if m.tx_fault:
+            text.append("tx fault ", style="bold red")
+        if m.temperature_c is not None:
+            hot = m.temperature_c >= OPTIC_HOT_C
+            text.append(f"{m.temperature_c:g} C" + (" hot " if hot else " "), style="bold red" if hot else "")
+        details = [f"{m.supply_v:.2f} V" if m.supply_v is not None else "",
+                   f"{m.tx_bias_ma:g} mA" if m.tx_bias_ma is not None else "",
+                   f"{m.wavelength_nm:g} nm" if m.wavelength_nm else "",
+                   " ".join(p for p in (m.vendor, m.part_number) if p)]
+        text.append("  ".join(d for d in details if d) + "\n", style="dim")
 
 
 WIRELESS_COLUMNS: tuple[tuple[str, str, int], ...] = (
