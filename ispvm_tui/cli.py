@@ -45,6 +45,8 @@ maint_app = _group("maint", "Maintenance windows: planned work that pages nobody
                             "file).")
 changes_app = _group("changes", "The change calendar (planned work with an owner and a status) and the "
                                 "configuration changes the engine detected.")
+devices_app = _group("devices", "Devices: state and last known figures (kept, flagged stale, while one does "
+                                "not answer). Through the running engine, or off the database file.")
 incidents_app = _group("incidents", "Incidents: list, show, acknowledge, close, add notes, assign. Through the "
                                     "running engine; list and show also read the database file when none runs.")
 
@@ -2216,6 +2218,50 @@ def report_capacity(
 
 
 # ---- hardening (engine/hardening.py) ------------------------------------------------------------------------
+@devices_app.command("list")
+def devices_list(
+    stale: Annotated[bool, typer.Option("--stale", help="only devices not answering, with their last answer")] = False,
+    config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Every device: state, when it was last polled and last answered, version, uptime and CPU. A device
+    polled since it last answered keeps those figures, marked * (stale in --json). From the running engine;
+    with none, off the database file (site and role only with --config)."""
+    import time
+
+    from ispvm_tui.engine import device_list
+
+    def read(store: Any) -> Any:
+        inventory = None
+        if config is not None:
+            inventory = [{"name": d.name, "site": d.site, "role": d.role, "address": d.address}
+                         for d in _load_config(config).devices]
+        return {"now": time.time(), "devices": device_list.from_store(store.query_dicts, inventory)}
+
+    listed = _engine_or_file(_database_of(config, database), "devices.list", {}, read)
+    devices = [d for d in listed["devices"] if d["stale"] or not stale]
+    if json_out:
+        typer.echo(json.dumps({"now": listed["now"], "devices": devices}, indent=2))
+        return
+    if not devices:
+        typer.echo("no device is stale" if stale else "no devices")
+        return
+    now = listed["now"]
+
+    def known(value: str, d: dict[str, Any]) -> str:
+        return value + ("*" if d["stale"] and value != "-" else "")
+
+    def ago(ts: float | None) -> str:
+        return "-" if ts is None else _age(now - ts)
+
+    rows = [[d["state"], d["name"], ago(d["last_poll_at"]), ago(d["answered_at"]), d["version"] or "-",
+             known("-" if d["uptime_s"] is None else _age(d["uptime_s"]), d),
+             known("-" if d["cpu_load"] is None else f"{d['cpu_load']}%", d), d["last_error"] or ""]
+            for d in devices]
+    _table(["STATE", "DEVICE", "POLLED", "ANSWERED", "VERSION", "UPTIME", "CPU", "LAST ERROR"], rows)
+    if any(d["stale"] for d in devices):
+        typer.echo("* last known: polled since it last answered")
+
+
 @audit_app.command("routers")
 def audit_routers(config: ConfigOpt = None, database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
     """RouterOS hardening checks from what ispvm already reads: management services (API, Winbox, SSH, web)

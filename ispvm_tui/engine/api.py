@@ -95,6 +95,12 @@ class DeviceView:
     cpu_load: int | None = None
     interfaces_up: int = 0
     interfaces_total: int = 0
+    answered_at: float | None = None  # the newest poll that answered; version, uptime and CPU are its figures
+
+    @property
+    def stale(self) -> bool:
+        """Polled since it last answered: version, uptime and CPU are the last known, not the present."""
+        return self.answered_at is not None and self.last_poll_at is not None and self.last_poll_at > self.answered_at
 
 
 @dataclass(frozen=True)
@@ -392,6 +398,9 @@ class DeviceDetail:
 
     device: DeviceView
     sampled_at: float | None = None
+    # Set while the device does not answer: the figures below are the last answer's (at sampled_at), kept
+    # and flagged, not dropped; ``errors`` say why the polls since silent_since failed.
+    silent_since: float | None = None
     collectors: tuple[str, ...] = ()  # those whose last poll answered, the one shown first
     errors: tuple[str, ...] = ()  # "snmp: timeout", per collector that failed
     stale: tuple[str, ...] = ()  # "bgp: no such menu": families that failed while the device answered

@@ -92,6 +92,7 @@ class DeviceRuntime:
     cpu_load: int | None = None
     oper: dict[str, bool | None] | None = None  # interface -> oper up
     interfaces_up: int = 0  # of oper, counted once per poll instead of once per snapshot
+    answered_at: float | None = None  # the newest poll that answered: version, uptime, CPU are from it
 
 
 async def _bounded(awaitable: Any, what: str, timeout: float = 10.0) -> None:
@@ -708,6 +709,7 @@ class Engine:
         rt.ok = bool(ok)
         rt.last_error = None if ok else "; ".join(f"{r.collector}: {r.error}" for r in results)
         if ok:
+            rt.answered_at = now
             best = next((r for r in ok if r.collector == "api"), ok[0])
             if best.system:
                 rt.version, rt.uptime_s, rt.cpu_load = best.system.version, best.system.uptime_s, best.system.cpu_load
@@ -1203,7 +1205,8 @@ class Engine:
         sched = self.poller.schedules.get(name) if self.poller is not None else None
         results = list(sched.last_results) if sched is not None else []
         ok = sorted((r for r in results if r.ok), key=lambda r: r.collector != "api")  # the API first
-        errors = tuple(f"{r.collector}: {r.error}" for r in results if not r.ok)
+        failed = sched.unanswered if sched is not None and sched.unanswered else results
+        errors = tuple(f"{r.collector}: {r.error}" for r in failed if not r.ok)
 
         def first(family: str) -> Any:
             return next((getattr(r, family) for r in ok if getattr(r, family) is not None), None)
@@ -1215,6 +1218,7 @@ class Engine:
         return DeviceDetail(
             device=view,
             sampled_at=best.started_at if best else None,
+            silent_since=sched.silent_since if sched is not None and sched.unanswered else None,
             collectors=tuple(r.collector for r in ok),
             errors=errors,
             stale=tuple(f"{family}: {why}" for r in ok for family, why in r.stale.items()),
@@ -1319,14 +1323,15 @@ class Engine:
             # A device not polled since the last rebuild keeps its view (a frozen dataclass costs more to build
             # than its inputs cost to compare); between two rebuilds only a few devices have been polled.
             key = (dev_state, rt.last_poll_at, rt.last_error or self.setup_errors.get(d.name), rt.version, rt.uptime_s,
-                   rt.cpu_load, rt.interfaces_up if rt.oper else 0, len(rt.oper or ()))
+                   rt.cpu_load, rt.interfaces_up if rt.oper else 0, len(rt.oper or ()), rt.answered_at)
             held = views.get(d.name)
             if held is not None and held[0] == key:
                 view = held[1]
             else:
                 view = DeviceView(name=d.name, site=d.site, role=d.role, address=d.address, state=dev_state,
                                   last_poll_at=key[1], last_error=key[2], version=key[3], uptime_s=key[4],
-                                  cpu_load=key[5], interfaces_up=key[6], interfaces_total=key[7])
+                                  cpu_load=key[5], interfaces_up=key[6], interfaces_total=key[7],
+                                  answered_at=key[8])
                 views[d.name] = (key, view)
             devices.append(view)
             by_site.setdefault(d.site, []).append(view)
@@ -1561,6 +1566,11 @@ class Engine:
             text = incident_queries.check_text(args.get("text"), "note")
             return await self.note_incident(await named(args), actor, text)
 
+        async def devices_list(args: dict[str, Any], actor: str) -> dict[str, Any]:
+            from ispvm_tui.engine import device_list
+
+            return {"now": self.clock.now(), "devices": device_list.from_views(self.snapshot().devices)}
+
         async def audit_list(args: dict[str, Any], actor: str) -> list[dict[str, Any]]:
             return await asyncio.to_thread(audit_log.list_entries, self.store.query_dicts,
                                            **audit_log.list_args(args))
@@ -1572,7 +1582,7 @@ class Engine:
         ops: dict[str, control.Handler] = {op: calendar_op(op) for op in calendar.OPS}
         ops.update({"audit.list": audit_list, "audit.verify": audit_verify, "health": health_op,
                     "db.backup": db_backup, "report.sla": report_sla, "report.capacity": report_capacity,
-                    "audit.routers": audit_routers})
+                    "audit.routers": audit_routers, "devices.list": devices_list})
         ops.update({"deliveries.resend": resend, "deliveries.resend_all_dead": resend_all_dead, "ping": ping,
                     "config.changes": config_changes, "config.diff": config_diff, "config.capture": config_capture,
                     "incidents.list": incidents_list, "incidents.show": incidents_show, "incidents.ack": incidents_ack,

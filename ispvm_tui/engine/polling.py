@@ -66,8 +66,13 @@ class DeviceSchedule:
     failures: int = 0
     next_allowed: float = 0.0  # clock time before which the device is skipped (backoff)
     polls: int = 0
-    last_results: list[PollResult] = field(default_factory=list)  # trimmed to what the device's detail shows
+    # What the device's detail shows, trimmed (_for_detail): the newest poll that answered, kept while later
+    # ones do not (its figures are then the last known, flagged stale); ``unanswered`` holds the newest poll's
+    # failures meanwhile, ``silent_since`` when the first of them started.
+    last_results: list[PollResult] = field(default_factory=list)
     detail_interfaces: tuple[tuple[Any, ...], ...] = ()  # InterfaceRow's fields, from the result the detail shows
+    unanswered: list[PollResult] = field(default_factory=list)
+    silent_since: float | None = None
     setup_error: str | None = None  # e.g. a missing secret: reported, never raised
     running: bool = False
     again: bool = False  # a poll was asked for while one ran: run once more right after it
@@ -198,6 +203,17 @@ def _for_detail(results: list[PollResult]) -> tuple[list[PollResult], tuple[tupl
             dataclasses.replace(r, interfaces=(), addresses=(), neighbors=None, probes=(), storage=None)
             for r in results]
     return kept, rows
+
+
+def _keep_for_detail(sched: DeviceSchedule, results: list[PollResult], started_at: float) -> None:
+    """A poll that answered replaces what the detail shows; one that did not leaves the last answer there."""
+    if any(r.ok for r in results) or not any(r.ok for r in sched.last_results):
+        sched.last_results, sched.detail_interfaces = _for_detail(results)
+        sched.unanswered, sched.silent_since = [], None
+        return
+    sched.unanswered = [dataclasses.replace(r, interfaces=(), addresses=()) for r in results]
+    if sched.silent_since is None:
+        sched.silent_since = started_at
 
 
 class Poller:
@@ -351,7 +367,7 @@ class Poller:
         finally:
             sched.running = False
         sched.polls += 1
-        sched.last_results, sched.detail_interfaces = _for_detail(results)
+        _keep_for_detail(sched, results, started_at)
         sched.last_done_started = started_at
         if any(r.ok for r in results):
             sched.failures, sched.next_allowed, sched.suspect = 0, 0.0, False

@@ -38,6 +38,7 @@ RANK: dict[str, int] = {"viewer": 1, "operator": 2, "admin": 3}
 VIEWER_OPS = frozenset({
     "ping", "health", "config.changes", "config.diff", "incidents.list", "incidents.show", "incidents.postmortem",
     "audit.list", "audit.verify", "audit.routers", "report.sla", "report.capacity", "api.snapshot", "api.events",
+    "devices.list",
     *calendar.READ_OPS})
 OPERATOR_OPS = frozenset({
     "deliveries.resend", "deliveries.resend_all_dead", "config.capture", "incidents.ack", "incidents.close",

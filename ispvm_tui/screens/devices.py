@@ -69,14 +69,22 @@ def uptime_text(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
 
 
+STALE_MARK = "*"  # after a last known value: the device has been polled since and did not answer
+
+
+def _known(value: str, stale: bool) -> object:
+    return Text(value + STALE_MARK, style="dim italic") if stale and value != "—" else value
+
+
 def device_cells(device: DeviceView, now: float) -> tuple[object, ...]:
+    stale = device.stale
     return (
         state_text(device.state),
         device.name,
         device.role,
         device.site,
-        "—" if device.cpu_load is None else f"{device.cpu_load}%",
-        uptime_text(device.uptime_s),
+        _known("—" if device.cpu_load is None else f"{device.cpu_load}%", stale),
+        _known(uptime_text(device.uptime_s), stale),
         device.version or "—",
         age(device.last_poll_at, now),
         Text(device.last_error, style="red") if device.last_error else "—",
@@ -268,12 +276,18 @@ def render_summary(detail: DeviceDetail, now: float) -> Text:
     if detail.collectors:
         text.append(f" via {', '.join(detail.collectors)}", style="dim")
     text.append("\n")
+    if detail.silent_since is not None:
+        # Kept, not dropped: what it said last is what an engineer needs while it is silent.
+        since = time.strftime("%H:%M:%S", time.localtime(detail.silent_since))
+        text.append(f"⚠ not answering since {since} ({age(detail.silent_since, now)}): everything below is its "
+                    f"last answer, from {age(detail.sampled_at, now)}\n", style="bold yellow")
     for error in detail.errors or ((device.last_error,) if device.last_error else ()):
         text.append(f"⚠ {error}\n", style="bold red")
     for stale in detail.stale:
         text.append(f"· stale {stale}\n", style="yellow")
 
-    _section(text, "System")
+    last = " — last known" if detail.silent_since is not None else ""
+    _section(text, f"System{last}")
     facts = [
         ("identity", detail.identity), ("version", device.version), ("board", detail.board),
         ("uptime", uptime_text(device.uptime_s) if device.uptime_s is not None else None),
@@ -290,7 +304,7 @@ def render_summary(detail: DeviceDetail, now: float) -> Text:
     if all(value is None for _, value in facts):
         text.append("  — no answer yet\n", style="dim")
 
-    _section(text, "Health")
+    _section(text, f"Health{last}")
     if detail.sensors is None:
         text.append("  — not collected\n", style="dim")
     elif not detail.sensors:
@@ -301,9 +315,9 @@ def render_summary(detail: DeviceDetail, now: float) -> Text:
         text.append(f"  {sensor.name:<22}{value:<12}")
         text.append(f"{state}\n", style="bold red" if state not in ("", "ok") else "")
     if detail.optics:
-        _optics(text, detail.optics)
+        _optics(text, detail.optics, last)
     up = sum(1 for i in detail.interfaces if i.oper_up)
-    _section(text, f"Interfaces ({up}/{len(detail.interfaces)} up)")
+    _section(text, f"Interfaces ({up}/{len(detail.interfaces)} up){last}")
     if not detail.interfaces:
         text.append("  —\n", style="dim")
     return text
@@ -314,8 +328,8 @@ OPTIC_WEAK_DBM = -20.0
 OPTIC_HOT_C = 75.0
 
 
-def _optics(text: Text, optics: tuple[OpticRow, ...]) -> None:
-    _section(text, f"Optics ({sum(1 for m in optics if m.present)} of {len(optics)} cages with a module)")
+def _optics(text: Text, optics: tuple[OpticRow, ...], last: str = "") -> None:
+    _section(text, f"Optics ({sum(1 for m in optics if m.present)} of {len(optics)} cages with a module){last}")
     for m in optics:
         text.append(f"  {m.interface:<14}", style="bold")
         if not m.present:
