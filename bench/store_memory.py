@@ -54,7 +54,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             ts = ts0 + d * 60 / routers
             for col in ("api", "snmp"):
                 store.append("poll_log", [(ts, dev, col, True, 0.05, None, None, None, False)])
-                store.append("health_samples", [(ts, dev, col, 86400.0 + ts, 5, 2**30, 2**29, "7.16", 900)])
+                store.append("health_samples",
+                             [(ts, dev, col, 86400.0 + ts, 5, 2**30, 2**29, "7.16", 900, "7.16", "7.16")])
                 n = minute * 60
                 store.append("interface_samples", [
                     (ts, dev, name, col, k, True, True, 10**9, n * 125_000 + k, n * 62_500 + k, 1e6, 5e5,

@@ -30,7 +30,7 @@ def _itf_row(ts: float, device: str, name: str, rx: float, tx: float) -> tuple[o
 
 
 def _health_row(ts: float, device: str, cpu: int, free: int) -> tuple[object, ...]:
-    return (ts, device, "api", 1000.0, cpu, 4 * 2**30, free, "7.16", 10)
+    return (ts, device, "api", 1000.0, cpu, 4 * 2**30, free, "7.16", 10, None, None)
 
 
 def _fill(store: Store, hours: float) -> float:

@@ -249,7 +249,7 @@ def test_health_and_probe_rollups(store: Store) -> None:
         ts = T0 + 30 * i
         cpu = None if i % 11 == 0 else rng.randrange(0, 101)
         free = rng.randrange(100 * 2**20, 900 * 2**20)
-        health.append((ts, "CORE1", "api", 1000.0 + ts - T0, cpu, 2**30, free, "7.16.2", 950_000))
+        health.append((ts, "CORE1", "api", 1000.0 + ts - T0, cpu, 2**30, free, "7.16.2", 950_000, None, None))
         lost = i % 9 == 0  # every packet lost: no RTT, no jitter
         rtt = None if lost else rng.uniform(5, 80)
         probes.append((ts, "EDGE1", "198.51.100.1", 5, 0 if lost else 5, 100.0 if lost else rng.choice((0.0, 20.0)),

@@ -136,7 +136,7 @@ def test_a_bad_value_costs_only_its_own_row(tmp_path: Path) -> None:
 
 def test_one_polls_rows_for_several_tables_arrive_together_and_a_bad_one_stays_its_own(tmp_path: Path) -> None:
     polls = [(float(i), "R1", "api", True, 0.1, None, None, None, False) for i in range(3)]
-    health = [(1.0, "R1", "api", 3600.0, 5, 2**30, 2**29, "7.16", 900)]
+    health = [(1.0, "R1", "api", 3600.0, 5, 2**30, 2**29, "7.16", 900, "7.16", "7.16")]
     bad = [(1.0, "R1", "api", True, "not a number", None, None, None, False)]
     with Store(tmp_path / "g.duckdb") as store:
         store.append_many([("poll_log", polls), ("health_samples", health), ("bgp_samples", [])])

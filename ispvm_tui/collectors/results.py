@@ -30,6 +30,8 @@ class SystemInfo:
     object_id: str | None = None  # sysObjectID
     temperature_c: float | None = None  # /system/health (board or CPU sensor)
     voltage_v: float | None = None  # /system/health supply voltage
+    firmware: str | None = None  # /system/routerboard current-firmware (RouterBOARDs only)
+    firmware_upgrade: str | None = None  # upgrade-firmware: what the installed RouterOS carries
 
 
 @dataclass(frozen=True, slots=True)

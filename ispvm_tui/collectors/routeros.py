@@ -91,6 +91,7 @@ _SFP_PROPS = ("sfp-module-present", "sfp-rx-loss", "sfp-tx-fault", "sfp-rx-power
               "sfp-supply-voltage", "sfp-tx-bias-current", "sfp-wavelength", "sfp-vendor-name",
               "sfp-vendor-part-number")
 _MONITOR_PROPS = ("name", "status", "rate", *_SFP_PROPS)
+BOOT_GRAIN_S = 300  # boot times (now - uptime) within this of each other are one boot
 # A DOM reading: the API gives bare numbers ("-5.673"), the terminal units ("-5.673dBm", "38C"); a
 # multi-lane module (QSFP) one per lane, comma-separated.
 _READING = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
@@ -265,6 +266,9 @@ class RouterOSCollector:
         self._timeout = timeout
         self._api: AsyncApi | None = None
         self._menus: _Menus | None = None
+        # /system/routerboard changes only with an upgrade, which needs a reboot: read once per version and boot.
+        self._firmware_of: tuple[str | None, int | None] | None = None
+        self._firmware: tuple[str | None, str | None] = (None, None)
         self._stage = "connect"
         self._lock = asyncio.Lock()
         self._deadline = 0.0  # time.monotonic() when the running poll's timeout expires
@@ -455,6 +459,10 @@ class RouterOSCollector:
         await self._connection()
         got = _Poll()
         got.system = await self._family(got, "system", self._system)
+        if got.system is not None:
+            firmware = await self._family(got, "firmware", lambda: self._routerboard(got.system))
+            if firmware is not None:
+                got.system = dataclasses.replace(got.system, firmware=firmware[0], firmware_upgrade=firmware[1])
         version = got.system.version if got.system else None
         menus = self._menus
         if menus is None or (version is not None and version != menus.version):
@@ -554,6 +562,21 @@ class RouterOSCollector:
             total_memory=_int(res.get("total-memory")),
             free_memory=_int(res.get("free-memory")),
         )
+
+    async def _routerboard(self, system: SystemInfo | None) -> tuple[str | None, str | None]:
+        """(current-firmware, upgrade-firmware) of a RouterBOARD; (None, None) on CHR and x86."""
+        boot = None if system is None or system.uptime_s is None else round(
+            (self._clock.now() - system.uptime_s) / BOOT_GRAIN_S)
+        key = (system.version if system else None, boot)
+        if key != self._firmware_of or boot is None:
+            rows = await self._print("/system/routerboard", ("routerboard", "current-firmware", "upgrade-firmware"))
+            row = rows[0] if rows else {}
+            if _flag(row.get("routerboard")):
+                self._firmware = (row.get("current-firmware") or None, row.get("upgrade-firmware") or None)
+            else:
+                self._firmware = (None, None)
+            self._firmware_of = key
+        return self._firmware
 
     async def _health(self) -> tuple[HealthSensor, ...]:
         rows = await self._print("/system/health")

@@ -406,6 +406,8 @@ class DeviceDetail:
     stale: tuple[str, ...] = ()  # "bgp: no such menu": families that failed while the device answered
     identity: str | None = None
     board: str | None = None
+    firmware: str | None = None  # RouterBOARD current-firmware
+    firmware_upgrade: str | None = None  # the firmware the installed RouterOS carries
     descr: str | None = None
     total_memory: int | None = None
     free_memory: int | None = None

@@ -635,7 +635,7 @@ class Engine:
             if r.system:
                 s = r.system
                 health.append((ts, device, r.collector, s.uptime_s, s.cpu_load, s.total_memory, s.free_memory,
-                               s.version, r.route_count))
+                               s.version, r.route_count, s.firmware, s.firmware_upgrade))
             for i in r.interfaces:
                 rx_bps, tx_bps, errors_ps, discards_ps = self._rates(device, r.collector, i, ts, uptime)
                 # The column order of interface_samples (migration 1, then 3's additions at the end).
@@ -1224,6 +1224,8 @@ class Engine:
             stale=tuple(f"{family}: {why}" for r in ok for family, why in r.stale.items()),
             identity=system.identity if system else None,
             board=system.board if system else None,
+            firmware=system.firmware if system else None,
+            firmware_upgrade=system.firmware_upgrade if system else None,
             descr=system.descr if system else None,
             total_memory=system.total_memory if system else None,
             free_memory=system.free_memory if system else None,

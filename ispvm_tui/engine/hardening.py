@@ -115,9 +115,12 @@ def findings(query: Query, config: Config, get_secret: Callable[[str], str | Non
     systems = {r["device"]: json.loads(r["body"]) for r in query(
         "SELECT device, arg_max(body::VARCHAR, taken_at) AS body FROM config_versions WHERE category = 'system' "
         "GROUP BY device", [])}
-    versions = {r["device"]: r["version"] for r in query(
-        "SELECT device, arg_max(version, ts) AS version FROM health_samples WHERE version IS NOT NULL "
-        "GROUP BY device", [])}
+    polled = {r["device"]: r for r in query(
+        "SELECT device, arg_max(version, ts) AS version, "
+        "arg_max(firmware, ts) FILTER (WHERE firmware IS NOT NULL) AS firmware, "
+        "arg_max(firmware_upgrade, ts) FILTER (WHERE firmware_upgrade IS NOT NULL) AS firmware_upgrade "
+        "FROM health_samples WHERE version IS NOT NULL GROUP BY device", [])}
+    versions = {device: r["version"] for device, r in polled.items()}
     advisories = load_advisories()
     rows: list[Finding] = []
     seen = 0
@@ -131,8 +134,40 @@ def findings(query: Query, config: Config, get_secret: Callable[[str], str | Non
         seen += dev.name in systems
         rows += device_checks(dev.name, systems.get(dev.name), versions.get(dev.name),
                               bool(dev.credential) and not dev.api_tls, default, advisories)
+    mikrotik = {d.name for d in config.devices if d.vendor == "mikrotik"}
+    rows += firmware_checks({d: r for d, r in polled.items() if d in mikrotik})
     rows.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 9), f.device, f.check))
     return seen, rows
+
+
+def firmware_checks(polled: dict[str, dict[str, Any]]) -> list[Finding]:
+    """Firmware drift: a RouterBOARD whose firmware is older than the one its RouterOS carries (it takes
+    ``/system routerboard upgrade`` and a reboot), and routers whose RouterOS is older than the newest the
+    fleet runs on the same major version (6 and 7 are separate trains)."""
+    out: list[Finding] = []
+    trains: dict[int, list[tuple[tuple[int, ...], str, str]]] = {}
+    for device, row in sorted(polled.items()):
+        version = row.get("version")
+        parsed = version_tuple(version)
+        if parsed is None:
+            continue
+        trains.setdefault(parsed[0], []).append((parsed, device, version))
+        firmware, carried = row.get("firmware"), row.get("firmware_upgrade")
+        have, want = version_tuple(firmware), version_tuple(carried)
+        if have is not None and want is not None and have < want:
+            out.append(Finding(device, "low", "RouterBOARD firmware behind RouterOS",
+                               f"firmware {firmware}; RouterOS {version} carries {carried}: "
+                               "/system routerboard upgrade, then reboot"))
+    for major, members in sorted(trains.items()):
+        newest = max(members)[0]
+        on_newest = sum(1 for parsed, _, _ in members if parsed == newest)
+        for parsed, device, version in members:
+            if parsed < newest:
+                shown = ".".join(map(str, newest))
+                out.append(Finding(device, "low", "RouterOS behind the fleet",
+                                   f"{version}; {on_newest} of the fleet's {len(members)} RouterOS {major} routers "
+                                   f"run {shown}"))
+    return out
 
 
 def report(query: Query, config: Config, get_secret: Callable[[str], str | None]) -> dict[str, Any]:

@@ -47,6 +47,8 @@ METRICS: dict[str, Metric] = {
     "device.login_failed": Metric("device", "bool", "", "the RouterOS API refused the monitoring login"),
     "device.cpu_pct": Metric("device", "number", "%", "CPU load"),
     "device.memory_pct": Metric("device", "number", "%", "memory in use"),
+    "device.firmware_behind": Metric("device", "bool", "", "the RouterBOARD firmware is older than the one its "
+                                     "RouterOS carries (no built-in rule: drift is a report, see audit routers)"),
     "interface.down": Metric("interface", "bool", "", "admin-up but oper-down"),
     "interface.flaps": Metric("interface", "number", "", "times the port went down within the rule's window"),
     "interface.utilisation_pct": Metric("interface", "number", "%", "the busier direction against the port speed"),

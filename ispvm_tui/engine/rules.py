@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from ispvm_tui.collectors.results import BgpSession, InterfaceStat, PollResult
 from ispvm_tui.config import Config
 from ispvm_tui.engine.api import AlertView, Severity
+from ispvm_tui.engine.hardening import version_tuple
 from ispvm_tui.engine.rulepack import METRICS, DeviceScope, EffectiveRule, RuleSet
 
 # Failures that mean the device could not be reached at all.
@@ -385,6 +386,9 @@ class RuleEngine:
             if system.total_memory and system.free_memory is not None:
                 used = 100.0 * (system.total_memory - system.free_memory) / system.total_memory
                 values.append(("device.memory_pct", "device", device, used))
+            have, want = version_tuple(system.firmware), version_tuple(system.firmware_upgrade)
+            if have is not None and want is not None:
+                values.append(("device.firmware_behind", "device", device, have < want))
         sensors = next((r.sensors for r in answered if r.sensors is not None), None) or ()
         for s in sensors:
             entity, name = f"{device}:{s.name}", s.name.lower()

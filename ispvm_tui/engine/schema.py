@@ -253,4 +253,11 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
             alerts INTEGER NOT NULL, PRIMARY KEY (source, delivery_id));
         """,
     ),
+    (
+        12,
+        "health_samples.firmware, firmware_upgrade: the RouterBOARD firmware and the one the installed RouterOS"
+        " carries (they differ until /system routerboard upgrade and a reboot)",
+        "ALTER TABLE health_samples ADD COLUMN firmware VARCHAR; "
+        "ALTER TABLE health_samples ADD COLUMN firmware_upgrade VARCHAR;",
+    ),
 ]

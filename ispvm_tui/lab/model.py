@@ -140,7 +140,7 @@ class LabModel(LabModelLike):
         addresses = lab_addresses(address_base or scenario.lab.address_base, len(scenario.devices))
         rng = random.Random(scenario.scenario.name)
         for n, spec in enumerate(scenario.devices, start=1):
-            version = "7.16.2" if spec.ros_version == 7 else "6.49.10"
+            version = spec.version or ("7.16.2" if spec.ros_version == 7 else "6.49.10")
             dev = SimDevice(
                 name=spec.name,
                 address=addresses[n - 1],
@@ -151,6 +151,7 @@ class LabModel(LabModelLike):
                 boot_time=now - rng.uniform(3 * 86400, 90 * 86400),
                 cpu_load=rng.randint(2, 12),
                 router_id=f"10.255.0.{n}",
+                firmware=spec.firmware,
             )
             for i, itf in enumerate(scenario.interfaces_of(spec.name), start=1):
                 mac = f"4C:5E:0C:{n:02X}:{i:02X}:{rng.randint(0, 255):02X}"

@@ -188,7 +188,7 @@ def _routerboard(device: SimDevice, now: float) -> list[Row]:
         "serial-number": device.serial,
         "firmware-type": "al2" if device.architecture == "arm64" else "ipq8060",
         "factory-firmware": "7.1.5" if device.ros_major >= 7 else "6.44.6",
-        "current-firmware": _bare_version(device),
+        "current-firmware": device.firmware or _bare_version(device),
         "upgrade-firmware": _bare_version(device),
     }
     if device.ros_major >= 7:

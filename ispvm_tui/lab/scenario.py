@@ -90,10 +90,19 @@ class DeviceSpec(Strict):
     site: str
     role: Role
     ros_version: Literal[6, 7] = 7
+    # The exact RouterOS release (default 7.16.2 / 6.49.10) and the RouterBOARD firmware when it lags it.
+    version: str | None = Field(None, pattern=r"^[67]\.\d+(\.\d+)?$")
+    firmware: str | None = Field(None, pattern=r"^[67]\.\d+(\.\d+)?$")
     board: str | None = None
     interfaces: list[str] = []  # link ends are added automatically
     tags: list[str] = []
     subscribers: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _version_of_its_major(self) -> DeviceSpec:
+        if self.version is not None and not self.version.startswith(f"{self.ros_version}."):
+            raise ValueError(f"version {self.version} is not RouterOS {self.ros_version}")
+        return self
 
 
 class LinkSpec(Strict):

@@ -246,6 +246,8 @@ class SimDevice:
     ros_major: int  # 6 or 7: decides which menus exist and their shape
     version: str  # "7.16.2", "6.49.10"
     board: str = "CCR2004-16G-2S+"
+    # RouterBOARD current-firmware; None: the RouterOS version's (upgraded after the last RouterOS upgrade)
+    firmware: str | None = None
     architecture: str = "arm64"
     serial: str = "HEX0000000"
     boot_time: float = 0.0  # epoch seconds of the last boot

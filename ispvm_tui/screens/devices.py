@@ -265,6 +265,15 @@ def interface_cells(itf: InterfaceRow, rates: Rates, trend: Sequence[float]) -> 
     )
 
 
+def _firmware(detail: DeviceDetail) -> str | None:
+    if detail.firmware is None:
+        return None
+    if detail.firmware_upgrade and detail.firmware_upgrade != detail.firmware:
+        return (f"{detail.firmware}, behind its RouterOS's {detail.firmware_upgrade}: "
+                "/system routerboard upgrade, then reboot")
+    return detail.firmware
+
+
 def render_summary(detail: DeviceDetail, now: float) -> Text:
     """The head of the detail: who the device is, its system facts and health sensors."""
     device = detail.device
@@ -290,6 +299,7 @@ def render_summary(detail: DeviceDetail, now: float) -> Text:
     _section(text, f"System{last}")
     facts = [
         ("identity", detail.identity), ("version", device.version), ("board", detail.board),
+        ("firmware", _firmware(detail)),
         ("uptime", uptime_text(device.uptime_s) if device.uptime_s is not None else None),
         ("CPU", None if device.cpu_load is None else f"{device.cpu_load}%"),
         ("memory", None if detail.total_memory is None else
