@@ -277,7 +277,8 @@ def render(console: Console, results: Sequence[PollResult], targets: Targets) ->
 def _tables(result: PollResult) -> list[Table]:
     tables = [_system_table(result)] if result.system is not None else []
     tables.append(_interfaces_table(result))
-    optional = [(result.sensors, _sensors_table), (result.optics, _optics_table), (result.bgp, _bgp_table),
+    optional = [(result.sensors, _sensors_table), (result.optics, _optics_table), (result.lte, _lte_table),
+                (result.bgp, _bgp_table),
                 (result.ospf, _ospf_table), (result.neighbors, _neighbors_table), (result.probes, _probes_table)]
     tables += [build(rows) for rows, build in optional if rows]
     return tables
@@ -361,6 +362,18 @@ def _optics_table(rows: Sequence[Any]) -> Table:
         _row(table, m.interface, " ".join(p for p in (m.vendor, m.part_number) if p), rx,
              unit(m.tx_power_dbm, "dBm", ".2f") + (" fault" if m.tx_fault else ""), unit(m.temperature_c, "C"),
              unit(m.supply_v, "V", ".2f"), unit(m.tx_bias_ma, "mA"), unit(m.wavelength_nm, "nm"))
+    return table
+
+
+def _lte_table(rows: Sequence[Any]) -> Table:
+    table = _table("LTE", "interface", "RSRP", "RSRQ", "SINR", "RSSI", "cell", "technology")
+
+    def unit(value: float | None, suffix: str) -> str:
+        return "" if value is None else f"{value:g} {suffix}"
+
+    for m in rows:
+        _row(table, m.interface, unit(m.rsrp_dbm, "dBm"), unit(m.rsrq_db, "dB"), unit(m.sinr_db, "dB"),
+             unit(m.rssi_dbm, "dBm"), m.cell_id or "", m.technology or "")
     return table
 
 

@@ -29,7 +29,8 @@ from ispvm_tui.engine.topology import Topology
 L1, L2, L3, L4, L5 = "A:e1--CORE1:e1", "B:e1--CORE1:e2", "A:e2--C:e1", "B:e2--C:e2", "C:e3--D:e1"
 METRIC = {"device_unreachable": "device.unreachable", "interface_down": "interface.down",
           "interface_flapping": "interface.flaps", "bgp_session_down": "bgp.down", "probe_loss": "probe.loss_pct",
-          "ospf_neighbor_lost": "ospf.down"}
+          "ospf_neighbor_lost": "ospf.down", "lte_signal_weak": "lte.rsrp_dbm", "lte_sinr_low": "lte.sinr_db",
+          "cpu_high": "device.cpu_pct", "memory_high": "device.memory_pct"}
 
 
 def _config(devices: list[str], links: list[tuple[str, str]], attach: list[str], **extra) -> Config:
@@ -263,6 +264,20 @@ def test_flapping_link_is_one_flapping_incident_with_impact_severity() -> None:
     assert any("went down 6 times" in line for line in plan.evidence)
     assert plan.severity == "major"  # D (100 subscribers) is behind it only
     assert plan.impact.devices == ("D",)
+
+
+def test_symptoms_of_one_entity_are_one_incident_led_by_the_worst() -> None:
+    weak = alert("lte_signal_weak", "U:lte1", "interface", "minor", at=5)
+    sinr = alert("lte_sinr_low", "U:lte1", "interface", "major", at=8)
+    cpu, memory = alert("cpu_high", "D", "device", "minor", at=1), alert("memory_high", "D", "device", "minor", at=3)
+    plans = correlate([weak, sinr, cpu, memory], TOPO, CONFIG, 20, state())
+    by_root = {plan.key: plan for plan in plans}
+    assert sorted(by_root) == ["D", "U:lte1"]
+    lte = by_root["U:lte1"]
+    assert lte.alert_ids == [sinr.id, weak.id] and lte.severity == "major"  # the worse one leads
+    assert lte.title == sinr.summary and lte.evidence[:2] == [f"{sinr.evidence[0]} for 12s",
+                                                             f"{weak.evidence[0]} for 15s"]
+    assert by_root["D"].alert_ids == [cpu.id, memory.id]  # same severity: the older leads
 
 
 def test_a_plan_waits_while_a_device_near_it_is_unsettled() -> None:

@@ -35,7 +35,7 @@ from tests.waiting import wait_for as _wait
 SHIPPED = {
     "core-link-cut", "upstream-down", "core-power-loss", "core-power-loss-one-vantage", "both-uplinks-cut",
     "root-recovers-symptom-stays", "unlinked-device", "one-of-two-transit", "flapping-port", "pop-storm",
-    "routed-cut-no-route", "sfp-overheat",
+    "routed-cut-no-route", "sfp-overheat", "lte-signal-drop",
 }
 
 
@@ -124,6 +124,22 @@ def test_sfp_entries_need_a_cage_and_a_reading(tmp_path: Path, entry: str, needl
     text = resolve_scenario_path("sfp-overheat").read_text()
     text = text.replace('action = "restore"', entry)
     path = tmp_path / "sfp.toml"
+    path.write_text(text)
+    with pytest.raises(SourceError) as info:
+        load_scenario(path)
+    assert f"{path}:{_line_of(path, needle)}:" in str(info.value), str(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("entry", "needle", "message"), [
+    ('action = "lte"\ninterface = "CPE-FARM:ether1"\nrsrp_dbm = -120', "CPE-FARM:ether1",
+     "timeline[1].interface: 'CPE-FARM:ether1' is no LTE interface"),
+    ('action = "lte"\ninterface = "CPE-FARM:lte1"', "[[timeline]]", "needs rsrp_dbm or sinr_db"),
+    ('action = "lte"\ninterface = "CPE-FARM:lte1"\nrsrp_dbm = -20', "-20", "timeline[1].rsrp_dbm"),
+])
+def test_lte_entries_need_a_modem_and_a_reading(tmp_path: Path, entry: str, needle: str, message: str) -> None:
+    text = resolve_scenario_path("lte-signal-drop").read_text().replace('action = "restore"', entry)
+    path = tmp_path / "lte.toml"
     path.write_text(text)
     with pytest.raises(SourceError) as info:
         load_scenario(path)

@@ -868,3 +868,53 @@ async def test_optics_are_absent_on_devices_without_the_table(snmpsim: Simulator
     assert result.ok, result.error
     assert result.optics is None
     assert "optics" not in result.stale
+
+
+# -- LTE (MIKROTIK-MIB mtxrLTEModemTable) ------------------------------------------------------------------------
+
+LTE_OID = ".1.3.6.1.4.1.14988.1.1.16.1.1."
+LTE_COLUMNS = {"rsrp": "4", "rsrq": "3", "sinr": "7"}  # LibreNMS's wireless sensor class -> the table's column
+
+
+def librenms_lte(recording: str) -> dict[tuple[str, str], float]:
+    """LibreNMS's LTE wireless sensors as (ifIndex, column) -> value."""
+    found = {}
+    for sensor in librenms(recording, "wireless")["wireless_sensors"]:
+        (oid,) = json.loads(sensor["sensor_oids"]) if isinstance(sensor["sensor_oids"], str) else sensor["sensor_oids"]
+        if oid.startswith(LTE_OID):
+            column, _, index = oid.removeprefix(LTE_OID).partition(".")
+            found[(index, column)] = float(sensor["sensor_current"])
+    return found
+
+
+def recordings_with_lte() -> list[str]:
+    return [name for name in ALL_RECORDINGS
+            if recording_path(name, ".json").exists() and "wireless" in _json(name) and librenms_lte(name)]
+
+
+async def test_recordings_with_lte_are_found() -> None:
+    assert recordings_with_lte() == ["routeros_ltap-mini", "routeros_rblhgr"]
+
+
+@pytest.mark.parametrize("recording", recordings_with_lte())
+async def test_lte_matches_librenms(snmpsim: Simulator, engine: SnmpEngine, recording: str) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.lte is not None, result.stale
+    expected = librenms_lte(recording)
+    ports = {str(i.ifindex): i.name for i in result.interfaces}
+    indexes = sorted({index for index, _ in expected})
+    assert [m.interface for m in result.lte] == [ports.get(index, f"ifIndex {index}") for index in indexes]
+    for signal, index in zip(result.lte, indexes, strict=True):
+        ours = {"4": signal.rsrp_dbm, "3": signal.rsrq_db, "7": signal.sinr_db}
+        assert ours == {column: expected[(index, column)] for column in LTE_COLUMNS.values()}
+
+
+async def test_lte_of_the_ltap_in_full(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    # RSSI 0 (this modem does not report it: no reading, not 0 dBm), the serving cell and the technology.
+    result = await poll(snmpsim, engine, "routeros_ltap-mini")
+
+    assert result.lte is not None
+    (signal,) = result.lte
+    assert (signal.rssi_dbm, signal.cell_id, signal.technology) == (None, "2100006", "Evolved 3G (LTE)")

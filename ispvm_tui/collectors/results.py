@@ -164,6 +164,21 @@ class OpticalModule:
 
 
 @dataclass(frozen=True, slots=True)
+class LteSignal:
+    """An LTE interface's radio link: RouterOS ``/interface/lte/monitor`` (v7) or ``info`` (v6), or
+    MIKROTIK-MIB mtxrLTEModemTable. RSRP is the signal's power, RSRQ its quality, SINR how far it stands above
+    noise and interference."""
+
+    interface: str
+    rssi_dbm: float | None = None
+    rsrp_dbm: float | None = None
+    rsrq_db: float | None = None
+    sinr_db: float | None = None
+    cell_id: str | None = None
+    technology: str | None = None  # "LTE", "Evolved 3G (LTE)", "5G NSA" as the modem says
+
+
+@dataclass(frozen=True, slots=True)
 class StorageUse:
     """One HOST-RESOURCES-MIB hrStorageTable row, in bytes."""
 
@@ -196,6 +211,7 @@ class PollResult:
     wireless: tuple[WirelessClient, ...] | None = None  # None = not collected (or stale)
     storage: tuple[StorageUse, ...] | None = None
     optics: tuple[OpticalModule, ...] | None = None  # SFP cages; None = not collected (or stale)
+    lte: tuple[LteSignal, ...] | None = None  # LTE interfaces; None = not collected (none there, or stale)
 
 
 @dataclass(frozen=True)

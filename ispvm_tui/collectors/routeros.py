@@ -52,6 +52,7 @@ from ispvm_tui.collectors.results import (
     HealthSensor,
     InterfaceStat,
     IpAddress,
+    LteSignal,
     Neighbor,
     OpticalModule,
     OspfNeighbor,
@@ -91,6 +92,7 @@ _SFP_PROPS = ("sfp-module-present", "sfp-rx-loss", "sfp-tx-fault", "sfp-rx-power
               "sfp-supply-voltage", "sfp-tx-bias-current", "sfp-wavelength", "sfp-vendor-name",
               "sfp-vendor-part-number")
 _MONITOR_PROPS = ("name", "status", "rate", *_SFP_PROPS)
+_LTE_PROPS = ("name", "access-technology", "current-cellid", "rssi", "rsrp", "rsrq", "sinr")
 BOOT_GRAIN_S = 300  # boot times (now - uptime) within this of each other are one boot
 # A DOM reading: the API gives bare numbers ("-5.673"), the terminal units ("-5.673dBm", "38C"); a
 # multi-lane module (QSFP) one per lane, comma-separated.
@@ -185,6 +187,7 @@ class _Poll:
     probes: tuple[ProbeResult, ...] = ()
     wireless: tuple[WirelessClient, ...] | None = None
     optics: tuple[OpticalModule, ...] | None = None
+    lte: tuple[LteSignal, ...] | None = None
     stale: dict[str, str] = field(default_factory=dict)
 
 
@@ -300,7 +303,7 @@ class RouterOSCollector:
                 duration_s=time.monotonic() - t0, ok=True, system=got.system,
                 interfaces=got.interfaces, addresses=got.addresses, bgp=got.bgp, ospf=got.ospf,
                 sensors=got.sensors, neighbors=got.neighbors, probes=got.probes, route_count=got.route_count,
-                stale=got.stale, wireless=got.wireless, optics=got.optics,
+                stale=got.stale, wireless=got.wireless, optics=got.optics, lte=got.lte,
             )
 
     async def read_config(self) -> ConfigRead:
@@ -474,6 +477,9 @@ class RouterOSCollector:
             rates, got.optics = monitored
             if rates:
                 got.interfaces = tuple(dataclasses.replace(i, speed_bps=rates.get(i.name)) for i in got.interfaces)
+        modems = [i.name for i in got.interfaces if i.type == "lte"]
+        if modems:  # no LTE interface: not collected (None), and nothing stale
+            got.lte = await self._family(got, "lte", lambda: self._lte(modems, version))
         got.addresses = await self._family(got, "addresses", self._addresses) or ()
         # menus is kept locally: a malformed reply below resets the per-connection cache
         got.bgp = await self._optional(got, "bgp", menus.bgp is not None, lambda: self._bgp(menus.bgp),
@@ -562,6 +568,12 @@ class RouterOSCollector:
             total_memory=_int(res.get("total-memory")),
             free_memory=_int(res.get("free-memory")),
         )
+
+    async def _lte(self, names: list[str], version: str | None) -> tuple[LteSignal, ...]:
+        """One ``/interface/lte/monitor ... once`` (v7; ``info`` on v6) for every LTE interface."""
+        command = "/interface/lte/info" if (version or "7").startswith("6.") else "/interface/lte/monitor"
+        rows, _ = await self._command(command, f"=numbers={','.join(names)}", "=once=", *_proplist(_LTE_PROPS))
+        return tuple(_lte_signal(r) for r in rows if r.get("name"))
 
     async def _routerboard(self, system: SystemInfo | None) -> tuple[str | None, str | None]:
         """(current-firmware, upgrade-firmware) of a RouterBOARD; (None, None) on CHR and x86."""
@@ -800,6 +812,15 @@ def _dom_reading(text: str | None, worst: Callable[[list[float]], float] = min) 
     """A DOM reading with or without its unit; of several lanes the worst (lowest power, hottest)."""
     lanes = [float(m.group(1)) for part in (text or "").split(",") if (m := _READING.match(part))]
     return worst(lanes) if lanes else None
+
+
+def _lte_signal(r: Row) -> LteSignal:
+    return LteSignal(
+        interface=r.get("name", ""),
+        rssi_dbm=_dom_reading(r.get("rssi")), rsrp_dbm=_dom_reading(r.get("rsrp")),
+        rsrq_db=_dom_reading(r.get("rsrq")), sinr_db=_dom_reading(r.get("sinr")),
+        cell_id=r.get("current-cellid") or None, technology=r.get("access-technology") or None,
+    )
 
 
 def _optical_module(r: Row) -> OpticalModule:

@@ -49,6 +49,7 @@ from ispvm_tui.collectors.snmp_decode import (
     _interfaces,
     _lacks_64bit_counters,
     _lldp_neighbors,
+    _lte,
     _number,
     _optics,
     _ospf_neighbors,
@@ -300,7 +301,7 @@ class SnmpCollector:
         if mikrotik and "health" not in stale:
             sensors = _sensors(got.get("mtxrGaugeTable"), {**scalars, **extras.health})
         ports = _PortNames.of(interfaces, if_walk)
-        lldp, bgp, ospf, wireless, optics = (extras.walks.get(opt.walk.family) for opt in _OPTIONALS)
+        lldp, bgp, ospf, wireless, optics, lte = (extras.walks.get(opt.walk.family) for opt in _OPTIONALS)
         return {
             "ok": True,
             "system": system,
@@ -312,6 +313,7 @@ class SnmpCollector:
             "wireless": _wireless_clients(wireless, ports) if wireless is not None else None,
             "storage": _storage(got["hrStorageTable"]) if "memory" not in stale else None,
             "optics": _optics(optics, ports) if optics is not None else None,
+            "lte": _lte(lte, ports) if lte is not None else None,
             "stale": stale,
         }
 

@@ -19,6 +19,7 @@ from ispvm_tui.collectors.results import (
     BgpSession,
     HealthSensor,
     InterfaceStat,
+    LteSignal,
     Neighbor,
     OpticalModule,
     OspfNeighbor,
@@ -553,6 +554,31 @@ def _optical_module(index: Oid, cols: dict[str, dict[Oid, Any]], ports: _PortNam
         supply_v=None if supply is None else supply / 1000,
         tx_bias_ma=None if bias is None else float(bias),
         wavelength_nm=wavelength / 100 if wavelength else None,
+    )
+
+
+# -- LTE --------------------------------------------------------------------------
+
+
+def _lte(walk: _Walk, ports: _PortNames) -> tuple[LteSignal, ...]:
+    cols = walk.columns
+    rows = sorted({index for values in cols.values() for index in values if len(index) == 1})
+    return tuple(_lte_signal(index, cols, ports) for index in rows)
+
+
+def _lte_signal(index: Oid, cols: dict[str, dict[Oid, Any]], ports: _PortNames) -> LteSignal:
+    def get(column: str) -> float | None:
+        value = _signed32(_int(cols[column].get(index)))
+        return None if value is None else float(value)
+
+    rssi = get("rssi")
+    cell = _int(cols["cell_id"].get(index))
+    return LteSignal(
+        interface=ports.by_index.get(index[0]) or f"ifIndex {index[0]}",
+        rssi_dbm=rssi if rssi else None,  # 0: the modem does not report it (see the LtAP recording)
+        rsrp_dbm=get("rsrp"), rsrq_db=get("rsrq"), sinr_db=get("sinr"),
+        cell_id=None if not cell else str(cell),
+        technology=_text(cols["technology"].get(index)) or None,
     )
 
 

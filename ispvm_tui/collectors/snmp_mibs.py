@@ -296,8 +296,30 @@ _OPTICS = _Optional(
         rows=4,
     ),
 )
-_OPTIONALS = (_LLDP, _BGP, _OSPF, _WIRELESS, _OPTICS)
-_MIKROTIK_ONLY = (_WIRELESS, _OPTICS)
+# MIKROTIK-MIB mtxrLTEModemTable, indexed by ifIndex: one row per LTE interface. RSSI and RSRP in dBm,
+# RSRQ and SINR in dB (signed), the cell id, and the access technology as the modem words it.
+_MTXR_LTE: Oid = (1, 3, 6, 1, 4, 1, 14988, 1, 1, 16)
+_MTXR_LTE_TABLE: Oid = (*_MTXR_LTE, 1)
+_MTXR_LTE_ENTRY: Oid = (*_MTXR_LTE_TABLE, 1)
+_LTE = _Optional(
+    _MTXR_LTE,
+    _MTXR_LTE_TABLE,
+    _Table(
+        "mtxrLTEModemTable",
+        "lte",
+        {
+            "rssi": (*_MTXR_LTE_ENTRY, 2),
+            "rsrq": (*_MTXR_LTE_ENTRY, 3),
+            "rsrp": (*_MTXR_LTE_ENTRY, 4),
+            "cell_id": (*_MTXR_LTE_ENTRY, 5),
+            "sinr": (*_MTXR_LTE_ENTRY, 7),
+            "technology": (*_MTXR_LTE_ENTRY, 14),
+        },
+        rows=2,
+    ),
+)
+_OPTIONALS = (_LLDP, _BGP, _OSPF, _WIRELESS, _OPTICS, _LTE)
+_MIKROTIK_ONLY = (_WIRELESS, _OPTICS, _LTE)
 # lldpLocPortTable: how the device itself names a port. Read only for the ports
 # neighbours were seen on: a switch has dozens of rows, nearly all unneeded.
 _LLDP_LOC_COLUMNS = {

@@ -419,6 +419,20 @@ class DeviceDetail:
     config_changes: tuple[ConfigChangeView, ...] = ()  # newest first
     wireless: tuple[WirelessClientRow, ...] | None = None  # None: not collected (no wireless, or stale)
     optics: tuple[OpticRow, ...] | None = None  # SFP cages; None: not collected (no such menu, or stale)
+    lte: tuple[LteRow, ...] | None = None  # LTE interfaces; None: not collected (none, or stale)
+
+
+@dataclass(frozen=True)
+class LteRow:
+    """An LTE interface's radio link, as the last poll read it (see collectors' LteSignal)."""
+
+    interface: str
+    rssi_dbm: float | None = None
+    rsrp_dbm: float | None = None
+    rsrq_db: float | None = None
+    sinr_db: float | None = None
+    cell_id: str | None = None
+    technology: str | None = None
 
 
 @dataclass(frozen=True)

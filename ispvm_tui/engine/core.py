@@ -658,6 +658,11 @@ class Engine:
                 if m.present:
                     sensors += [(ts, device, r.collector, f"{m.interface} {name}", value, unit, None)
                                 for name, value, unit in _optic_readings(m) if value is not None]
+            for lte in r.lte or ():
+                sensors += [(ts, device, r.collector, f"{lte.interface} {name}", value, unit, None)
+                            for name, value, unit in (("rssi", lte.rssi_dbm, "dBm"), ("rsrp", lte.rsrp_dbm, "dBm"),
+                                                      ("rsrq", lte.rsrq_db, "dB"), ("sinr", lte.sinr_db, "dB"))
+                            if value is not None]
             for p in r.probes:
                 probes.append((ts, device, p.target, p.sent, p.received, p.loss_pct, p.rtt_min_ms, p.rtt_avg_ms,
                                p.rtt_max_ms, p.jitter_ms, p.error))
@@ -1193,6 +1198,7 @@ class Engine:
             BgpRow,
             DeviceDetail,
             InterfaceRow,
+            LteRow,
             OpticRow,
             OspfRow,
             SensorRow,
@@ -1242,6 +1248,9 @@ class Engine:
             wireless=None if (wl := first("wireless")) is None else tuple(
                 WirelessClientRow(c.mac, c.interface, c.signal_dbm, c.tx_rate_bps, c.rx_rate_bps, c.uptime_s, c.ssid)
                 for c in wl),
+            lte=None if (lt := first("lte")) is None else tuple(
+                LteRow(x.interface, x.rssi_dbm, x.rsrp_dbm, x.rsrq_db, x.sinr_db, x.cell_id, x.technology)
+                for x in lt),
             optics=None if (op := first("optics")) is None else tuple(
                 OpticRow(m.interface, m.present, m.rx_loss, m.tx_fault, m.rx_power_dbm, m.tx_power_dbm,
                          m.temperature_c, m.supply_v, m.tx_bias_ma, m.wavelength_nm, m.vendor, m.part_number)

@@ -168,7 +168,18 @@ def correlate(alerts: list[Alert], topo: Topology, config: Config, now: float,
         plan.held |= bool(region.near & state.pending_down)
         plans.append(plan)
     firing_bgp = {a.entity_id for a in firing if a.metric == "bgp.down"}
-    plans += [_standalone_plan(a, config, now, supporting.get(a.id, []), firing_bgp) for a in standalone]
+    # One incident per entity: an LTE interface with both its signal alerts, a router with CPU and memory
+    # high, is one problem with several symptoms; the worst (then the oldest) alert leads.
+    by_entity: dict[str, list[Alert]] = {}
+    for a in standalone:
+        by_entity.setdefault(a.entity_id, []).append(a)
+    for group in by_entity.values():
+        lead, *also = sorted(group, key=lambda a: (SEVERITY_ORDER.index(a.severity), a.starts_at, a.rule))
+        plan = _standalone_plan(lead, config, now, supporting.get(lead.id, []), firing_bgp)
+        plan.alert_ids[1:1] = [a.id for a in also]  # root alerts first, then the suppressed ones
+        first = len(_lasting(lead, now))
+        plan.evidence[first:first] = [line for a in also for line in _lasting(a, now)]
+        plans.append(plan)
     for p in plans:
         p.held |= bool(p.area & state.unsettled)
     return sorted(plans, key=lambda p: (SEVERITY_ORDER.index(p.severity), p.key))

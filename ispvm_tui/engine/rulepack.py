@@ -62,6 +62,8 @@ METRICS: dict[str, Metric] = {
     "optic.rx_power_dbm": Metric("interface", "number", " dBm", "an SFP module's receive power (link up)"),
     "optic.tx_power_dbm": Metric("interface", "number", " dBm", "an SFP module's transmit power"),
     "optic.temperature_c": Metric("interface", "number", "C", "an SFP module's temperature"),
+    "lte.rsrp_dbm": Metric("interface", "number", " dBm", "an LTE interface's reference signal power (RSRP)"),
+    "lte.sinr_db": Metric("interface", "number", " dB", "an LTE interface's signal to interference and noise"),
     "sensor.voltage_v": Metric("sensor", "number", "V", "a supply voltage sensor"),
     "sensor.psu_failed": Metric("sensor", "bool", "", "a power supply reports a failed state"),
     "sensor.fan_failed": Metric("sensor", "bool", "", "a fan reports a failed state"),

@@ -266,6 +266,7 @@ class RuleEngine:
                                               lambda r, v, s=spec: self._numeric_alert(r, "probe", s.id, v))
         self._health(device, scope, answered, now, out)
         self._optics(device, scope, answered, merged.interfaces, now, out)
+        self._lte(device, scope, answered, now, out)
         return out
 
     def _interfaces(self, device: str, scope: DeviceScope, interfaces: tuple[InterfaceStat, ...],
@@ -428,6 +429,18 @@ class RuleEngine:
                         out.transitions += self._eval(
                             rule, "interface", entity, value, now,
                             lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
+
+    def _lte(self, device: str, scope: DeviceScope, answered: list[PollResult], now: float, out: Observed) -> None:
+        """Every LTE interface, watched or not: a router's modem is its way out (a CPE's or a backup uplink)."""
+        modems = next((r.lte for r in sorted(answered, key=lambda r: r.collector != "api") if r.lte is not None),
+                      None)
+        for m in modems or ():
+            entity = f"{device}:{m.interface}"
+            for metric, value in (("lte.rsrp_dbm", m.rsrp_dbm), ("lte.sinr_db", m.sinr_db)):
+                for rule in self.ruleset.for_metric(metric, scope):
+                    out.transitions += self._eval(
+                        rule, "interface", entity, value, now,
+                        lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
 
     def _eval(self, rule: EffectiveRule, entity_type: str, entity: str, value: float | bool | None, now: float,
               make: Callable[..., Alert]) -> list[Transition]:

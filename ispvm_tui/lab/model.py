@@ -35,6 +35,7 @@ from ispvm_tui.lab.sim import (
     SimDevice,
     SimFirewallRule,
     SimInterface,
+    SimLte,
     SimNeighbor,
     SimOspfNeighbor,
     SimOspfTemplate,
@@ -127,6 +128,7 @@ class LabModel(LabModelLike):
     _advanced_at: dict[str, float] = field(default_factory=dict)  # lazy: device -> counters moved up to
     _link_at: dict[tuple[str, str], tuple[LinkState, bool]] = field(default_factory=dict)  # end -> (link, is a)
     _sfp_baseline: dict[tuple[str, str], SimSfp] = field(default_factory=dict)  # modules as before `sfp` entries
+    _lte_baseline: dict[tuple[str, str], SimLte] = field(default_factory=dict)  # modems as before `lte` entries
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -162,6 +164,8 @@ class LabModel(LabModelLike):
                     # Its own random stream: a cage leaves every other port's and device's values as they were.
                     sfp=_sfp_module(random.Random(f"{spec.name}:{itf}")) if itf.startswith(SFP_PREFIXES) else None,
                 )
+                if itf.startswith("lte"):
+                    dev.interfaces[itf].type, dev.interfaces[itf].lte = "lte", SimLte()
             dev.config = _base_config(dev.name, scenario.lab)
             model.devices[spec.name] = dev
             model.powered[spec.name] = True
@@ -454,7 +458,22 @@ class LabModel(LabModelLike):
         if e.rx_power_dbm is not None:
             module.rx_power_dbm = e.rx_power_dbm
 
+    def _do_lte(self, e: TimelineEntry, now: float) -> None:
+        dev_name, _, itf_name = (e.interface or "").partition(":")
+        modem = self.devices[dev_name].interfaces[itf_name].lte
+        if modem is None:
+            return  # the scenario check refuses an lte entry for a port that is no LTE interface
+        self._lte_baseline.setdefault((dev_name, itf_name), dataclasses.replace(modem))
+        if e.rsrp_dbm is not None:
+            modem.rsrp_dbm = e.rsrp_dbm
+            modem.rssi_dbm = e.rsrp_dbm + 24  # RSSI counts the whole channel: ~24 dB over RSRP at 20 MHz
+        if e.sinr_db is not None:
+            modem.sinr_db = e.sinr_db
+
     def _do_restore(self, e: TimelineEntry, now: float) -> None:
+        for (dev_name, itf_name), modem in self._lte_baseline.items():
+            self.devices[dev_name].interfaces[itf_name].lte = dataclasses.replace(modem)
+        self._lte_baseline.clear()
         for (dev_name, itf_name), module in self._sfp_baseline.items():
             self.devices[dev_name].interfaces[itf_name].sfp = dataclasses.replace(module)
         self._sfp_baseline.clear()

@@ -50,7 +50,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ispvm_tui.lab.routeros_menus import count_menu, ethernet_monitor, ping_row, render_menu, traceroute_row
+from ispvm_tui.lab.routeros_menus import (
+    count_menu,
+    ethernet_monitor,
+    lte_monitor,
+    ping_row,
+    render_menu,
+    traceroute_row,
+)
 from ispvm_tui.lab.sim import RouterHandle, SimDevice
 
 _LOG = logging.getLogger(__name__)
@@ -64,6 +71,7 @@ _BAD_LOGIN = "invalid user name or password (6)"
 _BOOL = {"true": True, "yes": True, "false": False, "no": False}
 _INTERRUPTED = "interrupted"  # what a command stopped by /cancel ends with (category 2)
 _MONITOR = "/interface/ethernet/monitor"
+_LTE_MONITOR, _LTE_INFO = "/interface/lte/monitor", "/interface/lte/info"  # v7, v6
 _MONITOR_PERIOD_S = 1.0  # a monitor without ``once`` repeats every second, like RouterOS
 _PING_INTERVAL = (0.01, 5.0)  # RouterOS accepts 10ms..5s
 _TRACEROUTE = "/tool/traceroute"
@@ -464,6 +472,11 @@ class RouterOSApiServer:
             return self._print(device, menu or "/", req)
         if cmd == _MONITOR:
             return self._monitor_once(device, req)
+        if cmd == (_LTE_MONITOR if device.ros_major >= 7 else _LTE_INFO):
+            rows = lte_monitor(device, req.attrs.get("numbers", ""))
+            if rows is None:
+                return _Reply(_trap("no such item"))
+            return _Reply([*(["!re", *_row_words(row, _proplist(req))] for row in rows), ["!done"]])
         if count_menu(device, menu, self.router.now()) is None:
             return _Reply(_trap("no such command prefix", 0))
         if verb in _WRITE_VERBS:

@@ -367,6 +367,25 @@ def _sfp_monitor(itf: SimInterface) -> Row:
     }
 
 
+def lte_monitor(device: SimDevice, numbers: str) -> list[Row] | None:
+    """``/interface/lte/monitor numbers=... once`` (v7), ``/interface/lte/info`` (v6): the same keys, bare
+    numbers over the API; None if an item is no LTE interface."""
+    rows: list[Row] = []
+    for item in (n.strip() for n in numbers.split(",")):
+        itf = next((i for i in device.interfaces.values() if i.lte is not None and item in (i.name, _star(i.ifindex))),
+                   None)
+        if itf is None or itf.lte is None:
+            return None
+        modem = itf.lte
+        rows.append({
+            "name": itf.name, "pin-status": "ok", "registration-status": "registered", "functionality": "full",
+            "access-technology": modem.technology, "current-cellid": modem.cell_id,
+            "rssi": f"{modem.rssi_dbm:g}", "rsrp": f"{modem.rsrp_dbm:g}", "rsrq": f"{modem.rsrq_db:g}",
+            "sinr": f"{modem.sinr_db:g}",
+        })
+    return rows
+
+
 def _address_row(device: SimDevice, index: int, addr: SimAddress) -> Row:
     exists = addr.interface in device.interfaces
     return {

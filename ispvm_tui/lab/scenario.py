@@ -22,7 +22,7 @@ from ispvm_tui.tomlsource import Problem, SourceError, TomlSource, read_toml, va
 Action = Literal[
     "link_down", "link_up", "device_down", "device_up", "bgp_down", "bgp_up", "ospf_down", "ospf_up",
     "congestion", "flap", "reboot", "config_change", "secret_change", "maintenance", "restore", "hang", "unhang",
-    "sfp",
+    "sfp", "lte",
 ]
 ConfigSection = Literal["bgp", "ospf", "interfaces", "addressing", "firewall", "system"]
 SECRET_SECTIONS = ("bgp", "ospf", "system")  # where secret_change has a secret to change
@@ -41,6 +41,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "maintenance": ("scope", "duration_s"),
     "restore": (),
     "sfp": ("interface",),  # and temperature_c and/or rx_power_dbm: the module's readings from then on
+    "lte": ("interface",),  # and rsrp_dbm and/or sinr_db: the modem's radio link from then on
 }
 
 
@@ -158,6 +159,8 @@ class TimelineEntry(Strict):
     scope: list[str] | None = None  # maintenance: sites, devices, tags ("tag:x") or services
     temperature_c: float | None = Field(None, ge=-40, le=150)  # sfp: the module's temperature
     rx_power_dbm: float | None = Field(None, ge=-40, le=10)  # sfp: the light it receives with the link up
+    rsrp_dbm: float | None = Field(None, ge=-140, le=-44)  # lte: reference signal power (3GPP's range)
+    sinr_db: float | None = Field(None, ge=-20, le=40)  # lte: signal to interference and noise
     note: str = ""
 
     @model_validator(mode="after")
@@ -167,6 +170,8 @@ class TimelineEntry(Strict):
             raise ValueError(f"action {self.action!r} needs: {', '.join(missing)}")
         if self.action == "sfp" and self.temperature_c is None and self.rx_power_dbm is None:
             raise ValueError("action 'sfp' needs temperature_c or rx_power_dbm (or both)")
+        if self.action == "lte" and self.rsrp_dbm is None and self.sinr_db is None:
+            raise ValueError("action 'lte' needs rsrp_dbm or sinr_db (or both)")
         return self
 
 
@@ -334,6 +339,9 @@ def _cross_check(sc: Scenario, source: TomlSource) -> list[Problem]:
                 device_ref((*loc, "interface"), dev)
             elif itf not in sc.interfaces_of(dev):
                 problems.append(source.problem((*loc, "interface"), f"unknown interface {ev.interface!r}"))
+            elif ev.action == "lte" and not itf.startswith("lte"):
+                problems.append(source.problem((*loc, "interface"),
+                                               f"{ev.interface!r} is no LTE interface (names start with lte)"))
             elif ev.action == "sfp" and not itf.startswith(SFP_PREFIXES):
                 problems.append(source.problem((*loc, "interface"),
                                                f"{ev.interface!r} is no SFP cage (names start with "

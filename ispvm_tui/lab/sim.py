@@ -31,6 +31,18 @@ class SimSfp:
     rx_power_dbm: float = -3.1
 
 
+@dataclass
+class SimLte:
+    """An LTE modem's radio link as ``/interface/lte/monitor`` (v7) or ``info`` (v6) reports it."""
+
+    rssi_dbm: float = -71.0
+    rsrp_dbm: float = -95.0
+    rsrq_db: float = -9.0
+    sinr_db: float = 14.0
+    cell_id: str = "2100006"
+    technology: str = "LTE"
+
+
 NO_LIGHT_DBM = -40.0  # what a module's receiver reports with nothing arriving
 
 
@@ -59,6 +71,7 @@ class SimInterface:
     tx_drops: int = 0
     tx_queue_drops: int = 0
     sfp: SimSfp | None = None  # an SFP cage (empty when not present); None: a copper port
+    lte: SimLte | None = None  # an LTE interface's modem
     # Fractions of a packet not counted yet, per counter: the model advances many times a second,
     # and rounding each small step down would lose a slow counter's every increment.
     _carry: dict[str, float] = field(default_factory=dict, repr=False, compare=False)

@@ -42,6 +42,7 @@ MTXR_LIC_VERSION: Oid = (*MIKROTIK, 1, 4, 4, 0)
 MTXR_SERIAL: Oid = (*MIKROTIK, 1, 7, 3, 0)
 MTXR_BOARD_NAME: Oid = (*MIKROTIK, 1, 7, 9, 0)
 MTXR_OPTICAL_ENTRY: Oid = (*MIKROTIK, 1, 19, 1, 1)
+MTXR_LTE_ENTRY: Oid = (*MIKROTIK, 1, 16, 1, 1)
 LLDP_MIB: Oid = (1, 0, 8802, 1, 1, 2)
 LLDP_LOC_PORT_ENTRY: Oid = (*LLDP_MIB, 1, 3, 7, 1)
 LLDP_REM_ENTRY: Oid = (*LLDP_MIB, 1, 4, 1, 1)
@@ -110,6 +111,7 @@ def render_oids(device: SimDevice, now: float) -> list[OidRow]:
         *_host_resources(device, now),
         *_mikrotik(device),
         *_optics(interfaces),
+        *_lte(interfaces),
         *_lldp(device),
     ]
     rows.sort(key=lambda row: row[0])
@@ -287,6 +289,20 @@ def _optics(interfaces: list[SimInterface]) -> list[OidRow]:
             (10, ber.integer32(round((rx if rx is not None else NO_LIGHT_DBM) * 1000) if present else 0)),
         )
         rows += [((*MTXR_OPTICAL_ENTRY, column, itf.ifindex), value) for column, value in values]
+    return rows
+
+
+def _lte(interfaces: list[SimInterface]) -> list[OidRow]:
+    """mtxrLTEModemTable, indexed by ifIndex: RSSI, RSRQ, RSRP, cell id, SINR, technology (signed Integer32)."""
+    rows: list[OidRow] = []
+    for itf in interfaces:
+        modem = itf.lte
+        if modem is None:
+            continue
+        values = ((2, ber.integer32(round(modem.rssi_dbm))), (3, ber.integer32(round(modem.rsrq_db))),
+                  (4, ber.integer32(round(modem.rsrp_dbm))), (5, ber.integer32(int(modem.cell_id))),
+                  (7, ber.integer32(round(modem.sinr_db))), (14, _text(modem.technology)))
+        rows += [((*MTXR_LTE_ENTRY, column, itf.ifindex), value) for column, value in values]
     return rows
 
 

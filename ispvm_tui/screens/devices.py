@@ -22,6 +22,7 @@ from ispvm_tui.engine.api import (
     DeviceView,
     EngineAPI,
     InterfaceRow,
+    LteRow,
     OpticRow,
     Snapshot,
     WirelessClientRow,
@@ -326,6 +327,8 @@ def render_summary(detail: DeviceDetail, now: float) -> Text:
         text.append(f"{state}\n", style="bold red" if state not in ("", "ok") else "")
     if detail.optics:
         _optics(text, detail.optics, last)
+    if detail.lte:
+        _lte(text, detail.lte, last)
     up = sum(1 for i in detail.interfaces if i.oper_up)
     _section(text, f"Interfaces ({up}/{len(detail.interfaces)} up){last}")
     if not detail.interfaces:
@@ -362,6 +365,27 @@ def _optics(text: Text, optics: tuple[OpticRow, ...], last: str = "") -> None:
                    f"{m.tx_bias_ma:g} mA" if m.tx_bias_ma is not None else "",
                    f"{m.wavelength_nm:g} nm" if m.wavelength_nm else "",
                    " ".join(p for p in (m.vendor, m.part_number) if p)]
+        text.append("  ".join(d for d in details if d) + "\n", style="dim")
+
+
+LTE_WEAK_RSRP_DBM = -110.0  # the lte_signal_weak rule's default
+LTE_LOW_SINR_DB = 0.0
+
+
+def _lte(text: Text, modems: tuple[LteRow, ...], last: str = "") -> None:
+    _section(text, f"LTE{last}")
+    for m in modems:
+        text.append(f"  {m.interface:<14}", style="bold")
+        if m.rsrp_dbm is not None:
+            weak = m.rsrp_dbm <= LTE_WEAK_RSRP_DBM
+            text.append(f"RSRP {m.rsrp_dbm:g} dBm" + (" weak " if weak else " "), style="bold yellow" if weak else "")
+        if m.rsrq_db is not None:
+            text.append(f"RSRQ {m.rsrq_db:g} dB ")
+        if m.sinr_db is not None:
+            low = m.sinr_db <= LTE_LOW_SINR_DB
+            text.append(f"SINR {m.sinr_db:g} dB" + (" low " if low else " "), style="bold yellow" if low else "")
+        details = [f"RSSI {m.rssi_dbm:g} dBm" if m.rssi_dbm is not None else "",
+                   f"cell {m.cell_id}" if m.cell_id else "", m.technology or ""]
         text.append("  ".join(d for d in details if d) + "\n", style="dim")
 
 
