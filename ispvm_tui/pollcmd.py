@@ -278,7 +278,7 @@ def _tables(result: PollResult) -> list[Table]:
     tables = [_system_table(result)] if result.system is not None else []
     tables.append(_interfaces_table(result))
     optional = [(result.sensors, _sensors_table), (result.optics, _optics_table), (result.lte, _lte_table),
-                (result.bgp, _bgp_table),
+                (result.dhcp, _dhcp_table), (result.bgp, _bgp_table),
                 (result.ospf, _ospf_table), (result.neighbors, _neighbors_table), (result.probes, _probes_table)]
     tables += [build(rows) for rows, build in optional if rows]
     return tables
@@ -362,6 +362,14 @@ def _optics_table(rows: Sequence[Any]) -> Table:
         _row(table, m.interface, " ".join(p for p in (m.vendor, m.part_number) if p), rx,
              unit(m.tx_power_dbm, "dBm", ".2f") + (" fault" if m.tx_fault else ""), unit(m.temperature_c, "C"),
              unit(m.supply_v, "V", ".2f"), unit(m.tx_bias_ma, "mA"), unit(m.wavelength_nm, "nm"))
+    return table
+
+
+def _dhcp_table(rows: Sequence[Any]) -> Table:
+    table = _table("DHCP", "server", "interface", "leases", "bound", "pool", "used")
+    for d in rows:
+        used = "" if d.pool_used is None else f"{d.pool_used}" + (f"/{d.pool_size}" if d.pool_size else "")
+        _row(table, d.name, d.interface or "", _text(d.leases), _text(d.bound), d.pool or "", used)
     return table
 
 

@@ -28,7 +28,15 @@ from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 from pysnmp.proto import api
 
 from ispvm_tui.clock import SystemClock
-from ispvm_tui.collectors.results import HealthSensor, InterfaceStat, Neighbor, OpticalModule, PollResult
+from ispvm_tui.collectors.results import (
+    ALL_SERVERS,
+    DhcpServer,
+    HealthSensor,
+    InterfaceStat,
+    Neighbor,
+    OpticalModule,
+    PollResult,
+)
 from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
 
 REPO = Path(__file__).resolve().parent.parent
@@ -918,3 +926,33 @@ async def test_lte_of_the_ltap_in_full(snmpsim: Simulator, engine: SnmpEngine) -
     assert result.lte is not None
     (signal,) = result.lte
     assert (signal.rssi_dbm, signal.cell_id, signal.technology) == (None, "2100006", "Evolved 3G (LTE)")
+
+
+# -- DHCP lease count (MIKROTIK-MIB mtxrDHCPLeaseCount) ----------------------------------------------------------
+
+def librenms_dhcp_leases(recording: str) -> float | None:
+    return next((float(s["sensor_current"]) for s in librenms(recording, "sensors")["sensors"]
+                 if s["sensor_oid"] == ".1.3.6.1.4.1.14988.1.1.6.1.0"), None)
+
+
+def recordings_with_dhcp() -> list[str]:
+    return [name for name in ALL_RECORDINGS if recording_path(name, ".json").exists() and "sensors" in _json(name)
+            and librenms_dhcp_leases(name) is not None]
+
+
+async def test_recordings_with_dhcp_leases_are_found() -> None:
+    assert recordings_with_dhcp() == ["routeros", "routeros_rb433gl", "routeros_rb750gr3", "routeros_rb760igs",
+                                      "routeros_rblhgr"]
+
+
+@pytest.mark.parametrize("recording", recordings_with_dhcp())
+async def test_dhcp_lease_count_matches_librenms(snmpsim: Simulator, engine: SnmpEngine, recording: str) -> None:
+    result = await poll(snmpsim, engine, recording)
+
+    assert result.ok, result.error
+    assert result.dhcp == (DhcpServer(ALL_SERVERS, leases=int(librenms_dhcp_leases(recording) or 0)),)
+
+
+async def test_no_dhcp_scalar_is_not_collected(snmpsim: Simulator, engine: SnmpEngine) -> None:
+    result = await poll(snmpsim, engine, "routeros_crs317")  # this recording has no mtxrDHCPLeaseCount
+    assert result.ok and result.dhcp is None and "dhcp" not in result.stale

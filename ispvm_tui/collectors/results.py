@@ -179,6 +179,24 @@ class LteSignal:
 
 
 @dataclass(frozen=True, slots=True)
+class DhcpServer:
+    """One DHCP server's lease counts and its pool's use (counted on the router, never each lease).
+
+    Over SNMP MIKROTIK-MIB has only the total lease count: one entry named ``ALL_SERVERS``."""
+
+    name: str
+    interface: str | None = None
+    leases: int | None = None
+    bound: int | None = None
+    pool: str | None = None
+    pool_size: int | None = None  # addresses in the pool's ranges
+    pool_used: int | None = None
+
+
+ALL_SERVERS = "all servers"
+
+
+@dataclass(frozen=True, slots=True)
 class StorageUse:
     """One HOST-RESOURCES-MIB hrStorageTable row, in bytes."""
 
@@ -212,6 +230,7 @@ class PollResult:
     storage: tuple[StorageUse, ...] | None = None
     optics: tuple[OpticalModule, ...] | None = None  # SFP cages; None = not collected (or stale)
     lte: tuple[LteSignal, ...] | None = None  # LTE interfaces; None = not collected (none there, or stale)
+    dhcp: tuple[DhcpServer, ...] | None = None  # DHCP servers; None = not collected (or stale)
 
 
 @dataclass(frozen=True)

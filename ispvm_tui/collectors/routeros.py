@@ -48,6 +48,7 @@ from ispvm_tui.collectors.neterrors import os_error_kind, os_error_text
 from ispvm_tui.collectors.results import (
     BgpSession,
     ConfigRead,
+    DhcpServer,
     ErrorKind,
     HealthSensor,
     InterfaceStat,
@@ -188,6 +189,7 @@ class _Poll:
     wireless: tuple[WirelessClient, ...] | None = None
     optics: tuple[OpticalModule, ...] | None = None
     lte: tuple[LteSignal, ...] | None = None
+    dhcp: tuple[DhcpServer, ...] | None = None
     stale: dict[str, str] = field(default_factory=dict)
 
 
@@ -303,7 +305,7 @@ class RouterOSCollector:
                 duration_s=time.monotonic() - t0, ok=True, system=got.system,
                 interfaces=got.interfaces, addresses=got.addresses, bgp=got.bgp, ospf=got.ospf,
                 sensors=got.sensors, neighbors=got.neighbors, probes=got.probes, route_count=got.route_count,
-                stale=got.stale, wireless=got.wireless, optics=got.optics, lte=got.lte,
+                stale=got.stale, wireless=got.wireless, optics=got.optics, lte=got.lte, dhcp=got.dhcp,
             )
 
     async def read_config(self) -> ConfigRead:
@@ -481,6 +483,7 @@ class RouterOSCollector:
         if modems:  # no LTE interface: not collected (None), and nothing stale
             got.lte = await self._family(got, "lte", lambda: self._lte(modems, version))
         got.addresses = await self._family(got, "addresses", self._addresses) or ()
+        got.dhcp = await self._family(got, "dhcp", self._dhcp)
         # menus is kept locally: a malformed reply below resets the per-connection cache
         got.bgp = await self._optional(got, "bgp", menus.bgp is not None, lambda: self._bgp(menus.bgp),
                                        "no BGP menu (/routing/bgp/connection or /routing/bgp/peer)")
@@ -568,6 +571,27 @@ class RouterOSCollector:
             total_memory=_int(res.get("total-memory")),
             free_memory=_int(res.get("free-memory")),
         )
+
+    async def _dhcp(self) -> tuple[DhcpServer, ...]:
+        """Each DHCP server's leases (all and bound) and its pool's use, counted on the router."""
+        servers = await self._print("/ip/dhcp-server", ("name", "interface", "address-pool"))
+        if not servers:
+            return ()
+        pools = {r.get("name"): r.get("ranges") for r in await self._print("/ip/pool", ("name", "ranges"))}
+        out = []
+        for srv in servers:
+            name = srv.get("name") or "?"
+            pool = srv.get("address-pool") or None
+            leases = await self._count_where("/ip/dhcp-server/lease", f"?server={name}")
+            bound = await self._count_where("/ip/dhcp-server/lease", f"?server={name}", "?status=bound")
+            used = await self._count_where("/ip/pool/used", f"?pool={pool}") if pool and pool in pools else None
+            out.append(DhcpServer(name, srv.get("interface") or None, leases, bound, pool,
+                                  pool_size(pools.get(pool)) if pool else None, used))
+        return tuple(out)
+
+    async def _count_where(self, menu: str, *queries: str) -> int | None:
+        _, done = await self._command(f"{menu}/print", "=count-only=", *queries)
+        return _int(done.get("ret"))
 
     async def _lte(self, names: list[str], version: str | None) -> tuple[LteSignal, ...]:
         """One ``/interface/lte/monitor ... once`` (v7; ``info`` on v6) for every LTE interface."""
@@ -812,6 +836,26 @@ def _dom_reading(text: str | None, worst: Callable[[list[float]], float] = min) 
     """A DOM reading with or without its unit; of several lanes the worst (lowest power, hottest)."""
     lanes = [float(m.group(1)) for part in (text or "").split(",") if (m := _READING.match(part))]
     return worst(lanes) if lanes else None
+
+
+def pool_size(ranges: str | None) -> int | None:
+    """Addresses in an /ip/pool ``ranges`` value: ``10.0.0.10-10.0.0.250,10.0.1.0/24,10.0.2.7``."""
+    if not ranges:
+        return None
+    total = 0
+    try:
+        for part in (p.strip() for p in ranges.split(",") if p.strip()):
+            if "-" in part:
+                first, last = (ipaddress.ip_address(x.strip()) for x in part.split("-", 1))
+                total += max(0, int(last) - int(first) + 1)
+            elif "/" in part:
+                total += ipaddress.ip_network(part, strict=False).num_addresses
+            else:
+                ipaddress.ip_address(part)
+                total += 1
+    except ValueError:
+        return None
+    return total
 
 
 def _lte_signal(r: Row) -> LteSignal:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ispvm_tui.clock import Clock
 from ispvm_tui.collectors import snmp_wire as wire
 from ispvm_tui.collectors.neterrors import os_error_kind, os_error_text
-from ispvm_tui.collectors.results import ConfigRead, ErrorKind, PollResult
+from ispvm_tui.collectors.results import ALL_SERVERS, ConfigRead, DhcpServer, ErrorKind, PollResult
 from ispvm_tui.collectors.snmp_decode import (
     _admin_status,
     _bgp_sessions,
@@ -74,6 +74,7 @@ from ispvm_tui.collectors.snmp_mibs import (
     _LLDP_REM_COLUMNS,
     _MIKROTIK_ENTERPRISE,
     _MIKROTIK_ONLY,
+    _MTXR_DHCP_LEASES,
     _MTXR_GAUGE_TABLE,
     _OPTIONALS,
     _PROBED_HEALTH,
@@ -172,6 +173,7 @@ class _Extras:
 
     health: dict[Oid, Any] = field(default_factory=dict)
     walks: dict[str, _Walk | None] = field(default_factory=dict)
+    dhcp_leases: int | None = None
 
 
 class SnmpCollector:
@@ -314,13 +316,14 @@ class SnmpCollector:
             "storage": _storage(got["hrStorageTable"]) if "memory" not in stale else None,
             "optics": _optics(optics, ports) if optics is not None else None,
             "lte": _lte(lte, ports) if lte is not None else None,
+            "dhcp": None if extras.dhcp_leases is None else (DhcpServer(ALL_SERVERS, leases=extras.dhcp_leases),),
             "stale": stale,
         }
 
     async def _extras(self, stale: dict[str, str], mikrotik: bool) -> _Extras:
         """Probe for the optional families (and MikroTik health scalars), then walk what is there."""
         # A GETNEXT from the object (no ".0") returns the scalar if the board has it.
-        health = [h.oid[:-1] for h in _PROBED_HEALTH] if mikrotik else []
+        health = [*(h.oid[:-1] for h in _PROBED_HEALTH), _MTXR_DHCP_LEASES[:-1]] if mikrotik else []
         optionals = [opt for opt in _OPTIONALS if mikrotik or opt not in _MIKROTIK_ONLY]
         roots = [oid for opt in optionals for oid in (opt.mib, opt.table)]
         try:
@@ -336,6 +339,9 @@ class SnmpCollector:
             oid, value = found.get(h.oid[:-1], ((), None))
             if oid == h.oid:  # the GETNEXT landed on the scalar itself, not on whatever follows
                 extras.health[h.oid] = value
+        if mikrotik:
+            oid, value = found.get(_MTXR_DHCP_LEASES[:-1], ((), None))
+            extras.dhcp_leases = _int(value) if oid == _MTXR_DHCP_LEASES else None
         walks = await asyncio.gather(*(self._optional(opt, found, stale, mikrotik) for opt in optionals))
         extras.walks = {opt.walk.family: walk for opt, walk in zip(optionals, walks, strict=True)}
         return extras

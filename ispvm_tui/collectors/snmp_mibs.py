@@ -169,6 +169,8 @@ _HEALTH_SCALARS = (
 # The probe fetches the scalars the system GET does not: a GETNEXT costs nothing on
 # boards without them, where SNMPv1 refuses a GET and needs a retry per missing object.
 _PROBED_HEALTH = tuple(h for h in _HEALTH_SCALARS if h.oid not in _SYSTEM_OIDS.values())
+# MIKROTIK-MIB mtxrDHCPLeaseCount: the leases of every DHCP server together (the MIB has no per-server count).
+_MTXR_DHCP_LEASES: Oid = (1, 3, 6, 1, 4, 1, 14988, 1, 1, 6, 1, 0)
 
 # -- optional discovery and routing MIBs ----------------------------------------
 _LLDP_MIB: Oid = (1, 0, 8802, 1, 1, 2)

@@ -420,6 +420,26 @@ class DeviceDetail:
     wireless: tuple[WirelessClientRow, ...] | None = None  # None: not collected (no wireless, or stale)
     optics: tuple[OpticRow, ...] | None = None  # SFP cages; None: not collected (no such menu, or stale)
     lte: tuple[LteRow, ...] | None = None  # LTE interfaces; None: not collected (none, or stale)
+    dhcp: tuple[DhcpRow, ...] | None = None  # DHCP servers; None: not collected (or stale)
+
+
+@dataclass(frozen=True)
+class DhcpRow:
+    """A DHCP server's lease counts and its pool's use, as the last poll counted them."""
+
+    name: str
+    interface: str | None = None
+    leases: int | None = None
+    bound: int | None = None
+    pool: str | None = None
+    pool_size: int | None = None
+    pool_used: int | None = None
+
+    @property
+    def pool_used_pct(self) -> float | None:
+        if not self.pool_size or self.pool_used is None:
+            return None
+        return 100.0 * self.pool_used / self.pool_size
 
 
 @dataclass(frozen=True)

@@ -658,6 +658,10 @@ class Engine:
                 if m.present:
                     sensors += [(ts, device, r.collector, f"{m.interface} {name}", value, unit, None)
                                 for name, value, unit in _optic_readings(m) if value is not None]
+            for srv in r.dhcp or ():
+                sensors += [(ts, device, r.collector, f"dhcp {srv.name} {name}", value, unit, None)
+                            for name, value, unit in (("leases", srv.leases, None), ("bound", srv.bound, None),
+                                                      ("pool-used", srv.pool_used, None)) if value is not None]
             for lte in r.lte or ():
                 sensors += [(ts, device, r.collector, f"{lte.interface} {name}", value, unit, None)
                             for name, value, unit in (("rssi", lte.rssi_dbm, "dBm"), ("rsrp", lte.rsrp_dbm, "dBm"),
@@ -1197,6 +1201,7 @@ class Engine:
         from ispvm_tui.engine.api import (
             BgpRow,
             DeviceDetail,
+            DhcpRow,
             InterfaceRow,
             LteRow,
             OpticRow,
@@ -1248,6 +1253,8 @@ class Engine:
             wireless=None if (wl := first("wireless")) is None else tuple(
                 WirelessClientRow(c.mac, c.interface, c.signal_dbm, c.tx_rate_bps, c.rx_rate_bps, c.uptime_s, c.ssid)
                 for c in wl),
+            dhcp=None if (dh := first("dhcp")) is None else tuple(
+                DhcpRow(x.name, x.interface, x.leases, x.bound, x.pool, x.pool_size, x.pool_used) for x in dh),
             lte=None if (lt := first("lte")) is None else tuple(
                 LteRow(x.interface, x.rssi_dbm, x.rsrp_dbm, x.rsrq_db, x.sinr_db, x.cell_id, x.technology)
                 for x in lt),

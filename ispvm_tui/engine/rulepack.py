@@ -64,6 +64,7 @@ METRICS: dict[str, Metric] = {
     "optic.temperature_c": Metric("interface", "number", "C", "an SFP module's temperature"),
     "lte.rsrp_dbm": Metric("interface", "number", " dBm", "an LTE interface's reference signal power (RSRP)"),
     "lte.sinr_db": Metric("interface", "number", " dB", "an LTE interface's signal to interference and noise"),
+    "dhcp.pool_used_pct": Metric("dhcp_pool", "number", "%", "a DHCP server's address pool in use"),
     "sensor.voltage_v": Metric("sensor", "number", "V", "a supply voltage sensor"),
     "sensor.psu_failed": Metric("sensor", "bool", "", "a power supply reports a failed state"),
     "sensor.fan_failed": Metric("sensor", "bool", "", "a fan reports a failed state"),

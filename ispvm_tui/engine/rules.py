@@ -267,6 +267,7 @@ class RuleEngine:
         self._health(device, scope, answered, now, out)
         self._optics(device, scope, answered, merged.interfaces, now, out)
         self._lte(device, scope, answered, now, out)
+        self._dhcp(device, scope, answered, now, out)
         return out
 
     def _interfaces(self, device: str, scope: DeviceScope, interfaces: tuple[InterfaceStat, ...],
@@ -441,6 +442,19 @@ class RuleEngine:
                     out.transitions += self._eval(
                         rule, "interface", entity, value, now,
                         lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
+
+    def _dhcp(self, device: str, scope: DeviceScope, answered: list[PollResult], now: float, out: Observed) -> None:
+        """Each DHCP server's pool: ``DEVICE:POOL``; a full pool turns new subscribers away."""
+        servers = next((r.dhcp for r in sorted(answered, key=lambda r: r.collector != "api") if r.dhcp is not None),
+                       None)
+        rules = self.ruleset.for_metric("dhcp.pool_used_pct", scope)
+        for srv in servers or ():
+            if not rules or not srv.pool or not srv.pool_size or srv.pool_used is None:
+                continue
+            entity, used = f"{device}:{srv.pool}", 100.0 * srv.pool_used / srv.pool_size
+            for rule in rules:
+                out.transitions += self._eval(rule, "dhcp_pool", entity, used, now,
+                                              lambda r, v, e=entity: self._numeric_alert(r, "dhcp_pool", e, v))
 
     def _eval(self, rule: EffectiveRule, entity_type: str, entity: str, value: float | bool | None, now: float,
               make: Callable[..., Alert]) -> list[Transition]:

@@ -1063,6 +1063,37 @@ def traceroute_row(address: str | None, rtt_ms: float | None) -> Row:
             "worst": ms, "std-dev": "0", "history": ms, "status": ""}
 
 
+def _dhcp_servers(device: SimDevice, now: float) -> list[Row]:
+    return [{".id": _star(n), "name": d.name, "interface": d.interface, "address-pool": d.pool,
+             "lease-time": "30m", "disabled": "false"} for n, d in enumerate(device.dhcp_servers, start=1)]
+
+
+def _lease_address(ranges: str, n: int) -> str:
+    """The pool's n-th address (its first range's start, a network's first address, onwards)."""
+    start = ranges.split(",")[0].split("-")[0].strip()
+    first = ipaddress.ip_network(start, strict=False)[0] if "/" in start else ipaddress.ip_address(start)
+    return str(first + n)
+
+
+def _dhcp_leases(device: SimDevice, now: float) -> list[Row]:
+    rows: list[Row] = []
+    for d in device.dhcp_servers:
+        for n in range(d.leases):
+            rows.append({".id": _star(len(rows) + 1), "address": _lease_address(d.ranges, n),
+                         "mac-address": f"02:00:00:{n // 65536 % 256:02X}:{n // 256 % 256:02X}:{n % 256:02X}",
+                         "server": d.name, "status": "bound" if n < d.bound else "waiting", "dynamic": "true"})
+    return rows
+
+
+def _pools(device: SimDevice, now: float) -> list[Row]:
+    return [{".id": _star(n), "name": d.pool, "ranges": d.ranges} for n, d in enumerate(device.dhcp_servers, 1)]
+
+
+def _pools_used(device: SimDevice, now: float) -> list[Row]:
+    return [{"pool": d.pool, "address": _lease_address(d.ranges, n), "owner": "dhcp", "info": d.name}
+            for d in device.dhcp_servers for n in range(d.leases)]
+
+
 _MENUS: dict[str, Renderer] = {
     "/interface/wireless/registration-table": _registration_v6,
     "/interface/wifi/registration-table": _registration_v7,
@@ -1075,6 +1106,10 @@ _MENUS: dict[str, Renderer] = {
     "/ip/address": _addresses,
     "/ip/neighbor": _neighbors,
     "/ip/route": _routes,
+    "/ip/dhcp-server": _dhcp_servers,
+    "/ip/dhcp-server/lease": _dhcp_leases,
+    "/ip/pool": _pools,
+    "/ip/pool/used": _pools_used,
     "/routing/bgp/instance": _bgp_instance,
     "/routing/bgp/peer": _bgp_peers_v6,
     "/routing/bgp/connection": _bgp_connections_v7,

@@ -43,6 +43,18 @@ class SimLte:
     technology: str = "LTE"
 
 
+@dataclass
+class SimDhcpServer:
+    """A DHCP server with ``leases`` leases (``bound`` of them bound) taken from its pool's ``ranges``."""
+
+    name: str
+    interface: str
+    pool: str
+    ranges: str  # as /ip/pool prints them: "10.20.0.10-10.20.0.250"
+    leases: int = 0
+    bound: int = 0
+
+
 NO_LIGHT_DBM = -40.0  # what a module's receiver reports with nothing arriving
 
 
@@ -279,6 +291,7 @@ class SimDevice:
     # extra health sensors (CHR/x86 boards report none, whatever is listed here)
     sensors: list[SimSensor] = field(default_factory=default_sensors)
     wireless: list[SimWirelessClient] = field(default_factory=list)  # empty: no wireless package
+    dhcp_servers: list[SimDhcpServer] = field(default_factory=list)
     # configuration beyond the fields above (identity is the name, interface comments and MTU are the interfaces')
     config: SimConfig = field(default_factory=SimConfig)
 

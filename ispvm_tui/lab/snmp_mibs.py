@@ -249,6 +249,7 @@ def _mikrotik(device: SimDevice) -> list[OidRow]:
     rows: list[OidRow] = [
         ((*MTXR_HEALTH, 8, 0), ber.integer32(voltage)),
         ((*MTXR_HEALTH, 10, 0), ber.integer32(round(device.temperature_c * 10))),
+        ((*MIKROTIK, 1, 6, 1, 0), ber.gauge32(sum(d.leases for d in device.dhcp_servers))),  # mtxrDHCPLeaseCount
         (MTXR_LIC_VERSION, _text(device.version)),
         (MTXR_SERIAL, _text(device.serial)),
     ]

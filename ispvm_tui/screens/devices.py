@@ -20,6 +20,7 @@ from ispvm_tui.engine.api import (
     DeviceDetail,
     DeviceHistory,
     DeviceView,
+    DhcpRow,
     EngineAPI,
     InterfaceRow,
     LteRow,
@@ -329,6 +330,8 @@ def render_summary(detail: DeviceDetail, now: float) -> Text:
         _optics(text, detail.optics, last)
     if detail.lte:
         _lte(text, detail.lte, last)
+    if detail.dhcp:
+        _dhcp(text, detail.dhcp, last)
     up = sum(1 for i in detail.interfaces if i.oper_up)
     _section(text, f"Interfaces ({up}/{len(detail.interfaces)} up){last}")
     if not detail.interfaces:
@@ -366,6 +369,23 @@ def _optics(text: Text, optics: tuple[OpticRow, ...], last: str = "") -> None:
                    f"{m.wavelength_nm:g} nm" if m.wavelength_nm else "",
                    " ".join(p for p in (m.vendor, m.part_number) if p)]
         text.append("  ".join(d for d in details if d) + "\n", style="dim")
+
+
+DHCP_FULL_PCT = 90.0  # the dhcp_pool_exhausting rule's default
+
+
+def _dhcp(text: Text, servers: tuple[DhcpRow, ...], last: str = "") -> None:
+    _section(text, f"DHCP{last}")
+    for d in servers:
+        text.append(f"  {d.name:<14}", style="bold")
+        leases = "?" if d.leases is None else f"{d.leases:,}"
+        text.append(f"{leases} leases" + ("" if d.bound is None else f" ({d.bound:,} bound)"))
+        pct = d.pool_used_pct
+        if pct is not None and d.pool_size is not None:
+            full = pct >= DHCP_FULL_PCT
+            used = f"  pool {d.pool} {d.pool_used:,}/{d.pool_size:,} used ({pct:.0f}%)"
+            text.append(used + (" full" if full else ""), style="bold yellow" if full else "")
+        text.append(f"  {d.interface}\n" if d.interface else "\n", style="dim")
 
 
 LTE_WEAK_RSRP_DBM = -110.0  # the lte_signal_weak rule's default
