@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from tests.natsserver import NatsServer
 
@@ -33,3 +35,13 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.start()
     yield server
     server.kill()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def snmp_engine() -> AsyncIterator[Any]:
+    """One pysnmp engine per test module (what SnmpCollector takes; v1/v2c polls do not use it)."""
+    from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+    engine = SnmpEngine()
+    yield engine
+    engine.close_dispatcher()

@@ -5,24 +5,18 @@ in test_snmp_fixtures.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 
-from ispvm_tui.clock import ScaledClock
 from ispvm_tui.collectors.results import ALL_SERVERS, DhcpServer, PollResult
 from ispvm_tui.collectors.routeros import pool_size
-from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
 from ispvm_tui.engine.api import DeviceDetail, DeviceView, DhcpRow
-from ispvm_tui.lab.sim import RouterHandle, SimDevice, SimDhcpServer
-from ispvm_tui.lab.snmp_agent import SnmpAgent
+from ispvm_tui.lab.sim import SimDevice, SimDhcpServer
 from ispvm_tui.screens.devices import render_summary
 from tests.test_routeros_families import poll_once
 from tests.test_routeros_lab_api import make_device
 from tests.test_rules import _engine, fired, resolved
-from tests.test_snmp_lab import RateModel
+from tests.test_snmp_lab import poll_over_snmp
 
 
 def with_servers(major: int) -> SimDevice:
@@ -55,26 +49,10 @@ def test_pool_sizes() -> None:
     assert pool_size("") is None and pool_size(None) is None and pool_size("garbage") is None
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def snmp_engine() -> AsyncIterator[SnmpEngine]:
-    engine = SnmpEngine()
-    yield engine
-    engine.close_dispatcher()
-
-
 @pytest.mark.asyncio(loop_scope="module")
 async def test_snmp_counts_every_lease_together(snmp_engine: SnmpEngine) -> None:
     device = with_servers(7)
-    clock = ScaledClock(speed=1.0)
-    agent = SnmpAgent(RouterHandle(device, "admin", "pw", RateModel(device, clock)), "127.0.0.1", port=0,
-                      community="lab")
-    await agent.start()
-    try:
-        target = SnmpTarget(name=device.name, address="127.0.0.1", port=agent.port, community="lab", timeout=0.5,
-                            retries=1)
-        result = await SnmpCollector(target, clock=clock, engine=snmp_engine).poll()
-    finally:
-        await agent.stop()
+    result = await poll_over_snmp(device, snmp_engine)
     assert result.ok, result.error
     assert result.dhcp == (DhcpServer(ALL_SERVERS, leases=234),)
 

@@ -5,22 +5,18 @@ recordings are checked in test_snmp_fixtures.py; the scenario lte-signal-drop pl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 
-from ispvm_tui.clock import ScaledClock
 from ispvm_tui.collectors.results import InterfaceStat, LteSignal, PollResult
 from ispvm_tui.collectors.routeros import _lte_signal
-from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
-from ispvm_tui.lab.sim import RouterHandle, SimDevice, SimInterface, SimLte
-from ispvm_tui.lab.snmp_agent import SnmpAgent
+from ispvm_tui.engine.api import DeviceDetail, DeviceView, LteRow
+from ispvm_tui.lab.sim import SimDevice, SimInterface, SimLte
+from ispvm_tui.screens.devices import render_summary
 from tests.test_routeros_families import poll_once
 from tests.test_routeros_lab_api import make_device
 from tests.test_rules import _engine, fired, resolved
-from tests.test_snmp_lab import RateModel
+from tests.test_snmp_lab import poll_over_snmp
 
 MODEM = SimLte(rssi_dbm=-69.0, rsrp_dbm=-98.0, rsrq_db=-11.0, sinr_db=9.0, cell_id="2100006",
                technology="Evolved 3G (LTE)")
@@ -50,26 +46,10 @@ async def test_a_router_without_lte_collects_none_and_nothing_is_stale() -> None
     assert result.ok and result.lte is None and "lte" not in result.stale
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def snmp_engine() -> AsyncIterator[SnmpEngine]:
-    engine = SnmpEngine()
-    yield engine
-    engine.close_dispatcher()
-
-
 @pytest.mark.asyncio(loop_scope="module")
 async def test_snmp_reads_the_same_modem(snmp_engine: SnmpEngine) -> None:
     device = with_modem(7)
-    clock = ScaledClock(speed=1.0)
-    agent = SnmpAgent(RouterHandle(device, "admin", "pw", RateModel(device, clock)), "127.0.0.1", port=0,
-                      community="lab")
-    await agent.start()
-    try:
-        target = SnmpTarget(name=device.name, address="127.0.0.1", port=agent.port, community="lab", timeout=0.5,
-                            retries=1)
-        result = await SnmpCollector(target, clock=clock, engine=snmp_engine).poll()
-    finally:
-        await agent.stop()
+    result = await poll_over_snmp(device, snmp_engine)
     assert result.ok, result.error
     assert result.lte == (EXPECTED,)
 
@@ -96,3 +76,11 @@ def test_weak_signal_and_low_sinr_fire_on_any_lte_interface() -> None:
     good = LteSignal("lte1", rsrp_dbm=-90.0, sinr_db=12.0)
     rules.observe("R2", lte_poll("R2", good), 420)
     assert sorted(resolved(rules.observe("R2", lte_poll("R2", good), 720))) == ["lte_signal_weak", "lte_sinr_low"]
+
+
+def test_the_device_screen_shows_the_radio_link() -> None:
+    view = DeviceView(name="CPE", site="FARM", role="cpe", address="10.0.0.9", state="up")
+    detail = DeviceDetail(device=view, lte=(LteRow("lte1", -93.0, -117.0, -14.0, -3.0, "2100006", "LTE"),))
+    text = render_summary(detail, 0).plain
+    assert "LTE\n" in text
+    assert "lte1          RSRP -117 dBm weak RSRQ -14 dB SINR -3 dB low RSSI -93 dBm  cell 2100006  LTE" in text

@@ -5,29 +5,24 @@ readings' forms, and the rules on them. The real recordings are checked in test_
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 
 from ispvm_tui.app import IspvmApp
-from ispvm_tui.clock import ScaledClock
 from ispvm_tui.collectors.results import InterfaceStat, OpticalModule, PollResult
 from ispvm_tui.collectors.routeros import _dom_reading, _optical_module
-from ispvm_tui.collectors.snmp import SnmpCollector, SnmpTarget
 from ispvm_tui.demo import start_demo
 from ispvm_tui.engine.api import IncidentView, OpticRow
 from ispvm_tui.lab.scenario import load_scenario
-from ispvm_tui.lab.sim import NO_LIGHT_DBM, RouterHandle, SimDevice, SimInterface, SimSfp
-from ispvm_tui.lab.snmp_agent import SnmpAgent
+from ispvm_tui.lab.sim import NO_LIGHT_DBM, SimDevice, SimInterface, SimSfp
 from ispvm_tui.screens.devices import DeviceDetailScreen
 from tests.test_console import until
 from tests.test_console_devices import detail_text
 from tests.test_routeros_families import poll_once
 from tests.test_routeros_lab_api import make_device
 from tests.test_rules import _config, _engine, fired, resolved
-from tests.test_snmp_lab import RateModel
+from tests.test_snmp_lab import poll_over_snmp
 
 UP = SimSfp(vendor="FS", part_number="SFP-10GSR-85", wavelength_nm=850.0, temperature_c=41.0, supply_v=3.284,
             tx_bias_ma=6.2, tx_power_dbm=-2.41, rx_power_dbm=-3.127)
@@ -68,27 +63,11 @@ async def test_the_api_reads_every_cage(major: int) -> None:
     assert result.optics == expected(vendor=True)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def snmp_engine() -> AsyncIterator[SnmpEngine]:
-    engine = SnmpEngine()
-    yield engine
-    engine.close_dispatcher()
-
-
 @pytest.mark.parametrize("major", [6, 7])
 @pytest.mark.asyncio(loop_scope="module")
 async def test_snmp_reads_the_same_cages(snmp_engine: SnmpEngine, major: int) -> None:
     device = with_cages(major)
-    clock = ScaledClock(speed=1.0)
-    agent = SnmpAgent(RouterHandle(device, "admin", "pw", RateModel(device, clock)), "127.0.0.1", port=0,
-                      community="lab")
-    await agent.start()
-    try:
-        target = SnmpTarget(name=device.name, address="127.0.0.1", port=agent.port, community="lab", timeout=0.5,
-                            retries=1)
-        result = await SnmpCollector(target, clock=clock, engine=snmp_engine).poll()
-    finally:
-        await agent.stop()
+    result = await poll_over_snmp(device, snmp_engine)
 
     assert result.ok, result.error
     assert "optics" not in result.stale

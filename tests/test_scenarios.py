@@ -114,32 +114,23 @@ def test_hang_needs_a_known_device(tmp_path: Path) -> None:
     assert f"{path}:{_line_of(path, 'CORE9')}: timeline[1].device: unknown device 'CORE9'" in str(info.value)
 
 
-@pytest.mark.parametrize(("entry", "needle", "message"), [
-    ('action = "sfp"\ninterface = "CORE1:ether1"\ntemperature_c = 80', "CORE1:ether1",
+@pytest.mark.parametrize(("scenario", "entry", "needle", "message"), [
+    ("sfp-overheat", 'action = "sfp"\ninterface = "CORE1:ether1"\ntemperature_c = 80', "CORE1:ether1",
      "timeline[1].interface: 'CORE1:ether1' is no SFP cage"),
-    ('action = "sfp"\ninterface = "POPA-AGG:sfp-sfpplus1"', "[[timeline]]", "needs temperature_c or rx_power_dbm"),
-    ('action = "sfp"\ninterface = "POPA-AGG:sfp-sfpplus1"\ntemperature_c = 900', "900", "timeline[1].temperature_c"),
-])
-def test_sfp_entries_need_a_cage_and_a_reading(tmp_path: Path, entry: str, needle: str, message: str) -> None:
-    text = resolve_scenario_path("sfp-overheat").read_text()
-    text = text.replace('action = "restore"', entry)
-    path = tmp_path / "sfp.toml"
-    path.write_text(text)
-    with pytest.raises(SourceError) as info:
-        load_scenario(path)
-    assert f"{path}:{_line_of(path, needle)}:" in str(info.value), str(info.value)
-    assert message in str(info.value)
-
-
-@pytest.mark.parametrize(("entry", "needle", "message"), [
-    ('action = "lte"\ninterface = "CPE-FARM:ether1"\nrsrp_dbm = -120', "CPE-FARM:ether1",
+    ("sfp-overheat", 'action = "sfp"\ninterface = "POPA-AGG:sfp-sfpplus1"', "[[timeline]]",
+     "needs temperature_c or rx_power_dbm"),
+    ("sfp-overheat", 'action = "sfp"\ninterface = "POPA-AGG:sfp-sfpplus1"\ntemperature_c = 900', "900",
+     "timeline[1].temperature_c"),
+    ("lte-signal-drop", 'action = "lte"\ninterface = "CPE-FARM:ether1"\nrsrp_dbm = -120', "CPE-FARM:ether1",
      "timeline[1].interface: 'CPE-FARM:ether1' is no LTE interface"),
-    ('action = "lte"\ninterface = "CPE-FARM:lte1"', "[[timeline]]", "needs rsrp_dbm or sinr_db"),
-    ('action = "lte"\ninterface = "CPE-FARM:lte1"\nrsrp_dbm = -20', "-20", "timeline[1].rsrp_dbm"),
+    ("lte-signal-drop", 'action = "lte"\ninterface = "CPE-FARM:lte1"', "[[timeline]]", "needs rsrp_dbm or sinr_db"),
+    ("lte-signal-drop", 'action = "lte"\ninterface = "CPE-FARM:lte1"\nrsrp_dbm = -20', "-20",
+     "timeline[1].rsrp_dbm"),
 ])
-def test_lte_entries_need_a_modem_and_a_reading(tmp_path: Path, entry: str, needle: str, message: str) -> None:
-    text = resolve_scenario_path("lte-signal-drop").read_text().replace('action = "restore"', entry)
-    path = tmp_path / "lte.toml"
+def test_radio_and_optics_entries_need_their_port_and_a_reading(tmp_path: Path, scenario: str, entry: str,
+                                                                needle: str, message: str) -> None:
+    text = resolve_scenario_path(scenario).read_text().replace('action = "restore"', entry)
+    path = tmp_path / "entry.toml"
     path.write_text(text)
     with pytest.raises(SourceError) as info:
         load_scenario(path)

@@ -524,3 +524,17 @@ async def test_agent_multi_index_instances(lab: Lab) -> None:
     assert bytes(varbinds[0][1]).decode() == "core-2"
     assert isinstance(varbinds[1][1], rfc1905.NoSuchInstance)
     assert isinstance(varbinds[2][1], rfc1905.NoSuchObject)
+
+
+async def poll_over_snmp(device: SimDevice, engine: SnmpEngine) -> PollResult:
+    """One SNMP poll of ``device`` served by a lab agent of its own on loopback (started and stopped here)."""
+    clock = ScaledClock(speed=1.0)
+    agent = SnmpAgent(RouterHandle(device, "admin", "pw", RateModel(device, clock)), "127.0.0.1", port=0,
+                      community="lab")
+    await agent.start()
+    try:
+        target = SnmpTarget(name=device.name, address="127.0.0.1", port=agent.port, community="lab", timeout=0.5,
+                            retries=1)
+        return await SnmpCollector(target, clock=clock, engine=engine).poll()
+    finally:
+        await agent.stop()

@@ -23,6 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ispvm_tui.collectors.results import BgpSession, InterfaceStat, PollResult
 from ispvm_tui.config import Config
@@ -411,8 +412,7 @@ class RuleEngine:
                 now: float, out: Observed) -> None:
         """SFP modules, as the interface they sit in: receive power while the link is up (with it down
         ``interface.down`` says more than "no light"), and the module's temperature."""
-        modules = next((r.optics for r in sorted(answered, key=lambda r: r.collector != "api")
-                        if r.optics is not None), None)
+        modules = _api_first(answered, "optics")
         if not modules:
             return
         ports = {i.name: i for i in interfaces}
@@ -427,34 +427,30 @@ class RuleEngine:
                                   ("optic.temperature_c", m.temperature_c)):
                 for rule in self.ruleset.for_metric(metric, scope):
                     if watched or rule.scope == "all":
-                        out.transitions += self._eval(
-                            rule, "interface", entity, value, now,
-                            lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
+                        out.transitions += self._eval_numeric(rule, "interface", entity, value, now)
 
     def _lte(self, device: str, scope: DeviceScope, answered: list[PollResult], now: float, out: Observed) -> None:
         """Every LTE interface, watched or not: a router's modem is its way out (a CPE's or a backup uplink)."""
-        modems = next((r.lte for r in sorted(answered, key=lambda r: r.collector != "api") if r.lte is not None),
-                      None)
-        for m in modems or ():
+        for m in _api_first(answered, "lte") or ():
             entity = f"{device}:{m.interface}"
             for metric, value in (("lte.rsrp_dbm", m.rsrp_dbm), ("lte.sinr_db", m.sinr_db)):
                 for rule in self.ruleset.for_metric(metric, scope):
-                    out.transitions += self._eval(
-                        rule, "interface", entity, value, now,
-                        lambda r, v, e=entity: self._numeric_alert(r, "interface", e, v))
+                    out.transitions += self._eval_numeric(rule, "interface", entity, value, now)
 
     def _dhcp(self, device: str, scope: DeviceScope, answered: list[PollResult], now: float, out: Observed) -> None:
         """Each DHCP server's pool: ``DEVICE:POOL``; a full pool turns new subscribers away."""
-        servers = next((r.dhcp for r in sorted(answered, key=lambda r: r.collector != "api") if r.dhcp is not None),
-                       None)
         rules = self.ruleset.for_metric("dhcp.pool_used_pct", scope)
-        for srv in servers or ():
+        for srv in _api_first(answered, "dhcp") or ():
             if not rules or not srv.pool or not srv.pool_size or srv.pool_used is None:
                 continue
             entity, used = f"{device}:{srv.pool}", 100.0 * srv.pool_used / srv.pool_size
             for rule in rules:
-                out.transitions += self._eval(rule, "dhcp_pool", entity, used, now,
-                                              lambda r, v, e=entity: self._numeric_alert(r, "dhcp_pool", e, v))
+                out.transitions += self._eval_numeric(rule, "dhcp_pool", entity, used, now)
+
+    def _eval_numeric(self, rule: EffectiveRule, entity_type: str, entity: str, value: float | bool | None,
+                      now: float) -> list[Transition]:
+        return self._eval(rule, entity_type, entity, value, now,
+                          lambda r, v: self._numeric_alert(r, entity_type, entity, v))
 
     def _eval(self, rule: EffectiveRule, entity_type: str, entity: str, value: float | bool | None, now: float,
               make: Callable[..., Alert]) -> list[Transition]:
@@ -568,6 +564,15 @@ class RuleEngine:
         limit = f"{rule.op} {rule.threshold:g}{m.unit}"
         return self._new(rule, entity_type, entity, f"{entity}: {m.description} {shown}",
                          [f"{entity}: {m.description} {shown} ({limit})"])
+
+
+def _api_first(answered: list[PollResult], family: str) -> Any:
+    """The family as the API read it, else as SNMP did; None when neither collected it."""
+    for result in sorted(answered, key=lambda r: r.collector != "api"):
+        value = getattr(result, family)
+        if value is not None:
+            return value
+    return None
 
 
 def _human(seconds: float) -> str:
