@@ -90,3 +90,22 @@ async def test_a_silent_router_keeps_its_last_answer_everywhere(tmp_path: Path, 
     assert offline[SILENT]["stale"] and offline[SILENT]["state"] == "down"
     assert offline[SILENT]["version"] == view.version
     assert not offline[LIVE]["stale"] and offline[LIVE]["state"] == "up"
+
+
+def test_off_the_file_a_half_answer_is_not_stale(tmp_path: Path) -> None:
+    from ispvm_tui.engine.device_list import from_store
+    from ispvm_tui.engine.store import Store
+
+    def poll(ts: float, device: str, collector: str, ok: bool) -> tuple[object, ...]:
+        return (ts, device, collector, ok, 0.1, None if ok else "timeout", None if ok else "timed out", None, False)
+
+    with Store(tmp_path / "f.duckdb") as store:
+        # R1: the API answered, SNMP (stamped a moment later) did not. R2: answered, then nothing answered.
+        store.append("poll_log", [poll(100.0, "R1", "api", True), poll(100.4, "R1", "snmp", False),
+                                  poll(100.0, "R2", "api", True), poll(160.0, "R2", "api", False),
+                                  poll(160.3, "R2", "snmp", False)])
+        store.flush()
+        rows = {r["name"]: r for r in from_store(store.query_dicts)}
+    assert not rows["R1"]["stale"] and rows["R1"]["state"] == "up"
+    assert rows["R2"]["stale"] and rows["R2"]["state"] == "degraded" and rows["R2"]["answered_at"] == 100.0
+    assert rows["R2"]["last_error"] == "api: timed out; snmp: timed out"

@@ -8,6 +8,7 @@ poll per device, the newest answering poll's health row, the firing unreachable 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,20 +16,11 @@ from ispvm_tui.engine.api import DeviceView
 
 SAME_POLL_S = 2.0
 QueryDicts = Callable[[str, list[Any]], list[dict[str, Any]]]
-FIELDS = ("name", "site", "role", "address", "state", "stale", "last_poll_at", "answered_at", "version",
-          "uptime_s", "cpu_load", "interfaces_up", "interfaces_total", "last_error")
 
 
 def from_views(devices: Iterable[DeviceView]) -> list[dict[str, Any]]:
     """The engine's own rows: its snapshot's devices."""
-    rows = []
-    for d in devices:
-        rows.append({"name": d.name, "site": d.site, "role": d.role, "address": d.address, "state": d.state,
-                     "stale": d.stale, "last_poll_at": d.last_poll_at, "answered_at": d.answered_at,
-                     "version": d.version, "uptime_s": d.uptime_s, "cpu_load": d.cpu_load,
-                     "interfaces_up": d.interfaces_up, "interfaces_total": d.interfaces_total,
-                     "last_error": d.last_error})
-    return rows
+    return [{**dataclasses.asdict(d), "stale": d.stale} for d in devices]
 
 
 def from_store(query: QueryDicts, inventory: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
@@ -57,7 +49,9 @@ def from_store(query: QueryDicts, inventory: list[dict[str, str]] | None = None)
         last_ok = answered.get(name)
         state = ("down" if name in down else "unknown" if poll is None else "up" if poll["ok"] else "degraded")
         rows.append({**device, "state": state,
-                     "stale": last_ok is not None and poll is not None and poll["ts"] > last_ok,
+                     # As the engine's DeviceView.stale: the newest poll got no answer from any collector (its
+                     # rows' stamps differ by collector, so comparing times would call a half answer stale).
+                     "stale": last_ok is not None and poll is not None and not poll["ok"],
                      "last_poll_at": poll["ts"] if poll else None, "answered_at": last_ok,
                      "version": facts.get("version"), "uptime_s": facts.get("uptime_s"),
                      "cpu_load": facts.get("cpu_load"), "interfaces_up": None, "interfaces_total": None,

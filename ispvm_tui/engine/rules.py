@@ -405,8 +405,7 @@ class RuleEngine:
                 values.append(("sensor.fan_failed", "sensor", entity, s.state.lower() not in _OK_STATES))
         for metric, etype, entity, value in values:
             for rule in self.ruleset.for_metric(metric, scope):
-                out.transitions += self._eval(rule, etype, entity, value, now,
-                                              lambda r, v, t=etype, e=entity: self._numeric_alert(r, t, e, v))
+                out.transitions += self._eval_numeric(rule, etype, entity, value, now)
 
     def _optics(self, device: str, scope: DeviceScope, answered: list[PollResult], interfaces: tuple,
                 now: float, out: Observed) -> None:
